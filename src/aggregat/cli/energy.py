@@ -1,0 +1,7 @@
+"""``aggregat energy``: see the issue tracker; commands are added here."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

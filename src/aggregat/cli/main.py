@@ -1,0 +1,86 @@
+"""The ``aggregat`` command: groups of subcommands, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from aggregat import __version__
+from aggregat.cli import bank, demo, energy, env, health, load, model, run, weather
+from aggregat.cli.common import err_console
+from aggregat.config import mask
+from aggregat.errors import AggregatError
+
+app = typer.Typer(
+    name="aggregat",
+    help="Forecast an energy aggregator's consumption from Météo-France weather forecasts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(env.app, name="env", help="Show and check environments.")
+app.add_typer(weather.app, name="weather", help="Fetch and extract Météo-France forecasts.")
+app.add_typer(bank.app, name="bank", help="Inspect and copy the data bank.")
+app.add_typer(load.app, name="load", help="Import measured load into the bank.")
+app.add_typer(model.app, name="model", help="Train, predict, promote and backtest models.")
+app.add_typer(energy.app, name="energy", help="Sync load from and publish forecasts to the energy DB.")
+app.add_typer(run.app, name="run", help="Scheduled jobs: daily, weekly, backfill.")
+app.command("health")(health.health)
+app.command("schedule")(run.schedule)
+app.command("demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aggregat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    log_json: bool = typer.Option(False, "--log-json", envvar="AGGREGAT_LOG_JSON",
+                                  help="Structured JSON logs on stderr."),
+) -> None:
+    from aggregat.logs import setup_logging
+
+    setup_logging(logging.DEBUG if verbose else logging.INFO, json_format=log_json)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one masked line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except AggregatError as exc:
+        err_console.print(f"[bold red]error:[/] {mask(str(exc))}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("AGGREGAT_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {mask(str(exc))} "
+            "(rerun with AGGREGAT_DEBUG=1 for the traceback, and please report it)",
+            soft_wrap=True,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

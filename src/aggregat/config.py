@@ -1,0 +1,275 @@
+"""Environments (local, dev, prod, ...) read from one ``aggregat.toml``.
+
+Layout of the file::
+
+    default_env = "dev"
+
+    [defaults]                      # merged under every environment
+    sites = "sites.csv"
+
+    [env.dev]
+    root = "s3://aggregat-dev"      # datalake, bank, registry default to folders under root
+    energy_db = "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@db:5432/energy"
+
+    [env.dev.weather]
+    models = ["arome-0025", "arpege-01"]
+
+Secrets never live in the file: ``${NAME}`` in any string is replaced by the environment variable
+``AGGREGAT_<ENV>_<NAME>`` (e.g. ``AGGREGAT_DEV_ENERGY_DB_PASSWORD``), and every resolved secret is
+masked by :func:`mask` wherever text is printed or logged.
+
+With no config file, the embedded environment ``local`` keeps everything under ``./aggregat-data``
+(or ``$AGGREGAT_HOME``): local folders for the datalake and bank, SQLite for the energy DB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aggregat.errors import ConfigError
+
+DEFAULT_ENV = "local"
+CONFIG_FILENAME = "aggregat.toml"
+DEFAULT_BASE_URL = "https://object.data.gouv.fr/meteofrance-pnt/pnt"
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# user:password@ in a URL; a literal password there is a secret in the file.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s]+)@")
+
+# Every secret value resolved in this process; mask() hides them all.
+_SECRETS: set[str] = set()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeatherSettings(_Section):
+    """What to fetch from Météo-France and how."""
+
+    base_url: str = DEFAULT_BASE_URL
+    models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
+    # Packages per model; a model missing here gets the catalogue's default packages.
+    packages: dict[str, list[str]] = Field(default_factory=dict)
+    method: str = "nearest"  # nearest | bilinear
+    download_workers: int = 8
+    retries: int = 5
+    timeout_s: float = 60.0
+    # Newest run looked for by --latest: runs younger than this are not probed.
+    min_run_age_h: float = 2.0
+
+
+class EnergySettings(_Section):
+    """Energy DB mapping: where measured load comes from and where forecasts go."""
+
+    load_table: str = "load_measurements"
+    load_target_col: str = "target_id"
+    load_time_col: str = "time_utc"
+    load_value_col: str = "value_mw"
+    load_updated_col: str | None = "updated_at"
+    sync_lookback_days: float = 3.0
+    forecast_table: str = "load_forecasts"
+    publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
+    publish_batch_rows: int = 5000
+
+
+class TargetSettings(_Section):
+    """A load series and the weather that drives it."""
+
+    id: str
+    sites: list[str] = Field(default_factory=list)  # site ids; empty: all sites
+    weights: dict[str, float] = Field(default_factory=dict)
+    weather_models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
+
+
+class ForecastSettings(_Section):
+    """Training, prediction and promotion."""
+
+    issue_hour_local: int = 10
+    timezone: str = "Europe/Paris"
+    holidays: str = "FR"
+    retrain_after_days: float = 7.0
+    promotion_margin: float = 0.02  # the new model must beat the current one by 2 % MAE
+    history_days_for_predict: int = 14
+    targets: list[TargetSettings] = Field(default_factory=list)
+
+
+class JobSettings(_Section):
+    """Schedules and health thresholds."""
+
+    daily_at: str = "05:30"  # local time of `aggregat schedule`
+    weekly_on: str = "sun"
+    weekly_at: str = "03:00"
+    step_warn_s: float = 600.0
+    stale_warn_h: float = 30.0
+
+
+class Environment(_Section):
+    """The resolved settings of one environment."""
+
+    name: str
+    root: str
+    datalake: str
+    bank: str
+    registry: str
+    quarantine: str
+    energy_db: str
+    sites: str | None = None
+    areas: str | None = None
+    scheduler: str | None = None  # Dask scheduler address, e.g. tcp://10.0.0.5:8786
+    workers: int | None = None  # processes for extraction; None = all cores
+    weather: WeatherSettings = Field(default_factory=WeatherSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
+
+    def masked_dump(self) -> dict[str, Any]:
+        """Settings as a dict with every secret masked (for ``env show``)."""
+        return _mask_tree(self.model_dump())
+
+
+def _join(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name
+
+
+def _default_root() -> str:
+    return os.environ.get("AGGREGAT_HOME") or str(Path.cwd() / "aggregat-data")
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use: ``explicit``, ``$AGGREGAT_CONFIG`` or ``./aggregat.toml``."""
+    candidate = explicit or os.environ.get("AGGREGAT_CONFIG")
+    if candidate:
+        path = Path(candidate)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist: create it or unset AGGREGAT_CONFIG")
+        return path
+    path = Path.cwd() / CONFIG_FILENAME
+    return path if path.is_file() else None
+
+
+def load_environment(
+    name: str | None = None, config_file: str | os.PathLike[str] | None = None
+) -> Environment:
+    """Resolve environment ``name`` (default: the file's ``default_env``, else ``local``)."""
+    path = find_config_file(config_file)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    name = name or os.environ.get("AGGREGAT_ENV") or raw.get("default_env") or DEFAULT_ENV
+    envs = raw.get("env", {})
+    if name in envs:
+        section = _deep_merge(raw.get("defaults", {}), envs[name])
+    elif name == DEFAULT_ENV:
+        section = dict(raw.get("defaults", {}))
+    else:
+        known = ", ".join(sorted(envs)) or "none"
+        where = str(path) if path else f"no {CONFIG_FILENAME} found"
+        raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
+    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
+    root = section.pop("root", None) or _default_root()
+    base = Path(path).parent if path else Path.cwd()
+    root = _absolute(root, base)
+    settings: dict[str, Any] = {
+        "name": name,
+        "root": root,
+        "datalake": _join(root, "datalake"),
+        "bank": _join(root, "bank"),
+        "registry": _join(root, "registry"),
+        "quarantine": _join(root, "quarantine"),
+        "energy_db": "sqlite:///" + _join(root, "energy.sqlite") if "://" not in root else None,
+        "source_file": str(path) if path else None,
+    }
+    settings.update(section)
+    for key in ("datalake", "bank", "registry", "quarantine", "sites", "areas"):
+        if isinstance(settings.get(key), str):
+            settings[key] = _absolute(settings[key], base)
+    if settings["energy_db"] is None:
+        raise ConfigError(
+            f"[env.{name}] energy_db is required when root is remote ({root}): set a SQLAlchemy URL"
+        )
+    try:
+        return Environment(**settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path or 'config'} [env.{name}] setting {loc!r}: {first['msg']}"
+        ) from None
+
+
+def _absolute(value: str, base: Path) -> str:
+    if "://" in value or os.path.isabs(value):
+        return value
+    return str((base / value).resolve())
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def secret_var(env_name: str, secret: str) -> str:
+    """Name of the environment variable holding ``secret`` for environment ``env_name``."""
+    return f"AGGREGAT_{re.sub(r'[^A-Za-z0-9]', '_', env_name).upper()}_{secret.upper()}"
+
+
+def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
+    if isinstance(tree, dict):
+        return {k: _resolve_secrets(v, env_name, f"{where} {k}") for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_resolve_secrets(v, env_name, where) for v in tree]
+    if not isinstance(tree, str):
+        return tree
+    literal = _URL_PASSWORD.search(tree)
+    if literal and not _PLACEHOLDER.fullmatch(literal.group("pw")):
+        raise ConfigError(
+            f"{where}: the URL holds a literal password; write ${{NAME}} instead and export "
+            f"{secret_var(env_name, 'NAME')}"
+        )
+
+    def substitute(match: re.Match[str]) -> str:
+        var = secret_var(env_name, match.group(1))
+        value = os.environ.get(var)
+        if value is None:
+            raise ConfigError(f"{where}: secret {match.group(0)} is not set; export {var}")
+        register_secret(value)
+        return value
+
+    return _PLACEHOLDER.sub(substitute, tree)
+
+
+def register_secret(value: str) -> None:
+    """Remember ``value`` as a secret so that :func:`mask` hides it."""
+    if value:
+        _SECRETS.add(value)
+
+
+def mask(text: str) -> str:
+    """``text`` with every known secret and every URL password replaced by ``***``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+
+
+def _mask_tree(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _mask_tree(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_mask_tree(v) for v in tree]
+    return mask(tree) if isinstance(tree, str) else tree

@@ -1,0 +1,53 @@
+"""One exception hierarchy for everything a user can fix.
+
+Every message names the file / partition / setting at fault and what to do; the CLI prints it on
+one line and exits with ``exit_code``, never with a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AggregatError(Exception):
+    """Base of all errors a user can act on."""
+
+    exit_code = 2
+
+
+class ConfigError(AggregatError):
+    """A setting is missing, malformed or contradicts another one."""
+
+
+class InputError(AggregatError):
+    """An input file (sites, CSV, GRIB) is malformed."""
+
+
+class FetchError(AggregatError):
+    """A download failed after all retries."""
+
+
+class GribError(InputError):
+    """A GRIB file is truncated, corrupt or not what the catalogue expects."""
+
+
+class BankError(AggregatError):
+    """A data bank dataset or partition is missing or unreadable."""
+
+
+class EnergyDBError(AggregatError):
+    """The energy database is unreachable or its schema does not match the configuration."""
+
+
+class ModelError(AggregatError):
+    """Training or prediction cannot proceed (no data, no model in the registry, ...)."""
+
+
+class LockedError(AggregatError):
+    """Another run of the same environment holds the lock."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class PartialRunError(AggregatError):
+    """The run completed, but some items failed (they are named in the message)."""
+
+    exit_code = 3
