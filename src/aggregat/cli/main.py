@@ -10,6 +10,7 @@ import typer
 
 from aggregat import __version__
 from aggregat.cli import bank, demo, energy, env, health, load, model, run, weather
+from aggregat.cli import weather_extract  # noqa: F401  (registers extract commands)
 from aggregat.cli.common import err_console
 from aggregat.config import mask
 from aggregat.errors import AggregatError

@@ -1,0 +1,118 @@
+"""The unit of parallel work: one chunk of messages of one GRIB file -> values at the locations.
+
+Runs in a worker process (local pool or Dask). Headers are read without decoding; only the
+messages asked for are decoded, and each decoded field is reduced at once to the locations, so a
+worker holds one field at a time and returns a few kilobytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+
+import eccodes
+import numpy as np
+
+from aggregat.errors import GribError
+from aggregat.weather.grib import MessageHeader, decode, iter_messages, read_header
+from aggregat.weather.sampling import Sampler, build_sampler
+from aggregat.weather.sites import Locations
+
+# One sampler per (grid, locations, method) per process: computed once, reused for every field.
+_SAMPLERS: dict[tuple, Sampler] = {}
+
+
+@dataclass(frozen=True)
+class Task:
+    """Messages ``[first, first + count)`` of ``path`` (count None: to the end)."""
+
+    path: str  # local path, or an fsspec URL read whole into memory
+    locations: Locations
+    method: str = "nearest"
+    wanted: frozenset[str] | None = None  # aggregat parameter names; None: every message
+    offsets: tuple[int, ...] | None = None  # byte offsets of the chunk's messages; None: all
+    grid_name: str = "the grid"
+
+
+@dataclass
+class Field:
+    """One decoded message reduced to the locations."""
+
+    header: MessageHeader
+    values: np.ndarray  # float32, one per location
+
+
+@dataclass
+class TaskResult:
+    path: str
+    headers: list[MessageHeader] = field(default_factory=list)  # every message seen
+    fields: list[Field] = field(default_factory=list)  # the decoded ones
+    missing_at_locations: int = 0  # values that are NaN because of the bitmap
+    skipped_grids: list[str] = field(default_factory=list)  # messages on unsupported grids
+
+
+def _open(path: str):
+    if "://" in path and not path.startswith("file://"):
+        import fsspec
+
+        with fsspec.open(path, "rb") as fh:
+            return io.BytesIO(fh.read())
+    return open(path, "rb")
+
+
+def _sampler(header: MessageHeader, task: Task) -> Sampler:
+    key = (header.geometry, task.locations.cache_key(), task.method)
+    sampler = _SAMPLERS.get(key)
+    if sampler is None:
+        if len(_SAMPLERS) > 32:
+            _SAMPLERS.clear()
+        sampler = build_sampler(header.geometry, task.locations, task.method, task.grid_name)
+        _SAMPLERS[key] = sampler
+    return sampler
+
+
+def run_task(task: Task) -> TaskResult:
+    """Read, select, decode and sample the messages of one task."""
+    result = TaskResult(task.path)
+    name = os.path.basename(task.path)
+    with _open(task.path) as fh:
+        if task.offsets is None:
+            for index, handle in iter_messages(fh, task.path):
+                try:
+                    _one(task, result, handle, index)
+                finally:
+                    eccodes.codes_release(handle)
+        else:
+            for index, offset in enumerate(task.offsets):
+                fh.seek(offset)
+                try:
+                    handle = eccodes.codes_grib_new_from_file(fh)
+                except (eccodes.CodesInternalError, EOFError) as exc:
+                    raise GribError(f"{name}: message at byte {offset} is truncated or corrupt "
+                                    f"({exc}); re-fetch the file") from None
+                if handle is None:
+                    raise GribError(f"{name}: no message at byte {offset}; re-fetch the file")
+                try:
+                    _one(task, result, handle, index)
+                finally:
+                    eccodes.codes_release(handle)
+    return result
+
+
+def _one(task: Task, result: TaskResult, handle: int, index: int) -> None:
+    header = read_header(handle, task.path, index)
+    result.headers.append(header)
+    if task.wanted is not None and header.param not in task.wanted:
+        return
+    if header.geometry is None:
+        result.skipped_grids.append(f"{header.label} ({header.grid_type})")
+        return
+    try:
+        values = decode(handle)
+    except eccodes.CodesInternalError as exc:
+        raise GribError(f"{os.path.basename(task.path)}: cannot decode {header.label} ({exc}); "
+                        "the file is corrupt, re-fetch it") from None
+    sampled = _sampler(header, task).sample(values)
+    result.missing_at_locations += int(np.isnan(sampled).sum())
+    result.fields.append(Field(header, sampled))
