@@ -1,0 +1,103 @@
+"""Environments, secrets from environment variables only, masking."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aggregat.config import load_environment, mask
+from aggregat.errors import ConfigError
+
+TOML = """
+default_env = "dev"
+
+[defaults]
+sites = "sites.csv"
+
+[env.dev]
+root = "data-dev"
+energy_db = "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@db.example:5432/energy"
+
+[env.dev.weather]
+models = ["arome-0025"]
+
+[env.prod]
+root = "s3://aggregat-prod"
+energy_db = "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@db.prod:5432/energy"
+"""
+
+
+@pytest.fixture()
+def config_file(tmp_path, monkeypatch):
+    path = tmp_path / "aggregat.toml"
+    path.write_text(TOML)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGAT_ENV", raising=False)
+    monkeypatch.delenv("AGGREGAT_CONFIG", raising=False)
+    return path
+
+
+def test_embedded_default_without_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGAT_HOME", raising=False)
+    monkeypatch.delenv("AGGREGAT_ENV", raising=False)
+    monkeypatch.delenv("AGGREGAT_CONFIG", raising=False)
+    env = load_environment()
+    assert env.name == "local"
+    assert env.bank == str(tmp_path / "aggregat-data" / "bank")
+    assert env.energy_db.startswith("sqlite:///")
+
+
+def test_sections_defaults_and_secrets(config_file, monkeypatch):
+    monkeypatch.setenv("AGGREGAT_DEV_ENERGY_DB_PASSWORD", "s3cr3t-pw")
+    env = load_environment()
+    assert env.name == "dev"
+    assert env.sites == str(config_file.parent / "sites.csv")  # relative to the file
+    assert env.weather.models == ["arome-0025"]
+    assert "s3cr3t-pw" in env.energy_db
+    assert "s3cr3t-pw" not in json.dumps(env.masked_dump())
+    assert mask(f"could not connect with {env.energy_db}").count("***") == 1
+
+
+def test_missing_secret_names_the_variable(config_file, monkeypatch):
+    monkeypatch.delenv("AGGREGAT_PROD_ENERGY_DB_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="AGGREGAT_PROD_ENERGY_DB_PASSWORD"):
+        load_environment("prod")
+
+
+def test_literal_password_in_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aggregat.toml").write_text(
+        '[env.dev]\nenergy_db = "postgresql+pg8000://u:hunter2@h/db"\n')
+    with pytest.raises(ConfigError, match="literal password") as info:
+        load_environment("dev")
+    assert "hunter2" not in str(info.value)
+
+
+def test_unknown_environment_and_setting(config_file):
+    with pytest.raises(ConfigError, match=r"'qa' is not defined .*dev, prod"):
+        load_environment("qa")
+    config_file.write_text('[env.dev]\nweather = { modles = ["x"] }\n')
+    with pytest.raises(ConfigError, match="weather.modles"):
+        load_environment("dev")
+
+
+def test_env_show_masks_secrets_in_a_real_process(config_file):
+    env = {"AGGREGAT_DEV_ENERGY_DB_PASSWORD": "pw-that-must-not-leak", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "aggregat.cli.main", "env", "show", "--json"],
+                          capture_output=True, text=True, env=env, cwd=config_file.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "pw-that-must-not-leak" not in proc.stdout + proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["energy_db"] == "postgresql+pg8000://aggregat:***@db.example:5432/energy"
+
+
+def test_bad_toml_is_one_line(config_file):
+    config_file.write_text("[env.dev\n")
+    proc = subprocess.run([sys.executable, "-m", "aggregat.cli.main", "env", "show"],
+                          capture_output=True, text=True, cwd=config_file.parent)
+    assert proc.returncode == 2
+    assert "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
