@@ -77,6 +77,13 @@ class EnergySettings(_Section):
     forecast_table: str = "load_forecasts"
     publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
     publish_batch_rows: int = 5000
+    # Connection behaviour (energy/db.py): socket/busy timeout, retries with exponential backoff.
+    timeout_s: float = 60.0
+    retries: int = 3
+    retry_backoff_s: float = 1.0
+    # Sync: rows fetched per round trip (server-side cursor) and rows per bank write + watermark.
+    sync_fetch_rows: int = 20000
+    sync_batch_rows: int = 500000
 
 
 class TargetSettings(_Section):

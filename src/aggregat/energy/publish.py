@@ -1,0 +1,153 @@
+"""Publish the forecasts of one issue time from the bank into the energy DB.
+
+Two ways, chosen by ``[energy] publish_procedure``:
+
+- unset (default): one transaction on the table ``forecast_table`` (created with the default
+  schema if missing): delete the rows of this issue time for the published targets, insert the
+  new ones in multi-row INSERTs. Re-publishing an issue replaces it; readers see the old issue or
+  the new one, never half of it.
+- set (e.g. ``insertPrevisionElec``): one transaction calling ``CALL <procedure>(:rows)`` once per
+  batch of ``publish_batch_rows`` rows, ``rows`` being a JSON array of objects with the keys of
+  :data:`~aggregat.energy.schema.FORECAST_COLUMNS` (times as ISO 8601 UTC, missing quantiles as
+  null). The procedure owns the replace semantics, as the legacy one did.
+
+Rows carry the model version, the issue time and the publish time. If the DB is unreachable or
+refuses the write, :class:`~aggregat.errors.EnergyDBError` says so; the forecast is untouched in
+the bank, so the next run publishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from aggregat.config import EnergySettings
+from aggregat.energy.db import to_db_time, validate_identifier, with_retries
+from aggregat.energy.schema import FORECAST_COLUMNS, forecast_table
+from aggregat.errors import BankError, ConfigError
+
+log = logging.getLogger(__name__)
+
+# Bind parameters per statement stay below SQLite's (32766) and PostgreSQL's (65535) limits.
+_MAX_ROWS_PER_INSERT = 3000
+
+
+@dataclass
+class PublishReport:
+    """What one ``energy publish`` did."""
+
+    issue_time: datetime
+    rows: int
+    targets: list[str]
+    destination: str
+    published_at: datetime
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        return (f"published issue {self.issue_time:%Y-%m-%dT%H:%MZ}: {self.rows} rows, "
+                f"{len(self.targets)} target(s) into {self.destination} in {self.duration_s:.2f}s")
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def forecast_records(frame: pd.DataFrame, published_at: datetime) -> list[dict]:
+    """Bank ``forecast`` rows -> one dict per row with the energy-DB column names."""
+    missing = {"target_id", "issue_time", "valid_time", "p50_mw"} - set(frame.columns)
+    if missing:
+        raise BankError(f"bank dataset 'forecast' lacks columns {sorted(missing)}; "
+                        "re-run `aggregat model predict`")
+    records = []
+    baseline = frame["is_baseline"] if "is_baseline" in frame else pd.Series(False, frame.index)
+    versions = frame["model_version"] if "model_version" in frame else pd.Series(None, frame.index)
+    for row, is_base, version in zip(frame.itertuples(index=False), baseline, versions,
+                                     strict=True):
+        rec = {
+            "target_id": str(row.target_id),
+            "issue_time": _utc(pd.Timestamp(row.issue_time).to_pydatetime()),
+            "valid_time": _utc(pd.Timestamp(row.valid_time).to_pydatetime()),
+            "model_version": str(version) if isinstance(version, str) and version
+            else ("baseline" if bool(is_base) else "unknown"),
+            "published_at": published_at,
+        }
+        for q in ("p10_mw", "p50_mw", "p90_mw"):
+            value = getattr(row, q, None)
+            rec[q] = None if value is None or math.isnan(float(value)) else float(value)
+        records.append(rec)
+    return records
+
+
+def publish_forecast(engine: sa.Engine, bank, settings: EnergySettings, issue_time: datetime,
+                     *, target_ids: list[str] | None = None) -> PublishReport:
+    """Write the bank's forecasts of ``issue_time`` into the energy DB (see module doc)."""
+    from aggregat.bank import read_forecast
+
+    issue_time = _utc(issue_time)
+    frame = read_forecast(bank, target_ids=target_ids, issue_time=issue_time)
+    if frame is None or frame.empty:
+        raise BankError(f"no forecast for issue time {issue_time:%Y-%m-%dT%H:%MZ} in the bank "
+                        "dataset 'forecast'; run `aggregat model predict --issue-time` first")
+    started = time.perf_counter()
+    published_at = datetime.now(UTC).replace(microsecond=0)
+    records = forecast_records(frame, published_at)
+    targets = sorted({r["target_id"] for r in records})
+    if settings.publish_procedure:
+        destination = f"procedure {settings.publish_procedure}"
+        action = lambda: _call_procedure(engine, settings, records)  # noqa: E731
+    else:
+        destination = f"table {settings.forecast_table}"
+        action = lambda: _replace_in_table(engine, settings, issue_time, targets, records)  # noqa: E731
+    with_retries(action, settings, f"energy publish of issue {issue_time:%Y-%m-%dT%H:%MZ}", engine,
+                 on_failure="forecast kept in the bank; will be published by the next run")
+    report = PublishReport(issue_time, len(records), targets, destination, published_at,
+                           time.perf_counter() - started)
+    log.info(report.summary())
+    return report
+
+
+def _replace_in_table(engine: sa.Engine, settings: EnergySettings, issue_time: datetime,
+                      targets: list[str], records: list[dict]) -> None:
+    table = forecast_table(settings)
+    rows = [{**r, **{k: to_db_time(r[k], engine)
+                     for k in ("issue_time", "valid_time", "published_at")}} for r in records]
+    with engine.begin() as conn:  # one transaction: all of the issue or none of it
+        table.create(conn, checkfirst=True)
+        conn.execute(table.delete().where(
+            table.c.issue_time == to_db_time(issue_time, engine),
+            table.c.target_id.in_(targets),
+        ))
+        for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
+            conn.execute(table.insert().values(rows[start:start + _MAX_ROWS_PER_INSERT]))
+
+
+def _call_procedure(engine: sa.Engine, settings: EnergySettings, records: list[dict]) -> None:
+    if engine.dialect.name == "sqlite":
+        raise ConfigError("[energy] publish_procedure is set but SQLite has no stored procedures; "
+                          "unset it to publish into forecast_table")
+    schema, name = validate_identifier(settings.publish_procedure, "publish_procedure")
+    prep = engine.dialect.identifier_preparer
+    qualified = (prep.quote_schema(schema) + "." if schema else "") + prep.quote(name)
+    statement = sa.text(f"CALL {qualified}(:rows)")  # name validated + quoted; data bound
+    batch = max(1, settings.publish_batch_rows)
+    with engine.begin() as conn:
+        for start in range(0, len(records), batch):
+            payload = [_jsonable(r) for r in records[start:start + batch]]
+            conn.execute(statement, {"rows": json.dumps(payload)})
+
+
+def _jsonable(record: dict) -> dict:
+    out = {}
+    for key in FORECAST_COLUMNS:
+        value = record[key]
+        out[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
+    return out

@@ -1,0 +1,217 @@
+"""Incremental copy of measured load from the energy DB into the bank dataset ``load``.
+
+How it stays correct when interrupted at any point:
+
+- Rows are read ordered by the watermark column (``load_updated_col``, or the time column when the
+  table has no update stamp) through a server-side cursor, ``sync_fetch_rows`` per round trip.
+- Every ``sync_batch_rows`` rows, the batch is upserted into the bank (by target/time, newest
+  ``updated_at`` wins: re-copying a row never duplicates it) and only THEN the watermark (the
+  largest watermark-column value written) is saved in the bank dataset ``sync_state``.
+- The next run reads from ``watermark - sync_lookback_days`` with ``>=``: rows sharing the
+  watermark value, rows committed late with an older stamp, and (without an update column)
+  corrections of recent measurements are picked up again; the upsert makes that harmless.
+
+So a crash before a bank write loses nothing (the watermark has not moved) and a crash after it
+duplicates nothing (the upsert absorbs the re-read). Rows deleted from the source are not
+propagated. The state remembers which database it came from: pointing ``energy_db`` elsewhere
+starts a full copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+
+from aggregat.config import EnergySettings
+from aggregat.energy.db import (
+    require_table,
+    safe_url,
+    table_ref,
+    to_db_time,
+    validate_identifier,
+    with_retries,
+)
+from aggregat.errors import BankError, EnergyDBError
+
+log = logging.getLogger(__name__)
+
+STATE_DATASET = "sync_state"
+
+
+@dataclass
+class SyncReport:
+    """What one ``energy sync`` did."""
+
+    table: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_skipped_null: int = 0
+    batches: int = 0
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    full: bool = False
+    duration_s: float = 0.0
+    targets: set[str] = field(default_factory=set)
+
+    def summary(self) -> str:
+        kind = "full" if self.full else "incremental"
+        return (f"energy sync ({kind}) from {self.table}: {self.rows_read} rows read, "
+                f"{self.rows_written} written to bank 'load' in {self.batches} batch(es), "
+                f"{len(self.targets)} target(s), watermark {_fmt(self.watermark_before)} -> "
+                f"{_fmt(self.watermark_after)}, {self.duration_s:.2f}s")
+
+
+def _fmt(value: datetime | None) -> str:
+    return value.isoformat() if value else "none"
+
+
+def _db_id(engine: sa.Engine) -> str:
+    """Identity of the source database (URL without password), to detect a re-pointed config."""
+    return hashlib.sha256(safe_url(engine.url).encode()).hexdigest()[:16]
+
+
+def _state_keys(settings: EnergySettings) -> dict[str, str]:
+    schema, name = validate_identifier(settings.load_table, "load_table")
+    return {"source": f"{schema}.{name}" if schema else name}
+
+
+def load_state(bank, settings: EnergySettings, engine: sa.Engine) -> datetime | None:
+    """The saved watermark for this source table and database, or None (full copy)."""
+    try:
+        state = bank.read_partition(STATE_DATASET, _state_keys(settings))
+    except BankError:
+        return None
+    if state.empty or str(state["db_id"].iloc[0]) != _db_id(engine):
+        return None
+    if str(state["watermark_col"].iloc[0]) != _watermark_col(settings):
+        return None  # the mapping changed: the old watermark means something else
+    return pd.Timestamp(state["watermark"].iloc[0]).tz_convert("UTC").to_pydatetime()
+
+
+def _save_state(bank, settings: EnergySettings, engine: sa.Engine, watermark: datetime,
+                rows: int) -> None:
+    frame = pd.DataFrame({
+        "source": [_state_keys(settings)["source"]],
+        "db_id": [_db_id(engine)],
+        "watermark_col": [_watermark_col(settings)],
+        "watermark": [pd.Timestamp(watermark).tz_convert("UTC")],
+        "synced_at": [pd.Timestamp.now(tz="UTC")],
+        "rows": [rows],
+    })
+    bank.write_partition(STATE_DATASET, _state_keys(settings), frame)
+
+
+def _watermark_col(settings: EnergySettings) -> str:
+    return settings.load_updated_col or settings.load_time_col
+
+
+def _to_utc(values: pd.Series, settings: EnergySettings, column: str) -> pd.Series:
+    """Times from the DB as UTC (naive values are UTC; SQLite returns text)."""
+    try:
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        try:
+            return pd.to_datetime(values, utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise EnergyDBError(
+                f"table {settings.load_table!r} column {column!r}: values that are not times "
+                f"({str(exc)[:120]}); check [energy] mapping"
+            ) from None
+
+
+def rows_to_load(rows: list, settings: EnergySettings, synced_at: pd.Timestamp
+                 ) -> tuple[pd.DataFrame, int, datetime | None]:
+    """Rows (target, time, value[, updated]) -> the bank ``load`` schema, rows skipped, and the
+    largest watermark-column value among the rows (None if there is none)."""
+    cols = ["target_id", "time", "load_mw"] + (["updated_at"] if settings.load_updated_col else [])
+    raw = pd.DataFrame.from_records(rows, columns=cols)
+    wm_raw = raw["updated_at" if settings.load_updated_col else "time"].dropna()
+    wm_max = (_to_utc(wm_raw, settings, _watermark_col(settings)).max().to_pydatetime()
+              if len(wm_raw) else None)
+    raw["load_mw"] = pd.to_numeric(raw["load_mw"], errors="coerce")
+    keep = raw["target_id"].notna() & raw["time"].notna() & raw["load_mw"].notna()
+    raw = raw[keep]
+    out = pd.DataFrame({
+        "target_id": raw["target_id"].astype(str),
+        "time": _to_utc(raw["time"], settings, settings.load_time_col),
+        "load_mw": raw["load_mw"].astype("float64"),
+    })
+    if settings.load_updated_col:
+        upd = raw["updated_at"]
+        out["updated_at"] = _to_utc(upd.where(upd.notna(), synced_at), settings,
+                                    settings.load_updated_col)
+    else:
+        out["updated_at"] = synced_at
+    # Within one read, keep the newest version of each (target, time).
+    out = out.sort_values("updated_at").drop_duplicates(["target_id", "time"], keep="last")
+    return out.reset_index(drop=True), int((~keep).sum()), wm_max
+
+
+def sync_load(engine: sa.Engine, bank, settings: EnergySettings, *, full: bool = False
+              ) -> SyncReport:
+    """Copy new and updated measured load from the energy DB into the bank (see module doc)."""
+    return with_retries(lambda: _sync_once(engine, bank, settings, full), settings,
+                        "energy sync", engine,
+                        on_failure="the bank keeps what earlier runs copied; rerun later")
+
+
+def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) -> SyncReport:
+    from aggregat.bank import write_load
+
+    started = time.perf_counter()
+    names = [settings.load_target_col, settings.load_time_col, settings.load_value_col]
+    if settings.load_updated_col:
+        names.append(settings.load_updated_col)
+    for setting, name in zip(("load_target_col", "load_time_col", "load_value_col",
+                              "load_updated_col"), names, strict=False):
+        validate_identifier(name, setting)
+    source = table_ref(settings.load_table, "load_table", *names)
+    wm_name = _watermark_col(settings)
+    wm_col = source.c[wm_name]
+    watermark = None if full else load_state(bank, settings, engine)
+    report = SyncReport(table=settings.load_table, watermark_before=watermark,
+                        watermark_after=watermark, full=watermark is None)
+    query = sa.select(*(source.c[n] for n in names)).order_by(wm_col)
+    if watermark is not None:
+        since = watermark - timedelta(days=settings.sync_lookback_days)
+        query = query.where(wm_col >= sa.bindparam("since", to_db_time(since, engine),
+                                                   type_=sa.DateTime(timezone=True)))
+    synced_at = pd.Timestamp.now(tz="UTC")
+    pending: list = []
+
+    def flush() -> None:
+        frame, skipped, batch_max = rows_to_load(pending, settings, synced_at)
+        report.rows_skipped_null += skipped
+        if not frame.empty:
+            write_load(bank, frame)  # the upsert: the bank write must succeed first ...
+            report.rows_written += len(frame)
+            report.targets.update(frame["target_id"].unique())
+        if batch_max is not None:
+            new_wm = max(batch_max, report.watermark_after or batch_max)
+            _save_state(bank, settings, engine, new_wm, len(frame))  # ... then the watermark
+            report.watermark_after = new_wm
+        report.batches += 1
+        pending.clear()
+
+    with engine.connect() as conn:
+        require_table(conn, settings.load_table, "load_table",
+                      "set [energy] load_table to the measured-load table, or create the "
+                      "default one with `aggregat energy init-db`")
+        result = conn.execution_options(stream_results=True,
+                                        yield_per=settings.sync_fetch_rows).execute(query)
+        for chunk in result.partitions():
+            pending.extend(tuple(r) for r in chunk)
+            report.rows_read += len(chunk)
+            if len(pending) >= settings.sync_batch_rows:
+                flush()
+        if pending:
+            flush()
+    report.duration_s = time.perf_counter() - started
+    log.info(report.summary())
+    return report
