@@ -1,0 +1,36 @@
+"""The data bank: partitioned Parquet datasets, atomic partition writes, window reads.
+
+>>> bank = Bank("aggregat-data/bank")                      # or "s3://bucket/bank", "memory://x"
+>>> write_weather_run(bank, "arome-0025", "2026-11-28T00Z", df)
+>>> read_weather(bank, "2026-11-14T00Z", "2026-11-28T00Z", locations=["paris"])
+"""
+
+from aggregat.bank.datasets import (
+    DATASETS,
+    FORECAST,
+    LOAD,
+    WEATHER_FORECAST,
+    WEATHER_VARIABLES,
+    Column,
+    Dataset,
+    conform,
+    get_dataset,
+    register_dataset,
+)
+from aggregat.bank.store import Bank
+from aggregat.bank.window import (
+    nominal_available_at,
+    read_forecast,
+    read_load,
+    read_weather,
+    utc,
+    write_forecast,
+    write_load,
+    write_weather_run,
+)
+
+__all__ = [
+    "DATASETS", "FORECAST", "LOAD", "WEATHER_FORECAST", "WEATHER_VARIABLES", "Bank", "Column",
+    "Dataset", "conform", "get_dataset", "nominal_available_at", "read_forecast", "read_load",
+    "read_weather", "register_dataset", "utc", "write_forecast", "write_load", "write_weather_run",
+]

@@ -1,0 +1,258 @@
+"""Dataset helpers: write a weather run, load and forecasts; read time windows by partition.
+
+A window read computes the partition keys that can hold rows of the window (run dates that can
+reach it for weather, months for load, issue dates for forecasts), reads only those files and
+pushes the time/location filters into DuckDB. Its cost depends on the window, not on the length of
+the history (issue 3: the legacy scanned all history and took 40 min for 14 days).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from aggregat.bank.datasets import conform
+from aggregat.bank.store import Bank
+from aggregat.errors import BankError
+
+WEATHER = "weather_forecast"
+LOAD = "load"
+FORECAST = "forecast"
+# Nominal delay between a run's time and its publication on Météo-France open data, used as
+# ``available_at`` when the writer does not know the actual fetch time.
+AVAILABILITY_DELAY_H = {"arome": 3.0, "arpege": 4.0}
+DEFAULT_DELAY_H = 4.0
+_US = pd.Timedelta(microseconds=1)
+
+
+def utc(value: datetime | str | pd.Timestamp, what: str = "time") -> pd.Timestamp:
+    """A tz-aware UTC Timestamp; naive values are refused (no silent local-time mix-ups)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise BankError(f"{what} {value!r} is not a time") from None
+    if ts.tzinfo is None:
+        raise BankError(f"{what} {value!r} has no time zone; give it in UTC (e.g. '...Z')")
+    return ts.tz_convert("UTC")
+
+
+def _days(first: pd.Timestamp, last: pd.Timestamp, fmt: str = "%Y-%m-%d") -> list[str]:
+    if last < first:
+        return []
+    return list(pd.date_range(first.floor("D"), last.floor("D"), freq="D").strftime(fmt))
+
+
+def _months(first: pd.Timestamp, last: pd.Timestamp) -> list[str]:
+    if last < first:
+        return []
+    periods = pd.period_range(first.tz_localize(None).to_period("M"),
+                              last.tz_localize(None).to_period("M"), freq="M")
+    return [p.strftime("%Y-%m") for p in periods]
+
+
+def _key_values(bank: Bank, dataset: str, key: str) -> list[str]:
+    """Values of the first partition key (a short listing: models or targets)."""
+    prefix = f"{key}="
+    return [n[len(prefix):] for n in bank.store.listdir(dataset) if n.startswith(prefix)]
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    return f'"{column}" IN ({", ".join("?" for _ in values)})'
+
+
+# -- weather_forecast ----------------------------------------------------------------------------
+def nominal_available_at(model: str, run_time: pd.Timestamp) -> pd.Timestamp:
+    """When a run is normally published (run time + the model family's usual delay)."""
+    family = model.split("-", 1)[0].lower()
+    return run_time + pd.Timedelta(hours=AVAILABILITY_DELAY_H.get(family, DEFAULT_DELAY_H))
+
+
+def write_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.DataFrame,
+                      available_at: datetime | str | None = None) -> str:
+    """Write (replace) the rows of one model run; returns the part's relative path.
+
+    ``df`` needs ``valid_time``, ``location`` and variable columns; ``model``, ``run_time``,
+    ``step_h`` and ``available_at`` are filled when absent (``available_at`` from the argument,
+    else :func:`nominal_available_at`). Partition: ``model``, ``run_date``; part ``run=HH``.
+    """
+    run = utc(run_time, "run_time")
+    if run != run.floor("h"):
+        raise BankError(f"{WEATHER}: run_time {run} is not on the hour")
+    df = df.copy()
+    for col, value in (("model", model), ("run_time", run)):
+        if col not in df:
+            df[col] = value
+        elif len(df) and not (df[col] == value).all():
+            raise BankError(f"{WEATHER}: column {col!r} holds values other than {value} for run "
+                            f"{model} {run:%Y-%m-%dT%HZ}")
+    for col in ("valid_time", "location"):
+        if col not in df:
+            raise BankError(f"{WEATHER}: missing required column {col!r}")
+    if "available_at" not in df:
+        df["available_at"] = (utc(available_at, "available_at") if available_at is not None
+                              else nominal_available_at(model, run))
+    if "step_h" not in df and pd.api.types.is_datetime64_any_dtype(df["valid_time"]):
+        hours = (df["valid_time"] - df["run_time"]) / pd.Timedelta(hours=1)
+        df["step_h"] = hours.round().astype("int64")
+    dups = df.duplicated(["location", "valid_time"])
+    if dups.any():
+        raise BankError(f"{WEATHER}: run {model} {run:%Y-%m-%dT%HZ} has {int(dups.sum())} "
+                        "duplicate (location, valid_time) rows")
+    keys = {"model": model, "run_date": f"{run:%Y-%m-%d}"}
+    return bank.write_partition(WEATHER, keys, df, part=f"run={run:%H}")
+
+
+def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
+                 models: Collection[str] | None = None,
+                 locations: Collection[str] | None = None, max_lead_h: float = 102,
+                 issued_before: datetime | str | None = None,
+                 columns: list[str] | None = None, latest: bool = False) -> pd.DataFrame:
+    """Forecast rows with ``start <= valid_time < end``, reading only the runs that can reach it.
+
+    Run dates from ``start - max_lead_h`` to ``end`` (and not after ``issued_before``) are turned
+    into partition paths directly; rows are further limited to ``step_h <= max_lead_h``, to
+    ``locations``, and to ``available_at <= issued_before`` (what was known at an issue time).
+    ``latest=True`` keeps, per (model, location, valid_time), the newest run only.
+    """
+    t0, t1 = utc(start, "start"), utc(end, "end")
+    first = t0 - pd.Timedelta(hours=float(max_lead_h))
+    last = t1 - _US
+    cutoff = None
+    if issued_before is not None:
+        cutoff = utc(issued_before, "issued_before")
+        last = min(last, cutoff)
+    models = list(models) if models is not None else _key_values(bank, WEATHER, "model")
+    dates = _days(first, last)
+    if t1 <= t0 or not models or not dates:
+        return bank.read_files(WEATHER, [], columns)
+    files = bank.files(WEATHER, {"model": models, "run_date": dates})
+    conds = ["valid_time >= ?", "valid_time < ?", "step_h <= ?"]
+    params: list = [t0, t1, float(max_lead_h)]
+    if cutoff is not None:
+        conds.append("available_at <= ?")
+        params.append(cutoff)
+    if locations is not None:
+        locations = list(locations)
+        if not locations:
+            return bank.read_files(WEATHER, [], columns)
+        conds.append(_in("location", locations))
+        params.extend(locations)
+    df = bank.read_files(WEATHER, files, columns, " AND ".join(conds), params)
+    if latest and len(df):
+        df = (df.sort_values("run_time", kind="stable")
+                .drop_duplicates(["model", "location", "valid_time"], keep="last")
+                .sort_values(["model", "valid_time", "location"], kind="stable")
+                .reset_index(drop=True))
+    return df
+
+
+# -- load ----------------------------------------------------------------------------------------
+def write_load(bank: Bank, df: pd.DataFrame) -> int:
+    """Upsert measured load by (target_id, time), newest ``updated_at`` winning; returns rows given.
+
+    ``updated_at`` defaults to now when absent (an import is the update). Partition: ``target``,
+    ``month`` (UTC month of ``time``).
+    """
+    if "updated_at" not in df:
+        df = df.assign(updated_at=pd.Timestamp.now(tz="UTC"))
+    frame = conform(LOAD, df).to_pandas()
+    if frame.empty:
+        return 0
+    month = frame["time"].dt.strftime("%Y-%m")
+    for (target, mon), group in frame.groupby([frame["target_id"], month], sort=True):
+        bank.upsert(LOAD, {"target": str(target), "month": str(mon)}, group,
+                    on=["target_id", "time"], version_col="updated_at")
+    return int(len(frame.drop_duplicates(["target_id", "time"])))
+
+
+def read_load(bank: Bank, target_ids: Collection[str] | None = None,
+              start: datetime | str | None = None,
+              end: datetime | str | None = None) -> pd.DataFrame:
+    """Load rows with ``start <= time < end`` (open ends allowed), reading only those months."""
+    targets = list(target_ids) if target_ids is not None else _key_values(bank, LOAD, "target")
+    if not targets:
+        return bank.read_files(LOAD, [])
+    where: dict[str, list[str]] = {"target": targets}
+    conds, params = [], []
+    t0 = utc(start, "start") if start is not None else None
+    t1 = utc(end, "end") if end is not None else None
+    if t0 is not None:
+        conds.append("time >= ?")
+        params.append(t0)
+    if t1 is not None:
+        conds.append("time < ?")
+        params.append(t1)
+    if t0 is not None and t1 is not None:
+        where["month"] = _months(t0, t1 - _US)
+        if not where["month"]:
+            return bank.read_files(LOAD, [])
+    files = bank.files(LOAD, where)
+    if (t0 is None) != (t1 is None):
+        files = _prune_months(files, t0, t1)
+    return bank.read_files(LOAD, files, filter_sql=" AND ".join(conds) or None, params=params)
+
+
+def _prune_months(files: list[str], t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> list[str]:
+    lo = f"{t0:%Y-%m}" if t0 is not None else ""
+    hi = f"{t1 - _US:%Y-%m}" if t1 is not None else "9999-99"
+    out = []
+    for rel in files:
+        month = rel.split("/month=", 1)[1].split("/", 1)[0]
+        if lo <= month <= hi:
+            out.append(rel)
+    return out
+
+
+# -- forecast ------------------------------------------------------------------------------------
+def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
+    """Write (replace) the forecasts of each (target_id, issue_time) in ``df``; returns rows.
+
+    Partition: ``target``, ``issue_date``; part ``issue=HHMM``. Re-issuing replaces the part.
+    """
+    frame = conform(FORECAST, df).to_pandas()
+    dups = frame.duplicated(["target_id", "issue_time", "valid_time"])
+    if dups.any():
+        raise BankError(f"{FORECAST}: {int(dups.sum())} duplicate (target_id, issue_time, "
+                        "valid_time) rows")
+    for (target, issue), group in frame.groupby(["target_id", "issue_time"], sort=True):
+        issue = utc(issue, "issue_time")
+        bank.write_partition(FORECAST, {"target": str(target), "issue_date": f"{issue:%Y-%m-%d}"},
+                             group, part=f"issue={issue:%H%M}")
+    return int(len(frame))
+
+
+def read_forecast(bank: Bank, target_ids: Collection[str] | None = None,
+                  issue_time: datetime | str | None = None,
+                  start: datetime | str | None = None, end: datetime | str | None = None,
+                  max_horizon_h: float = 168) -> pd.DataFrame:
+    """Forecasts of one issue time, or with ``start <= valid_time < end``, or all of them.
+
+    With a window and no issue time, only issue dates from ``start - max_horizon_h`` to ``end``
+    are read.
+    """
+    targets = list(target_ids) if target_ids is not None else _key_values(bank, FORECAST,
+                                                                          "target")
+    if not targets:
+        return bank.read_files(FORECAST, [])
+    where: dict[str, list[str]] = {"target": targets}
+    parts = None
+    conds, params = [], []
+    t0 = utc(start, "start") if start is not None else None
+    t1 = utc(end, "end") if end is not None else None
+    if issue_time is not None:
+        issue = utc(issue_time, "issue_time")
+        where["issue_date"] = [f"{issue:%Y-%m-%d}"]
+        parts = [f"issue={issue:%H%M}"]
+    elif t0 is not None and t1 is not None:
+        where["issue_date"] = _days(t0 - pd.Timedelta(hours=max_horizon_h), t1 - _US)
+    if t0 is not None:
+        conds.append("valid_time >= ?")
+        params.append(t0)
+    if t1 is not None:
+        conds.append("valid_time < ?")
+        params.append(t1)
+    files = bank.files(FORECAST, where, parts=parts)
+    return bank.read_files(FORECAST, files, filter_sql=" AND ".join(conds) or None,
+                           params=params)
