@@ -1,0 +1,275 @@
+"""The datalake: raw Météo-France GRIB2 files, immutable, one folder per model and run.
+
+Layout below the datalake URL (a local folder or any fsspec URL, through :class:`Store`)::
+
+    {product.id}/{YYYY-MM-DD}T{HH}Z/{PKG}/{original Météo-France file name}
+    {product.id}/{YYYY-MM-DD}T{HH}Z/manifest.json
+    quarantine/{same relative path}           # files the extractor found corrupt (+ .reason)
+
+The manifest of a run maps each file (path relative to the run folder, ``SP1/arome__...grib2``) to
+``{"size", "sha256", "url", "fetched_at"}``; a file counts as present only when it is listed there
+with the size found on disk, so a file copied in by hand or half-written is never mistaken for a
+verified one. :func:`check_grib_framing` is the cheap structural check (``GRIB`` ... ``7777`` for
+every message) shared by the fetcher and the extractor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from aggregat.errors import GribError
+from aggregat.storage import Store
+from aggregat.weather.products import Product, as_utc, get_product
+
+MANIFEST = "manifest.json"
+QUARANTINE = "quarantine"
+RUN_FORMAT = "%Y-%m-%dT%HZ"
+
+_SECTION0 = 16  # GRIB2 section 0 is 16 bytes; GRIB1's is 8, so 16 covers both
+
+
+def check_grib_framing(source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+                       name: str | None = None) -> int:
+    """Walk the messages of a GRIB file by their section-0 lengths; return how many there are.
+
+    Every message must start with ``GRIB`` and end with ``7777`` exactly where its total length
+    says (edition 1: 3-byte length at offset 4; edition 2: 8-byte length at offset 8), and the
+    last one must end the file. Only headers are read, so a 500 MB file costs a few seeks.
+    ``source`` is a path, bytes or a seekable binary file; ``name`` is used in messages.
+    Raises :class:`GribError` naming the file, the message and the offset at fault.
+    (The ECMWF "large GRIB1" length extension, messages > 8 MiB in edition 1, is not supported.)
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        label = name or "GRIB data"
+        return len(_walk(io.BytesIO(bytes(source)), len(source), label))
+    if hasattr(source, "read"):
+        fh = source  # type: ignore[assignment]
+        start = fh.seek(0, io.SEEK_END)
+        fh.seek(0)
+        return len(_walk(fh, start, name or getattr(fh, "name", "GRIB data")))
+    path = Path(source)  # type: ignore[arg-type]
+    label = name or str(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            return len(_walk(fh, size, label))
+    except FileNotFoundError:
+        raise GribError(f"{label}: file not found") from None
+
+
+def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
+    if size == 0:
+        raise GribError(f"{label}: empty file, not GRIB; fetch it again")
+    offset = count = 0
+    offsets: list[int] = []
+    while offset < size:
+        fh.seek(offset)
+        head = fh.read(_SECTION0)
+        where = f"{label}: message {count + 1} at byte {offset}"
+        if head[:4] != b"GRIB":
+            what = "does not start with GRIB" if count == 0 else "trailing bytes are not GRIB"
+            raise GribError(f"{where}: {what} (corrupt file); fetch it again")
+        edition = head[7] if len(head) > 7 else None
+        if edition == 1:
+            length = int.from_bytes(head[4:7], "big")
+        elif edition == 2 and len(head) >= 16:
+            length = int.from_bytes(head[8:16], "big")
+        else:
+            raise GribError(f"{where}: truncated header or unknown GRIB edition {edition}")
+        if length < 12:
+            raise GribError(f"{where}: impossible message length {length} (corrupt file)")
+        end = offset + length
+        if end > size:
+            raise GribError(
+                f"{where}: truncated ({size - offset} of {length} bytes); fetch it again"
+            )
+        fh.seek(end - 4)
+        if fh.read(4) != b"7777":
+            raise GribError(f"{where}: does not end with 7777 (corrupt file); fetch it again")
+        offsets.append(offset)
+        offset = end
+        count += 1
+    return offsets
+
+
+def message_offsets(path: str | os.PathLike[str]) -> list[int]:
+    """Byte offset of every message of a GRIB file, after checking its framing (GribError if bad).
+
+    The extractor splits big files into chunks of messages at these offsets.
+    """
+    label = str(path)
+    try:
+        with open(path, "rb") as fh:
+            return _walk(fh, os.fstat(fh.fileno()).st_size, label)
+    except FileNotFoundError:
+        raise GribError(f"{label}: file not found") from None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _as_product(product: str | Product) -> Product:
+    return get_product(product) if isinstance(product, str) else product
+
+
+def run_folder(run: datetime) -> str:
+    """``2026-11-28T00Z``: the run segment of datalake paths."""
+    return as_utc(run).strftime(RUN_FORMAT)
+
+
+class Datalake:
+    """Raw GRIB files by product and run, on a local folder or any fsspec URL."""
+
+    def __init__(self, url: str) -> None:
+        self.store = Store(url)
+        self.url = self.store.url
+
+    def __repr__(self) -> str:
+        return f"Datalake({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return self.store.is_local
+
+    # -- paths ---------------------------------------------------------------------------------
+    def run_prefix(self, product: str | Product, run: datetime) -> str:
+        """``arome-0025/2026-11-28T00Z``."""
+        return f"{_as_product(product).id}/{run_folder(run)}"
+
+    def file_rel(self, product: str | Product, run: datetime, package: str,
+                 group: tuple[int, int]) -> str:
+        """Path of one Météo-France file relative to the datalake root."""
+        product = _as_product(product)
+        package = product.check_package(package)
+        return f"{self.run_prefix(product, run)}/{package}/{product.filename(run, package, group)}"
+
+    def expected_files(self, product: str | Product, run: datetime,
+                       packages: Iterable[str] | None = None) -> list[tuple[str, tuple[int, int]]]:
+        """(package, group) of every file a complete run holds, in catalogue order."""
+        product = _as_product(product)
+        pkgs = [product.check_package(p) for p in (packages or product.default_packages)]
+        return [(p, g) for p in pkgs for g in product.groups]
+
+    def local_path(self, rel: str = "") -> Path:
+        """Local path of ``rel`` (local datalakes only)."""
+        return self.store.local_path(rel)
+
+    def open(self, rel: str) -> IO[bytes]:
+        """Open ``rel`` for binary reading (works on any store)."""
+        return self.store.open(rel, "rb")
+
+    def exists(self, rel: str) -> bool:
+        return self.store.exists(rel)
+
+    # -- manifest ------------------------------------------------------------------------------
+    def manifest_rel(self, product: str | Product, run: datetime) -> str:
+        return f"{self.run_prefix(product, run)}/{MANIFEST}"
+
+    def read_manifest(self, product: str | Product, run: datetime) -> dict[str, Any]:
+        """The run's manifest: ``{"product", "run", "files": {"SP1/name.grib2": {...}}}``."""
+        product = _as_product(product)
+        rel = self.manifest_rel(product, run)
+        empty: dict[str, Any] = {"product": product.id, "run": run_folder(run), "files": {}}
+        if not self.store.exists(rel):
+            return empty
+        try:
+            data = json.loads(self.store.read_bytes(rel))
+        except (ValueError, UnicodeDecodeError):
+            # A torn manifest cannot happen with atomic writes; if edited by hand, start again:
+            # files then count as unverified and are fetched again, never trusted blindly.
+            return empty
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            return empty
+        return data
+
+    def write_manifest(self, product: str | Product, run: datetime,
+                       manifest: dict[str, Any]) -> None:
+        """Replace the run's manifest atomically."""
+        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        self.store.write_bytes(self.manifest_rel(product, run), body)
+
+    def manifest_key(self, product: str | Product, run: datetime, rel: str) -> str:
+        """Key of ``rel`` in the run's manifest (its path below the run folder)."""
+        prefix = self.run_prefix(product, run) + "/"
+        return rel[len(prefix):] if rel.startswith(prefix) else rel
+
+    # -- content -------------------------------------------------------------------------------
+    def is_verified(self, product: str | Product, run: datetime, rel: str,
+                    manifest: dict[str, Any] | None = None, check_sha256: bool = False) -> bool:
+        """True if ``rel`` is present with the size (and optionally sha256) its manifest records."""
+        manifest = manifest if manifest is not None else self.read_manifest(product, run)
+        entry = manifest["files"].get(self.manifest_key(product, run, rel))
+        if not entry:
+            return False
+        try:
+            if self.store.size(rel) != entry.get("size"):
+                return False
+        except FileNotFoundError:
+            return False
+        if check_sha256:
+            return self.sha256(rel) == entry.get("sha256")
+        return True
+
+    def sha256(self, rel: str) -> str:
+        """Hex sha256 of a datalake file (streamed)."""
+        if self.is_local:
+            return sha256_file(self.local_path(rel))
+        digest = hashlib.sha256()
+        with self.open(rel) as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def run_files(self, product: str | Product, run: datetime,
+                  packages: Sequence[str] | None = None) -> list[str]:
+        """Relative paths of the run's verified files (in the manifest, size matching), sorted.
+
+        ``packages`` limits the result to those packages; None: every package in the manifest.
+        """
+        product = _as_product(product)
+        manifest = self.read_manifest(product, run)
+        wanted = {product.check_package(p) for p in packages} if packages else None
+        prefix = self.run_prefix(product, run)
+        out = []
+        for key in sorted(manifest["files"]):
+            if wanted is not None and key.split("/", 1)[0] not in wanted:
+                continue
+            rel = f"{prefix}/{key}"
+            if self.is_verified(product, run, rel, manifest):
+                out.append(rel)
+        return out
+
+    def runs(self, product: str | Product) -> list[datetime]:
+        """Runs that have a folder in the datalake, oldest first."""
+        out = []
+        for name in self.store.listdir(_as_product(product).id):
+            try:
+                out.append(datetime.strptime(name, RUN_FORMAT).replace(tzinfo=UTC))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def quarantine(self, rel: str, reason: str) -> str:
+        """Move a bad file to ``quarantine/{rel}`` with a ``.reason`` note; return its new path.
+
+        The manifest is left alone: the file is simply no longer present, so the next fetch
+        downloads it again and :meth:`run_files` no longer lists it.
+        """
+        target = f"{QUARANTINE}/{rel}"
+        self.store.move(rel, target)
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        self.store.write_bytes(f"{target}.reason", f"{stamp} {reason}\n".encode())
+        return target

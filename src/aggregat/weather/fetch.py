@@ -1,0 +1,472 @@
+"""Download Météo-France runs into the datalake: parallel, retried, resumed, verified.
+
+Each expected file (package x time group) is fetched by a worker of a thread pool. A download
+goes to a ``.part`` file (next to its final name on a local datalake, in a local temp folder for
+remote stores), is resumed with an HTTP ``Range`` after a dropped connection (restarted when the
+server ignores ``Range``), and is published (rename, or one upload) only once its size matches
+the announced length and its GRIB framing is sound. The run's manifest then records size, sha256,
+URL and fetch time; a later fetch skips files present and matching it, without any request.
+A missing group (404) or a download that keeps failing is reported by name, and the others still
+arrive: :class:`FetchReport` says which, and the CLI exits with :class:`PartialRunError`.
+
+HTTP client: urllib3, not requests or httpx. Its PoolManager is thread-safe and shared by all
+workers (one keep-alive pool per host), it streams bodies chunk by chunk, and it raises on a body
+shorter than its Content-Length instead of passing it silently; with ``retries=False`` it hides
+no retries, so backoff, jitter and resume are ours and bounded. requests would add a dependency
+and nothing we use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import urllib3
+
+from aggregat import __version__
+from aggregat.errors import FetchError, GribError, PartialRunError
+from aggregat.weather.datalake import Datalake, check_grib_framing, sha256_file
+from aggregat.weather.products import Product, as_utc, get_product, run_label
+
+log = logging.getLogger(__name__)
+
+DOWNLOADED, SKIPPED, MISSING, FAILED = "downloaded", "skipped", "missing", "failed"
+_MISSING_STATUS = {404, 410}
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError,
+                   TimeoutError)
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class FileResult:
+    """What happened to one file of a run."""
+
+    name: str
+    package: str
+    group: str
+    rel: str  # path in the datalake
+    url: str
+    status: str = "pending"  # downloaded | skipped | missing | failed
+    bytes: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class FetchReport:
+    """Per-file results and totals of one ``fetch_run``."""
+
+    product: str
+    run: datetime
+    base_url: str
+    datalake: str
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def with_status(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def downloaded(self) -> int:
+        return len(self.with_status(DOWNLOADED))
+
+    @property
+    def skipped(self) -> int:
+        return len(self.with_status(SKIPPED))
+
+    @property
+    def missing(self) -> int:
+        return len(self.with_status(MISSING))
+
+    @property
+    def failed(self) -> int:
+        return len(self.with_status(FAILED))
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return sum(f.bytes for f in self.with_status(DOWNLOADED))
+
+    @property
+    def problems(self) -> list[FileResult]:
+        return [f for f in self.files if f.status in (MISSING, FAILED)]
+
+    @property
+    def complete(self) -> bool:
+        """True when every expected file is in the datalake (downloaded or skipped)."""
+        return not self.problems
+
+    def summary(self) -> str:
+        mb = self.bytes_downloaded / 1e6
+        return (f"{self.product} run {run_label(self.run)}: {self.downloaded} downloaded "
+                f"({mb:.1f} MB), {self.skipped} skipped, {self.missing} missing, "
+                f"{self.failed} failed in {self.seconds:.1f} s")
+
+    def raise_for_partial(self) -> None:
+        """Raise :class:`PartialRunError` naming the missing and failed files, if any."""
+        if self.complete:
+            return
+        names = ", ".join(f"{f.name} ({f.status})" for f in self.problems)
+        raise PartialRunError(
+            f"{self.product} run {run_label(self.run)} is partial: {len(self.problems)} of "
+            f"{len(self.files)} files not fetched: {names}; rerun the fetch later to complete it"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter: ``retries`` retries after the first attempt."""
+
+    retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        cap = min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
+        wait = cap * random.uniform(0.5, 1.0)  # jitter: workers that failed together spread out
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.backoff_max_s))
+        return wait
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Corrupt(Exception):
+    """Complete body, bad content: start again from byte 0."""
+
+
+class _Missing(Exception):
+    pass
+
+
+class _Fatal(Exception):
+    pass
+
+
+def make_http(workers: int = 8) -> urllib3.PoolManager:
+    """A thread-safe connection pool for ``workers`` parallel downloads, with no hidden retries."""
+    return urllib3.PoolManager(
+        num_pools=4, maxsize=max(1, workers), retries=False,
+        headers={"User-Agent": f"aggregat/{__version__}", "Accept-Encoding": "identity"},
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    """One short line for a network error (urllib3 wraps the real cause in its args)."""
+    inner = exc.args[-1] if exc.args and isinstance(exc.args[-1], BaseException) else exc
+    name, text = type(inner).__name__, str(inner)
+    text = text if text.startswith(name) else f"{name}: {text}" if text else name
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    return float(value) if value.strip().isdigit() else None
+
+
+class _Fetcher:
+    """Downloads files of one run; shared by the worker threads."""
+
+    def __init__(self, datalake: Datalake, http: urllib3.PoolManager, policy: RetryPolicy,
+                 timeout_s: float) -> None:
+        self.datalake = datalake
+        self.http = http
+        self.policy = policy
+        self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+        tag = hashlib.sha1(datalake.url.encode()).hexdigest()[:12]
+        self.tmp_root = Path(tempfile.gettempdir()) / "aggregat-fetch" / tag
+
+    def part_path(self, rel: str) -> Path:
+        if self.datalake.is_local:
+            return Path(f"{self.datalake.local_path(rel)}.part")
+        return self.tmp_root / f"{rel}.part"
+
+    def fetch(self, result: FileResult) -> dict[str, Any] | None:
+        """Download ``result.url`` into the datalake; fill ``result``; manifest entry if ok."""
+        start = time.monotonic()
+        part = self.part_path(result.rel)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        corrupt = 0
+        try:
+            for attempt in range(1, self.policy.retries + 2):
+                result.attempts = attempt
+                retry_after = None
+                try:
+                    total = self._download(result.url, part)
+                    self._verify(part, total, result.name)
+                    entry = self._publish(part, result)
+                    result.status, result.error = DOWNLOADED, None
+                    return entry
+                except _Missing:
+                    result.status, result.error = MISSING, "not on the server (HTTP 404)"
+                    return None
+                except _Fatal as exc:
+                    result.status, result.error = FAILED, str(exc)
+                    return None
+                except _Corrupt as exc:
+                    part.unlink(missing_ok=True)
+                    result.error = str(exc)
+                    corrupt += 1
+                    if corrupt >= 2:  # a second full download was bad too: the source is bad
+                        break
+                except _Retryable as exc:
+                    result.error, retry_after = str(exc), exc.retry_after
+                if attempt <= self.policy.retries:
+                    wait = self.policy.delay(attempt, retry_after)
+                    log.debug("%s: attempt %d failed (%s); retrying in %.2f s",
+                              result.name, attempt, result.error, wait)
+                    time.sleep(wait)
+            result.status = FAILED
+            if not self.datalake.is_local:
+                part.unlink(missing_ok=True)  # local temp space is not ours to fill
+            return None
+        finally:
+            result.seconds = time.monotonic() - start
+
+    def _download(self, url: str, part: Path) -> int | None:
+        """Fetch ``url`` into ``part`` (resuming it); return the full size announced, if any."""
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            resp = self.http.request("GET", url, headers=headers, preload_content=False,
+                                     timeout=self.timeout, retries=False, redirect=True)
+        except _NETWORK_ERRORS as exc:
+            raise _Retryable(f"connection failed ({_brief(exc)})") from None
+        complete = False
+        try:
+            status = resp.status
+            if status in _MISSING_STATUS:
+                raise _Missing()
+            if status == 416 and offset:
+                match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+                if match and match.group(3) == str(offset):
+                    return offset  # the partial file was already complete
+                part.unlink(missing_ok=True)
+                raise _Retryable("stale partial download (range not satisfiable); restarting")
+            if status in _RETRY_STATUS:
+                raise _Retryable(f"HTTP {status}", _retry_after(resp))
+            if status == 206:
+                match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+                if not match or match.group(1) is None or int(match.group(1)) != offset:
+                    part.unlink(missing_ok=True)
+                    raise _Retryable("server answered an unexpected range; restarting")
+                total = None if match.group(3) == "*" else int(match.group(3))
+                mode = "ab"
+            elif status == 200:  # whole body: no Range sent, or the server ignored it
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                mode = "wb"
+            else:
+                raise _Fatal(f"HTTP {status} {resp.reason or ''}".strip())
+            try:
+                # read1 hands over whatever has arrived, so bytes received before a drop are
+                # kept in the .part file and the retry resumes after them.
+                with open(part, mode) as fh:
+                    while chunk := resp.read1(_CHUNK):
+                        fh.write(chunk)
+            except _NETWORK_ERRORS as exc:
+                got = part.stat().st_size if part.exists() else 0
+                of = f" of {total}" if total else ""
+                raise _Retryable(f"connection dropped at byte {got}{of} ({_brief(exc)})") from None
+            complete = True
+            return total
+        finally:
+            if not complete:
+                resp.close()  # unread or broken body: this connection cannot be reused as is
+            resp.release_conn()  # back to the pool (a closed one reconnects on next use)
+
+    def _verify(self, part: Path, total: int | None, name: str) -> None:
+        size = part.stat().st_size
+        if total is not None and size < total:
+            raise _Retryable(f"body ended early ({size} of {total} bytes)")
+        if total is not None and size > total:
+            raise _Corrupt(f"{name}: {size} bytes downloaded, {total} announced")
+        try:
+            check_grib_framing(part, name=name)
+        except GribError as exc:
+            raise _Corrupt(str(exc)) from None
+
+    def _publish(self, part: Path, result: FileResult) -> dict[str, Any]:
+        size = part.stat().st_size
+        digest = sha256_file(part)
+        store = self.datalake.store
+        if self.datalake.is_local:
+            with open(part, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part, self.datalake.local_path(result.rel))
+        else:
+            # One upload of a complete object: readers see it whole or not at all.
+            store.fs.put_file(str(part), store.full(result.rel))
+            part.unlink(missing_ok=True)
+        result.bytes = size
+        return {"size": size, "sha256": digest, "url": result.url,
+                "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _resolve(product: str | Product, run: datetime,
+             packages: Sequence[str] | None) -> tuple[Product, datetime, list[str]]:
+    product = get_product(product) if isinstance(product, str) else product
+    run = product.check_run(run)
+    pkgs = [product.check_package(p) for p in (packages or product.default_packages)]
+    return product, run, list(dict.fromkeys(pkgs))
+
+
+def fetch_run(
+    product: str | Product, run: datetime, datalake: Datalake, *, base_url: str,
+    packages: Sequence[str] | None = None, workers: int = 8, retries: int = 5,
+    timeout_s: float = 60.0, progress: bool = True, backoff_s: float = 0.5,
+    backoff_max_s: float = 30.0, verify_sha256: bool = True,
+    http: urllib3.PoolManager | None = None,
+) -> FetchReport:
+    """Fetch every file of ``packages`` (default: the product's) for one run into ``datalake``.
+
+    Files present and matching the manifest (size, and sha256 unless ``verify_sha256=False``)
+    are skipped without any request. Never raises for a missing or failed file: they are in the
+    report (see :meth:`FetchReport.raise_for_partial`). ``progress`` shows a bar on a terminal.
+    """
+    product, run, pkgs = _resolve(product, run, packages)
+    started = time.monotonic()
+    report = FetchReport(product.id, run, base_url, datalake.url)
+    manifest = datalake.read_manifest(product, run)
+    todo: list[FileResult] = []
+    for pkg, group in datalake.expected_files(product, run, pkgs):
+        rel = datalake.file_rel(product, run, pkg, group)
+        result = FileResult(name=rel.rsplit("/", 1)[-1], package=pkg,
+                            group=product.group_label(group), rel=rel,
+                            url=product.url(base_url, run, pkg, group))
+        report.files.append(result)
+        if datalake.is_verified(product, run, rel, manifest, check_sha256=verify_sha256):
+            key = datalake.manifest_key(product, run, rel)
+            result.status, result.bytes = SKIPPED, int(manifest["files"][key]["size"])
+        else:
+            todo.append(result)
+    if todo:
+        fetcher = _Fetcher(datalake, http or make_http(workers),
+                           RetryPolicy(retries, backoff_s, backoff_max_s), timeout_s)
+        lock = threading.Lock()
+
+        def work(result: FileResult) -> FileResult:
+            entry = fetcher.fetch(result)
+            if entry is not None:
+                # Written after each file, under a lock: a killed fetch loses no verified file.
+                with lock:
+                    manifest["files"][datalake.manifest_key(product, run, result.rel)] = entry
+                    datalake.write_manifest(product, run, manifest)
+            elif result.status in (MISSING, FAILED):
+                log.warning("%s: %s (%s)", result.name, result.status, result.error)
+            return result
+
+        _run_pool(work, todo, workers, progress, f"{product.id} {run_label(run)}")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run_pool(work: Any, todo: list[FileResult], workers: int, progress: bool,
+              label: str) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("files"), DownloadColumn(), TimeElapsedColumn(),
+                   console=console, disable=not (progress and console.is_terminal))
+    with bar, ThreadPoolExecutor(max_workers=max(1, workers),
+                                 thread_name_prefix="fetch") as pool:
+        task = bar.add_task(label, total=len(todo))
+        futures = [pool.submit(work, r) for r in todo]
+        for future in as_completed(futures):
+            done = future.result()
+            bar.update(task, advance=1, description=f"{label} {done.name[-30:]}")
+
+
+# -- finding the newest complete run ---------------------------------------------------------
+def candidate_runs(product: Product, newest: datetime, lookback_h: float) -> list[datetime]:
+    """Runs of ``product`` at or before ``newest`` and within ``lookback_h`` of it, newest first."""
+    hour = as_utc(newest).replace(minute=0, second=0, microsecond=0)
+    oldest = as_utc(newest) - timedelta(hours=lookback_h)
+    out = []
+    while hour >= oldest:
+        if hour.hour in product.run_hours:
+            out.append(hour)
+        hour -= timedelta(hours=1)
+    return out
+
+
+def _probe(http: urllib3.PoolManager, url: str, policy: RetryPolicy, timeout_s: float) -> bool:
+    """True if ``url`` exists: HEAD, or GET of its first 4 bytes where HEAD is not allowed."""
+    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+    error = ""
+    for attempt in range(1, policy.retries + 2):
+        try:
+            resp = http.request("HEAD", url, timeout=timeout, retries=False)
+            if resp.status in (405, 501):
+                resp = http.request("GET", url, headers={"Range": "bytes=0-3"},
+                                    timeout=timeout, retries=False)
+                if resp.status in (200, 206):
+                    return resp.data[:4] == b"GRIB"
+            if resp.status in (200, 206):
+                return True
+            if resp.status in _MISSING_STATUS or resp.status == 403:  # S3 says 403 for absent keys
+                return False
+            error = f"HTTP {resp.status}"
+        except _NETWORK_ERRORS as exc:
+            error = _brief(exc)
+        if attempt <= policy.retries:
+            time.sleep(policy.delay(attempt))
+    raise FetchError(f"cannot probe {url}: {error}; check weather.base_url and the network")
+
+
+def find_latest_run(
+    product: str | Product, base_url: str, packages: Sequence[str] | None = None,
+    now: datetime | None = None, *, min_run_age_h: float = 2.0, lookback_h: float = 48.0,
+    workers: int = 8, retries: int = 2, timeout_s: float = 20.0, backoff_s: float = 0.5,
+    http: urllib3.PoolManager | None = None,
+) -> datetime | None:
+    """The newest run whose every file (all groups of ``packages``) is on the server, or None.
+
+    Candidates are the product's run hours from ``now - min_run_age_h`` back over ``lookback_h``
+    hours. The last time group of each package, published last, is probed first so that an
+    incomplete run is usually rejected after one request per package.
+    """
+    product = get_product(product) if isinstance(product, str) else product
+    pkgs = [product.check_package(p) for p in (packages or product.default_packages)]
+    http = http or make_http(workers)
+    policy = RetryPolicy(retries, backoff_s, max(backoff_s, 5.0))
+    now = as_utc(now or datetime.now(UTC))
+    for run in candidate_runs(product, now - timedelta(hours=min_run_age_h), lookback_h):
+        last = [product.url(base_url, run, p, product.groups[-1]) for p in pkgs]
+        if not all(_probe(http, url, policy, timeout_s) for url in last):
+            continue
+        rest = [product.url(base_url, run, p, g) for p in pkgs for g in product.groups[:-1]]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            if all(pool.map(lambda u: _probe(http, u, policy, timeout_s), rest)):
+                return run
+        log.info("%s run %s is incomplete on the server", product.id, run_label(run))
+    return None
