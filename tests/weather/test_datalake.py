@@ -10,7 +10,7 @@ import pytest
 from archive_server import grib2_messages
 
 from aggregat.errors import GribError
-from aggregat.weather.datalake import Datalake, check_grib_framing
+from aggregat.weather.datalake import Datalake, check_grib_framing, message_offsets
 from aggregat.weather.products import get_product
 
 PRODUCT = get_product("arome-0025")
@@ -36,6 +36,10 @@ def test_framing_counts_grib2_and_grib1_messages(tmp_path):
     assert check_grib_framing(path) == 5
     assert check_grib_framing(str(path)) == 5
     assert check_grib_framing(io.BytesIO(data)) == 5
+    offsets = message_offsets(path)
+    assert offsets[0] == 0 and len(offsets) == 5
+    assert all(data[o:o + 4] == b"GRIB" for o in offsets)
+    assert offsets[3] == len(grib2_messages(3))
 
 
 @pytest.mark.parametrize(

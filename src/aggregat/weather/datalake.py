@@ -46,20 +46,28 @@ def check_grib_framing(source: str | os.PathLike[str] | bytes | bytearray | memo
     Raises :class:`GribError` naming the file, the message and the offset at fault.
     (The ECMWF "large GRIB1" length extension, messages > 8 MiB in edition 1, is not supported.)
     """
+    return len(message_offsets(source, name))
+
+
+def message_offsets(source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+                    name: str | None = None) -> list[int]:
+    """Byte offset of every message, after the checks of :func:`check_grib_framing`.
+
+    The extractor splits big files into chunks of messages at these offsets.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
-        label = name or "GRIB data"
-        return len(_walk(io.BytesIO(bytes(source)), len(source), label))
+        return _walk(io.BytesIO(bytes(source)), len(source), name or "GRIB data")
     if hasattr(source, "read"):
         fh = source  # type: ignore[assignment]
-        start = fh.seek(0, io.SEEK_END)
+        size = fh.seek(0, io.SEEK_END)
         fh.seek(0)
-        return len(_walk(fh, start, name or getattr(fh, "name", "GRIB data")))
+        return _walk(fh, size, name or getattr(fh, "name", "GRIB data"))
     path = Path(source)  # type: ignore[arg-type]
     label = name or str(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            return len(_walk(fh, size, label))
+            return _walk(fh, size, label)
     except FileNotFoundError:
         raise GribError(f"{label}: file not found") from None
 
@@ -97,19 +105,6 @@ def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
         offset = end
         count += 1
     return offsets
-
-
-def message_offsets(path: str | os.PathLike[str]) -> list[int]:
-    """Byte offset of every message of a GRIB file, after checking its framing (GribError if bad).
-
-    The extractor splits big files into chunks of messages at these offsets.
-    """
-    label = str(path)
-    try:
-        with open(path, "rb") as fh:
-            return _walk(fh, os.fstat(fh.fileno()).st_size, label)
-    except FileNotFoundError:
-        raise GribError(f"{label}: file not found") from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
