@@ -233,6 +233,34 @@ def test_memory_datalake(server, archive):
     assert len(server.gets()) == gets
 
 
+def test_local_write_error_fails_that_file_only(server, lake):
+    arel = rel_of("SP2", 5)
+    lake.local_path(lake_rel(lake, arel)).mkdir(parents=True)  # a folder in the file's place
+    report = fetch(server, lake)
+    res = result_for(report, arel)
+    assert res.status == FAILED and res.error
+    assert report.downloaded == N_FILES - 1
+
+
+def test_fetch_a_simulated_archive(tmp_path, lake):
+    simulate = pytest.importorskip("aggregat.weather.simulate")
+    from aggregat.weather.datalake import message_offsets
+
+    grid = PRODUCT.grid.crop(46.2, 46.0, 2.0, 2.2)
+    steps = [g[0] for g in PRODUCT.groups]  # one step per time group: every file exists
+    files = simulate.simulate_run(PRODUCT, RUN, tmp_path / "sim", grid=grid, steps=steps)
+    assert len(files) == N_FILES
+    with ArchiveServer(tmp_path / "sim") as server:
+        server.fail(rel_of("SP1", 1), Failure(reset_at=500, times=1))
+        report = fetch(server, lake)
+    assert report.complete
+    for path in files:
+        arel = path.relative_to(tmp_path / "sim").as_posix()
+        got = lake.local_path(lake_rel(lake, arel))
+        assert got.read_bytes() == path.read_bytes()
+        assert len(message_offsets(got)) >= 1
+
+
 def test_retry_policy_is_bounded_with_jitter():
     policy = RetryPolicy(retries=10, backoff_s=1.0, backoff_max_s=8.0)
     delays = [policy.delay(a) for a in range(1, 11)]

@@ -366,13 +366,18 @@ def fetch_run(
         lock = threading.Lock()
 
         def work(result: FileResult) -> FileResult:
-            entry = fetcher.fetch(result)
-            if entry is not None:
-                # Written after each file, under a lock: a killed fetch loses no verified file.
-                with lock:
-                    manifest["files"][datalake.manifest_key(product, run, result.rel)] = entry
-                    datalake.write_manifest(product, run, manifest)
-            elif result.status in (MISSING, FAILED):
+            try:
+                entry = fetcher.fetch(result)
+                if entry is not None:
+                    # Written after each file, under a lock: a killed fetch loses no verified file.
+                    with lock:
+                        key = datalake.manifest_key(product, run, result.rel)
+                        manifest["files"][key] = entry
+                        datalake.write_manifest(product, run, manifest)
+            except Exception as exc:  # disk full, store upload error...: this file only fails
+                log.debug("%s: unexpected error", result.name, exc_info=True)
+                result.status, result.error = FAILED, f"{type(exc).__name__}: {exc}"
+            if result.status in (MISSING, FAILED):
                 log.warning("%s: %s (%s)", result.name, result.status, result.error)
             return result
 
@@ -384,26 +389,20 @@ def fetch_run(
 def _run_pool(work: Any, todo: list[FileResult], workers: int, progress: bool,
               label: str) -> None:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("files"), DownloadColumn(), TimeElapsedColumn(),
+                   TextColumn("files {task.fields[mb]:.1f} MB"), TimeElapsedColumn(),
                    console=console, disable=not (progress and console.is_terminal))
     with bar, ThreadPoolExecutor(max_workers=max(1, workers),
                                  thread_name_prefix="fetch") as pool:
-        task = bar.add_task(label, total=len(todo))
+        task = bar.add_task(label, total=len(todo), mb=0.0)
         futures = [pool.submit(work, r) for r in todo]
+        mb = 0.0
         for future in as_completed(futures):
-            done = future.result()
-            bar.update(task, advance=1, description=f"{label} {done.name[-30:]}")
+            mb += future.result().bytes / 1e6
+            bar.update(task, advance=1, mb=mb)
 
 
 # -- finding the newest complete run ---------------------------------------------------------
