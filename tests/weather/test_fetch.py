@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from archive_server import ArchiveServer, Failure, archive_rel, write_archive
@@ -231,6 +233,8 @@ def test_memory_datalake(server, archive):
     gets = len(server.gets())
     assert fetch(server, lake).skipped == N_FILES
     assert len(server.gets()) == gets
+    staging = Path(tempfile.gettempdir()) / "aggregat-fetch"
+    assert not list(staging.rglob(f"*{lake.run_prefix(PRODUCT, RUN)}*"))
 
 
 def test_local_write_error_fails_that_file_only(server, lake):

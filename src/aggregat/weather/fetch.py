@@ -18,12 +18,14 @@ and nothing we use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -382,6 +384,11 @@ def fetch_run(
             return result
 
         _run_pool(work, todo, workers, progress, f"{product.id} {run_label(run)}")
+        if not datalake.is_local:  # remote stores: the local staging folder of this run goes
+            staging = fetcher.tmp_root / datalake.run_prefix(product, run)
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):  # and its parents, when nothing else is staged
+                os.removedirs(staging.parent)
     report.seconds = time.monotonic() - started
     return report
 
