@@ -1,0 +1,208 @@
+"""One run per environment at a time: a lock in the environment's storage.
+
+- Local root: ``{root}/.aggregat-run.lock`` held with ``flock``. The OS releases it when the
+  process dies (even on SIGKILL), so a crashed run never blocks the next one. The file also holds
+  the owner (pid, host, command, since) for the message a second run prints.
+- Remote root (``s3://``, ``gs://``, ``memory://``...): an object ``{root}/.aggregat-run.lock.json``
+  with owner, pid, host, a heartbeat refreshed by a background thread and an expiry. A lock whose
+  heartbeat is older than ``ttl_s`` belongs to a dead run and is taken over. Object stores offer
+  no portable compare-and-swap, so the owner re-reads the object after writing it and gives up if
+  someone else's token is there (good enough for schedulers that never start two runs at once).
+
+A second run gets :class:`~aggregat.errors.LockedError` (exit code 75)::
+
+    with RunLock.for_environment(env, command="run daily") as lock:
+        ledger = Ledger(bank, job="daily", run_id=lock.run_id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from aggregat.errors import LockedError
+from aggregat.storage import Store
+
+LOCK_NAME = ".aggregat-run.lock"
+REMOTE_LOCK_NAME = ".aggregat-run.lock.json"
+DEFAULT_TTL_S = 300.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _command_line() -> str:
+    return " ".join(["aggregat", *sys.argv[1:]])[:200]
+
+
+class RunLock:
+    """The run lock of one environment root (local folder or fsspec URL)."""
+
+    def __init__(self, root: str, env_name: str = "", *, command: str | None = None,
+                 ttl_s: float = DEFAULT_TTL_S, heartbeat_s: float | None = None) -> None:
+        self.store = Store(root)
+        self.env_name = env_name or root
+        self.command = command or _command_line()
+        self.ttl_s = ttl_s
+        self.heartbeat_s = heartbeat_s or max(1.0, ttl_s / 5)
+        self.run_id = uuid.uuid4().hex[:12]
+        self._fh: IO[str] | None = None
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.held = False
+
+    @classmethod
+    def for_environment(cls, env, **kwargs: Any) -> RunLock:
+        """The lock of an :class:`~aggregat.config.Environment` (in its ``root``)."""
+        return cls(env.root, env.name, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"RunLock({self.store.url!r}, held={self.held})"
+
+    def _info(self) -> dict[str, Any]:
+        now = _now()
+        return {"env": self.env_name, "run_id": self.run_id, "pid": os.getpid(),
+                "host": socket.gethostname(), "command": self.command,
+                "since": getattr(self, "_since", now).isoformat(), "heartbeat": now.isoformat(),
+                "expires": datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC).isoformat()}
+
+    def _refused(self, holder: dict[str, Any] | None) -> LockedError:
+        holder = holder or {}
+        since = holder.get("since", "an unknown time")
+        where = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        what = f" ({holder['command']})" if holder.get("command") else ""
+        return LockedError(
+            f"another run of env {self.env_name} is in progress since {since}, {where}{what}; "
+            "wait for it to finish (the lock is released when that process exits)")
+
+    # -- acquire / release -----------------------------------------------------------------
+    def acquire(self) -> RunLock:
+        """Take the lock or raise LockedError; returns self."""
+        if self.held:
+            return self
+        self._since = _now()
+        if self.store.is_local:
+            self._acquire_local()
+        else:
+            self._acquire_remote()
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (idempotent)."""
+        if not self.held:
+            return
+        self.held = False
+        if self.store.is_local:
+            assert self._fh is not None
+            with contextlib.suppress(OSError):
+                self._fh.seek(0)
+                self._fh.truncate()
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+            return
+        if self._stop is not None:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        holder = self._read_remote()
+        if holder and holder.get("run_id") == self.run_id:
+            self.store.remove(REMOTE_LOCK_NAME)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- local: flock ----------------------------------------------------------------------
+    def _path(self) -> str:
+        self.store.makedirs("")
+        return str(self.store.local_path(LOCK_NAME))
+
+    def _acquire_local(self) -> None:
+        fh = open(self._path(), "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = _parse(fh.read())
+            fh.close()
+            raise self._refused(holder) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(self._info()))
+        fh.flush()
+        self._fh = fh
+
+    # -- remote: object with heartbeat -----------------------------------------------------
+    def _read_remote(self) -> dict[str, Any] | None:
+        try:
+            return _parse(self.store.read_bytes(REMOTE_LOCK_NAME).decode("utf-8", "replace"))
+        except FileNotFoundError:
+            return None
+
+    def _alive(self, holder: dict[str, Any]) -> bool:
+        try:
+            expires = datetime.fromisoformat(holder["expires"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return expires > _now()
+
+    def _acquire_remote(self) -> None:
+        holder = self._read_remote()
+        if holder and self._alive(holder):
+            raise self._refused(holder)
+        self.store.write_bytes(REMOTE_LOCK_NAME, json.dumps(self._info()).encode())
+        time.sleep(0.05)  # let a racing writer's PUT land before checking who won
+        holder = self._read_remote()
+        if not holder or holder.get("run_id") != self.run_id:
+            raise self._refused(holder)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat, name="aggregat-lock-heartbeat",
+                                        daemon=True)
+        self._thread.start()
+
+    def _heartbeat(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(self.heartbeat_s):
+            with contextlib.suppress(Exception):  # a missed beat only shortens the margin
+                self.store.write_bytes(REMOTE_LOCK_NAME, json.dumps(self._info()).encode())
+
+    # -- inspection ------------------------------------------------------------------------
+    def holder(self) -> dict[str, Any] | None:
+        """Owner info of a live lock held by any process (this one included), else None."""
+        if self.held:
+            return self._info()
+        if not self.store.is_local:
+            holder = self._read_remote()
+            return holder if holder and self._alive(holder) else None
+        path = self.store.local_path(LOCK_NAME)
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _parse(fh.read()) or {}
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,94 @@
+"""Run lock: a second real process is refused; SIGKILL of the holder releases it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from aggregat.errors import LockedError
+from aggregat.ops.lock import RunLock
+
+HOLDER = """
+import sys, time
+from aggregat.ops.lock import RunLock
+lock = RunLock(sys.argv[1], "dev", command="run daily").acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _start_holder(root) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE,
+                            text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "locked", line
+    return proc
+
+
+def test_second_process_is_refused_and_sigkill_releases(tmp_path):
+    proc = _start_holder(tmp_path)
+    try:
+        mine = RunLock(str(tmp_path), "dev")
+        with pytest.raises(LockedError) as info:
+            mine.acquire()
+        message = str(info.value)
+        assert "env dev" in message and f"pid {proc.pid}" in message and "run daily" in message
+        assert info.value.exit_code == 75
+        assert mine.holder()["pid"] == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert mine.holder() is None
+        with mine:
+            assert mine.held
+            other = RunLock(str(tmp_path), "dev")
+            with pytest.raises(LockedError):
+                other.acquire()  # same process, different open: still exclusive
+        assert not mine.held and RunLock(str(tmp_path)).holder() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_exit_code_75_when_locked(tmp_path):
+    """A command that takes the lock (bank copy into the env) exits 75 with a clear message."""
+    dst_root = tmp_path / "prod"
+    config = tmp_path / "aggregat.toml"
+    config.write_text(f'[env.dev]\nroot = "{tmp_path / "dev"}"\n[env.prod]\nroot = "{dst_root}"\n')
+    proc = _start_holder(dst_root)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "aggregat.cli.main", "bank", "copy", "--from", "dev",
+             "--to", "prod", "--config", str(config)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+        assert out.returncode == 75, out.stderr
+        assert "another run of env prod is in progress" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_remote_lock_heartbeat_and_expiry():
+    root = f"memory://lock-{uuid.uuid4().hex}"
+    first = RunLock(root, "prod", ttl_s=30).acquire()
+    with pytest.raises(LockedError, match="env prod"):
+        RunLock(root, "prod").acquire()
+    assert RunLock(root).holder()["run_id"] == first.run_id
+    first.release()
+    assert RunLock(root).holder() is None
+    # A lock object whose heartbeat expired (its run died) is taken over.
+    dead = RunLock(root, "prod", ttl_s=0.01).acquire()
+    dead._stop.set()  # simulate the process dying: no more heartbeats, no release
+    dead.held = False
+    import time
+
+    time.sleep(0.05)
+    taker = RunLock(root, "prod").acquire()
+    assert RunLock(root).holder()["run_id"] == taker.run_id
+    taker.release()
