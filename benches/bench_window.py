@@ -80,13 +80,15 @@ def link_last(src: Path, dst: Path, dates: list[str]) -> None:
                 os.link(f, target)
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall and CPU seconds of ``fn`` over ``repeats`` calls, and its last result."""
+    times, cpu, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+        cpu.append(time.process_time() - c)
+    return statistics.median(times), statistics.median(cpu), out
 
 
 def main() -> None:
@@ -126,12 +128,13 @@ def main() -> None:
             read_weather(bank, start, end)
         med, rows = {}, 0
         for name, bank in banks.items():
-            med[name], df = timed(lambda b=bank: read_weather(b, start, end), args.repeats)
+            med[name], cpu, df = timed(lambda b=bank: read_weather(b, start, end), args.repeats)
             rows = len(df)
             n_files = len(bank.files("weather_forecast"))
             print(f"{name}: {n_files} runs in bank, 14-day window {rows} rows "
-                  f"({df['location'].nunique()} sites), median {med[name] * 1000:.1f} ms "
-                  f"over {args.repeats} reads")
+                  f"({df['location'].nunique()} sites), median {med[name] * 1000:.1f} ms wall, "
+                  f"{cpu * 1000:.1f} ms CPU over {args.repeats} reads (load avg "
+                  f"{os.getloadavg()[0]:.1f})")
 
         glob = str(big / "weather_forecast" / "**" / "*.parquet")
         t = time.perf_counter()

@@ -251,7 +251,11 @@ def conform(dataset: str, data: pd.DataFrame | pa.Table) -> pa.Table:
             if col.required:
                 raise BankError(f"{dataset}: missing required column {col.name!r}")
             continue
-        arr = _cast(dataset, col, table.column(col.name))
+        try:
+            arr = _cast(dataset, col, table.column(col.name))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise BankError(f"{dataset}: column {col.name!r} cannot be cast to {col.kind} "
+                            f"({' '.join(str(exc).split())})") from None
         if not col.nullable and arr.null_count:
             raise BankError(f"{dataset}: column {col.name!r} has {arr.null_count} empty values")
         arrays.append(arr)

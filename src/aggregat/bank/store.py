@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -59,6 +60,7 @@ def _as_values(value: str | Collection[str]) -> list[str]:
 
 
 _DUCK: dict[str, Any] = {}
+_DUCK_LOCK = threading.Lock()
 
 
 def _cursor() -> duckdb.DuckDBPyConnection:
@@ -67,11 +69,12 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     Keyed by pid: a connection inherited through fork() is not safe to use in the child.
     """
     pid = os.getpid()
-    if _DUCK.get("pid") != pid:
-        con = duckdb.connect()
-        con.execute("SET GLOBAL TimeZone = 'UTC'")  # TIMESTAMPTZ comes back in UTC
-        _DUCK.update(pid=pid, con=con)
-    return _DUCK["con"].cursor()
+    with _DUCK_LOCK:
+        if _DUCK.get("pid") != pid:
+            con = duckdb.connect()
+            con.execute("SET GLOBAL TimeZone = 'UTC'")  # TIMESTAMPTZ comes back in UTC
+            _DUCK.update(pid=pid, con=con)
+        return _DUCK["con"].cursor()
 
 
 def _arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:
@@ -304,7 +307,7 @@ class Bank:
                     raise BankError(f"{dataset}: bad column or filter ({_one_line(exc)})") from None
         finally:
             con.close()
-        return table.to_pandas()
+        return table.to_pandas(split_blocks=True)
 
     def _unreadable(self, rel: str, exc: BaseException) -> BankError:
         return BankError(f"unreadable bank file {self.store.uri(rel)} ({_one_line(exc)}); "

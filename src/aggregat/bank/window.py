@@ -8,6 +8,7 @@ the history (issue 3: the legacy scanned all history and took 40 min for 14 days
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
@@ -93,7 +94,7 @@ def write_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
     if "available_at" not in df:
         df["available_at"] = (utc(available_at, "available_at") if available_at is not None
                               else nominal_available_at(model, run))
-    if "step_h" not in df and pd.api.types.is_datetime64_any_dtype(df["valid_time"]):
+    if "step_h" not in df and isinstance(df["valid_time"].dtype, pd.DatetimeTZDtype):
         hours = (df["valid_time"] - df["run_time"]) / pd.Timedelta(hours=1)
         df["step_h"] = hours.round().astype("int64")
     dups = df.duplicated(["location", "valid_time"])
@@ -129,7 +130,7 @@ def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
         return bank.read_files(WEATHER, [], columns)
     files = bank.files(WEATHER, {"model": models, "run_date": dates})
     conds = ["valid_time >= ?", "valid_time < ?", "step_h <= ?"]
-    params: list = [t0, t1, float(max_lead_h)]
+    params: list = [t0, t1, math.floor(max_lead_h)]  # an int keeps the step_h filter pushed down
     if cutoff is not None:
         conds.append("available_at <= ?")
         params.append(cutoff)
