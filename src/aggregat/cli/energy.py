@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
@@ -16,6 +15,8 @@ app = typer.Typer(no_args_is_help=True)
 
 def parse_issue_time(value: str) -> datetime:
     """``--issue-time`` as a UTC instant; an offset (``Z``, ``+01:00``) is required."""
+    import pandas as pd  # lazily: keeps `aggregat --help` fast
+
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):

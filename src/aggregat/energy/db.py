@@ -14,6 +14,7 @@ driver errors go through :func:`aggregat.config.mask` (which knows every resolve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -97,13 +98,9 @@ def make_engine(url: str, settings: EnergySettings | None = None) -> Engine:
     if backend == "sqlite":
         connect_args["timeout"] = settings.timeout_s  # wait on a locked database
         if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
-            try:
+            # If this fails, connecting fails too, with the message of the operation.
+            with contextlib.suppress(OSError):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise EnergyDBError(
-                    f"energy DB {safe_url(parsed)} cannot be created ({describe_error(exc)}); "
-                    "check the energy_db path"
-                ) from None
     elif backend == "postgresql":
         connect_args["timeout"] = settings.timeout_s
         kwargs["pool_recycle"] = 1800
