@@ -133,6 +133,19 @@ def test_missing_and_corrupt_partitions_raise_bank_errors_naming_them(bank):
         bank.read_partition(WF, KEYS, part="run=06")
 
 
+def test_bad_filters_and_corrupt_remote_files_are_bank_errors(bank):
+    write_weather_run(bank, "arome-0025", RUN, weather_run(RUN))
+    with pytest.raises(BankError, match="bad column or filter"):
+        bank.read(WF, filter_sql="no_such_column > 1")
+    with pytest.raises(BankError, match="bad column or filter"):
+        bank.read(WF, filter_sql="valid_time >>>")
+    mem = Bank(f"memory://bank-{uuid.uuid4().hex}")
+    rel = write_weather_run(mem, "arome-0025", RUN, weather_run(RUN))
+    mem.store.write_bytes(rel, b"PAR1 not really")
+    with pytest.raises(BankError, match=r"run=06\.parquet"):
+        mem.read(WF)
+
+
 def test_killed_writer_leaves_only_a_temp_file_that_is_ignored_and_cleaned(bank):
     rel = write_weather_run(bank, "arome-0025", RUN, weather_run(RUN, steps=5))
     before = bank.read(WF)

@@ -59,6 +59,8 @@ def _as_values(value: str | Collection[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+# Mistakes in a column list or a filter (corrupt files raise other DuckDB errors).
+_USER_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException)
 _DUCK: dict[str, Any] = {}
 _DUCK_LOCK = threading.Lock()
 
@@ -289,22 +291,18 @@ class Bank:
                 sources = ", ".join(_quote(str(self.store.local_path(f))) for f in files)
                 sql = (f"SELECT {select} FROM read_parquet([{sources}], union_by_name = true, "
                        f"hive_partitioning = false){sql_tail}")
-                try:
-                    table = _arrow(con.sql(sql, params=params or None))
-                except duckdb.BinderException as exc:
-                    raise BankError(f"{dataset}: bad column or filter ({_one_line(exc)})") from None
-                except duckdb.Error as exc:
-                    self._blame(files)
-                    raise BankError(f"{dataset}: read failed ({_one_line(exc)})") from None
             else:
                 parts = [self._read_arrow_file(f) for f in files]
-                arrow = pa.concat_tables(parts, promote_options="default")
-                con.register("bank_rows", arrow)
-                try:
-                    table = _arrow(con.sql(f"SELECT {select} FROM bank_rows{sql_tail}",
-                                           params=params or None))
-                except duckdb.BinderException as exc:
-                    raise BankError(f"{dataset}: bad column or filter ({_one_line(exc)})") from None
+                con.register("bank_rows", pa.concat_tables(parts, promote_options="permissive"))
+                sql = f"SELECT {select} FROM bank_rows{sql_tail}"
+            try:
+                table = _arrow(con.sql(sql, params=params or None))
+            except _USER_ERRORS as exc:
+                raise BankError(f"{dataset}: bad column or filter ({_one_line(exc)})") from None
+            except duckdb.Error as exc:
+                if self.store.is_local:
+                    self._blame(files)
+                raise BankError(f"{dataset}: read failed ({_one_line(exc)})") from None
         finally:
             con.close()
         return table.to_pandas(split_blocks=True)
