@@ -114,6 +114,8 @@ def test_latest_keeps_the_newest_run_per_valid_time(bank, history):
     # A valid time on 11-16 12Z is covered by the 11-15 and 11-16 runs: the 11-16 one is kept.
     row = got[(got["valid_time"] == pd.Timestamp("2026-11-16T12:00Z"))]
     assert (row["run_time"] == pd.Timestamp("2026-11-16T00:00Z")).all()
+    slim = read_weather(bank, START, END, latest=True, columns=["valid_time", "t2m_c"])
+    pd.testing.assert_series_equal(slim["t2m_c"], got["t2m_c"])
 
 
 def test_window_arguments_must_be_utc(bank, history):
@@ -167,3 +169,10 @@ def test_forecast_reissue_replaces_and_reads_by_issue_or_window(bank):
     window = read_forecast(bank, start=valid[0], end=valid[-1] + pd.Timedelta(hours=1))
     assert len(window) == 24 and (window["p50_mw"] == 7.0).all()
     assert len(read_forecast(bank)) == 48
+
+    # A bad target id fails the whole write before any partition is written.
+    bad = pd.concat([fc("v3", np.full(24, 1.0)).assign(target_id="south"),
+                     fc("v3", np.full(24, 1.0)).assign(target_id="a/b")])
+    with pytest.raises(BankError, match="a/b"):
+        write_forecast(bank, bad)
+    assert [p["target"] for p in bank.partitions("forecast")] == ["north", "north"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -56,7 +57,8 @@ def _ident(name: str) -> str:
 
 
 def _as_values(value: str | Collection[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
+    """One value or many, without duplicates (a repeated value would read a file twice)."""
+    return [value] if isinstance(value, str) else list(dict.fromkeys(value))
 
 
 # Mistakes in a column list or a filter (corrupt files raise other DuckDB errors).
@@ -293,8 +295,9 @@ class Bank:
                        f"hive_partitioning = false){sql_tail}")
             else:
                 parts = [self._read_arrow_file(f) for f in files]
-                con.register("bank_rows", pa.concat_tables(parts, promote_options="permissive"))
-                sql = f"SELECT {select} FROM bank_rows{sql_tail}"
+                view = f"bank_rows_{uuid.uuid4().hex}"  # unique: cursors share the catalog
+                con.register(view, pa.concat_tables(parts, promote_options="permissive"))
+                sql = f"SELECT {select} FROM {view}{sql_tail}"
             try:
                 table = _arrow(con.sql(sql, params=params or None))
             except _USER_ERRORS as exc:

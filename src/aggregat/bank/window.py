@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from aggregat.bank.datasets import conform
+from aggregat.bank.datasets import check_keys, conform
 from aggregat.bank.store import Bank
 from aggregat.errors import BankError
 
@@ -140,6 +140,8 @@ def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
             return bank.read_files(WEATHER, [], columns)
         conds.append(_in("location", locations))
         params.extend(locations)
+    if latest and columns is not None:
+        columns = list(dict.fromkeys([*columns, "model", "location", "valid_time", "run_time"]))
     df = bank.read_files(WEATHER, files, columns, " AND ".join(conds), params)
     if latest and len(df):
         df = (df.sort_values("run_time", kind="stable")
@@ -162,7 +164,10 @@ def write_load(bank: Bank, df: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     month = frame["time"].dt.strftime("%Y-%m")
-    for (target, mon), group in frame.groupby([frame["target_id"], month], sort=True):
+    groups = list(frame.groupby([frame["target_id"], month], sort=True))
+    for (target, mon), _ in groups:  # check every partition key before writing any
+        check_keys(LOAD, {"target": str(target), "month": str(mon)})
+    for (target, mon), group in groups:
         bank.upsert(LOAD, {"target": str(target), "month": str(mon)}, group,
                     on=["target_id", "time"], version_col="updated_at")
     return int(len(frame.drop_duplicates(["target_id", "time"])))
@@ -217,10 +222,12 @@ def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
     if dups.any():
         raise BankError(f"{FORECAST}: {int(dups.sum())} duplicate (target_id, issue_time, "
                         "valid_time) rows")
-    for (target, issue), group in frame.groupby(["target_id", "issue_time"], sort=True):
-        issue = utc(issue, "issue_time")
-        bank.write_partition(FORECAST, {"target": str(target), "issue_date": f"{issue:%Y-%m-%d}"},
-                             group, part=f"issue={issue:%H%M}")
+    groups = [({"target": str(target), "issue_date": f"{issue:%Y-%m-%d}"}, f"issue={issue:%H%M}",
+               group) for (target, issue), group in frame.groupby(["target_id", "issue_time"])]
+    for keys, _, _ in groups:  # check every partition key before writing any
+        check_keys(FORECAST, keys)
+    for keys, part, group in groups:
+        bank.write_partition(FORECAST, keys, group, part=part)
     return int(len(frame))
 
 
