@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from aggregat.cli.bank import app
@@ -57,7 +58,7 @@ def copy(
             text = f"{item.action:8} {item.label}  {item.rows:,} rows"
             if item.error:
                 text += f"  {item.error}"
-            console.print(f"[{style}]{text}[/]" if style else text, markup=bool(style),
+            console.print(f"[{style}]{escape(text)}[/]" if style else escape(text),
                           highlight=False)
 
     if dry_run:

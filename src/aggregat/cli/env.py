@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import typer
 
@@ -35,3 +36,37 @@ def _print_tree(tree: dict, indent: int) -> None:
             _print_tree(value, indent + 1)
         else:
             console.print(f"{pad}{key} = {value}")
+
+
+@app.command("check")
+def check(env: EnvOption = None, config: ConfigOption = None,
+          offline: bool = typer.Option(False, "--offline",
+                                       help="Skip the Météo-France reachability check."),
+          timeout: float = typer.Option(5.0, "--timeout", min=0.1,
+                                        help="Seconds per network check."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Check that every connection is reachable and writable and the settings are complete.
+
+    Exit code 0 when everything is fine, 1 when any problem was found (one line per problem).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from aggregat.ops.envcheck import check_environment, problems
+
+    settings = environment(env, config)
+    checks = check_environment(settings, offline=offline, timeout_s=timeout)
+    bad = problems(checks)
+    if as_json:
+        typer.echo(json.dumps({"env": settings.name, "ok": not bad,
+                               "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        styles = {"ok": "green", "warning": "yellow", "problem": "bold red", "skipped": "dim"}
+        table = Table("check", "status", "detail", title=f"env check {settings.name}")
+        for c in checks:
+            table.add_row(c.name, f"[{styles.get(c.status, '')}]{c.status}[/]", escape(c.message))
+        console.print(table)
+        console.print(f"[bold red]{len(bad)} problem(s)[/] in env {settings.name}" if bad
+                      else f"[green]env {settings.name} ok[/]")
+    if bad:
+        sys.exit(1)  # not typer.Exit: main() runs click with standalone_mode=False

@@ -1,0 +1,101 @@
+"""``env check`` on a good local environment and on broken ones; secrets never printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aggregat.config import load_environment
+from aggregat.energy.db import make_engine
+from aggregat.energy.schema import create_default_tables
+from aggregat.ops.envcheck import check_environment, probe_store, problems
+
+SECRET = "Zq9-very-secret-pw"
+
+
+def _config(tmp_path, root: str, extra: str = "") -> str:
+    (tmp_path / "sites.csv").write_text("id,name,lat,lon\nparis,Paris,48.85,2.35\n"
+                                        "lyon,Lyon,45.76,4.84\n")
+    path = tmp_path / "aggregat.toml"
+    path.write_text(f'[env.dev]\nroot = "{root}"\nsites = "sites.csv"\n{extra}')
+    return str(path)
+
+
+def test_good_local_environment(tmp_path):
+    config = _config(tmp_path, str(tmp_path / "dev"), "[[env.dev.forecast.targets]]\n"
+                     'id = "portfolio"\nsites = ["paris", "lyon"]\n')
+    env = load_environment("dev", config)
+    create_default_tables(make_engine(env.energy_db, env.energy), env.energy)
+    checks = check_environment(env, offline=True)
+    assert problems(checks) == [], [c.as_dict() for c in checks]
+    names = {c.name: c for c in checks}
+    assert names["Météo-France"].status == "skipped"
+    assert "2 sites" in names["settings: sites and targets"].message
+    # The probes cleaned up after themselves.
+    for folder in ("datalake", "bank", "registry", "quarantine"):
+        assert not [p for p in (tmp_path / "dev" / folder).iterdir()
+                    if p.name.startswith(".aggregat-probe")]
+
+
+def test_broken_environment_each_problem_named_and_masked(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the root folder should be")
+    monkeypatch.setenv("AGGREGAT_DEV_DB_PASSWORD", SECRET)
+    config = _config(
+        tmp_path, str(blocker / "root"),
+        'energy_db = "postgresql+pg8000://aggregat:${DB_PASSWORD}@127.0.0.1:1/energy"\n'
+        'scheduler = "tcp://127.0.0.1:1"\n'
+        "[env.dev.weather]\nmodels = [\"arome-0025\", \"gfs-025\"]\n"
+        "[[env.dev.forecast.targets]]\nid = \"portfolio\"\nsites = [\"paris\", \"marseille\"]\n")
+    env = load_environment("dev", config)
+    checks = check_environment(env, offline=True, timeout_s=2)
+    bad = {c.name: c.message for c in problems(checks)}
+    assert set(bad) == {"settings: weather models", "settings: sites and targets",
+                        "storage: datalake", "storage: bank", "storage: registry",
+                        "storage: quarantine", "energy DB", "Dask scheduler"}
+    assert "gfs-025" in bad["settings: weather models"]
+    assert "marseille" in bad["settings: sites and targets"]
+    assert "not writable" in bad["storage: bank"]
+    assert "unreachable" in bad["energy DB"] and "127.0.0.1" in bad["energy DB"]
+    assert all(SECRET not in c.message for c in checks)
+
+    # The CLI: exit code 1, one line per problem, the secret masked.
+    out = subprocess.run(
+        [sys.executable, "-m", "aggregat.cli.main", "env", "check", "--env", "dev", "--config",
+         config, "--offline", "--timeout", "2"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "AGGREGAT_DEV_DB_PASSWORD": SECRET, "COLUMNS": "250"})
+    assert out.returncode == 1, out.stderr
+    assert "8 problem(s)" in out.stdout and "Traceback" not in out.stderr
+    assert SECRET not in out.stdout + out.stderr
+    assert "aggregat:***@" in out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_read_only_folder_is_not_writable(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        status, message = probe_store(str(folder))
+        assert status == "problem" and "not writable" in message
+    finally:
+        folder.chmod(0o700)
+
+
+def test_memory_store_probe_and_missing_load_columns(tmp_path):
+    assert probe_store("memory://envcheck-probe")[0] == "ok"
+    config = _config(tmp_path, str(tmp_path / "dev"),
+                     '[env.dev.energy]\nload_value_col = "mw"\n')
+    env = load_environment("dev", config)
+    engine = make_engine(env.energy_db, env.energy)
+    with engine.begin() as conn:
+        import sqlalchemy as sa
+
+        conn.execute(sa.text("CREATE TABLE load_measurements (target_id TEXT, time_utc TEXT, "
+                             "value_mw REAL, updated_at TEXT)"))
+    bad = {c.name: c.message for c in problems(check_environment(env, offline=True))}
+    assert list(bad) == ["energy DB"] and "['mw']" in bad["energy DB"]
