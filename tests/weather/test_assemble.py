@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def test_assemble_units_and_wind(tmp_path):
     from aggregat.weather.decode_task import Field
     from aggregat.weather.grib import MessageHeader
 
-    run = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    run = datetime(2026, 11, 28, tzinfo=UTC)
 
     def field(param, start, end, values, units=""):
         header = MessageHeader("f", 0, 0, 0, 2, param, param, (), "", 0, start, end, run, units,

@@ -31,6 +31,8 @@ def _print_report(report: ExtractReport) -> None:
         console.print(f"  [yellow]catalogue:[/] {issue}")
     for path, error in report.bad_files:
         console.print(f"  [red]bad file:[/] {error}")
+    for name in report.missing_files:
+        console.print(f"  [red]missing file:[/] {name} (fetch it, then extract again)")
     for moved in report.quarantined:
         console.print(f"  quarantined -> {moved}")
     if report.missing_values:
@@ -80,8 +82,9 @@ def extract(
         )
     _print_report(report)
     if report.partial:
-        raise PartialRunError(f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, "
-                              f"{len(report.bad_files)} bad file(s) quarantined; re-fetch and rerun")
+        raise PartialRunError(
+            f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, {len(report.bad_files)} bad file(s) "
+            f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
 
 
 @app.command("extract-file")

@@ -63,7 +63,8 @@ def run_tasks(
 
 def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any):
     try:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client
+        from distributed import as_completed as dask_completed
     except ImportError:  # pragma: no cover - distributed is a declared dependency
         raise ConfigError("scheduler is set but dask.distributed is not installed") from None
     own = isinstance(scheduler, str)

@@ -44,6 +44,7 @@ class ExtractReport:
     rows: int = 0
     seconds: float = 0.0
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # (file, error)
+    missing_files: list[str] = field(default_factory=list)  # expected by the catalogue, absent
     quarantined: list[str] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)  # catalogue differences (warnings)
     missing_values: int = 0  # NaN values at locations because of bitmaps
@@ -51,14 +52,15 @@ class ExtractReport:
 
     @property
     def partial(self) -> bool:
-        return bool(self.bad_files)
+        return bool(self.bad_files or self.missing_files)
 
     def summary(self) -> str:
         run = f" run {run_label(self.run_time)}" if self.run_time else ""
         state = "PARTIAL" if self.partial else "ok"
         return (f"{self.model}{run}: {state}, {self.files} files, {self.decoded}/{self.messages} "
                 f"messages decoded, {self.rows} rows in {self.seconds:.2f} s"
-                + (f", {len(self.bad_files)} bad file(s)" if self.bad_files else ""))
+                + (f", {len(self.bad_files)} bad file(s)" if self.bad_files else "")
+                + (f", {len(self.missing_files)} missing file(s)" if self.missing_files else ""))
 
 
 def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wanted, workers: int,
@@ -134,6 +136,12 @@ def extract_run(
         raise InputError(f"no files of {product.id} run {run_label(run)} in the datalake "
                          f"{datalake.store.url}: run `aggregat weather fetch --model {product.id} "
                          f"--run {run:%Y-%m-%dT%H}` first")
+    present = set(rels)
+    pkgs = list(packages) if packages else sorted({r.rsplit("/", 2)[-2] for r in rels})
+    report.missing_files = [
+        datalake.file_rel(product, run, pkg, group).rsplit("/", 1)[-1]
+        for pkg, group in datalake.expected_files(product, run, pkgs)
+        if datalake.file_rel(product, run, pkg, group) not in present]
     paths = [str(datalake.local_path(r)) if datalake.is_local else datalake.store.uri(r)
              for r in rels]
     rel_of = dict(zip(paths, rels, strict=True))

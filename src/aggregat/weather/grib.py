@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import eccodes
@@ -91,6 +91,16 @@ def _get(handle: int, key: str, default=None):
         return default
 
 
+def _long(handle: int, key: str, default: int = -1) -> int:
+    """A key as its number (code-table keys like typeOfFirstFixedSurface decode as text otherwise)."""
+    try:
+        if not eccodes.codes_is_defined(handle, key):
+            return default
+        return int(eccodes.codes_get_long(handle, key))
+    except (eccodes.CodesInternalError, ValueError):
+        return default
+
+
 def _geometry(handle: int) -> GridGeometry | None:
     if _get(handle, "gridType") != "regular_ll":
         return None
@@ -114,12 +124,12 @@ def read_header(handle: int, file: str, index: int) -> MessageHeader:
     edition = eccodes.codes_get_long(handle, "edition")
     param: Parameter | None = None
     if edition == 2:
-        pdt = _get(handle, "productDefinitionTemplateNumber", 0)
-        stat = _get(handle, "typeOfStatisticalProcessing", -1) if pdt in (8, 11, 12) else -1
+        pdt = _long(handle, "productDefinitionTemplateNumber", 0)
+        stat = _long(handle, "typeOfStatisticalProcessing") if pdt in (8, 11, 12) else -1
         key: tuple = (
-            _get(handle, "discipline", -1), _get(handle, "parameterCategory", -1),
-            _get(handle, "parameterNumber", -1), _get(handle, "typeOfFirstFixedSurface", -1),
-            _get(handle, "level", 0), stat,
+            _long(handle, "discipline"), _long(handle, "parameterCategory"),
+            _long(handle, "parameterNumber"), _long(handle, "typeOfFirstFixedSurface"),
+            _long(handle, "level", 0), stat,
         )
         param = _BY_KEY.get(key)
     else:
@@ -127,11 +137,11 @@ def read_header(handle: int, file: str, index: int) -> MessageHeader:
                _get(handle, "level", 0), _get(handle, "stepType", ""))
     short_name = str(_get(handle, "shortName", "unknown"))
     if param is None:
-        name = _PARAM_IDS.get(int(_get(handle, "paramId", 0) or 0))
+        name = _PARAM_IDS.get(_long(handle, "paramId", 0))
         param = PARAMETERS.get(name) if name else None
     date, time = int(_get(handle, "dataDate", 19700101)), int(_get(handle, "dataTime", 0))
     run = datetime(date // 10000, date // 100 % 100, date % 100, time // 100, time % 100,
-                   tzinfo=timezone.utc)
+                   tzinfo=UTC)
     return MessageHeader(
         file=file, index=index, offset=int(_get(handle, "offset", 0)),
         length=int(_get(handle, "totalLength", 0)), edition=edition,

@@ -1,0 +1,220 @@
+"""A simulated Météo-France run, fetched over loopback HTTP, extracted into the bank."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from archive_server import ArchiveServer
+
+from aggregat.bank import Bank, read_weather
+from aggregat.weather.datalake import Datalake
+from aggregat.weather.extract import extract_run
+from aggregat.weather.fetch import fetch_run
+from aggregat.weather.products import PARAMETERS, get_product
+from aggregat.weather.simulate import PointDriver, crop_for_points, simulate_run
+from aggregat.weather.sites import Locations
+
+RUN = datetime(2026, 11, 28, 0, tzinfo=UTC)
+PRODUCT = get_product("arome-0025")
+STEPS = PRODUCT.steps  # a complete run: all 9 time groups
+END = RUN + timedelta(hours=52)
+IDS = ["paris", "versailles", "meaux", "chartres"]
+LATS = np.array([48.85, 48.80, 48.96, 48.45])
+LONS = np.array([2.35, 2.13, 2.88, 1.49])
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, driver_points) -> dict:
+    """A driven run (the first three sites follow ``driver_points``) served over loopback HTTP."""
+    root = tmp_path_factory.mktemp("archive")
+    grid = crop_for_points(PRODUCT, LATS, LONS, margin_deg=0.3)
+    frames = {k: v.reindex(pd.date_range(RUN, periods=len(STEPS), freq="h")).ffill()
+              for k, v in driver_points["frames"].items()}
+    driver = PointDriver(driver_points["lats"], driver_points["lons"], driver_points["ids"], frames)
+    files = simulate_run(PRODUCT, RUN, root, grid=grid, steps=STEPS, seed=3, driver=driver)
+    with ArchiveServer(root) as server:
+        yield {"root": root, "files": files, "server": server, "driver": driver_points,
+               "frames": frames}
+
+
+def _fetched(archive, tmp_path) -> Datalake:
+    datalake = Datalake(str(tmp_path / "datalake"))
+    report = fetch_run(PRODUCT, RUN, datalake, base_url=archive["server"].base_url,
+                       packages=["SP1", "SP2"], progress=False, workers=4)
+    report.raise_for_partial()  # the simulated run is complete
+    return datalake
+
+
+def _locations(driver_points) -> Locations:
+    return Locations.points(driver_points["ids"] + ["chartres"],
+                            list(driver_points["lats"]) + [48.45],
+                            list(driver_points["lons"]) + [1.49])
+
+
+def _nearest_reference(files, grib_reader, locations) -> dict[tuple[str, int], np.ndarray]:
+    grid = crop_for_points(PRODUCT, LATS, LONS, margin_deg=0.3)
+    i = np.round((locations.lons - grid.lon_first) / grid.dlon).astype(int)
+    j = np.round((grid.lat_first - locations.lats) / grid.dlat).astype(int)
+    by_key = {p.key: p.name for p in PARAMETERS.values()}
+    out = {}
+    for path in files:
+        for msg in grib_reader(path):
+            stat = msg.get("typeOfStatisticalProcessing", -1) \
+                if msg["productDefinitionTemplateNumber"] == 8 else -1
+            key = (msg["discipline"], msg["parameterCategory"], msg["parameterNumber"],
+                   msg["typeOfFirstFixedSurface"], msg["level"], stat)
+            out[(by_key[key], msg["endStep"])] = msg["values"][j * msg["Ni"] + i]
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_extracted_values_equal_eccodes_at_nearest_points(archive, tmp_path, grib_reader,
+                                                          workers):
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    locations = _locations(archive["driver"])
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                         workers=workers)
+    assert not report.partial and report.rows == len(STEPS) * len(locations)
+    frame = read_weather(bank, RUN, END, models=[PRODUCT.id])
+    assert len(frame) == report.rows
+    reference = _nearest_reference(archive["files"], grib_reader, locations)
+    checked = 0
+    for (name, step), values in reference.items():
+        param = PARAMETERS[name]
+        if param.accumulated_from_start or name not in ("t2m", "rh2m", "u10", "v10", "msl",
+                                                        "gust10", "lcc", "mcc", "hcc", "tcc"):
+            continue
+        got = frame[frame.step_h == step].set_index("location").loc[locations.ids, param.column]
+        expected = (values * param.scale + param.offset).astype(np.float32)
+        np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-6, atol=1e-4)
+        checked += 1
+    assert checked >= 10 * (len(STEPS) - 1)
+
+
+def test_accumulations_give_back_the_driven_hourly_values(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    extract_run(PRODUCT, RUN, datalake=datalake, bank=bank,
+                locations=_locations(archive["driver"]), workers=1)
+    frame = read_weather(bank, RUN, END).set_index(["valid_time", "location"])
+    for name, column, tol in (("ssrd", "ssrd_wm2", 2.0), ("tp", "tp_mm", 0.01),
+                              ("t2m", "t2m_c", 0.01)):
+        driven = archive["frames"][name]
+        for step in range(1, len(STEPS)):  # ssrd/tp start at step 1 (7 and 13 across files)
+            valid = pd.Timestamp(RUN + timedelta(hours=step))
+            for site in archive["driver"]["ids"]:
+                want = driven.loc[valid, site]
+                if np.isnan(want):
+                    continue
+                assert frame.loc[(valid, site), column] == pytest.approx(want, abs=tol), \
+                    (name, step, site)
+    assert (frame["tp_mm"].dropna() >= 0).all() and (frame["ssrd_wm2"].dropna() >= 0).all()
+    assert frame["wind_speed_10m_ms"].notna().all()
+
+
+def test_reextracting_replaces_never_duplicates(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    locations = _locations(archive["driver"])
+    first = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations, workers=1)
+    before = read_weather(bank, RUN, END)
+    second = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                         workers=2)
+    after = read_weather(bank, RUN, END)
+    assert first.partition == second.partition
+    assert len(after) == len(before) == first.rows
+    pd.testing.assert_frame_equal(before.reset_index(drop=True), after.reset_index(drop=True))
+
+
+def test_corrupt_file_is_quarantined_and_the_run_completes(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    victim = next(r for r in datalake.run_files(PRODUCT, RUN) if "SP1" in r and "07H12H" in r)
+    path = datalake.local_path(victim)
+    data = bytearray(path.read_bytes())
+    second = data.index(b"GRIB", 4)
+    data[second:second + 4] = b"\0\0\0\0"  # same size as the manifest says, broken inside
+    path.write_bytes(bytes(data))
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank,
+                         locations=_locations(archive["driver"]), workers=2)
+    assert report.partial
+    assert any("07H12H" in f and "corrupt" in e for f, e in report.bad_files)
+    assert report.quarantined and not path.exists()
+    assert (tmp_path / "datalake" / "quarantine").exists()
+    frame = read_weather(bank, RUN, END)
+    sp1_late = frame[frame.step_h == 13]["t2m_c"]
+    assert sp1_late.notna().all()  # other files still arrived
+    assert frame[frame.step_h == 8]["t2m_c"].isna().all()  # the bad file's steps are missing
+
+
+def test_missing_group_is_reported_against_the_catalogue(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    victim = next(r for r in datalake.run_files(PRODUCT, RUN) if "SP2" in r and "13H18H" in r)
+    datalake.local_path(victim).unlink()
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=1)
+    assert report.partial
+    assert report.missing_files == [victim.rsplit("/", 1)[-1]]
+    assert report.issues == []  # the files present hold what the catalogue expects
+
+
+def test_bitmap_missing_points_stay_missing(tmp_path):
+    # The simulator cuts the corners of the AROME domain (bitmap): a site there gets NaN.
+    grid = PRODUCT.grid.crop(55.4, 51.0, -12.0, -5.0)
+    root = tmp_path / "corner"
+    files = simulate_run(PRODUCT, RUN, root, grid=grid, steps=(0, 1), packages=["SP1"])
+    from aggregat.weather.extract import extract_files
+
+    sites = Locations.points(["corner", "inside"], [55.35, 51.1], [-11.95, -5.1])
+    frame, report = extract_files([str(f) for f in files], sites, workers=1)
+    corner = frame[frame.location == "corner"]
+    assert corner["t2m_c"].isna().all() and corner["tp_mm"].isna().all()
+    assert frame[frame.location == "inside"]["t2m_c"].notna().all()
+    assert report.missing_values > 0
+
+
+def test_same_result_on_a_dask_cluster(archive, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    datalake = _fetched(archive, tmp_path)
+    locations = _locations(archive["driver"])
+    local = Bank(str(tmp_path / "local"))
+    extract_run(PRODUCT, RUN, datalake=datalake, bank=local, locations=locations, workers=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = Bank(str(tmp_path / "dask"))
+        report = extract_run(PRODUCT, RUN, datalake=datalake, bank=on_dask, locations=locations,
+                             scheduler=cluster.scheduler_address)
+    assert not report.partial
+    a = read_weather(local, RUN, END)
+    b = read_weather(on_dask, RUN, END)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_cli_fetch_and_extract_in_a_real_process(archive, tmp_path):
+    sites = tmp_path / "sites.csv"
+    sites.write_text("id,name,lat,lon\n" + "\n".join(
+        f"{i},{i},{la},{lo}" for i, la, lo in zip(IDS, LATS, LONS, strict=True)) + "\n")
+    (tmp_path / "aggregat.toml").write_text(
+        f'[env.test]\nroot = "data"\nsites = "sites.csv"\n'
+        f'[env.test.weather]\nbase_url = "{archive["server"].base_url}"\n')
+    env = {**os.environ, "AGGREGAT_ENV": "test"}
+    cmd = [sys.executable, "-m", "aggregat.cli.main", "weather"]
+    fetch = subprocess.run(cmd + ["fetch", "--model", "arome-0025", "--run", "2026-11-28T00",
+                                  "--packages", "SP1"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert fetch.returncode == 0, fetch.stderr
+    extract = subprocess.run(cmd + ["extract", "--model", "arome-0025", "--latest"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True)
+    assert extract.returncode == 0, extract.stderr
+    assert "ok" in extract.stdout and "rows" in extract.stdout
+    frame = read_weather(Bank(str(tmp_path / "data" / "bank")), RUN, END)
+    assert sorted(frame["location"].unique()) == sorted(IDS)
+    assert Path(tmp_path / "data" / "datalake" / "arome-0025").is_dir()
