@@ -173,3 +173,45 @@ def require_table(conn: sa.Connection, name: str, setting: str, hint: str) -> No
             f"table {name!r} ([energy] {setting}) not found in energy DB "
             f"{safe_url(conn.engine.url)}; {hint}"
         )
+
+
+def check_energy_db(url: str, settings: EnergySettings) -> list[str]:
+    """Problems of the configured energy DB, one masked line each ([] when all is well).
+
+    Checks that it is reachable, that the measured-load table has the mapped columns, and that a
+    write transaction can start (for ``aggregat env check``). A missing forecast table is not a
+    problem: the first publish creates it.
+    """
+    problems: list[str] = []
+    try:
+        engine = make_engine(url, settings)
+    except (ConfigError, EnergyDBError) as exc:
+        return [str(exc)]
+    where = safe_url(engine.url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            schema, table = validate_identifier(settings.load_table, "load_table")
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(table, schema=schema):
+                problems.append(f"energy DB {where}: table {settings.load_table!r} "
+                                "([energy] load_table) not found; fix the setting or run "
+                                "`aggregat energy init-db`")
+            else:
+                present = {c["name"] for c in inspector.get_columns(table, schema=schema)}
+                for setting in ("load_target_col", "load_time_col", "load_value_col",
+                                "load_updated_col"):
+                    column = getattr(settings, setting)
+                    if column and column not in present:
+                        problems.append(f"energy DB {where}: column {column!r} ([energy] "
+                                        f"{setting}) not in table {settings.load_table!r}")
+            validate_identifier(settings.forecast_table, "forecast_table")
+            if settings.publish_procedure:
+                validate_identifier(settings.publish_procedure, "publish_procedure")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    except sa.exc.SQLAlchemyError as exc:
+        problems.append(f"energy DB {where} unreachable or unusable: {describe_error(exc)}")
+    finally:
+        engine.dispose()
+    return problems

@@ -78,3 +78,32 @@ def create_default_tables(engine: sa.Engine, settings: EnergySettings,
                 table.create(conn)
                 created.append(table.fullname)
     return created
+
+
+def insert_measurements(engine: sa.Engine, settings: EnergySettings, frame) -> int:
+    """Insert measured load (columns target_id, time, load_mw[, updated_at]) into the load table.
+
+    For the demo and tests, which fill an embedded energy DB; times are UTC instants.
+    Returns the number of rows inserted.
+    """
+    import pandas as pd
+
+    table = load_table(settings)
+    names = [c.name for c in table.columns]
+    sqlite = engine.dialect.name == "sqlite"
+
+    def ts(value):
+        value = pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+        return value.replace(tzinfo=None) if sqlite else value
+
+    now = pd.Timestamp.now(tz="UTC")
+    rows = []
+    for rec in frame.itertuples(index=False):
+        row = [str(rec.target_id), ts(rec.time), float(rec.load_mw)]
+        if len(names) == 4:
+            row.append(ts(getattr(rec, "updated_at", now)))
+        rows.append(dict(zip(names, row, strict=True)))
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 2000):
+            conn.execute(table.insert().values(rows[start:start + 2000]))
+    return len(rows)
