@@ -1,0 +1,149 @@
+"""``aggregat model train | list | predict | promote``: the registry lifecycle of each target.
+
+Registered on :data:`aggregat.cli.model.app` by importing this module (see cli/main.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.model import app
+from aggregat.errors import ConfigError, PartialRunError
+
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Target id (repeat for several); default: all targets."),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Targets in parallel (default: env workers, else all "
+                 "cores); the env's Dask scheduler is used when configured."),
+]
+
+
+def _failed(results: list[dict], what: str) -> None:
+    bad = [r for r in results if r.get("status") == "failed"]
+    if bad:
+        names = ", ".join(f"{r['target']} ({r['error']})" for r in bad)
+        raise PartialRunError(f"{what} failed for {len(bad)} of {len(results)} target(s): {names}")
+
+
+@app.command("train")
+def train(
+    target: TargetOption = None,
+    if_older: Annotated[str | None, typer.Option("--if-older", help="Only retrain targets whose "
+                        "newest model is older than this (7d, 36h, 2w).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if the model is young "
+                     "(after a deployment: retrains only, no dataset rebuild).")] = False,
+    workers: WorkersOption = None,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train each target on its bank history, save it to the registry, promote if better."""
+    from aggregat.forecast.pipeline import parse_age, train_targets
+
+    e = environment(env, config)
+    age = parse_age(if_older)
+    results = []
+    for r in train_targets(e, target, force=force, if_older=age, workers=workers):
+        results.append(r)
+        if r["status"] == "skipped":
+            console.print(f"{r['target']}: skipped, {r['reason']}")
+        elif r["status"] == "trained":
+            mark = "promoted" if r["promoted"] else "kept current"
+            console.print(f"{r['target']}: trained {r['version']} in {r['seconds']:.1f} s, "
+                          f"{mark} ({r['reason']})")
+        else:
+            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+    _failed(results, "training")
+
+
+@app.command("list")
+def list_models(
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Only this target.")] = None,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Versions in the environment's registry; '*' marks the current (production) one."""
+    from aggregat.forecast.registry import Registry
+
+    e = environment(env, config)
+    reg = Registry(e.registry)
+    rows = reg.list(target)
+    if not rows:
+        console.print(f"no model in {e.registry}; run `aggregat model train`")
+        return
+    table = Table("", "target", "version", "trained at (UTC)", "data", "val MAE", "coverage",
+                  "code", title=f"registry {e.registry}")
+    for r in rows:
+        val = (r.get("metrics") or {}).get("validation") or {}
+        data = f"{str(r.get('data_start'))[:10]}..{str(r.get('data_end'))[:10]}"
+        table.add_row("*" if r["current"] else "", r["target"], r["version"],
+                      str(r.get("trained_at"))[:19], data, _num(val.get("mae")),
+                      _num(val.get("coverage_10_90")), str(r.get("code_version")))
+    console.print(table)
+
+
+def _num(x) -> str:
+    return "-" if x is None or x != x else f"{x:.4g}"
+
+
+@app.command("predict")
+def predict(
+    issue_time: Annotated[str | None, typer.Option("--issue-time", help="Issue time: UTC "
+                          "(2026-11-28T09:00Z), or local to forecast.timezone without offset; "
+                          "default: today at forecast.issue_hour_local.")] = None,
+    target: TargetOption = None,
+    workers: WorkersOption = None,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Forecast the next day of each target with its current model; writes dataset forecast."""
+    import pandas as pd
+
+    from aggregat.forecast.pipeline import default_issue_time, predict_targets
+
+    e = environment(env, config)
+    if issue_time is None:
+        issue = default_issue_time(e)
+    else:
+        try:
+            issue = pd.Timestamp(issue_time)
+        except (ValueError, TypeError):
+            raise ConfigError(f"--issue-time {issue_time!r} is not a date-time "
+                              "(e.g. 2026-11-28T10:00)") from None
+        if issue.tzinfo is None:
+            issue = issue.tz_localize(e.forecast.timezone, ambiguous=True,
+                                      nonexistent="shift_forward")
+        issue = issue.tz_convert("UTC")
+    results = []
+    for r in predict_targets(e, issue, target, workers=workers):
+        results.append(r)
+        if r["status"] == "predicted":
+            flag = f", {r['baseline_rows']} baseline rows" if r["baseline_rows"] else ""
+            note = f" [yellow]({r['note']})[/]" if r.get("note") else ""
+            console.print(f"{r['target']}: {r['rows']} rows issued {issue:%Y-%m-%dT%H:%MZ} with "
+                          f"{r['version']}{flag}{note}")
+        else:
+            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+    _failed(results, "prediction")
+
+
+@app.command("promote")
+def promote(
+    target: Annotated[str, typer.Option("--target", "-t", help="Target id.")],
+    version: Annotated[str, typer.Option("--version", help="Version (see `aggregat model "
+                       "list`).")],
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make a version the production model of a target (e.g. to roll back)."""
+    from aggregat.forecast.pipeline import promote as do_promote
+
+    e = environment(env, config)
+    do_promote(e, target, version)
+    console.print(f"{target}: current model is now {version}")

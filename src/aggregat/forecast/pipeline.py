@@ -1,0 +1,389 @@
+"""Bank-driven train / predict / promote of the configured targets (the storage-aware steps).
+
+- :func:`train_target` reads the whole load and weather history of a target from the bank (the
+  only step that reads history), fits a candidate on all but the last ``validation_days``, scores
+  it and the current model on those days, refits on everything, saves the new version to the
+  registry and promotes it if it beats the current one by ``promotion_margin`` (the first model
+  is always promoted). Re-training after a deployment is just this step: no dataset rebuild.
+- :func:`predict_target` reads only the last ``history_days_for_predict`` days (weather runs
+  available at the issue time, recent load), loads the current model, and writes dataset
+  ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
+- :func:`train_targets` / :func:`predict_targets` run targets in parallel with
+  :func:`aggregat.ops.executor.run_tasks` (local processes, or the Dask cluster of the env).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aggregat.bank import Bank, read_load, write_forecast
+from aggregat.config import Environment
+from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
+from aggregat.forecast import metrics
+from aggregat.forecast.features import (
+    FeatureConfig,
+    build_features,
+    issue_time_for_day,
+    prepare_load,
+    prepare_weather,
+)
+from aggregat.forecast.models import (
+    ForecastModel,
+    ModelConfig,
+    fit_frame,
+    persistence_errors,
+    predict_frame,
+    training_issues,
+)
+from aggregat.forecast.registry import Registry, code_version
+from aggregat.forecast.targets import Target, resolve_targets, target_weather
+from aggregat.ops.executor import default_workers, run_tasks
+
+BASELINE_VERSION = "baseline"
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
+_UNITS = {"w": "W", "d": "D", "h": "h", "m": "min"}
+
+
+def parse_age(text: str | None) -> pd.Timedelta | None:
+    """``7d``, ``36h``, ``2w``, ``90m`` -> Timedelta; None stays None."""
+    if text is None or text == "":
+        return None
+    m = _AGE.match(str(text))
+    if not m:
+        raise ConfigError(f"--if-older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w")
+    return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
+
+
+def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """Today (in ``forecast.timezone``) at ``forecast.issue_hour_local``, in UTC."""
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    tz = env.forecast.timezone
+    tomorrow = now.tz_convert(tz).tz_localize(None).normalize() + pd.Timedelta(days=1)
+    return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
+
+
+def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 2) -> ModelConfig:
+    """The core's settings for a target of ``env`` with the weather columns found in the bank."""
+    fs = env.forecast
+    holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
+    fc = FeatureConfig(tz=fs.timezone, issue_hour=float(fs.issue_hour_local), holidays=holidays,
+                       weather_cols=tuple(weather_cols))
+    cfg = ModelConfig(features=fc, min_train_days=fs.min_train_days, n_jobs=n_jobs)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"features", "min_train_days"}
+    bad = sorted(set(fs.model_params) - known)
+    if bad:
+        raise ConfigError(f"[env.{env.name}.forecast] model_params: unknown key(s) "
+                          f"{', '.join(bad)}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(cfg, **fs.model_params)
+
+
+def _load_series(df: pd.DataFrame, what: str) -> pd.Series:
+    if df.empty or df["load_mw"].notna().sum() < 3:
+        raise ModelError(f"{what}: no load in the bank; import it with `aggregat load import` "
+                         "or `aggregat energy sync`")
+    return pd.Series(df["load_mw"].to_numpy(dtype=float),
+                     index=pd.DatetimeIndex(df["time"]).tz_convert("UTC"), name="load_mw")
+
+
+def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """``weather`` with every column the model expects (missing ones as NaN: the core then
+    flags those rows as baseline instead of failing)."""
+    out = weather.copy()
+    for c in cols:
+        if c not in out:
+            out[c] = np.nan
+    return out
+
+
+# ------------------------------------------------------- adapter over the core (see report)
+@dataclasses.dataclass
+class FitResult:
+    """The model fitted on all data, and the scores of the same recipe fitted without the last
+    ``validation_days`` days and scored on them."""
+
+    model: ForecastModel
+    validation: dict[str, float]
+    validation_issues: pd.DatetimeIndex
+
+
+def _scores(pred: pd.DataFrame, load: pd.Series) -> dict[str, float]:
+    valid = pd.DatetimeIndex(pred["valid_time"])
+    y = load.reindex(valid).to_numpy(dtype=float)
+    pers = load.reindex(valid - pd.Timedelta(days=7)).to_numpy(dtype=float)
+    sc = metrics.scores(y, pred["p10_mw"], pred["p50_mw"], pred["p90_mw"], pers)
+    return {k: (float(v) if v is not None else float("nan")) for k, v in sc.items()}
+
+
+def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
+                     validation_days: int) -> FitResult:
+    """Features once for every fully observed day; a candidate fitted before the validation
+    window and scored on it; then the model fitted on everything (as the core's ``train``)."""
+    fc = cfg.features
+    s = prepare_load(load)
+    res = s.index[1] - s.index[0]
+    until = s.dropna().index[-1] + res
+    w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
+    w = w[w["available_at"] <= until]
+    issues = training_issues(s, fc, until, res)
+    if not len(issues):
+        raise ModelError(f"training: load from {s.index[0]:%Y-%m-%d} to {until:%Y-%m-%d} is "
+                         "shorter than 10 days; import more load history")
+    feats = build_features(s, w, issues, fc, res)
+    valid = pd.DatetimeIndex(feats["valid_time"])
+    y = s.reindex(valid).to_numpy(dtype=float)
+    n_val = min(validation_days, len(issues) // 4)
+    val_issues = issues[len(issues) - n_val:] if n_val else pd.DatetimeIndex([], tz="UTC")
+    scores: dict[str, float] = {}
+    if n_val:
+        cutoff = val_issues[0]
+        fit_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
+        cand = fit_frame(feats.loc[fit_rows], y[fit_rows], cfg, res,
+                         persistence_errors(s[s.index + res <= cutoff]))
+        rows = feats["issue_time"].isin(val_issues).to_numpy()
+        scores = _scores(predict_frame(cand, feats.loc[rows]), s)
+    model = fit_frame(feats, y, cfg, res, persistence_errors(s))
+    return FitResult(model, scores, val_issues)
+
+
+def score_model(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
+                issues: pd.DatetimeIndex) -> dict[str, float]:
+    """Scores of an existing ``model`` on day-ahead ``issues`` ({} when it cannot serve them,
+    e.g. a different load resolution)."""
+    if not len(issues):
+        return {}
+    fc = model.config.features
+    try:
+        s = prepare_load(load, model.resolution)
+        w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], model.resolution)
+        feats = build_features(s, w, issues, fc, model.resolution)
+        return _scores(predict_frame(model, feats), s)
+    except (InputError, KeyError, ValueError):
+        return {}
+
+
+# ----------------------------------------------------------------------------------- train
+def train_target(env: Environment, target: Target, *, force: bool = False,
+                 if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
+                 n_jobs: int = 2) -> dict[str, Any]:
+    """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
+    (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds)."""
+    t0 = time.perf_counter()
+    fs = env.forecast
+    reg = Registry(env.registry)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    age = reg.age(target.id, now)
+    if not force and if_older is not None and age is not None and age < if_older:
+        return {"target": target.id, "status": "skipped", "version": reg.current(target.id),
+                "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
+    bank = Bank(env.bank)
+    load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    start, end = load.index.min(), load.index.max()
+    weather = target_weather(bank, target, start - pd.Timedelta(days=4), end + pd.Timedelta(days=1),
+                             max_lead_h=fs.max_lead_h)
+    cols = [c for c in target.weather_cols if c in weather.columns]
+    cfg = model_config(env, cols, n_jobs=n_jobs)
+    current = reg.current(target.id)
+    old, old_error = None, None
+    if current is not None:
+        try:
+            old = reg.load(target.id, current).model
+        except ModelError as exc:  # corrupt or from an incompatible code version: replace it
+            old_error = str(exc)
+    fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
+    new_mae = fit.validation.get("mae", float("nan"))
+    old_scores: dict[str, float] = {}
+    if old is not None:
+        old_scores = score_model(old, load, _weather_for_model(weather, _cols_of(old)),
+                                 fit.validation_issues)
+    promoted, reason = _promotion(current, old, old_scores, new_mae, fs.promotion_margin,
+                                  old_error)
+    model = fit.model
+    meta = {
+        "trained_at": now.isoformat(),
+        "code_version": code_version(),
+        "model_hash": model.version,
+        "kind": "baseline" if model.is_baseline else "lightgbm-quantile",
+        "data_start": start.isoformat(), "data_end": end.isoformat(),
+        "weather_models": list(target.weather_models), "weather_cols": cols,
+        "weather_rows": int(len(weather)),
+        "features": list(model.feature_names),
+        "n_rows": int(model.n_rows), "rounds": int(model.rounds),
+        "resolution": str(model.resolution),
+        "metrics": {"validation": fit.validation, "current_on_validation": old_scores,
+                    "validation_days": fs.validation_days,
+                    "validation_start": (fit.validation_issues[0].isoformat()
+                                         if len(fit.validation_issues) else None)},
+        "promotion": {"promoted": promoted, "reason": reason, "previous": current,
+                      "margin": fs.promotion_margin},
+        "target_def": {"sites": list(target.sites), "weights": target.weights,
+                       "configured": target.configured},
+        "config": dataclasses.asdict(cfg),
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+    }
+    version = reg.save(target.id, model, meta, trained_at=now)
+    if promoted:
+        reg.promote(target.id, version)
+    return {"target": target.id, "status": "trained", "version": version, "promoted": promoted,
+            "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
+            "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _cols_of(model: Any) -> tuple[str, ...]:
+    fc = model.config.features
+    return (*fc.weather_cols, *fc.known_cols)
+
+
+def _promotion(current: str | None, old: Any, old_scores: dict, new_mae: float, margin: float,
+               old_error: str | None) -> tuple[bool, str]:
+    """The promotion rule: first model, or better than the current one by ``margin``."""
+    if current is None:
+        return True, "first model of this target"
+    if old is None:
+        return True, f"current model {current} is unusable ({old_error})"
+    old_mae = old_scores.get("mae", float("nan"))
+    if not np.isfinite(new_mae):
+        return False, "no validation data to compare with the current model"
+    if not np.isfinite(old_mae):
+        return True, f"current model {current} cannot forecast the validation window"
+    if new_mae <= old_mae * (1.0 - margin):
+        return True, f"validation MAE {new_mae:.4g} beats current {old_mae:.4g} by >= {margin:.0%}"
+    return False, (f"validation MAE {new_mae:.4g} not better than current {old_mae:.4g} by "
+                   f"{margin:.0%}; kept {current}")
+
+
+def _fmt_age(td: pd.Timedelta) -> str:
+    hours = td / pd.Timedelta(hours=1)
+    return f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
+
+
+# --------------------------------------------------------------------------------- predict
+def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | str,
+                   registry: Registry | None = None) -> dict[str, Any]:
+    """Forecast ``target`` for the day after ``issue_time`` and write dataset ``forecast``.
+
+    Reads only recent partitions: load of the last ``history_days_for_predict`` (+1) days and
+    the weather runs available at the issue time that reach back that far. Rerunning for the
+    same issue time replaces the same partition.
+    """
+    t0 = time.perf_counter()
+    fs = env.forecast
+    issue = pd.Timestamp(issue_time)
+    if issue.tzinfo is None:
+        raise ConfigError(f"issue time {issue_time!r} has no time zone; give it in UTC (...Z)")
+    issue = issue.tz_convert("UTC")
+    reg = registry or Registry(env.registry)
+    bank = Bank(env.bank)
+    hist = pd.Timedelta(days=fs.history_days_for_predict)
+    load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
+    load = _load_series(load_df, f"target {target.id!r} before {issue:%Y-%m-%dT%H:%MZ}")
+    weather = target_weather(bank, target, issue - hist, issue + pd.Timedelta(days=3),
+                             issued_before=issue, max_lead_h=fs.max_lead_h)
+    model, version, note = _current_model(reg, target, env, load)
+    try:
+        out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
+    except (InputError, ModelError) as exc:
+        if model.is_baseline:
+            raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
+        model, version = _baseline_model(env, load), BASELINE_VERSION
+        note = f"model {version} could not forecast ({exc}); weekly baseline used"
+        out = _predict(model, load, weather, issue)
+    out.insert(0, "target_id", target.id)
+    out["model_version"] = version
+    rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
+                                     "p50_mw", "p90_mw", "model_version", "is_baseline"]])
+    return {"target": target.id, "status": "predicted", "issue_time": issue.isoformat(),
+            "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
+            "note": note, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
+             issue: pd.Timestamp) -> pd.DataFrame:
+    from aggregat.forecast.models import predict
+
+    return predict(model, load, weather, issue)
+
+
+def _current_model(reg: Registry, target: Target, env: Environment, load: pd.Series
+                   ) -> tuple[ForecastModel, str, str | None]:
+    """The production model of ``target``, or the baseline (with the reason) when unusable."""
+    try:
+        current = reg.current(target.id)
+        if current is None:
+            return _baseline_model(env, load), BASELINE_VERSION, "no model in the registry"
+        return reg.load(target.id, current).model, current, None
+    except ModelError as exc:
+        return _baseline_model(env, load), BASELINE_VERSION, f"{exc}; weekly baseline used"
+
+
+def _baseline_model(env: Environment, load: pd.Series) -> ForecastModel:
+    """Same time last week (else two weeks), with an interval from its recent errors."""
+    s = prepare_load(load)
+    return ForecastModel(config=model_config(env, ()), resolution=s.index[1] - s.index[0],
+                         feature_names=[], boosters={}, margins=(0.0, 0.0),
+                         baseline_errors=persistence_errors(s), is_baseline=True,
+                         trained_at=pd.Timestamp.now(tz="UTC"), data_start=None, data_end=None)
+
+
+# ------------------------------------------------------------------------- many targets
+def _train_task(task: tuple) -> dict[str, Any]:
+    env, target, force, if_older, n_jobs = task
+    return train_target(env, target, force=force, if_older=if_older, n_jobs=n_jobs)
+
+
+def _predict_task(task: tuple) -> dict[str, Any]:
+    env, target, issue = task
+    return predict_target(env, target, issue)
+
+
+def _run(fn, tasks: list[tuple], env: Environment, workers: int | None
+         ) -> Iterator[dict[str, Any]]:
+    for task, result, exc in run_tasks(fn, tasks, workers=workers, scheduler=env.scheduler):
+        target = task[1].id
+        if exc is None:
+            yield result
+        elif isinstance(exc, AggregatError):
+            yield {"target": target, "status": "failed", "error": str(exc)}
+        else:
+            yield {"target": target, "status": "failed",
+                   "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _workers(env: Environment, n: int, workers: int | None) -> int:
+    return max(1, min(workers or env.workers or default_workers(), n))
+
+
+def train_targets(env: Environment, only: Sequence[str] | None = None, *, force: bool = False,
+                  if_older: pd.Timedelta | None = None, workers: int | None = None
+                  ) -> Iterator[dict[str, Any]]:
+    """Train every target (or ``only`` these) in parallel; yields one summary per target."""
+    targets = resolve_targets(env, Bank(env.bank), only)
+    if not targets:
+        raise ModelError(f"no target to train: configure [env.{env.name}.forecast] targets or "
+                         "import load into the bank")
+    n = _workers(env, len(targets), workers)
+    n_jobs = max(1, default_workers() // n)  # LightGBM threads per process: no oversubscription
+    tasks = [(env, t, force, if_older, n_jobs) for t in targets]
+    yield from _run(_train_task, tasks, env, n)
+
+
+def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
+                    *, workers: int | None = None) -> Iterator[dict[str, Any]]:
+    """Predict every target (or ``only`` these) for ``issue_time`` in parallel."""
+    targets = resolve_targets(env, Bank(env.bank), only)
+    if not targets:
+        raise ModelError(f"no target to predict: configure [env.{env.name}.forecast] targets or "
+                         "import load into the bank")
+    tasks = [(env, t, issue_time) for t in targets]
+    yield from _run(_predict_task, tasks, env, _workers(env, len(tasks), workers))
+
+
+def promote(env: Environment, target: str, version: str) -> None:
+    """Make ``version`` the production model of ``target`` in ``env``'s registry."""
+    Registry(env.registry).promote(target, version)

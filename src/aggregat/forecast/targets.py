@@ -1,0 +1,178 @@
+"""Forecast targets (a load series + the weather that drives it) and their weather from the bank.
+
+A target comes from ``[env.X.forecast] targets`` in aggregat.toml; with none configured, every
+load series in the bank is a target whose weather is the equally weighted mean over all sites.
+
+:func:`target_weather` turns site weather of several models and runs into the core's input: one
+row per (``available_at``, ``valid_time``) with the weighted site mean of each variable, where
+the core picks, for each valid time, the newest row available at the issue time. Models are
+combined by preference (e.g. AROME, then ARPEGE) so that this pick follows the preference:
+
+    a row of model m for valid time v, available at a, is kept only if no run of a preferred
+    model covering v was available at or before a.
+
+Then at any issue time t the newest kept row with ``available_at <= t`` is the newest run of the
+most preferred model that covers v among those available at t — AROME within its 51 h, ARPEGE
+beyond them or when AROME is missing — exactly the as-of selection per issue time, without
+materialising one frame per issue time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aggregat.bank import Bank, read_weather
+from aggregat.config import Environment, TargetSettings
+from aggregat.errors import ConfigError, ModelError
+
+LOAD_DATASET = "load"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One forecast target; ``sites`` empty means every location present in the bank."""
+
+    id: str
+    sites: tuple[str, ...] = ()
+    weights: dict[str, float] = field(default_factory=dict, hash=False)
+    weather_models: tuple[str, ...] = ("arome-0025", "arpege-01")
+    weather_cols: tuple[str, ...] = ("t2m_c", "rh2m_pct", "wind_speed_10m_ms", "ssrd_wm2",
+                                     "tcc_pct")
+    configured: bool = True
+
+    @classmethod
+    def from_settings(cls, s: TargetSettings) -> Target:
+        unknown = set(s.weights) - set(s.sites) if s.sites else set()
+        if unknown:
+            raise ConfigError(f"forecast target {s.id!r}: weights for sites not in its site list: "
+                              f"{', '.join(sorted(unknown))}")
+        bad = [k for k, w in s.weights.items() if not np.isfinite(w) or w < 0]
+        if bad:
+            raise ConfigError(f"forecast target {s.id!r}: weights must be >= 0 (see {bad[0]!r})")
+        return cls(id=s.id, sites=tuple(s.sites), weights=dict(s.weights),
+                   weather_models=tuple(s.weather_models), weather_cols=tuple(s.weather_cols))
+
+
+def load_targets(bank: Bank) -> list[str]:
+    """Targets with load in the bank (the first partition level of dataset ``load``)."""
+    prefix = "target="
+    return [n[len(prefix):] for n in bank.store.listdir(LOAD_DATASET) if n.startswith(prefix)]
+
+
+def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = None
+                    ) -> list[Target]:
+    """The configured targets (or one default target per load series in the bank).
+
+    ``only``: keep these ids; an unknown id is a :class:`ConfigError` naming the known ones.
+    """
+    configured = env.forecast.targets
+    if configured:
+        ids = [t.id for t in configured]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ConfigError(f"[env.{env.name}.forecast] target id(s) defined twice: "
+                              f"{', '.join(sorted(dup))}")
+        targets = [Target.from_settings(t) for t in configured]
+    else:
+        targets = [Target(id=t, configured=False) for t in load_targets(bank)]
+    if only:
+        known = {t.id: t for t in targets}
+        missing = [t for t in only if t not in known]
+        if missing:
+            where = ("configured in [forecast] targets" if configured
+                     else f"with load in the bank {bank.url}")
+            raise ConfigError(f"unknown target(s) {', '.join(missing)}; targets {where}: "
+                              f"{', '.join(known) or 'none'}")
+        targets = [known[t] for t in only]
+    return targets
+
+
+def site_mean(df: pd.DataFrame, cols: Sequence[str], weights: dict[str, float]) -> pd.DataFrame:
+    """Weighted mean over locations per (model, run_time, available_at, valid_time).
+
+    Missing values are skipped and the weights of the present locations renormalised; a
+    variable missing at every location stays missing (never 0).
+    """
+    keys = ["model", "run_time", "available_at", "valid_time"]
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, *cols])
+    w = df["location"].map(lambda loc: weights.get(loc, 1.0)).to_numpy(dtype=float)
+    parts = {}
+    for c in cols:
+        v = df[c].to_numpy(dtype=float)
+        ok = np.isfinite(v) & (w > 0)
+        parts[f"{c}__num"] = np.where(ok, v * w, 0.0)
+        parts[f"{c}__den"] = np.where(ok, w, 0.0)
+    tmp = pd.concat([df[keys].reset_index(drop=True), pd.DataFrame(parts)], axis=1)
+    agg = tmp.groupby(keys, sort=True, observed=True).sum().reset_index()
+    out = agg[keys].copy()
+    for c in cols:
+        den = agg[f"{c}__den"].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.where(den > 0, agg[f"{c}__num"].to_numpy() / den, np.nan)
+    return out
+
+
+def combine_models(frame: pd.DataFrame, preference: Sequence[str]) -> pd.DataFrame:
+    """Rows kept so that the newest available row follows the model preference (module doc).
+
+    ``frame``: one row per (model, run, valid_time). Returns ``available_at, valid_time`` and the
+    variables, plus ``model`` and ``run_time`` for traceability; one row per
+    (available_at, valid_time).
+    """
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    rank = {m: i for i, m in enumerate(preference)}
+    f = frame.assign(_rank=frame["model"].map(rank).astype(int))
+    # Earliest availability of each rank for each valid time.
+    first = (f.groupby(["valid_time", "_rank"], observed=True)["available_at"].min()
+             .rename("first_at").reset_index())
+    keep = np.ones(len(f), dtype=bool)
+    for r in sorted(f["_rank"].unique()):
+        better = first[first["_rank"] < r].groupby("valid_time")["first_at"].min()
+        if better.empty:
+            continue
+        seen = f["valid_time"].map(better)
+        mask = (f["_rank"] == r).to_numpy() & (f["available_at"] >= seen).fillna(False).to_numpy()
+        keep &= ~mask
+    out = f.loc[keep]
+    # Same availability for one valid time: the preferred model, then the newest run.
+    out = (out.sort_values(["valid_time", "available_at", "_rank", "run_time"],
+                           ascending=[True, True, False, True], kind="stable")
+              .drop_duplicates(["available_at", "valid_time"], keep="last"))
+    return out.drop(columns="_rank").sort_values(["available_at", "valid_time"]).reset_index(
+        drop=True)
+
+
+def target_weather(bank: Bank, target: Target, start: pd.Timestamp, end: pd.Timestamp,
+                   issued_before: pd.Timestamp | None = None, max_lead_h: float = 102.0,
+                   ) -> pd.DataFrame:
+    """The core's weather frame for ``target``: ``valid_time``, ``available_at`` and the
+    target's weather columns, for valid times in ``[start, end)`` (see the module doc).
+
+    Reads only the runs that can reach the window (and, with ``issued_before``, that were
+    available then). Columns absent from the bank are left out; an empty frame when there is
+    no weather at all (the core then forecasts from calendar and load only).
+    """
+    locations = list(target.sites) if target.sites else None
+    df = read_weather(bank, start, end, models=list(target.weather_models), locations=locations,
+                      max_lead_h=max_lead_h, issued_before=issued_before)
+    cols = [c for c in target.weather_cols if c in df.columns and df[c].notna().any()]
+    if df.empty or not cols:
+        return pd.DataFrame({"valid_time": pd.DatetimeIndex([], tz="UTC"),
+                             "available_at": pd.DatetimeIndex([], tz="UTC")})
+    weights = {s: float(target.weights.get(s, 1.0)) for s in df["location"].unique()}
+    if sum(weights.values()) <= 0:
+        raise ModelError(f"target {target.id!r}: all site weights are 0")
+    mean = site_mean(df, cols, weights)
+    out = combine_models(mean, list(target.weather_models))
+    return out[["valid_time", "available_at", *cols, "model", "run_time"]]
+
+
+def present_weather_cols(weather: pd.DataFrame, target: Target) -> tuple[str, ...]:
+    """The target's weather columns that :func:`target_weather` found in the bank."""
+    return tuple(c for c in target.weather_cols if c in weather.columns)

@@ -1,0 +1,289 @@
+"""Bank-driven train / predict / promote on a small synthetic bank (weather runs + load)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aggregat.bank import Bank, read_forecast, write_load, write_weather_run
+from aggregat.config import TargetSettings, load_environment
+from aggregat.errors import AggregatError, ConfigError
+from aggregat.forecast import pipeline
+from aggregat.forecast.registry import Registry
+from aggregat.forecast.targets import Target, combine_models, resolve_targets, target_weather
+
+START = pd.Timestamp("2026-08-25T00:00Z")
+DAYS = 50
+END = START + pd.Timedelta(days=DAYS)
+ISSUE = pd.Timestamp("2026-10-12T09:00Z")  # 11:00 Paris on D-1 = Oct 12; D = Oct 13
+AROME, ARPEGE = "arome-0025", "arpege-01"
+CONFIG = """
+default_env = "test"
+[env.test]
+root = "{root}"
+workers = 1
+[env.test.forecast]
+min_train_days = 14
+validation_days = 7
+promotion_margin = 0.02
+[env.test.forecast.model_params]  # a small, quick LightGBM
+max_rounds = 80
+learning_rate = 0.2
+min_data_in_leaf = 10
+num_leaves = 15
+calibration_days = 7
+n_jobs = 1
+"""
+
+
+def _truth(times: pd.DatetimeIndex) -> np.ndarray:
+    h = (times - START) / pd.Timedelta(hours=1)
+    return 12 + 6 * np.sin(2 * np.pi * (h - 9) / 24) + 4 * np.sin(2 * np.pi * h / (24 * 9))
+
+
+def _build_bank(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    bank = Bank(str(root / "bank"))
+    times = pd.date_range(START, END, freq="h", inclusive="left")
+    temp = _truth(times)
+    local = times.tz_convert("Europe/Paris")
+    load = (300 + 40 * np.sin(2 * np.pi * (local.hour - 7) / 24) - 5 * temp
+            + 30 * (local.day_of_week < 5) + rng.normal(0, 3, len(times)))
+    write_load(bank, pd.DataFrame({"target_id": "portfolio", "time": times, "load_mw": load}))
+    for model, every_h, lead_h in ((AROME, 12, 51), (ARPEGE, 24, 102)):
+        for run in pd.date_range(START - pd.Timedelta(days=4), END, freq=f"{every_h}h"):
+            valid = pd.date_range(run, run + pd.Timedelta(hours=lead_h), freq="h")
+            rows = []
+            for loc, offset in (("s1", -1.0), ("s2", 1.0)):
+                rows.append(pd.DataFrame({
+                    "valid_time": valid, "location": loc,
+                    "t2m_c": _truth(valid) + offset + rng.normal(0, 0.5, len(valid)),
+                    "ssrd_wm2": np.clip(400 * np.sin(2 * np.pi * (valid.hour - 6) / 24), 0, None),
+                }))
+            write_weather_run(bank, model, run, pd.concat(rows, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    _build_bank(root)
+    return root
+
+
+@pytest.fixture
+def env(built, tmp_path):
+    """An environment over a private copy of the bank, with an empty registry."""
+    shutil.copytree(built / "bank", tmp_path / "bank")
+    cfg = tmp_path / "aggregat.toml"
+    cfg.write_text(CONFIG.format(root=tmp_path))
+    return load_environment("test", cfg)
+
+
+def _with(env, **forecast):
+    return env.model_copy(update={"forecast": env.forecast.model_copy(update=forecast)})
+
+
+def _target(env) -> Target:
+    return resolve_targets(env, Bank(env.bank))[0]
+
+
+@pytest.fixture
+def trained(env):
+    r = pipeline.train_target(env, _target(env))
+    return env, r
+
+
+# ----------------------------------------------------------------------------- targets
+def test_default_target_per_load_series(env):
+    targets = resolve_targets(env, Bank(env.bank))
+    assert [t.id for t in targets] == ["portfolio"] and targets[0].sites == ()
+    with pytest.raises(ConfigError, match="unknown target.*nope.*portfolio"):
+        resolve_targets(env, Bank(env.bank), ["nope"])
+
+
+def test_site_weights_and_model_preference(env):
+    bank = Bank(env.bank)
+    t = Target.from_settings(TargetSettings(id="p", sites=["s1", "s2"],
+                                            weights={"s1": 1.0, "s2": 0.0}))
+    w = target_weather(bank, t, ISSUE - pd.Timedelta(days=2), ISSUE + pd.Timedelta(days=3),
+                       issued_before=ISSUE)
+    raw = pd.read_parquet(Bank(env.bank).store.local_path(
+        "weather_forecast/model=arome-0025/run_date=2026-10-12/run=00.parquet"))
+    s1 = raw[raw["location"] == "s1"].set_index("valid_time")["t2m_c"]
+    got = w[(w["model"] == AROME) & (w["run_time"] == pd.Timestamp("2026-10-12T00:00Z"))]
+    assert len(got) and np.allclose(got.set_index("valid_time")["t2m_c"], s1.reindex(
+        got["valid_time"]), atol=1e-4)
+    assert (w["available_at"] <= ISSUE).all()
+    # Beyond AROME's leads, ARPEGE; where AROME was available first, never ARPEGE.
+    first_arome = w[w["model"] == AROME].groupby("valid_time")["available_at"].min()
+    arp = w[w["model"] == ARPEGE]
+    limit = arp["valid_time"].map(first_arome)
+    assert len(arp) and (limit.isna() | (arp["available_at"] < limit)).all()
+    assert limit.isna().any() and limit.notna().any()  # both cases occur
+    with pytest.raises(ConfigError, match="weights for sites not in its site list"):
+        Target.from_settings(TargetSettings(id="p", sites=["s1"], weights={"s9": 1.0}))
+
+
+def test_combine_models_matches_as_of_selection_per_issue_time():
+    rng = np.random.default_rng(3)
+    rows = []
+    base = pd.Timestamp("2026-01-01T00:00Z")
+    for model, every, lead in (("A", 3, 12), ("B", 6, 30)):
+        for k in range(8):
+            run = base + pd.Timedelta(hours=every * k)
+            avail = run + pd.Timedelta(hours=float(rng.uniform(1, 5)))
+            for s in range(lead + 1):
+                rows.append((model, run, avail, run + pd.Timedelta(hours=s), rng.normal()))
+    frame = pd.DataFrame(rows, columns=["model", "run_time", "available_at", "valid_time", "x"])
+    kept = combine_models(frame, ["A", "B"])
+    assert not kept.duplicated(["available_at", "valid_time"]).any()
+    for t in pd.date_range(base, base + pd.Timedelta(hours=50), freq="227min"):
+        seen = frame[frame["available_at"] <= t].sort_values(["valid_time", "run_time"])
+        pref = seen.assign(b=seen["model"] == "B")
+        pref = pref[~(pref["b"] & pref.groupby("valid_time")["b"].transform("min").eq(False))]
+        want = pref.groupby("valid_time")["x"].last()
+        got = (kept[kept["available_at"] <= t].sort_values("available_at")
+               .groupby("valid_time")["x"].last())
+        pd.testing.assert_series_equal(got, want)
+
+
+# ------------------------------------------------------------------------------- train
+def test_train_promotes_first_model_and_keeps_it_when_not_better(trained):
+    env, first = trained
+    reg = Registry(env.registry)
+    assert first["status"] == "trained" and first["promoted"] and not first["baseline"]
+    assert reg.current("portfolio") == first["version"]
+    meta = reg.meta("portfolio")
+    assert meta["weather_cols"] == ["t2m_c", "ssrd_wm2"] and "t2m_c" in meta["features"]
+    assert np.isfinite(meta["metrics"]["validation"]["mae"])
+    assert meta["data_end"].startswith("2026-10-13T23:00")
+    # Same data, a deterministic fit: not better by the margin -> the current model stays.
+    again = pipeline.train_target(_with(env, promotion_margin=0.05), _target(env), force=True,
+                                  now=pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=2))
+    assert again["status"] == "trained" and not again["promoted"]
+    assert "kept" in again["reason"]
+    assert reg.current("portfolio") == first["version"]
+    assert len(reg.versions("portfolio")) == 2
+    assert reg.meta("portfolio", again["version"])["promotion"]["promoted"] is False
+
+
+def test_if_older_skips_a_young_model(trained):
+    env, first = trained
+    reg = Registry(env.registry)
+    r = pipeline.train_target(env, _target(env), if_older=pd.Timedelta(days=7))
+    assert r["status"] == "skipped" and "old" in r["reason"]
+    assert reg.versions("portfolio") == [first["version"]]
+    later = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=8)
+    r = pipeline.train_target(env, _target(env), if_older=pd.Timedelta(days=7), now=later)
+    assert r["status"] == "trained" and len(reg.versions("portfolio")) == 2
+
+
+def test_promotion_rule():
+    rule = pipeline._promotion
+    assert rule(None, None, {}, 5.0, 0.02, None)[0] is True
+    assert rule("v1", object(), {"mae": 10.0}, 9.7, 0.02, None)[0] is True
+    assert rule("v1", object(), {"mae": 10.0}, 9.9, 0.02, None)[0] is False
+    assert rule("v1", object(), {"mae": 10.0}, float("nan"), 0.02, None)[0] is False
+    assert rule("v1", None, {}, 9.9, 0.02, "corrupt")[0] is True
+
+
+def test_parse_age():
+    assert pipeline.parse_age("7d") == pd.Timedelta(days=7)
+    assert pipeline.parse_age("36h") == pd.Timedelta(hours=36)
+    with pytest.raises(ConfigError, match="--if-older"):
+        pipeline.parse_age("soon")
+
+
+def test_unknown_model_param_is_a_config_error(env):
+    with pytest.raises(ConfigError, match="model_params: unknown key"):
+        pipeline.model_config(_with(env, model_params={"rounds": 3}), ())
+
+
+# ----------------------------------------------------------------------------- predict
+def _parts(env) -> list[str]:
+    return Bank(env.bank).files("forecast")
+
+
+def test_predict_writes_forecast_idempotently(trained):
+    env, first = trained
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["version"] == first["version"] and r["rows"] == 24
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert len(fc) == 24 and (fc["model_version"] == first["version"]).all()
+    assert not fc["is_baseline"].any()
+    assert (fc["p10_mw"] <= fc["p50_mw"]).all() and (fc["p50_mw"] <= fc["p90_mw"]).all()
+    assert fc["valid_time"].min() == pd.Timestamp("2026-10-12T22:00Z")
+    files = _parts(env)
+    pipeline.predict_target(env, _target(env), ISSUE)
+    assert _parts(env) == files
+    again = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    pd.testing.assert_frame_equal(again, fc)
+    pipeline.predict_target(env, _target(env), ISSUE - pd.Timedelta(days=1))
+    assert len(_parts(env)) == 2
+
+
+def test_predict_reads_only_recent_partitions(trained):
+    env, _ = trained
+    bank = Bank(env.bank)
+    old = [bank.store.local_path(f) for f in bank.files("weather_forecast",
+                                                        {"run_date": ["2026-08-27"]})]
+    old += [bank.store.local_path(f) for f in bank.files("load", {"month": ["2026-08"]})]
+    assert len(old) == 4
+    for p in old:
+        p.write_bytes(b"not parquet")
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["rows"] == 24 and r["baseline_rows"] == 0
+    # The corruption is real: training, which reads history, trips over it.
+    with pytest.raises(AggregatError):
+        pipeline.train_target(env, _target(env), force=True)
+
+
+def test_baseline_fallback_is_flagged_when_no_model(env):
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["version"] == "baseline" and r["note"] == "no model in the registry"
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert len(fc) == 24 and fc["is_baseline"].all() and (fc["model_version"] == "baseline").all()
+    load = pd.read_parquet(Bank(env.bank).store.local_path(
+        Bank(env.bank).files("load", {"month": ["2026-10"]})[0])).set_index("time")["load_mw"]
+    week_before = load.reindex(fc["valid_time"] - pd.Timedelta(days=7)).to_numpy()
+    assert np.allclose(fc["p50_mw"].to_numpy(), week_before)
+
+
+def test_corrupt_current_model_falls_back_to_flagged_baseline(trained):
+    env, first = trained
+    path = Registry(env.registry).store.local_path(f"portfolio/{first['version']}/model.pkl")
+    path.write_bytes(path.read_bytes()[:-10])
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["version"] == "baseline" and "corrupt" in r["note"]
+    assert read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)["is_baseline"].all()
+
+
+# --------------------------------------------------------------------------------- CLI
+def _cli(env, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "aggregat.cli.main", *args, "--config", env.source_file]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_model_trained_before_reinstall_is_listed_and_used_by_a_fresh_process(trained):
+    """The registry lives in the env's storage: a new interpreter (as after a reinstall of the
+    package) lists the model, predicts with it, and can roll back with promote."""
+    env, first = trained
+    out = _cli(env, "model", "list")
+    assert out.returncode == 0, out.stderr
+    assert first["version"] in out.stdout
+    out = _cli(env, "model", "predict", "--issue-time", "2026-10-12T11:00")  # Paris time
+    assert out.returncode == 0, out.stderr
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert len(fc) == 24 and (fc["model_version"] == first["version"]).all()
+    out = _cli(env, "model", "train", "--if-older", "7d")
+    assert out.returncode == 0 and "skipped" in out.stdout
+    out = _cli(env, "model", "promote", "--target", "portfolio", "--version", "nope")
+    assert out.returncode == 2 and "no version 'nope'" in out.stderr
