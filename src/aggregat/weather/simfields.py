@@ -22,6 +22,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 OMEGA = 7.292e-5  # Earth rotation, rad/s
 RHO = 1.25  # air density near the surface, kg/m3
 M_PER_DEG = 111_195.0
+F32 = np.float32  # fields are float32: half the memory traffic; accumulations stay float64
 
 
 def _rng(seed: int, *parts: object) -> np.random.Generator:
@@ -59,11 +60,12 @@ class Modes:
         """(F, G) with field = F @ G; with ``gradient`` also (dF/dlat, dG/dlon)."""
         ay = np.outer(lat, self.ky) + (self.py - self.ky * self.cy * t)  # (nj, k)
         ax = np.outer(self.kx, lon) + (self.px - self.kx * self.cx * t)[:, None]  # (k, ni)
-        f = np.cos(ay) * (self.a * scale)
-        g = np.cos(ax)
+        f = (np.cos(ay) * (self.a * scale)).astype(F32)
+        g = np.cos(ax).astype(F32)
         if not gradient:
             return f, g
-        return f, g, -np.sin(ay) * (self.a * scale * self.ky), -np.sin(ax) * self.kx[:, None]
+        df = (-np.sin(ay) * (self.a * scale * self.ky)).astype(F32)
+        return f, g, df, (-np.sin(ax) * self.kx[:, None]).astype(F32)
 
 
 class SyntheticWeather:
@@ -83,11 +85,15 @@ class SyntheticWeather:
                       for n in self.ANOMALIES}
         relief = Modes.random(_rng(seed, "relief"), k=8, wavelength=(3, 12), speed=(0, 0))
         f, g = relief.factors(self.lat, self.lon, 0.0)
-        self.relief = 900.0 * np.clip(f @ g - 0.4, 0.0, None) ** 1.5  # metres, hills and plains
+        self.relief = (900.0 * np.clip(f @ g - 0.4, 0.0, None) ** 1.5).astype(F32)  # metres
         self.roughness = 1.0 - 0.35 * np.clip(self.relief / 1500.0, 0.0, 1.0)
         phi = np.radians(self.lat)
         self.sin_lat, self.cos_lat = np.sin(phi), np.cos(phi)
-        self.coriolis = 2 * OMEGA * np.clip(np.abs(self.sin_lat), 0.25, None)[:, None]
+        coriolis = 2 * OMEGA * np.clip(np.abs(self.sin_lat), 0.25, None)
+        # Geostrophic wind per unit of pressure-anomaly gradient (per degree), by latitude.
+        self.geo_y = (950.0 / (M_PER_DEG * RHO * coriolis)).astype(F32)[:, None]
+        self.geo_x = (self.geo_y[:, 0] / self.cos_lat).astype(F32)[:, None]
+        self.lat_term = (-0.55 * (self.lat - 46.0)).astype(F32)[:, None]
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
 
     # -- building blocks ---------------------------------------------------------------------
@@ -111,8 +117,10 @@ class SyntheticWeather:
         doy = ((hours / 24.0) % 365.2425)  # close enough for seasons
         return utc_hour, doy
 
-    def _solar_hour(self, step: float) -> np.ndarray:
-        return (self._valid(step)[0] + self.lon / 15.0) % 24.0
+    def _daily(self, step: float, peak_hour: float) -> np.ndarray:
+        """cos of the local solar time, 1 at ``peak_hour``, as a (1, ni) row."""
+        solar = (self._valid(step)[0] + self.lon / 15.0) % 24.0
+        return np.cos(2 * np.pi * (solar - peak_hour) / 24.0).astype(F32)[None, :]
 
     def clouds(self, step: int) -> dict[str, np.ndarray]:
         """Low/mid/high/total cloud cover as fractions 0..1 (cached for the last step)."""
@@ -127,12 +135,14 @@ class SyntheticWeather:
         self._cache = (step, out)
         return out
 
-    def _cos_zenith(self, step: float) -> np.ndarray:
+    def _cos_zenith(self, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """cos(zenith) = a + b * cos(hour angle), as (nj, 1), (nj, 1) and (1, ni) float32."""
         utc_hour, doy = self._valid(step)
         decl = np.radians(23.44) * np.sin(2 * np.pi * (284.0 + doy) / 365.0)
         hour_angle = np.radians(15.0 * (utc_hour + self.lon / 15.0 - 12.0))
-        return ((self.sin_lat * np.sin(decl))[:, None]
-                + (self.cos_lat * np.cos(decl))[:, None] * np.cos(hour_angle)[None, :])
+        return ((self.sin_lat * np.sin(decl)).astype(F32)[:, None],
+                (self.cos_lat * np.cos(decl)).astype(F32)[:, None],
+                np.cos(hour_angle).astype(F32)[None, :])
 
     # -- public fields -----------------------------------------------------------------------
     def instant(self, step: int, adjust=None) -> dict[str, np.ndarray]:
@@ -143,21 +153,20 @@ class SyntheticWeather:
         """
         _, doy = self._valid(step)
         c = self.clouds(step)
-        season = -np.cos(2 * np.pi * (doy - 20.0) / 365.25)  # -1 mid-January, +1 mid-July
-        mean_c = (12.0 + 7.5 * season - 0.55 * (self.lat[:, None] - 46.0)
-                  - 6.5e-3 * self.relief)
+        season = -float(np.cos(2 * np.pi * (doy - 20.0) / 365.25))  # -1 mid-January, +1 July
+        mean_c = (12.0 + 7.5 * season) + self.lat_term - 6.5e-3 * self.relief
         a_t = self._anomaly("t", step)
-        diurnal = np.cos(2 * np.pi * (self._solar_hour(step) - 15.0) / 24.0)[None, :]
+        diurnal = self._daily(step, 15.0)
         amplitude = (4.0 + 1.5 * season) * (1.0 - 0.55 * c["tcc"])
         t2m = 273.15 + mean_c + 3.0 * a_t + amplitude * diurnal
         p, dp_dlat, dp_dlon = self._anomaly("p", step, gradient=True)
         msl = 101_500.0 + 950.0 * p
         # Geostrophic wind from the pressure gradient, slowed and turned towards low pressure.
-        ug = -950.0 * dp_dlat / M_PER_DEG / (RHO * self.coriolis)
-        vg = 950.0 * dp_dlon / (M_PER_DEG * self.cos_lat[:, None]) / (RHO * self.coriolis)
-        wind_day = np.cos(2 * np.pi * (self._solar_hour(step) - 14.0) / 24.0)[None, :]
+        ug = -dp_dlat * self.geo_y
+        vg = dp_dlon * self.geo_x
+        wind_day = self._daily(step, 14.0)
         factor = 0.14 * self.roughness * (1.0 + 0.15 * wind_day)
-        cos_a, sin_a = np.cos(np.radians(20.0)), np.sin(np.radians(20.0))
+        cos_a, sin_a = float(np.cos(np.radians(20.0))), float(np.sin(np.radians(20.0)))
         fields = {
             "t2m": t2m,
             "rh2m": np.clip(72.0 + 14.0 * c["q"] - 3.0 * amplitude * diurnal
@@ -187,12 +196,15 @@ class SyntheticWeather:
     def hourly(self, hour: int) -> dict[str, np.ndarray]:
         """Amounts over (hour-1, hour]: ``ssrd`` J/m2 and ``tp`` kg/m2, both >= 0."""
         c = self.clouds(hour)
-        flux = np.zeros((self.lat.size, self.lon.size))
+        flux = np.zeros((self.lat.size, self.lon.size), dtype=F32)
         for frac in (0.125, 0.375, 0.625, 0.875):  # mean over the hour of a clear-sky model
-            mu = self._cos_zenith(hour - 1 + frac)
-            mu = np.maximum(mu, 1e-3)
-            flux += np.where(mu > 1e-3, 1098.0 * mu * np.exp(-0.057 / mu), 0.0)  # Haurwitz
-        ssrd = flux / 4.0 * (1.0 - 0.75 * c["tcc"] ** 3.4) * 3600.0  # Kasten-Czeplak clouds
+            a, b, cos_h = self._cos_zenith(hour - 1 + frac)
+            if (a + b * cos_h.max()).max() <= 0.0:
+                continue  # night everywhere
+            mu = np.maximum(a + b * cos_h, 0.0)
+            flux += 1098.0 * mu * np.exp(-0.057 / np.maximum(mu, 1e-3))  # Haurwitz
+        # Kasten-Czeplak cloud attenuation; exactly 0 at night.
+        ssrd = flux * (900.0 * (1.0 - 0.75 * c["tcc"] ** 3.4))  # 3600 s / 4 samples
         wet = np.clip((c["lcc"] - 0.9) / 0.1, 0.0, 1.0) ** 2
         tp = 1.5 * wet * (0.4 + c["mcc"]) * (1.0 + 0.5 * np.clip(c["q"], 0.0, None))
         return {"ssrd": ssrd, "tp": tp}

@@ -40,6 +40,7 @@ from pathlib import Path
 import eccodes
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from aggregat.errors import ConfigError, InputError
 from aggregat.weather.products import (
@@ -228,9 +229,8 @@ class _Encoder:
                 start = 0 if p.accumulated_from_start else step - 1
                 eccodes.codes_set(h, "startStep", start)
                 eccodes.codes_set(h, "endStep", step)
-            flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
+            flat = values.astype(np.float64).ravel()  # a copy: masking never touches fields
             if self.mask is not None:
-                flat = flat.copy()
                 flat[self.mask] = MISSING
                 eccodes.codes_set(h, "bitmapPresent", 1)
                 eccodes.codes_set(h, "missingValue", MISSING)
@@ -249,6 +249,16 @@ def _write_groups(product: Product, run: datetime, out_dir: Path, packages: Sequ
                   groups: Sequence[tuple[int, int]], steps: Sequence[int], grid: Grid, seed: int,
                   driver: PointDriver | None, bits: int, packing: str) -> list[Path]:
     """Write the files of consecutive time groups (one task of a pool, or everything)."""
+    # The fields are small matrix products: multi-threaded BLAS only adds contention (20x).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _write_groups_serial(product, run, out_dir, packages, groups, steps, grid, seed,
+                                    driver, bits, packing)
+
+
+def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
+                         packages: Sequence[str], groups: Sequence[tuple[int, int]],
+                         steps: Sequence[int], grid: Grid, seed: int,
+                         driver: PointDriver | None, bits: int, packing: str) -> list[Path]:
     lat, lon = grid_axes(grid)
     weather = SyntheticWeather(lat, lon, run, seed)
     encoder = _Encoder(grid, run, packing, bits, domain_mask(product, grid))
