@@ -93,6 +93,10 @@ class TargetSettings(_Section):
     sites: list[str] = Field(default_factory=list)  # site ids; empty: all sites
     weights: dict[str, float] = Field(default_factory=dict)
     weather_models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
+    # Weather variables fed to the model (bank column names); those absent from the bank are
+    # skipped. Empty list: calendar and load lags only.
+    weather_cols: list[str] = Field(default_factory=lambda: [
+        "t2m_c", "rh2m_pct", "wind_speed_10m_ms", "ssrd_wm2", "tcc_pct"])
 
 
 class ForecastSettings(_Section):
@@ -104,6 +108,11 @@ class ForecastSettings(_Section):
     retrain_after_days: float = 7.0
     promotion_margin: float = 0.02  # the new model must beat the current one by 2 % MAE
     history_days_for_predict: int = 14
+    validation_days: int = 14  # recent window on which a new model must beat the current one
+    min_train_days: int = 28  # fewer days of load: the model is the (flagged) baseline
+    max_lead_h: float = 102.0  # longest forecast lead read from the bank
+    # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...).
+    model_params: dict[str, float | int] = Field(default_factory=dict)
     targets: list[TargetSettings] = Field(default_factory=list)
 
 

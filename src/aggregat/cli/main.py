@@ -9,10 +9,20 @@ import sys
 import typer
 
 from aggregat import __version__
-from aggregat.cli import bank, demo, energy, env, health, load, model, run, weather
-from aggregat.cli import bank_copy  # noqa: F401  (registers bank copy)
-from aggregat.cli import model_ops  # noqa: F401  (registers train/list/predict/promote)
-from aggregat.cli import weather_extract  # noqa: F401  (registers extract commands)
+from aggregat.cli import (
+    bank,
+    bank_copy,  # noqa: F401  (registers bank copy)
+    demo,
+    energy,
+    env,
+    health,
+    load,
+    model,
+    model_ops,  # noqa: F401  (registers train/list/predict/promote)
+    run,
+    weather,
+    weather_extract,  # noqa: F401  (registers extract commands)
+)
 from aggregat.cli.common import err_console
 from aggregat.config import mask
 from aggregat.errors import AggregatError
