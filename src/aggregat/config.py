@@ -124,6 +124,13 @@ class JobSettings(_Section):
     weekly_at: str = "03:00"
     step_warn_s: float = 600.0
     stale_warn_h: float = 30.0
+    # Health thresholds (aggregat health): warning / failed.
+    step_fail_s: float = 3600.0  # one step's duration
+    stale_fail_h: float = 54.0  # age of the newest weather run, forecast issue, publish
+    load_warn_h: float = 72.0  # age of the newest measured load (meters lag behind)
+    load_fail_h: float = 168.0
+    model_age_warn_days: float = 15.0  # age of the newest trained model
+    model_age_fail_days: float = 35.0
 
 
 class Environment(_Section):

@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated
+
 import typer
 
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 
-def health() -> None:
-    """Report the health of an environment."""
-    raise typer.Exit(1)
+_STYLE = {"ok": "green", "warning": "yellow", "failed": "bold red", "info": "cyan"}
+
+
+def health(
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Report the health of an environment: data freshness, last runs and step durations, row
+    counts, model age and metrics, last publish.
+
+    Exit code 0 = ok, 1 = warning, 2 = failed (thresholds in the [jobs] settings).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from aggregat.ops.health import check_health
+
+    settings = environment(env, config)
+    report = check_health(settings)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        table = Table("section", "check", "status", "value", "detail",
+                      title=f"health of env {settings.name} at {report.checked_at:%Y-%m-%d %H:%M}Z")
+        for item in report.items:
+            style = _STYLE.get(item.status, "")
+            table.add_row(item.section, escape(item.name), f"[{style}]{item.status}[/]",
+                          escape(item.value), escape(item.as_dict()["detail"]))
+        console.print(table)
+        style = _STYLE[report.status]
+        console.print(f"env {settings.name}: [{style}]{report.status}[/] "
+                      f"(exit {report.exit_code})")
+    # sys.exit, not typer.Exit: main() runs click with standalone_mode=False, which would
+    # swallow typer.Exit's code.
+    sys.exit(report.exit_code)

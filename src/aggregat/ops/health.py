@@ -1,0 +1,332 @@
+"""Health of an environment: data freshness, last runs, models, last publish.
+
+:func:`check_health` returns a :class:`HealthReport` whose items each carry a status ``ok``,
+``warning`` or ``failed`` (``info`` items never change the result); the report's exit code is
+0 / 1 / 2 for ok / warning / failed so a monitor can run ``aggregat health`` and alert on it.
+Thresholds come from ``[jobs]`` in the environment (:class:`~aggregat.config.JobSettings`).
+
+It reads only what is cheap: partition listings, Parquet footers, the newest partition of each
+series, the ledger and the registry's metadata. It never writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from aggregat.config import Environment, mask
+
+OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
+_RANK = {INFO: 0, OK: 0, WARNING: 1, FAILED: 2}
+_RUN_PART = re.compile(r"^run=(\d{2})\.parquet$")
+_ISSUE_PART = re.compile(r"^issue=(\d{2})(\d{2})\.parquet$")
+
+
+@dataclass
+class Item:
+    """One line of the health report."""
+
+    section: str  # data | runs | steps | model | publish | lock
+    name: str
+    status: str
+    value: str = ""
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"section": self.section, "name": self.name, "status": self.status,
+                "value": self.value, "detail": mask(self.detail), "data": self.data}
+
+
+@dataclass
+class HealthReport:
+    """All items of one environment's health, and the overall status."""
+
+    env: str
+    checked_at: datetime
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        worst = max((_RANK[i.status] for i in self.items), default=0)
+        return {0: OK, 1: WARNING, 2: FAILED}[worst]
+
+    @property
+    def exit_code(self) -> int:
+        return _RANK[self.status]
+
+    def add(self, *args: Any, **kwargs: Any) -> Item:
+        item = Item(*args, **kwargs)
+        self.items.append(item)
+        return item
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "status": self.status, "exit_code": self.exit_code,
+                "checked_at": self.checked_at.isoformat(),
+                "items": [i.as_dict() for i in self.items]}
+
+
+def _age_h(then: datetime | pd.Timestamp, now: datetime) -> float:
+    return (pd.Timestamp(now) - pd.Timestamp(then)).total_seconds() / 3600
+
+
+def _fmt_age(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} d"
+
+
+def _grade(value: float, warn: float, fail: float) -> str:
+    return FAILED if value > fail else WARNING if value > warn else OK
+
+
+def _newest_part(bank, dataset: str, where: dict[str, str], pattern: re.Pattern[str]):
+    """(part file, parsed groups) of the newest matching part in a partition, or None."""
+    best = None
+    for rel in bank.files(dataset, where):
+        match = pattern.match(rel.rsplit("/", 1)[-1])
+        if match and (best is None or match.groups() > best[1]):
+            best = (rel, match.groups())
+    return best
+
+
+# -- data freshness ------------------------------------------------------------------------
+def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> None:
+    jobs = env.jobs
+    for model in env.weather.models:
+        dates = sorted(p["run_date"] for p in bank.partitions("weather_forecast",
+                                                              {"model": model}))
+        if not dates:
+            report.add("data", f"weather {model}", FAILED, "no runs",
+                       "no weather_forecast partition: run `aggregat run daily` or a backfill")
+            continue
+        newest = _newest_part(bank, "weather_forecast", {"model": model, "run_date": dates[-1]},
+                              _RUN_PART)
+        if newest is None:
+            report.add("data", f"weather {model}", WARNING, dates[-1],
+                       "newest partition has no run=HH part")
+            continue
+        rel, (hour,) = newest
+        run = datetime.fromisoformat(f"{dates[-1]}T{hour}:00+00:00")
+        age = _age_h(run, now)
+        rows = bank.file_info(rel)["rows"]
+        status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
+        if rows == 0:
+            status = max(status, WARNING, key=_RANK.get)
+        report.add("data", f"weather {model}", status, f"run {run:%Y-%m-%dT%HZ}",
+                   f"{_fmt_age(age)} old, {rows:,} rows, {len(dates)} run days",
+                   {"newest_run": run.isoformat(), "age_h": round(age, 2), "rows": rows,
+                    "run_days": len(dates)})
+
+
+def _targets(env: Environment, bank, dataset: str) -> list[str]:
+    configured = [t.id for t in env.forecast.targets]
+    present = sorted({p["target"] for p in bank.partitions(dataset)})
+    return configured + [t for t in present if t not in configured]
+
+
+def _load(report: HealthReport, env: Environment, bank, now: datetime) -> None:
+    jobs = env.jobs
+    targets = _targets(env, bank, "load")
+    if not targets:
+        report.add("data", "load", FAILED, "no load",
+                   "no measured load in the bank: run `aggregat energy sync` or `load import`")
+    for target in targets:
+        months = sorted(p["month"] for p in bank.partitions("load", {"target": target}))
+        if not months:
+            report.add("data", f"load {target}", FAILED, "no load",
+                       "configured target without measured load in the bank")
+            continue
+        frame = bank.read("load", {"target": target, "month": months[-1]}, columns=["time"])
+        if frame.empty:
+            report.add("data", f"load {target}", WARNING, months[-1], "newest month is empty")
+            continue
+        newest = pd.Timestamp(frame["time"].max())
+        age = _age_h(newest, now)
+        report.add("data", f"load {target}", _grade(age, jobs.load_warn_h, jobs.load_fail_h),
+                   f"{newest:%Y-%m-%d %H:%M}Z",
+                   f"{_fmt_age(age)} old, {len(frame):,} rows in {months[-1]}",
+                   {"newest_time": newest.isoformat(), "age_h": round(age, 2),
+                    "rows_newest_month": int(len(frame)), "months": len(months)})
+
+
+def _forecast(report: HealthReport, env: Environment, bank, now: datetime) -> None:
+    jobs = env.jobs
+    targets = _targets(env, bank, "forecast")
+    if not targets:
+        report.add("data", "forecast", FAILED, "no forecast",
+                   "no forecast in the bank: run `aggregat run daily`")
+    for target in targets:
+        dates = sorted(p["issue_date"] for p in bank.partitions("forecast", {"target": target}))
+        newest = dates and _newest_part(bank, "forecast", {"target": target,
+                                                            "issue_date": dates[-1]}, _ISSUE_PART)
+        if not newest:
+            report.add("data", f"forecast {target}", FAILED, "no forecast",
+                       "no forecast issued for this target")
+            continue
+        rel, (hh, mm) = newest
+        issue = datetime.fromisoformat(f"{dates[-1]}T{hh}:{mm}:00+00:00")
+        age = _age_h(issue, now)
+        rows = bank.file_info(rel)["rows"]
+        status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
+        if rows == 0:
+            status = max(status, WARNING, key=_RANK.get)
+        report.add("data", f"forecast {target}", status, f"issue {issue:%Y-%m-%dT%H:%MZ}",
+                   f"{_fmt_age(age)} old, {rows:,} rows",
+                   {"newest_issue": issue.isoformat(), "age_h": round(age, 2), "rows": rows})
+
+
+# -- runs (ledger) -------------------------------------------------------------------------
+def _entry_status(entry, jobs) -> str:
+    if entry.status == "failed":
+        return FAILED
+    if entry.status == "partial":
+        return WARNING
+    if entry.duration_s is not None:
+        return _grade(entry.duration_s, jobs.step_warn_s, jobs.step_fail_s)
+    return OK
+
+
+def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None:
+    jobs = env.jobs
+    entries = ledger.entries()
+    if not entries:
+        report.add("runs", "ledger", WARNING, "no runs", "no step recorded in the ledger yet")
+        return
+    for job in sorted({e.job for e in entries if e.job}):
+        run = [e for e in entries if e.job == job]
+        run_id = run[-1].run_id
+        run = [e for e in run if e.run_id == run_id]
+        worst = max((_entry_status(e, jobs) for e in run), key=_RANK.get)
+        start = min(e.started_at for e in run)
+        ends = [e.ended_at for e in run if e.ended_at is not None]
+        seconds = (max(ends) - start).total_seconds() if ends else None
+        counts: dict[str, int] = {}
+        for e in run:
+            counts[e.status] = counts.get(e.status, 0) + 1
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if seconds is not None:
+            detail += f"; {seconds:.1f} s"
+        report.add("runs", f"last {job} run", worst, f"{start:%Y-%m-%d %H:%M}Z "
+                   f"({_fmt_age(_age_h(start, now))} ago)", detail,
+                   {"run_id": run_id, "started_at": start.isoformat(), "seconds": seconds,
+                    "statuses": counts})
+    latest: dict[str, Any] = {}
+    for e in entries:
+        latest[e.step] = e
+    for step, e in sorted(latest.items(), key=lambda kv: kv[1].started_at):
+        status = _entry_status(e, jobs)
+        duration = "" if e.duration_s is None else f"{e.duration_s:.1f} s"
+        detail = e.partition + (f", {e.rows:,} rows" if e.rows is not None else "")
+        if e.status in ("failed", "partial") and e.error:
+            detail += f": {e.error}"
+        if e.status == "running":
+            detail += " (running now)"
+        report.add("steps", step, status, f"{e.status} {duration}".strip(), detail,
+                   {"partition": e.partition, "status": e.status, "duration_s": e.duration_s,
+                    "rows": e.rows, "attempts": e.attempts, "stale": e.stale,
+                    "started_at": e.started_at.isoformat(), "error": e.error})
+    publish = latest.get("publish")
+    if publish is None:
+        report.add("publish", "last publish", WARNING, "never",
+                   "no publish recorded in the ledger")
+    else:
+        ok = [e for e in entries if e.step == "publish" and e.status == "ok"]
+        if not ok:
+            report.add("publish", "last publish", FAILED, publish.status,
+                       f"no successful publish; last attempt {publish.partition}")
+        else:
+            last_ok = ok[-1]
+            when = last_ok.ended_at or last_ok.started_at
+            age = _age_h(when, now)
+            status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
+            if publish.status == "failed":
+                status = FAILED
+            report.add("publish", "last publish", status, f"{when:%Y-%m-%d %H:%M}Z",
+                       f"{last_ok.partition}, {last_ok.rows or 0:,} rows, {_fmt_age(age)} ago"
+                       + (f"; latest attempt failed: {publish.error}"
+                          if publish.status == "failed" else ""),
+                       {"partition": last_ok.partition, "rows": last_ok.rows,
+                        "age_h": round(age, 2), "latest_status": publish.status})
+
+
+# -- models --------------------------------------------------------------------------------
+def _models(report: HealthReport, env: Environment, now: datetime) -> None:
+    try:
+        from aggregat.forecast.registry import Registry
+    except ImportError:
+        report.add("model", "registry", INFO, "none", "no model registry yet")
+        return
+    jobs = env.jobs
+    try:
+        registry = Registry(env.registry)
+        targets = [t.id for t in env.forecast.targets]
+        targets += [t for t in registry.targets() if t not in targets]
+    except Exception as exc:
+        report.add("model", "registry", FAILED, "unreadable", f"{env.registry}: {exc}")
+        return
+    if not targets:
+        report.add("model", "registry", WARNING, "no model",
+                   "no target configured and no model trained: run `aggregat model train`")
+    for target in targets:
+        try:
+            versions = registry.versions(target)
+            current = registry.current(target) if versions else None
+            if not versions:
+                report.add("model", target, WARNING, "no model",
+                           "forecasts use the baseline: run `aggregat model train`")
+                continue
+            age_d = registry.age(target, pd.Timestamp(now)).total_seconds() / 86400
+            meta = registry.meta(target, current) if current else registry.meta(
+                target, versions[-1])
+        except Exception as exc:
+            report.add("model", target, FAILED, "unreadable", str(exc))
+            continue
+        status = _grade(age_d, jobs.model_age_warn_days, jobs.model_age_fail_days)
+        if current is None:
+            status = max(status, WARNING, key=_RANK.get)
+        validation = (meta.get("metrics") or {}).get("validation") or {}
+        scores = ", ".join(f"{k} {v:.3g}" for k, v in validation.items()
+                           if isinstance(v, int | float))
+        report.add("model", target, status, current or "none promoted",
+                   f"newest trained {age_d:.1f} d ago; {scores or 'no metrics'}",
+                   {"current": current, "newest": versions[-1], "age_days": round(age_d, 2),
+                    "trained_at": meta.get("trained_at"), "metrics": validation})
+
+
+# -- all -----------------------------------------------------------------------------------
+def check_health(env: Environment, now: datetime | None = None) -> HealthReport:
+    """The health of ``env`` at ``now`` (default: the current time)."""
+    from aggregat.bank import Bank
+    from aggregat.ops.ledger import Ledger
+    from aggregat.ops.lock import RunLock
+
+    now = now or datetime.now(UTC)
+    report = HealthReport(env.name, now)
+    holder = None
+    try:
+        holder = RunLock.for_environment(env).holder()
+    except Exception as exc:  # e.g. an unreachable root: the data checks will say more
+        report.add("lock", "run lock", WARNING, "unknown", str(exc))
+    if holder is not None:
+        report.add("lock", "run in progress", INFO, f"since {holder.get('since', '?')}",
+                   f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                   f"({holder.get('command', '')})", {"holder": holder})
+    bank = Bank(env.bank)
+    for section, fn in (("weather", lambda: _weather(report, env, bank, now)),
+                        ("load", lambda: _load(report, env, bank, now)),
+                        ("forecast", lambda: _forecast(report, env, bank, now)),
+                        ("ledger", lambda: _runs(report, env, Ledger(
+                            bank, run_id=(holder or {}).get("run_id")), now)),
+                        ("model", lambda: _models(report, env, now))):
+        try:
+            fn()
+        except Exception as exc:  # one unreadable part must not hide the rest of the report
+            report.add(section, section, FAILED, "error", f"{type(exc).__name__}: {exc}")
+    return report
