@@ -263,6 +263,14 @@ def test_crop_for_points_on_the_global_grid():
     assert idx.min() >= 0 and idx.max() < grid.size
 
 
+def test_nearest_index_takes_the_nearest_point_within_half_a_cell():
+    grid = get_product("arome-0025").grid
+    idx = nearest_index(grid, [55.4, 55.39, 37.5, 46.0], [-12.01, -11.985, 16.01, 2.013])
+    assert list(idx) == [0, 1, grid.size - 1, int(round((55.4 - 46.0) / 0.025)) * grid.ni + 561]
+    with pytest.raises(ConfigError, match="outside the grid"):
+        nearest_index(grid, [46.0], [-12.02])
+
+
 def test_bad_input_gives_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="packing"):
         simulate_run("arome-0025", RUN, tmp_path, packing="grid_jpeg")
@@ -275,6 +283,8 @@ def test_bad_input_gives_clear_errors(tmp_path):
     times = pd.date_range(RUN, periods=2, freq="h")
     with pytest.raises(InputError, match="unknown variable"):
         PointDriver([48.0], [2.0], ["a"], {"snow": pd.DataFrame({"a": [1, 2]}, index=times)})
+    with pytest.raises(InputError, match="duplicate"):
+        PointDriver([48.0], [2.0], ["a"], {"t2m": pd.DataFrame({"a": [1, 2]}, index=times[[0, 0]])})
     driver = PointDriver([48.0], [2.0], ["a"], {"tp_mm": pd.DataFrame({"a": [1, -2]}, index=times)})
     grid = get_product("arome-0025").grid.crop(48.5, 47.5, 1.5, 2.5)
     with pytest.raises(InputError, match="negative tp"):

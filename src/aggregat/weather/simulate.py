@@ -90,9 +90,14 @@ class PointDriver:
                 raise InputError(f"PointDriver: unknown variable {key!r} (use e.g. t2m or t2m_c)")
             index = pd.DatetimeIndex(frame.index)
             index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-            frame = frame.set_axis(index).reindex(columns=self.ids).astype(np.float64)
-            series[name] = frame
+            if not index.is_unique:
+                raise InputError(f"PointDriver: {key!r} has duplicate valid times")
+            try:
+                series[name] = frame.set_axis(index).reindex(columns=self.ids).astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"PointDriver: {key!r} has non-numeric values ({exc})") from None
         self.series = series
+        self._arrays = {name: frame.to_numpy() for name, frame in series.items()}
 
     def grib_values(self, name: str, valid: datetime) -> np.ndarray | None:
         """Values at ``valid`` in GRIB units (amounts over the previous hour for ssrd/tp)."""
@@ -102,7 +107,7 @@ class PointDriver:
         pos = frame.index.get_indexer([pd.Timestamp(valid)])[0]
         if pos < 0:
             return None
-        values = frame.to_numpy()[pos]
+        values = self._arrays[name][pos]
         param = PARAMETERS[name]
         if name in _ACCUMULATED:
             if np.nanmin(values, initial=0.0) < -1e-6:
@@ -125,7 +130,8 @@ def nearest_index(grid: Grid, lats: Iterable[float], lons: Iterable[float]) -> n
     lats = np.asarray(lats, dtype=np.float64)
     lons = np.asarray(lons, dtype=np.float64)
     j = np.rint((grid.lat_first - lats) / grid.dlat).astype(np.int64)
-    i = np.rint(((lons - grid.lon_first) % 360.0) / grid.dlon).astype(np.int64)
+    east = (lons - grid.lon_first + grid.dlon / 2) % 360.0 - grid.dlon / 2  # -dlon/2..360
+    i = np.rint(east / grid.dlon).astype(np.int64)
     if grid.is_global:
         i %= grid.ni
     bad = (j < 0) | (j >= grid.nj) | (i < 0) | (i >= grid.ni)
