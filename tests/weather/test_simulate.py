@@ -117,6 +117,17 @@ def test_arpege_grid_across_greenwich(tmp_path, grib_reader):
     assert m["bitmapPresent"] == 0 and not np.isnan(m["values"]).any()  # ARPEGE: no bitmap
 
 
+def test_three_hourly_steps_of_arpege_025(tmp_path, grib_reader):
+    grid = crop_for_points("arpege-025", [46.0], [2.0], margin_deg=1.0)
+    paths = simulate_run("arpege-025", RUN, tmp_path, grid=grid, steps=[48, 51], packages=["SP1"])
+    assert [p.name.split("__")[3] for p in paths] == ["025H048H", "049H072H"]
+    starts = {(m["parameterNumber"], m["endStep"]): m["startStep"]
+              for m in _all_messages(paths, grib_reader)
+              if m["productDefinitionTemplateNumber"] == 8}
+    assert starts[(22, 51)] == 48  # gust: maximum since the previous (3-hourly) step
+    assert starts[(7, 51)] == 0 and starts[(8, 48)] == 0  # ssrd, tp: from the run start
+
+
 def test_points_outside_the_arome_domain_are_missing(tmp_path, grib_reader):
     product = get_product("arome-0025")
     grid = product.grid.crop(40.0, 37.5, -12.0, -8.0)  # holds the cut south-west corner

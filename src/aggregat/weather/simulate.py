@@ -8,7 +8,7 @@ What is realistic:
   in 0..360, e.g. -12° as 348°; ecCodes decodes them back to -12..16), parameters identified by
   discipline/category/number, level type/level; template 4.0 for instantaneous fields and 4.8 for
   ``ssrd``/``tp`` (accumulated from the run start: start step 0, end step s, no step-0 message) and
-  ``gust10`` (maximum over the previous hour); steps in hours; CCSDS packing, 16 bits;
+  ``gust10`` (maximum since the previous step, the hour); steps in hours; CCSDS, 16 bits;
 - message order: by step, then by parameter in catalogue order;
 - a bitmap for points outside the model domain (AROME only): the four corners of the AROME
   extent are cut by triangles whose legs are 20 % (0.025°) or 29 % (0.01°, 17 % of the points as
@@ -226,13 +226,14 @@ class _Encoder:
         self.templates[p.name] = h
         return h
 
-    def message(self, p: Parameter, step: int, values: np.ndarray) -> bytes:
+    def message(self, p: Parameter, step: int, values: np.ndarray, previous: int = 0) -> bytes:
+        """One GRIB2 message; ``previous``: the product's step before ``step`` (maxima start)."""
         h = eccodes.codes_clone(self._template(p))
         try:
             if p.statistic is None:
                 eccodes.codes_set(h, "forecastTime", step)
             else:
-                start = 0 if p.accumulated_from_start else step - 1
+                start = 0 if p.accumulated_from_start else previous
                 eccodes.codes_set(h, "startStep", start)
                 eccodes.codes_set(h, "endStep", step)
             flat = values.astype(np.float64).ravel()  # a copy: masking never touches fields
@@ -270,6 +271,8 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
     encoder = _Encoder(grid, run, packing, bits, domain_mask(product, grid))
     index = None if driver is None else nearest_index(grid, driver.lats, driver.lons)
     wanted = set(steps)
+    # Maxima cover the interval since the previous output step (1 h, 3 h after 48 h on 0.25°).
+    previous = dict(zip(product.steps[1:], product.steps[:-1], strict=True))
     params = {pkg: product.parameters(pkg) for pkg in packages}
     needs_acc = any(p.accumulated_from_start for ps in params.values() for p in ps)
     acc = {n: np.zeros((grid.nj, grid.ni)) for n in _ACCUMULATED}
@@ -309,7 +312,8 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
                 for pkg in packages:
                     for p in params[pkg]:
                         if step in product.expected_steps(p, group):
-                            chunks[pkg].append(encoder.message(p, step, fields[p.name]))
+                            chunks[pkg].append(encoder.message(p, step, fields[p.name],
+                                                               previous.get(step, 0)))
             for pkg in packages:
                 if chunks[pkg]:
                     written.append(_atomic_write(out_dir / file_rel(product, run, pkg, group),
