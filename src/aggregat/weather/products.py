@@ -9,7 +9,7 @@ layout. A format change at Météo-France should be a change of this file only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aggregat.errors import ConfigError
 
@@ -193,8 +193,8 @@ def run_label(run: datetime) -> str:
 
 def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _groups(bounds: list[int]) -> tuple[tuple[int, int], ...]:
@@ -267,7 +267,7 @@ def parse_run(text: str) -> datetime:
     raw = text.strip().rstrip("Zz")
     for fmt in ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H", "%Y-%m-%d %H:%M"):
         try:
-            return datetime.strptime(raw, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(raw, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise ConfigError(f"run {text!r} is not a run time: write it like 2026-11-28T00 (UTC)")
