@@ -99,3 +99,55 @@ def test_memory_store_probe_and_missing_load_columns(tmp_path):
                              "value_mw REAL, updated_at TEXT)"))
     bad = {c.name: c.message for c in problems(check_environment(env, offline=True))}
     assert list(bad) == ["energy DB"] and "['mw']" in bad["energy DB"]
+
+
+def test_missing_sqlite_file_is_reported_not_created(tmp_path):
+    config = _config(tmp_path, str(tmp_path / "dev"))
+    env = load_environment("dev", config)
+    bad = {c.name: c.message for c in problems(check_environment(env, offline=True))}
+    assert "does not exist" in bad["energy DB"] and "init-db" in bad["energy DB"]
+    assert not (tmp_path / "dev" / "energy.sqlite").exists()
+
+
+@pytest.mark.postgres
+def test_good_environment_on_postgresql(tmp_path, monkeypatch):
+    """A real PostgreSQL (pgserver) with a password-protected role; the secret stays masked."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    pgserver = pytest.importorskip("pgserver")
+    # Not under pytest's tmp root: as root, pgserver runs the server as another user (see
+    # tests/energy/conftest.py).
+    parent = Path(tempfile.mkdtemp(prefix="aggregat-ops-pg-"))
+    server = pgserver.get_server(parent / "data", cleanup_mode="delete")
+    try:
+        info = server.get_postmaster_info()
+        sock = f"{info.socket_dir}/.s.PGSQL.{info.port}"
+        admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={sock}",
+                                 isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE ROLE ops LOGIN PASSWORD '{SECRET}'"))
+            conn.execute(sa.text("CREATE DATABASE opsdb OWNER ops"))
+        admin.dispose()
+        monkeypatch.setenv("AGGREGAT_DEV_DB_PASSWORD", SECRET)
+        config = _config(tmp_path, str(tmp_path / "dev"),
+                         'energy_db = "postgresql+pg8000://ops:${DB_PASSWORD}@/opsdb'
+                         f'?unix_sock={sock}"\n')
+        env = load_environment("dev", config)
+        before = {c.name: c for c in check_environment(env, offline=True)}
+        assert before["energy DB"].status == "problem"
+        assert "load_measurements" in before["energy DB"].message
+        engine = make_engine(env.energy_db, env.energy)
+        create_default_tables(engine, env.energy)
+        engine.dispose()
+        checks = check_environment(env, offline=True)
+        assert problems(checks) == [], [c.as_dict() for c in checks]
+        db = next(c for c in checks if c.name == "energy DB")
+        assert "ops:***@" in db.message and "forecast table load_forecasts" in db.message
+        assert all(SECRET not in c.message for c in [*checks, *before.values()])
+    finally:
+        server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from aggregat.config import Environment, mask
@@ -159,6 +160,12 @@ def _check_energy_db(env: Environment) -> tuple[str, str]:
     from aggregat.energy.db import describe_error, make_engine, safe_url, validate_identifier
 
     settings = env.energy.model_copy(update={"timeout_s": min(env.energy.timeout_s, 10.0)})
+    url = sa.engine.make_url(env.energy_db)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not url.query.get("uri") and not Path(url.database).is_file():
+        # Connecting would create an empty file: report instead of changing anything.
+        return PROBLEM, (f"energy DB file {url.database} does not exist; run `aggregat energy "
+                         "init-db` (or `aggregat load import`) or fix energy_db")
     engine = make_engine(env.energy_db, settings)
     where = safe_url(engine.url)
     problems, notes = [], []
