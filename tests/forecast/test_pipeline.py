@@ -17,7 +17,14 @@ from aggregat.config import TargetSettings, load_environment
 from aggregat.errors import AggregatError, ConfigError
 from aggregat.forecast import pipeline
 from aggregat.forecast.registry import Registry
-from aggregat.forecast.targets import Target, combine_models, resolve_targets, target_weather
+from aggregat.forecast.targets import (
+    Target,
+    combine_models,
+    issue_weather,
+    resolve_targets,
+    select_runs,
+    target_weather,
+)
 
 START = pd.Timestamp("2026-08-25T00:00Z")
 DAYS = 50
@@ -154,6 +161,26 @@ def test_combine_models_matches_as_of_selection_per_issue_time():
         pd.testing.assert_series_equal(got, want)
 
 
+def test_issue_weather_reads_only_the_runs_issues_use(env):
+    bank = Bank(env.bank)
+    issues = pd.DatetimeIndex([ISSUE - pd.Timedelta(days=1), ISSUE])
+    files, lead = select_runs(bank, AROME, issues, 102)
+    # AROME runs 00Z/12Z published at 03Z/15Z: at 09Z the newest two are 00Z and 12Z the day
+    # before; ARPEGE (00Z, published 04Z): today's and yesterday's.
+    assert [f.split("model=")[1] for f in files] == [
+        "arome-0025/run_date=2026-10-10/run=12.parquet",
+        "arome-0025/run_date=2026-10-11/run=00.parquet",
+        "arome-0025/run_date=2026-10-11/run=12.parquet",
+        "arome-0025/run_date=2026-10-12/run=00.parquet"]
+    assert lead == 69.0  # from the 12Z run the day before to two days after the issue
+    w = issue_weather(bank, _target(env), issues)
+    assert set(w["run_time"].astype(str)) <= {
+        "2026-10-10 12:00:00+00:00", "2026-10-11 00:00:00+00:00", "2026-10-11 12:00:00+00:00",
+        "2026-10-12 00:00:00+00:00", "2026-10-10 00:00:00+00:00", "2026-10-11 00:00:00+00:00"}
+    assert set(w["model"]) == {AROME, ARPEGE}
+    assert not w.duplicated(["available_at", "valid_time"]).any()
+
+
 # ------------------------------------------------------------------------------- train
 def test_train_promotes_first_model_and_keeps_it_when_not_better(trained):
     env, first = trained
@@ -287,3 +314,23 @@ def test_model_trained_before_reinstall_is_listed_and_used_by_a_fresh_process(tr
     assert out.returncode == 0 and "skipped" in out.stdout
     out = _cli(env, "model", "promote", "--target", "portfolio", "--version", "nope")
     assert out.returncode == 2 and "no version 'nope'" in out.stderr
+
+
+def test_targets_train_and_predict_in_parallel_processes(env):
+    bank = Bank(env.bank)
+    load = bank.read("load")
+    write_load(bank, load.assign(target_id="half", load_mw=load["load_mw"] / 2,
+                                 updated_at=pd.Timestamp.now(tz="UTC")))
+    out = _cli(env, "model", "train", "--workers", "2")
+    assert out.returncode == 0, out.stderr + out.stdout
+    reg = Registry(env.registry)
+    assert reg.targets() == ["half", "portfolio"]
+    assert all(reg.current(t) for t in reg.targets())
+    out = _cli(env, "model", "predict", "--issue-time", "2026-10-12T09:00Z", "--workers", "2")
+    assert out.returncode == 0, out.stderr + out.stdout
+    fc = read_forecast(bank, issue_time=ISSUE)
+    assert sorted(fc["target_id"].unique()) == ["half", "portfolio"] and len(fc) == 48
+    assert not fc["is_baseline"].any()
+    half = fc.set_index(["target_id", "valid_time"])["p50_mw"]
+    ratio = (half["half"] / half["portfolio"]).to_numpy()
+    assert np.all(np.abs(ratio - 0.5) < 0.1)

@@ -43,7 +43,7 @@ from aggregat.forecast.models import (
     training_issues,
 )
 from aggregat.forecast.registry import Registry, code_version
-from aggregat.forecast.targets import Target, resolve_targets, target_weather
+from aggregat.forecast.targets import Target, issue_weather, resolve_targets
 from aggregat.ops.executor import default_workers, run_tasks
 
 BASELINE_VERSION = "baseline"
@@ -185,8 +185,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
     start, end = load.index.min(), load.index.max()
-    weather = target_weather(bank, target, start - pd.Timedelta(days=4), end + pd.Timedelta(days=1),
-                             max_lead_h=fs.max_lead_h)
+    weather = issue_weather(bank, target, _daily_issues(env, load), max_lead_h=fs.max_lead_h)
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, cols, n_jobs=n_jobs)
     current = reg.current(target.id)
@@ -233,6 +232,14 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     return {"target": target.id, "status": "trained", "version": version, "promoted": promoted,
             "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
             "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _daily_issues(env: Environment, load: pd.Series) -> pd.DatetimeIndex:
+    """The day-ahead issue times training uses (the core's), to select the weather runs."""
+    fc = model_config(env, ()).features
+    s = prepare_load(load)
+    res = s.index[1] - s.index[0]
+    return training_issues(s, fc, s.dropna().index[-1] + res, res)
 
 
 def _cols_of(model: Any) -> tuple[str, ...]:
@@ -283,9 +290,13 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     hist = pd.Timedelta(days=fs.history_days_for_predict)
     load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} before {issue:%Y-%m-%dT%H:%MZ}")
-    weather = target_weather(bank, target, issue - hist, issue + pd.Timedelta(days=3),
-                             issued_before=issue, max_lead_h=fs.max_lead_h)
     model, version, note = _current_model(reg, target, env, load)
+    # The runs this issue uses, and those of the days before it that cover the weather history
+    # of the features (warm-up), selected as in training.
+    days = min(fs.history_days_for_predict, model.config.features.warmup_days + 2)
+    issues = pd.DatetimeIndex([issue - pd.Timedelta(days=k) for k in range(days, -1, -1)])
+    weather = issue_weather(bank, target, issues, max_lead_h=fs.max_lead_h)
+    weather = weather[weather["available_at"] <= issue] if len(weather) else weather
     try:
         out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
     except (InputError, ModelError) as exc:

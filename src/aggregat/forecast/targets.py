@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aggregat.bank import Bank, read_weather
+from aggregat.bank import Bank, nominal_available_at, read_weather
 from aggregat.config import Environment, TargetSettings
 from aggregat.errors import ConfigError, ModelError
 
 LOAD_DATASET = "load"
+WEATHER_DATASET = "weather_forecast"
+DAY_AHEAD_SPAN = pd.Timedelta(hours=48)  # a day-ahead issue never looks further than this
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,70 @@ def target_weather(bank: Bank, target: Target, start: pd.Timestamp, end: pd.Time
     if sum(weights.values()) <= 0:
         raise ModelError(f"target {target.id!r}: all site weights are 0")
     mean = site_mean(df, cols, weights)
+    out = combine_models(mean, list(target.weather_models))
+    return out[["valid_time", "available_at", *cols, "model", "run_time"]]
+
+
+def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: float,
+                runs_per_issue: int = 2) -> tuple[list[str], float]:
+    """Files of the ``runs_per_issue`` newest runs of ``model`` nominally available at each issue
+    time, and the longest lead (h) any issue needs from them. Two runs, not one: a run published
+    later than its nominal time is filtered out by ``available_at`` and the one before serves."""
+    if not len(issues):
+        return [], 0.0
+    first = issues.min() - pd.Timedelta(hours=float(max_lead_h))
+    dates = list(pd.date_range(first.floor("D"), issues.max().floor("D"), freq="D")
+                 .strftime("%Y-%m-%d"))
+    files = bank.files(WEATHER_DATASET, {"model": [model], "run_date": dates})
+    if not files:
+        return [], 0.0
+    runs = pd.DatetimeIndex([pd.Timestamp(f"{f.split('run_date=')[1][:10]}T"
+                                          f"{f.rsplit('run=', 1)[1][:2]}:00Z") for f in files])
+    order = np.argsort(runs.as_unit("ns").asi8, kind="stable")
+    runs, files = runs[order].as_unit("ns"), [files[i] for i in order]
+    avail = pd.DatetimeIndex([nominal_available_at(model, r) for r in runs]).as_unit("ns").asi8
+    newest = np.searchsorted(avail, pd.DatetimeIndex(issues).as_unit("ns").asi8, side="right")
+    picked: dict[int, pd.Timestamp] = {}
+    for k, n in enumerate(newest):
+        for i in range(max(n - runs_per_issue, 0), n):
+            picked[i] = max(picked.get(i, issues[k]), issues[k])
+    lead = max(((last + DAY_AHEAD_SPAN - runs[i]) / pd.Timedelta(hours=1)
+                for i, last in picked.items()), default=0.0)
+    return [files[i] for i in sorted(picked)], min(float(max_lead_h), lead)
+
+
+def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
+                  max_lead_h: float = 102.0, runs_per_issue: int = 2,
+                  chunk_files: int = 240) -> pd.DataFrame:
+    """Like :func:`target_weather`, but from only the runs day-ahead issues at ``issues`` use
+    (:func:`select_runs`), read in chunks and reduced to the site mean chunk by chunk: training
+    on years of history reads ~4 runs a day instead of every run, in bounded memory.
+
+    Training (its daily issue times) and prediction (the issue time and the days before it)
+    select runs the same way, so a model sees the same kind of weather in both.
+    """
+    issues = pd.DatetimeIndex(issues).tz_convert("UTC").sort_values()
+    empty = pd.DataFrame({"valid_time": pd.DatetimeIndex([], tz="UTC"),
+                          "available_at": pd.DatetimeIndex([], tz="UTC")})
+    parts = []
+    for model in target.weather_models:
+        files, lead = select_runs(bank, model, issues, max_lead_h, runs_per_issue)
+        conds, params = ["step_h <= ?"], [lead]
+        if target.sites:
+            conds.append(f'location IN ({", ".join("?" for _ in target.sites)})')
+            params.extend(target.sites)
+        for k in range(0, len(files), chunk_files):
+            df = bank.read_files(WEATHER_DATASET, files[k:k + chunk_files],
+                                 filter_sql=" AND ".join(conds), params=params)
+            cols = [c for c in target.weather_cols if c in df.columns and df[c].notna().any()]
+            if df.empty or not cols:
+                continue
+            weights = {s: float(target.weights.get(s, 1.0)) for s in df["location"].unique()}
+            parts.append(site_mean(df, cols, weights))
+    if not parts:
+        return empty
+    mean = pd.concat(parts, ignore_index=True)
+    cols = [c for c in target.weather_cols if c in mean.columns]
     out = combine_models(mean, list(target.weather_models))
     return out[["valid_time", "available_at", *cols, "model", "run_time"]]
 
