@@ -125,3 +125,13 @@ def test_model_survives_a_fresh_interpreter(reg, tmp_path):
                          timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [v, "before-reinstall"]
+
+
+def test_registry_on_object_storage_url():
+    """Any fsspec URL works (memory:// stands in for s3:// here)."""
+    reg = Registry("memory://aggregat-test-registry/prod")
+    v = reg.save("paris", _model("remote"))
+    reg.promote("paris", v)
+    again = Registry("memory://aggregat-test-registry/prod")
+    assert again.current("paris") == v and again.load("paris").model["tag"] == "remote"
+    assert [r["version"] for r in again.list()] == [v]
