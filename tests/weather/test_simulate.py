@@ -176,6 +176,16 @@ def test_values_are_realistic(sim_arome, grib_reader):
     assert np.abs(np.diff(field(t2m, 7).reshape(sim_arome["grid"].nj, -1), axis=1)).max() < 1.0
 
 
+def test_upper_air_package(tmp_path, grib_reader):
+    grid = get_product("arome-0025").grid.crop(46.5, 45.5, 4.0, 5.0)
+    path = simulate_run("arome-0025", RUN, tmp_path, grid=grid, steps=[0], packages=["IP1"])[0]
+    t850, z500 = grib_reader(path)
+    assert (t850["typeOfFirstFixedSurface"], t850["level"]) == (100, 850)
+    assert (z500["typeOfFirstFixedSurface"], z500["level"]) == (100, 500)
+    assert 240 < t850["values"].min() and t850["values"].max() < 300  # K
+    assert 49_000 < z500["values"].min() and z500["values"].max() < 59_000  # m²/s²
+
+
 def test_afternoons_are_warmer_than_nights_on_average():
     from aggregat.weather.simfields import SyntheticWeather
 

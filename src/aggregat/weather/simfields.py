@@ -145,9 +145,10 @@ class SyntheticWeather:
                 np.cos(hour_angle).astype(F32)[None, :])
 
     # -- public fields -----------------------------------------------------------------------
-    def instant(self, step: int, adjust=None) -> dict[str, np.ndarray]:
+    def instant(self, step: int, adjust=None, upper_air: bool = True) -> dict[str, np.ndarray]:
         """Instantaneous fields at ``step`` in GRIB units (K, %, m/s, Pa, m2/s2), shape (nj, ni).
 
+        ``upper_air=False`` skips t850 and z500 (not in the surface packages).
         ``adjust(fields)`` may overwrite base fields in place (driver points) before the derived
         ones (wind speed, gust, total cloud cover) are computed, then once more for those.
         """
@@ -175,10 +176,11 @@ class SyntheticWeather:
             "v10": factor * (ug * sin_a + vg * cos_a),
             "msl": msl,
             "lcc": 100.0 * c["lcc"], "mcc": 100.0 * c["mcc"], "hcc": 100.0 * c["hcc"],
-            "t850": 273.15 + mean_c + 6.5e-3 * self.relief - 9.0 + 3.5 * a_t,
-            "z500": 9.80665 * (5580.0 + 8.0 * (mean_c + 6.5e-3 * self.relief - 12.0)
-                               + 60.0 * p + 40.0 * a_t),
         }
+        if upper_air:
+            fields["t850"] = 273.15 + mean_c + 6.5e-3 * self.relief - 9.0 + 3.5 * a_t
+            fields["z500"] = 9.80665 * (5580.0 + 8.0 * (mean_c + 6.5e-3 * self.relief - 12.0)
+                                        + 60.0 * p + 40.0 * a_t)
         if adjust is not None:
             adjust(fields)
         ws = np.hypot(fields["u10"], fields["v10"])

@@ -275,6 +275,7 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
     previous = dict(zip(product.steps[1:], product.steps[:-1], strict=True))
     params = {pkg: product.parameters(pkg) for pkg in packages}
     needs_acc = any(p.accumulated_from_start for ps in params.values() for p in ps)
+    upper_air = any(p.level_type == 100 for ps in params.values() for p in ps)
     acc = {n: np.zeros((grid.nj, grid.ni)) for n in _ACCUMULATED}
     done_hour = 0
 
@@ -306,7 +307,7 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
             for step in file_steps:
                 if needs_acc:  # first, so that instant() reuses the clouds of this hour
                     accumulate_to(step)
-                fields = weather.instant(step, adjust_at(run + timedelta(hours=step)))
+                fields = weather.instant(step, adjust_at(run + timedelta(hours=step)), upper_air)
                 if needs_acc:
                     fields.update(acc)
                 for pkg in packages:
