@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from aggregat import __version__
 from aggregat.bank.datasets import Column, Dataset, check_value, register_dataset
@@ -77,6 +78,7 @@ LEDGER = Dataset(
     doc="Run ledger: latest attempt of each (step, partition).",
 )
 register_dataset(LEDGER)
+_FIELDS = tuple(LEDGER.schema.names)
 
 _CODE_VERSION: str | None = None
 
@@ -168,6 +170,12 @@ class StepRun:
         self.details["reason"] = reason
 
 
+def _record(entry: Entry) -> dict[str, Any]:
+    rec = {k: getattr(entry, k) for k in _FIELDS}
+    rec["details"] = json.dumps(entry.details, default=str, sort_keys=True)
+    return rec
+
+
 def _ts(value: Any) -> datetime | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
@@ -192,6 +200,7 @@ class Ledger:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.timing = Timing()
         self._cache: dict[tuple[str, str], dict[str, Entry]] = {}
+        self._recs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # serialised rows
         self._mutex = threading.RLock()  # steps may run in threads of the same process
         self._host = socket.gethostname()
 
@@ -234,19 +243,13 @@ class Ledger:
         with self._mutex:
             bucket = self._bucket(entry.step, month)
             bucket[entry.partition] = entry
-            rows = []
+            recs = self._recs.setdefault((entry.step, month), {})
             for e in bucket.values():
-                rec = {k: getattr(e, k) for k in LEDGER.schema.names}
-                rec["details"] = json.dumps(e.details, default=str, sort_keys=True)
-                rows.append(rec)
-            frame = pd.DataFrame(rows)
-            for col in ("started_at", "ended_at"):
-                frame[col] = pd.to_datetime(frame[col], utc=True)
-            frame["attempts"] = frame["attempts"].astype("int32")
-            frame["rows"] = frame["rows"].astype("Int64")
-            frame["duration_s"] = frame["duration_s"].astype("float64")
-            for col in ("error", "job"):
-                frame[col] = frame[col].astype("object")
+                if e.partition == entry.partition or e.partition not in recs:
+                    recs[e.partition] = _record(e)
+            rows = [recs[p] for p in bucket]
+            # Straight to Arrow: a pandas round trip costs more than the Parquet write.
+            frame = pa.Table.from_pylist(rows, schema=LEDGER.schema)
             self.bank.write_partition(DATASET, {"step": entry.step, "month": month}, frame)
 
     def _view(self, entry: Entry | None) -> Entry | None:
