@@ -117,3 +117,34 @@ def test_cli_copy_between_two_local_environments(tmp_path):
     bad = subprocess.run([*cmd, "--since", "yesterday"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_same_content_with_other_bytes_is_not_copied(banks):
+    import io
+
+    import pyarrow.parquet as pq
+
+    src, dst = banks
+    _fill(src)
+    keys = {"target": "site_a", "month": "2026-11"}
+    rel = src.part_path("load", keys)
+    table = pq.read_table(io.BytesIO(src.store.read_bytes(rel)))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy")  # same rows, other bytes
+    assert buf.getvalue() != src.store.read_bytes(rel)
+    dst.store.write_bytes(rel, buf.getvalue())
+    report = copy_bank(src, dst, datasets=["load"])
+    assert {i.label: i.action for i in report.items}["load/target=site_a/month=2026-11"] == "same"
+
+
+def test_failed_verification_is_reported_and_retried(banks, monkeypatch):
+    src, dst = banks
+    _fill(src)
+    real = dst.store.write_bytes
+    monkeypatch.setattr(dst.store, "write_bytes", lambda rel, data: real(rel, data[:-40]))
+    report = copy_bank(src, dst, datasets=["load"])
+    assert [i.action for i in report.items] == ["failed"] * 3
+    assert "verification failed" in report.failed[0].error
+    monkeypatch.setattr(dst.store, "write_bytes", real)
+    report = copy_bank(src, dst, datasets=["load"])
+    assert [i.action for i in report.items] == ["replaced"] * 3 and not report.failed

@@ -2,12 +2,13 @@
 
 Uses the :class:`~aggregat.bank.Bank` API only. For each partition of the source:
 
-1. compute its checksum (rows + content hash, :meth:`Bank.checksum`);
-2. if the destination holds the same partition with the same checksum, skip it (idempotent,
-   and a copy killed half-way resumes where it stopped);
+1. read its part files and their sha256 and row counts (Parquet footers);
+2. if the destination holds the same parts with the same sha256 -- or, when the bytes differ,
+   the same content checksum (:meth:`Bank.checksum`: rows + order-independent content hash) --
+   skip it (idempotent, and a copy killed half-way resumes where it stopped);
 3. otherwise copy every part file byte for byte (each written atomically), remove parts the
    destination has but the source lacks (the destination partition becomes equal to the source),
-   and verify the destination's row count and checksum against the source.
+   and verify the destination's parts, sha256 and row count against the source.
 
 ``since`` keeps partitions whose date key (``YYYY-MM-DD`` or ``YYYY-MM``) is on or after that day;
 datasets without a date key are copied whole. The ledger and the energy-sync watermark describe one
@@ -16,11 +17,16 @@ environment's own runs and database, so they are not copied unless named explici
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from aggregat.bank.store import SUFFIX, Bank
 from aggregat.errors import AggregatError, BankError
@@ -101,40 +107,63 @@ def _parts(bank: Bank, dataset: str, keys: dict[str, str]) -> list[str]:
     return sorted(n for n in bank.store.listdir(folder) if n.endswith(SUFFIX))
 
 
-def _checksum(bank: Bank, dataset: str, keys: dict[str, str]) -> dict[str, Any] | None:
-    if not _parts(bank, dataset, keys):
+def _blobs(bank: Bank, folder: str, names: Sequence[str]) -> dict[str, bytes]:
+    return {name: bank.store.read_bytes(f"{folder}/{name}") for name in names}
+
+
+def _digest(blobs: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+
+
+def _rows(blobs: dict[str, bytes]) -> int:
+    return sum(pq.ParquetFile(io.BytesIO(b)).metadata.num_rows for b in blobs.values())
+
+
+def _content_checksum(bank: Bank, dataset: str, keys: dict[str, str]) -> dict[str, Any] | None:
+    """The bank's content checksum, or None when a part is unreadable (then it gets replaced)."""
+    try:
+        return bank.checksum(dataset, keys)
+    except BankError:
         return None
-    return bank.checksum(dataset, keys)
 
 
 def copy_partition(src: Bank, dst: Bank, dataset: str, keys: dict[str, str],
                    dry_run: bool = False) -> PartitionCopy:
-    """Copy one partition if the destination differs; verified by rows and checksum."""
-    want = src.checksum(dataset, keys)
-    have = _checksum(dst, dataset, keys)
-    if have is not None and have["sha256"] == want["sha256"] and have["rows"] == want["rows"]:
-        return PartitionCopy(dataset, keys, "same", rows=want["rows"])
-    if dry_run:
-        return PartitionCopy(dataset, keys, "new" if have is None else "replace",
-                             rows=want["rows"])
+    """Copy one partition if the destination differs; verified by rows and checksums.
+
+    Same part files with the same bytes (sha256) means identical; when the bytes differ (e.g.
+    written by another library version) the content checksum of :meth:`Bank.checksum` decides.
+    """
     folder = src.partition_dir(dataset, keys)
     names = _parts(src, dataset, keys)
-    copied = 0
-    for name in names:
-        data = src.store.read_bytes(f"{folder}/{name}")
-        dst.store.write_bytes(f"{folder}/{name}", data)  # atomic per file
-        copied += len(data)
-    for name in set(_parts(dst, dataset, keys)) - set(names):
+    blobs = _blobs(src, folder, names)
+    want, rows = _digest(blobs), _rows(blobs)
+    have_names = _parts(dst, dataset, keys)
+    if have_names == names and _digest(_blobs(dst, folder, names)) == want:
+        return PartitionCopy(dataset, keys, "same", rows=rows)
+    if have_names and src.checksum(dataset, keys) == _content_checksum(dst, dataset, keys):
+        return PartitionCopy(dataset, keys, "same", rows=rows)
+    if dry_run:
+        return PartitionCopy(dataset, keys, "replace" if have_names else "new", rows=rows)
+    for name, blob in blobs.items():
+        dst.store.write_bytes(f"{folder}/{name}", blob)  # atomic per file
+    for name in set(have_names) - set(names):
         dst.store.remove(f"{folder}/{name}")
-    got = _checksum(dst, dataset, keys)
-    if got is None or got["rows"] != want["rows"] or got["sha256"] != want["sha256"]:
-        got_rows = got["rows"] if got else 0
-        return PartitionCopy(dataset, keys, "failed", rows=want["rows"], bytes=copied,
-                             error=f"verification failed: {got_rows} rows / checksum "
-                                   f"{(got or {}).get('sha256', '-')[:12]} in target, expected "
-                                   f"{want['rows']} / {want['sha256'][:12]}")
-    return PartitionCopy(dataset, keys, "copied" if have is None else "replaced",
-                         rows=want["rows"], bytes=copied)
+    copied = sum(len(b) for b in blobs.values())
+    got_names = _parts(dst, dataset, keys)
+    got = _blobs(dst, folder, got_names)
+    try:
+        got_rows = _rows(got)
+    except (pa.ArrowException, OSError):
+        got_rows = -1  # unreadable: fails the check below
+    if got_names != names or _digest(got) != want or got_rows != rows:
+        return PartitionCopy(dataset, keys, "failed", rows=rows, bytes=copied,
+                             error=f"verification failed: target holds "
+                                   f"{'unreadable' if got_rows < 0 else got_rows} rows in "
+                                   f"{len(got_names)} part(s) with other sha256, expected "
+                                   f"{rows} rows in {len(names)}; rerun the copy")
+    return PartitionCopy(dataset, keys, "replaced" if have_names else "copied", rows=rows,
+                         bytes=copied)
 
 
 def plan(src: Bank, datasets: Sequence[str] | None = None,
