@@ -191,14 +191,42 @@ def test_train_promotes_first_model_and_keeps_it_when_not_better(trained):
     assert meta["weather_cols"] == ["t2m_c", "ssrd_wm2"] and "t2m_c" in meta["features"]
     assert np.isfinite(meta["metrics"]["validation"]["mae"])
     assert meta["data_end"].startswith("2026-10-13T23:00")
-    # Same data, a deterministic fit: not better by the margin -> the current model stays.
-    again = pipeline.train_target(_with(env, promotion_margin=0.05), _target(env), force=True,
+    # Retrained on the same data: no day the current model has not seen -> no fair comparison.
+    again = pipeline.train_target(env, _target(env), force=True,
                                   now=pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=2))
     assert again["status"] == "trained" and not again["promoted"]
-    assert "kept" in again["reason"]
+    assert "only 0 validation day(s)" in again["reason"]
     assert reg.current("portfolio") == first["version"]
     assert len(reg.versions("portfolio")) == 2
     assert reg.meta("portfolio", again["version"])["promotion"]["promoted"] is False
+
+
+def test_promotion_compares_on_days_the_current_model_never_saw(env):
+    reg = Registry(env.registry)
+    t = _target(env)
+    early = pipeline.train_target(env, t, until=pd.Timestamp("2026-10-02T00:00Z"),
+                                  now=pd.Timestamp("2026-10-02T01:00Z"))
+    assert early["promoted"]
+    # A week more data, but the new model must be 50 % better: it is not, the old one stays.
+    r = pipeline.train_target(_with(env, promotion_margin=0.5), t, force=True,
+                              now=pd.Timestamp("2026-10-14T01:00Z"))
+    meta = reg.meta("portfolio", r["version"])
+    assert meta["metrics"]["compared_days"] == 7
+    assert np.isfinite(meta["metrics"]["current_on_compared"]["mae"])
+    assert not r["promoted"] and "not better than current" in r["reason"]
+    assert reg.current("portfolio") == early["version"]
+
+
+def test_better_model_replaces_a_baseline(env):
+    reg = Registry(env.registry)
+    t = _target(env)
+    base = pipeline.train_target(_with(env, min_train_days=200), t,
+                                 until=pd.Timestamp("2026-10-02T00:00Z"),
+                                 now=pd.Timestamp("2026-10-02T01:00Z"))
+    assert base["baseline"] and base["promoted"]
+    r = pipeline.train_target(env, t, now=pd.Timestamp("2026-10-14T01:00Z"))
+    assert r["promoted"] and not r["baseline"] and r["mae_new"] < 0.98 * r["mae_current"]
+    assert reg.current("portfolio") == r["version"]
 
 
 def test_if_older_skips_a_young_model(trained):
@@ -214,11 +242,13 @@ def test_if_older_skips_a_young_model(trained):
 
 def test_promotion_rule():
     rule = pipeline._promotion
-    assert rule(None, None, {}, 5.0, 0.02, None)[0] is True
-    assert rule("v1", object(), {"mae": 10.0}, 9.7, 0.02, None)[0] is True
-    assert rule("v1", object(), {"mae": 10.0}, 9.9, 0.02, None)[0] is False
-    assert rule("v1", object(), {"mae": 10.0}, float("nan"), 0.02, None)[0] is False
-    assert rule("v1", None, {}, 9.9, 0.02, "corrupt")[0] is True
+    assert rule(None, None, 0, float("nan"), float("nan"), 0.02)[0] is True
+    assert rule("v1", None, 7, 9.7, 10.0, 0.02)[0] is True
+    assert rule("v1", None, 7, 9.9, 10.0, 0.02)[0] is False
+    assert rule("v1", None, 2, 1.0, 10.0, 0.02)[0] is False  # too few unseen days
+    assert rule("v1", None, 7, float("nan"), 10.0, 0.02)[0] is False
+    assert rule("v1", None, 7, 9.0, float("nan"), 0.02)[0] is True
+    assert rule("v1", "corrupt", 0, float("nan"), float("nan"), 0.02)[0] is True
 
 
 def test_parse_age():

@@ -47,6 +47,7 @@ from aggregat.forecast.targets import Target, issue_weather, resolve_targets
 from aggregat.ops.executor import default_workers, run_tasks
 
 BASELINE_VERSION = "baseline"
+MIN_COMPARE_DAYS = 3  # fewer unseen validation days: no fair comparison, the current model stays
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
 _UNITS = {"w": "W", "d": "D", "h": "h", "m": "min"}
 
@@ -105,15 +106,17 @@ def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFra
 # ------------------------------------------------------- adapter over the core (see report)
 @dataclasses.dataclass
 class FitResult:
-    """The model fitted on all data, and the scores of the same recipe fitted without the last
-    ``validation_days`` days and scored on them."""
+    """The model fitted on all data, and the forecasts of the same recipe fitted without the
+    last ``validation_days`` days (out of sample) on those days."""
 
     model: ForecastModel
-    validation: dict[str, float]
+    val_pred: pd.DataFrame
     validation_issues: pd.DatetimeIndex
 
 
-def _scores(pred: pd.DataFrame, load: pd.Series) -> dict[str, float]:
+def _scores(pred: pd.DataFrame | None, load: pd.Series) -> dict[str, float]:
+    if pred is None or pred.empty:
+        return {}
     valid = pd.DatetimeIndex(pred["valid_time"])
     y = load.reindex(valid).to_numpy(dtype=float)
     pers = load.reindex(valid - pd.Timedelta(days=7)).to_numpy(dtype=float)
@@ -124,7 +127,7 @@ def _scores(pred: pd.DataFrame, load: pd.Series) -> dict[str, float]:
 def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
                      validation_days: int) -> FitResult:
     """Features once for every fully observed day; a candidate fitted before the validation
-    window and scored on it; then the model fitted on everything (as the core's ``train``)."""
+    window forecasts it; then the model fitted on everything (as the core's ``train``)."""
     fc = cfg.features
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
@@ -140,40 +143,54 @@ def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
     y = s.reindex(valid).to_numpy(dtype=float)
     n_val = min(validation_days, len(issues) // 4)
     val_issues = issues[len(issues) - n_val:] if n_val else pd.DatetimeIndex([], tz="UTC")
-    scores: dict[str, float] = {}
+    val_pred = pd.DataFrame()
     if n_val:
         cutoff = val_issues[0]
         fit_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
         cand = fit_frame(feats.loc[fit_rows], y[fit_rows], cfg, res,
                          persistence_errors(s[s.index + res <= cutoff]))
         rows = feats["issue_time"].isin(val_issues).to_numpy()
-        scores = _scores(predict_frame(cand, feats.loc[rows]), s)
+        val_pred = predict_frame(cand, feats.loc[rows])
     model = fit_frame(feats, y, cfg, res, persistence_errors(s))
-    return FitResult(model, scores, val_issues)
+    return FitResult(model, val_pred, val_issues)
 
 
-def score_model(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-                issues: pd.DatetimeIndex) -> dict[str, float]:
-    """Scores of an existing ``model`` on day-ahead ``issues`` ({} when it cannot serve them,
-    e.g. a different load resolution)."""
+def forecast_issues(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
+                    issues: pd.DatetimeIndex) -> pd.DataFrame | None:
+    """Day-ahead forecasts of an existing ``model`` at ``issues`` (None when it cannot serve
+    them, e.g. a different load resolution)."""
     if not len(issues):
-        return {}
+        return None
     fc = model.config.features
     try:
         s = prepare_load(load, model.resolution)
         w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], model.resolution)
         feats = build_features(s, w, issues, fc, model.resolution)
-        return _scores(predict_frame(model, feats), s)
+        return predict_frame(model, feats)
     except (InputError, KeyError, ValueError):
-        return {}
+        return None
+
+
+def unseen_issues(pred: pd.DataFrame, model: ForecastModel | None) -> pd.DatetimeIndex:
+    """Issues of ``pred`` whose whole target day is after the data ``model`` was fitted on:
+    comparing on days a model was trained on would always favour it."""
+    if pred.empty:
+        return pd.DatetimeIndex([], tz="UTC")
+    first = pred.groupby("issue_time")["valid_time"].min()
+    seen_until = getattr(model, "data_end", None) if model is not None else None
+    if seen_until is not None:
+        first = first[first > seen_until]
+    return pd.DatetimeIndex(first.index)
 
 
 # ----------------------------------------------------------------------------------- train
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
-                 n_jobs: int = 2) -> dict[str, Any]:
+                 until: pd.Timestamp | None = None, n_jobs: int = 2) -> dict[str, Any]:
     """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
-    (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds)."""
+    (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds).
+
+    ``until``: use only load before this time (replays, tests); default: all of it."""
     t0 = time.perf_counter()
     fs = env.forecast
     reg = Registry(env.registry)
@@ -183,7 +200,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": target.id, "status": "skipped", "version": reg.current(target.id),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}")
     start, end = load.index.min(), load.index.max()
     weather = issue_weather(bank, target, _daily_issues(env, load), max_lead_h=fs.max_lead_h)
     cols = [c for c in target.weather_cols if c in weather.columns]
@@ -196,13 +213,16 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         except ModelError as exc:  # corrupt or from an incompatible code version: replace it
             old_error = str(exc)
     fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
-    new_mae = fit.validation.get("mae", float("nan"))
+    fair = unseen_issues(fit.val_pred, old)
+    new_scores = _scores(fit.val_pred[fit.val_pred["issue_time"].isin(fair)]
+                         if len(fit.val_pred) else None, load)
     old_scores: dict[str, float] = {}
-    if old is not None:
-        old_scores = score_model(old, load, _weather_for_model(weather, _cols_of(old)),
-                                 fit.validation_issues)
-    promoted, reason = _promotion(current, old, old_scores, new_mae, fs.promotion_margin,
-                                  old_error)
+    if old is not None and len(fair):
+        old_pred = forecast_issues(old, load, _weather_for_model(weather, _cols_of(old)), fair)
+        old_scores = _scores(old_pred, load)
+    new_mae = new_scores.get("mae", float("nan"))
+    promoted, reason = _promotion(current, old_error, len(fair), new_mae,
+                                  old_scores.get("mae", float("nan")), fs.promotion_margin)
     model = fit.model
     meta = {
         "trained_at": now.isoformat(),
@@ -215,7 +235,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         "features": list(model.feature_names),
         "n_rows": int(model.n_rows), "rounds": int(model.rounds),
         "resolution": str(model.resolution),
-        "metrics": {"validation": fit.validation, "current_on_validation": old_scores,
+        "metrics": {"validation": _scores(fit.val_pred, load), "compared_days": len(fair),
+                    "new_on_compared": new_scores, "current_on_compared": old_scores,
                     "validation_days": fs.validation_days,
                     "validation_start": (fit.validation_issues[0].isoformat()
                                          if len(fit.validation_issues) else None)},
@@ -247,22 +268,26 @@ def _cols_of(model: Any) -> tuple[str, ...]:
     return (*fc.weather_cols, *fc.known_cols)
 
 
-def _promotion(current: str | None, old: Any, old_scores: dict, new_mae: float, margin: float,
-               old_error: str | None) -> tuple[bool, str]:
-    """The promotion rule: first model, or better than the current one by ``margin``."""
+def _promotion(current: str | None, old_error: str | None, n_days: int, new_mae: float,
+               old_mae: float, margin: float) -> tuple[bool, str]:
+    """The promotion rule: the first model; or one better than the current model by ``margin``
+    (relative MAE) on at least MIN_COMPARE_DAYS recent days neither was fitted on."""
     if current is None:
         return True, "first model of this target"
-    if old is None:
+    if old_error is not None:
         return True, f"current model {current} is unusable ({old_error})"
-    old_mae = old_scores.get("mae", float("nan"))
+    if n_days < MIN_COMPARE_DAYS:
+        return False, (f"only {n_days} validation day(s) after the data of current model "
+                       f"{current} (need {MIN_COMPARE_DAYS}); kept it")
     if not np.isfinite(new_mae):
         return False, "no validation data to compare with the current model"
     if not np.isfinite(old_mae):
-        return True, f"current model {current} cannot forecast the validation window"
+        return True, f"current model {current} cannot forecast the validation days"
     if new_mae <= old_mae * (1.0 - margin):
-        return True, f"validation MAE {new_mae:.4g} beats current {old_mae:.4g} by >= {margin:.0%}"
-    return False, (f"validation MAE {new_mae:.4g} not better than current {old_mae:.4g} by "
-                   f"{margin:.0%}; kept {current}")
+        return True, (f"MAE {new_mae:.4g} beats current {old_mae:.4g} by >= {margin:.0%} on "
+                      f"{n_days} days")
+    return False, (f"MAE {new_mae:.4g} not better than current {old_mae:.4g} by {margin:.0%} "
+                   f"on {n_days} days; kept {current}")
 
 
 def _fmt_age(td: pd.Timedelta) -> str:
