@@ -15,7 +15,13 @@ import eccodes
 import numpy as np
 
 from aggregat.errors import GribError
-from aggregat.weather.grib import MessageHeader, decode, iter_messages, read_header
+from aggregat.weather.grib import (
+    MessageHeader,
+    decode,
+    iter_messages,
+    read_header,
+    with_geometry,
+)
 from aggregat.weather.sampling import Sampler, build_sampler
 from aggregat.weather.sites import Locations
 
@@ -94,17 +100,18 @@ def run_task(task: Task) -> TaskResult:
                 if handle is None:
                     raise GribError(f"{name}: no message at byte {offset}; re-fetch the file")
                 try:
-                    _one(task, result, handle, index)
+                    _one(task, result, handle, index, offset)
                 finally:
                     eccodes.codes_release(handle)
     return result
 
 
-def _one(task: Task, result: TaskResult, handle: int, index: int) -> None:
-    header = read_header(handle, task.path, index)
+def _one(task: Task, result: TaskResult, handle: int, index: int, offset: int = -1) -> None:
+    header = read_header(handle, task.path, index, offset, geometry=False)
     result.headers.append(header)
     if task.wanted is not None and header.param not in task.wanted:
         return
+    header = with_geometry(handle, header)
     if header.geometry is None:
         result.skipped_grids.append(f"{header.label} ({header.grid_type})")
         return
@@ -116,3 +123,21 @@ def _one(task: Task, result: TaskResult, handle: int, index: int) -> None:
     sampled = _sampler(header, task).sample(values)
     result.missing_at_locations += int(np.isnan(sampled).sum())
     result.fields.append(Field(header, sampled))
+
+
+def warm_up(path: str) -> None:
+    """Read one header in this process so that forked workers inherit ecCodes' loaded tables.
+
+    ecCodes parses its definition files lazily, tens of milliseconds per concept on first use;
+    done once in the parent, every forked worker starts warm.
+    """
+    try:
+        with _open(path) as fh:
+            for index, handle in iter_messages(fh, path):
+                try:
+                    read_header(handle, path, index)
+                finally:
+                    eccodes.codes_release(handle)
+                return
+    except Exception:  # noqa: BLE001 - a bad file is reported by its task, not here
+        return

@@ -21,7 +21,7 @@ from aggregat.errors import AggregatError, GribError, InputError
 from aggregat.ops.executor import default_workers, run_tasks
 from aggregat.weather.assemble import assemble_run
 from aggregat.weather.datalake import Datalake, message_offsets
-from aggregat.weather.decode_task import Field, Task, TaskResult, run_task
+from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up
 from aggregat.weather.products import DEFAULT_VARIABLES, Product, get_product, run_label
 from aggregat.weather.sites import Locations
 from aggregat.weather.validate import validate_run
@@ -174,6 +174,8 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,
                        grid_name=grid_name, bad=report.bad_files)
+    if tasks and scheduler is None:
+        warm_up(tasks[0].path)
     tick = progress(len(tasks)) if progress else None
     results = execute(tasks, workers=workers, scheduler=scheduler, bad=report.bad_files,
                       on_done=tick)

@@ -8,7 +8,7 @@ statistical processing (short names depend on decoder tables; Météo-France ``t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
@@ -56,7 +56,7 @@ class MessageHeader:
     file: str
     index: int  # position in the file, from 0
     offset: int
-    length: int
+    length: int  # -1 when not read
     edition: int
     param: str | None  # aggregat parameter name, None if not in the catalogue
     short_name: str
@@ -93,17 +93,13 @@ def _get(handle: int, key: str, default=None):
 
 def _long(handle: int, key: str, default: int = -1) -> int:
     """A key as its number (code-table keys like typeOfFirstFixedSurface decode as text otherwise)."""
-    try:
-        if not eccodes.codes_is_defined(handle, key):
-            return default
+    try:  # no codes_is_defined first: one call instead of two on the hot path
         return int(eccodes.codes_get_long(handle, key))
     except (eccodes.CodesInternalError, ValueError):
         return default
 
 
-def _geometry(handle: int) -> GridGeometry | None:
-    if _get(handle, "gridType") != "regular_ll":
-        return None
+def _geometry(handle: int) -> GridGeometry:
     g = eccodes.codes_get_double
     return GridGeometry(
         lat_first=g(handle, "latitudeOfFirstGridPointInDegrees"),
@@ -119,44 +115,83 @@ def _geometry(handle: int) -> GridGeometry | None:
     )
 
 
-def read_header(handle: int, file: str, index: int) -> MessageHeader:
-    """Header of an open ecCodes handle (no data decoding)."""
-    edition = eccodes.codes_get_long(handle, "edition")
-    param: Parameter | None = None
+# Code-table numbers -> ecCodes' packingType / gridType names, so the hot path reads numbers only.
+_PACKING = {0: "grid_simple", 2: "grid_complex", 3: "grid_complex_spatial_differencing",
+            40: "grid_jpeg", 41: "grid_png", 42: "grid_ccsds", 50: "spectral_simple",
+            51: "spectral_complex"}
+# Text keys (shortName, units, ...) cost milliseconds each in ecCodes (concept tables): they are
+# read once per kind of message and cached, keyed by the numbers that identify it.
+_TEXT_CACHE: dict[tuple, tuple] = {}
+
+
+def _texts(handle: int, signature: tuple) -> tuple:
+    """(aggregat parameter, shortName, typeOfLevel, units, packingType, gridType) for a kind."""
+    cached = _TEXT_CACHE.get(signature)
+    if cached is None:
+        name = _PARAM_IDS.get(_long(handle, "paramId", 0))
+        cached = (PARAMETERS.get(name) if name else None, str(_get(handle, "shortName", "unknown")),
+                  str(_get(handle, "typeOfLevel", "")), str(_get(handle, "units", "")),
+                  str(_get(handle, "packingType", "")), str(_get(handle, "gridType", "")))
+        if len(_TEXT_CACHE) > 4096:
+            _TEXT_CACHE.clear()
+        _TEXT_CACHE[signature] = cached
+    return cached
+
+
+def read_header(handle: int, file: str, index: int, offset: int = -1,
+                geometry: bool = True) -> MessageHeader:
+    """Header of an open ecCodes handle (no data decoding; numeric keys, text keys cached).
+
+    ``geometry=False`` skips the grid keys (read them with :func:`with_geometry` for the
+    messages that will be decoded).
+    """
+    edition = _long(handle, "edition", 0)
+    level = _long(handle, "level", 0)
     if edition == 2:
         pdt = _long(handle, "productDefinitionTemplateNumber", 0)
         stat = _long(handle, "typeOfStatisticalProcessing") if pdt in (8, 11, 12) else -1
         key: tuple = (
             _long(handle, "discipline"), _long(handle, "parameterCategory"),
             _long(handle, "parameterNumber"), _long(handle, "typeOfFirstFixedSurface"),
-            _long(handle, "level", 0), stat,
+            level, stat,
         )
-        param = _BY_KEY.get(key)
+        packing_code = _long(handle, "dataRepresentationTemplateNumber")
+        signature = (2, _long(handle, "centre"), *key, packing_code,
+                     _long(handle, "gridDefinitionTemplateNumber"))
     else:
-        key = ("id", _get(handle, "paramId", 0), _get(handle, "typeOfLevel", ""),
-               _get(handle, "level", 0), _get(handle, "stepType", ""))
-    short_name = str(_get(handle, "shortName", "unknown"))
-    if param is None:
-        name = _PARAM_IDS.get(_long(handle, "paramId", 0))
-        param = PARAMETERS.get(name) if name else None
-    date, time = int(_get(handle, "dataDate", 19700101)), int(_get(handle, "dataTime", 0))
+        key = ("grib1", _long(handle, "table2Version"), _long(handle, "indicatorOfParameter"),
+               _long(handle, "indicatorOfTypeOfLevel"), level, _long(handle, "timeRangeIndicator"))
+        packing_code = None
+        signature = (1, _long(handle, "centre"), *key, _long(handle, "dataRepresentationType"),
+                     _long(handle, "complexPacking"))
+    fallback, short_name, level_name, units, packing, grid_type = _texts(handle, signature)
+    param = _BY_KEY.get(key) if edition == 2 else None
+    param = param or fallback
+    date, time = _long(handle, "dataDate", 19700101), _long(handle, "dataTime", 0)
     run = datetime(date // 10000, date // 100 % 100, date % 100, time // 100, time % 100,
                    tzinfo=UTC)
     return MessageHeader(
-        file=file, index=index, offset=int(_get(handle, "offset", 0)),
-        length=int(_get(handle, "totalLength", 0)), edition=edition,
+        file=file, index=index, offset=offset if offset >= 0 else _long(handle, "offset", 0),
+        length=-1, edition=edition,
         param=param.name if param else None, short_name=short_name, key=key,
-        level_name=str(_get(handle, "typeOfLevel", "")), level=int(_get(handle, "level", 0) or 0),
-        start_step=int(_get(handle, "startStep", 0)), end_step=int(_get(handle, "endStep", 0)),
-        run_time=run, units=str(_get(handle, "units", "")),
-        packing=str(_get(handle, "packingType", "")), bits=int(_get(handle, "bitsPerValue", 0) or 0),
-        grid_type=str(_get(handle, "gridType", "")), geometry=_geometry(handle),
+        level_name=level_name, level=level,
+        start_step=_long(handle, "startStep", 0), end_step=_long(handle, "endStep", 0),
+        run_time=run, units=units, packing=_PACKING.get(packing_code, packing),
+        bits=_long(handle, "bitsPerValue", 0), grid_type=grid_type,
+        geometry=_geometry(handle) if geometry and grid_type == "regular_ll" else None,
     )
+
+
+def with_geometry(handle: int, header: MessageHeader) -> MessageHeader:
+    """``header`` with its grid geometry (None when the grid is not regular lat/lon)."""
+    if header.geometry is not None or header.grid_type != "regular_ll":
+        return header
+    return replace(header, geometry=_geometry(handle))
 
 
 def decode(handle: int) -> np.ndarray:
     """Decoded values as float64 with bitmap-missing points as NaN."""
-    if _get(handle, "bitmapPresent", 0):
+    if _long(handle, "bitmapPresent", 0) > 0:
         eccodes.codes_set_double(handle, "missingValue", _MISSING)
         values = eccodes.codes_get_values(handle)
         values[values >= _MISSING * 0.5] = np.nan
