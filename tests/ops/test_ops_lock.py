@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,3 +93,44 @@ def test_remote_lock_heartbeat_and_expiry():
     taker = RunLock(root, "prod").acquire()
     assert RunLock(root).holder()["run_id"] == taker.run_id
     taker.release()
+
+
+FORKING_HOLDER = """
+import os, sys, time
+from aggregat.ops.lock import RunLock
+lock = RunLock(sys.argv[1], "dev", command="run daily").acquire()
+child = os.fork()
+if child == 0:           # a pool worker forked by the run: outlives its killed parent
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_is_not_kept_alive_by_forked_children(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(LockedError):
+            RunLock(str(tmp_path), "dev").acquire()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        os.kill(child, 0)  # the forked child is still alive ...
+        with RunLock(str(tmp_path), "dev"):  # ... and does not hold the lock
+            pass
+    finally:
+        for pid in (proc.pid, child):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_unwritable_root_is_a_clear_error(tmp_path):
+    from aggregat.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot take the run lock"):
+        RunLock(str(blocker / "root"), "dev").acquire()

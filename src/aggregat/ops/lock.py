@@ -26,15 +26,37 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from aggregat.errors import LockedError
+from aggregat.errors import ConfigError, LockedError
 from aggregat.storage import Store
 
 LOCK_NAME = ".aggregat-run.lock"
 REMOTE_LOCK_NAME = ".aggregat-run.lock.json"
 DEFAULT_TTL_S = 300.0
+
+
+# Locks held by this process. A forked child (the executor's process pool forks) inherits the
+# flock'ed file description; if it kept it, a SIGKILLed parent's lock would live on in its
+# orphaned workers. The child closes its copy (never LOCK_UN: that would unlock the parent too).
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for lock in list(_HELD):
+        if lock._fh is not None:
+            with contextlib.suppress(OSError):
+                lock._fh.close()  # closes the child's descriptor only; the parent keeps the lock
+            lock._fh = None
+        if lock._stop is not None:
+            lock._stop.set()
+        lock.held = False
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _now() -> datetime:
@@ -91,11 +113,17 @@ class RunLock:
         if self.held:
             return self
         self._since = _now()
-        if self.store.is_local:
-            self._acquire_local()
-        else:
-            self._acquire_remote()
+        try:
+            if self.store.is_local:
+                self._acquire_local()
+            else:
+                self._acquire_remote()
+        except OSError as exc:
+            raise ConfigError(f"cannot take the run lock of env {self.env_name} under "
+                              f"{self.store.url} ({exc}); check that root exists and is "
+                              "writable (`aggregat env check`)") from None
         self.held = True
+        _HELD.add(self)
         return self
 
     def release(self) -> None:
@@ -103,6 +131,7 @@ class RunLock:
         if not self.held:
             return
         self.held = False
+        _HELD.discard(self)
         if self.store.is_local:
             assert self._fh is not None
             with contextlib.suppress(OSError):
