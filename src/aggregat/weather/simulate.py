@@ -69,7 +69,8 @@ class PointDriver:
     DataFrame indexed by UTC valid time with one column per point id. Units: t2m/t850 °C, rh2m
     and cloud covers %, u10/v10/ws10/gust10 m/s, msl hPa, ssrd W/m² mean over the previous hour,
     tp mm over the previous hour. Missing values (NaN, absent times or ids) keep the background.
-    Two points on the same grid point: the later one wins.
+    Two points on the same grid point: the later one wins. A point in the AROME cut corners
+    (:func:`domain_mask`) stays missing, as outside the model domain.
     """
 
     lats: np.ndarray
