@@ -151,3 +151,53 @@ def test_good_environment_on_postgresql(tmp_path, monkeypatch):
     finally:
         server.cleanup()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_base_url_and_scheduler_checks_on_loopback(tmp_path):
+    """HEAD on a loopback HTTP server (any answer = reachable); TCP connect to a 'scheduler'."""
+    import http.server
+    import socket
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        status = 404
+
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(Handler.status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    free = socket.create_server(("127.0.0.1", 0))
+    closed_port = free.getsockname()[1]
+    free.close()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/pnt"
+        config = _config(tmp_path, str(tmp_path / "dev"),
+                         f'scheduler = "tcp://127.0.0.1:{listener.getsockname()[1]}"\n'
+                         f'[env.dev.weather]\nbase_url = "{base}"\n')
+        env = load_environment("dev", config)
+        checks = {c.name: c for c in check_environment(env, timeout_s=2)}
+        assert checks["Météo-France"].status == "ok" and "HTTP 404" in checks[
+            "Météo-France"].message
+        assert checks["Dask scheduler"].status == "ok"
+        Handler.status = 503
+        checks = {c.name: c for c in check_environment(env, timeout_s=2)}
+        assert checks["Météo-France"].status == "warning"
+        env = env.model_copy(update={
+            "weather": env.weather.model_copy(
+                update={"base_url": f"http://127.0.0.1:{closed_port}/pnt"}),
+            "scheduler": f"tcp://127.0.0.1:{closed_port}"})
+        checks = {c.name: c for c in check_environment(env, timeout_s=2)}
+        assert checks["Météo-France"].status == "problem"
+        assert "unreachable" in checks["Météo-France"].message
+        assert checks["Dask scheduler"].status == "problem"
+    finally:
+        server.shutdown()
+        server.server_close()
+        listener.close()
