@@ -355,10 +355,8 @@ class Ledger:
         out: list[Entry] = []
         with self._mutex:
             for keys in self.bank.partitions(DATASET, where):
-                month = keys["month"]
-                # Records start after their partition's date is known; a month before `since`
-                # can still hold a later retry, so only prune buckets well before it.
-                for entry in self._bucket(keys["step"], month).values():
+                # Every month is read: an old partition can hold a recent retry (backfill).
+                for entry in self._bucket(keys["step"], keys["month"]).values():
                     if since_ts is not None and entry.started_at < since_ts:
                         continue
                     if job is not None and entry.job != job:
