@@ -201,3 +201,28 @@ def test_schema_qualified_names_are_accepted(bank, pg_database):
     insert(engine, settings, measurements(hours=3))
     assert sync_load(engine, bank, settings).rows_written == 6
     engine.dispose()
+
+
+def test_legacy_table_with_naive_timestamps_and_own_names(energy_url, bank, settings):
+    """A legacy table: its own names, `timestamp without time zone` holding UTC."""
+    settings = settings.model_copy(update={
+        "load_table": "conso_elec", "load_target_col": "site", "load_time_col": "horodate",
+        "load_value_col": "puissance_mw", "load_updated_col": "maj",
+        "sync_lookback_days": 0})
+    engine = make_engine(energy_url, settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE conso_elec (site VARCHAR(20), horodate TIMESTAMP, "
+                             "puissance_mw FLOAT, maj TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO conso_elec VALUES (:s, :t, :v, :u)"), [
+            {"s": "p1", "t": "2026-01-05 00:00:00", "v": 1.5, "u": "2026-01-05 00:30:00"},
+            {"s": "p1", "t": "2026-01-05 01:00:00", "v": None, "u": "2026-01-05 01:30:00"},
+            {"s": "p1", "t": "2026-01-05 02:00:00", "v": 2.5, "u": "2026-01-05 02:30:00"},
+        ])
+    report = sync_load(engine, bank, settings)
+    assert (report.rows_read, report.rows_written, report.rows_skipped_null) == (3, 2, 1)
+    assert report.watermark_after == T0 + timedelta(hours=2, minutes=30)
+    df = bank_load(bank)
+    assert df["time"].tolist() == [pd.Timestamp("2026-01-05T00:00Z"),
+                                   pd.Timestamp("2026-01-05T02:00Z")]
+    assert sync_load(engine, bank, settings).rows_read == 1  # only the row at the watermark
+    engine.dispose()

@@ -35,8 +35,8 @@ from aggregat.errors import BankError, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Bind parameters per statement stay below SQLite's (32766) and PostgreSQL's (65535) limits.
-_MAX_ROWS_PER_INSERT = 3000
+# Rows per executemany call (SQLAlchemy pages them further into multi-row INSERTs).
+_MAX_ROWS_PER_INSERT = 5000
 
 
 @dataclass
@@ -126,8 +126,20 @@ def _replace_in_table(engine: sa.Engine, settings: EnergySettings, issue_time: d
             table.c.issue_time == to_db_time(issue_time, engine),
             table.c.target_id.in_(targets),
         ))
-        for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
-            conn.execute(table.insert().values(rows[start:start + _MAX_ROWS_PER_INSERT]))
+        if engine.dialect.name == "postgresql":
+            # One short statement per batch with the rows as one JSON parameter: pg8000 spends
+            # seconds parsing long multi-row INSERTs and sends executemany row by row.
+            prep = engine.dialect.identifier_preparer
+            cols = ", ".join(prep.quote(c) for c in FORECAST_COLUMNS)
+            name = prep.format_table(table)
+            statement = sa.text(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM "
+                                f"json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
+            for start in range(0, len(records), _MAX_ROWS_PER_INSERT):
+                batch = [_jsonable(r) for r in records[start:start + _MAX_ROWS_PER_INSERT]]
+                conn.execute(statement, {"rows": json.dumps(batch)})
+        else:
+            for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
+                conn.execute(table.insert(), rows[start:start + _MAX_ROWS_PER_INSERT])
 
 
 def _call_procedure(engine: sa.Engine, settings: EnergySettings, records: list[dict]) -> None:
@@ -149,5 +161,7 @@ def _jsonable(record: dict) -> dict:
     out = {}
     for key in FORECAST_COLUMNS:
         value = record[key]
-        out[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        out[key] = value
     return out

@@ -83,27 +83,41 @@ def create_default_tables(engine: sa.Engine, settings: EnergySettings,
 def insert_measurements(engine: sa.Engine, settings: EnergySettings, frame) -> int:
     """Insert measured load (columns target_id, time, load_mw[, updated_at]) into the load table.
 
-    For the demo and tests, which fill an embedded energy DB; times are UTC instants.
-    Returns the number of rows inserted.
+    For the demo and tests, which fill an embedded energy DB; times are UTC instants, a missing
+    ``updated_at`` is now. Returns the number of rows inserted.
     """
+    import json
+
     import pandas as pd
 
     table = load_table(settings)
     names = [c.name for c in table.columns]
-    sqlite = engine.dialect.name == "sqlite"
-
-    def ts(value):
-        value = pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
-        return value.replace(tzinfo=None) if sqlite else value
-
+    pg = engine.dialect.name == "postgresql"
     now = pd.Timestamp.now(tz="UTC")
-    rows = []
-    for rec in frame.itertuples(index=False):
-        row = [str(rec.target_id), ts(rec.time), float(rec.load_mw)]
-        if len(names) == 4:
-            row.append(ts(getattr(rec, "updated_at", now)))
-        rows.append(dict(zip(names, row, strict=True)))
+
+    def times(values) -> list:
+        ts = pd.to_datetime(pd.Series(values), utc=True)
+        if pg:  # ISO text for json_populate_recordset
+            return ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").tolist()
+        if engine.dialect.name == "sqlite":
+            ts = ts.dt.tz_localize(None)
+        return list(ts.dt.to_pydatetime())
+
+    columns = [frame["target_id"].astype(str).tolist(), times(frame["time"]),
+               frame["load_mw"].astype(float).tolist()]
+    if len(names) == 4:
+        columns.append(times(frame["updated_at"] if "updated_at" in frame else
+                             [now] * len(frame)))
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     with engine.begin() as conn:
-        for start in range(0, len(rows), 2000):
-            conn.execute(table.insert().values(rows[start:start + 2000]))
+        if pg:  # see publish: pg8000 is slow on executemany and long statements
+            prep = engine.dialect.identifier_preparer
+            cols = ", ".join(prep.quote(n) for n in names)
+            name = prep.format_table(table)
+            statement = sa.text(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM "
+                                f"json_populate_recordset(NULL::{name}, CAST(:rows AS json))")
+            for start in range(0, len(rows), 20000):
+                conn.execute(statement, {"rows": json.dumps(rows[start:start + 20000])})
+        elif rows:
+            conn.execute(table.insert(), rows)
     return len(rows)
