@@ -50,7 +50,8 @@ def forecast_frame(targets: int, issue: pd.Timestamp) -> pd.DataFrame:
     ids = np.repeat([f"site-{i:04d}" for i in range(targets)], len(valid))
     p50 = np.linspace(10, 20, len(ids))
     return pd.DataFrame({"target_id": ids, "issue_time": issue,
-                         "valid_time": np.tile(valid, targets), "p10_mw": p50 - 1, "p50_mw": p50, "p90_mw": p50 + 1,
+                         "valid_time": np.tile(valid, targets),
+                         "p10_mw": p50 - 1, "p50_mw": p50, "p90_mw": p50 + 1,
                          "model_version": "bench", "is_baseline": False})
 
 
