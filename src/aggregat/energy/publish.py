@@ -111,7 +111,7 @@ def publish_forecast(engine: sa.Engine, bank, settings: EnergySettings, issue_ti
                  on_failure="forecast kept in the bank; will be published by the next run")
     report = PublishReport(issue_time, len(records), targets, destination, published_at,
                            time.perf_counter() - started)
-    log.info(report.summary())
+    log.debug(report.summary())
     return report
 
 

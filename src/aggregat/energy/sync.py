@@ -191,8 +191,9 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
     watermark = None if full else load_state(bank, settings, engine)
     report = SyncReport(table=settings.load_table, watermark_before=watermark,
                         watermark_after=watermark, full=watermark is None)
-    query = sa.select(*(_fetchable(source.c[n], n in names[1:2] + names[3:], engine)
-                        for n in names)).order_by(wm_col)
+    # names: target, time, value[, updated]; positions 1 and 3 are times
+    query = sa.select(*(_fetchable(source.c[n], i in (1, 3), engine)
+                        for i, n in enumerate(names))).order_by(wm_col)
     if watermark is not None:
         since = watermark - timedelta(days=settings.sync_lookback_days)
         since_value = (f"{since:%Y-%m-%d %H:%M:%S.%f}" if engine.dialect.name == "sqlite"
@@ -229,5 +230,5 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
         if pending:
             flush()
     report.duration_s = time.perf_counter() - started
-    log.info(report.summary())
+    log.debug(report.summary())
     return report
