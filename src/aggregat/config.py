@@ -83,7 +83,7 @@ class EnergySettings(_Section):
     retry_backoff_s: float = 1.0
     # Sync: rows fetched per round trip (server-side cursor) and rows per bank write + watermark.
     sync_fetch_rows: int = 20000
-    sync_batch_rows: int = 500000
+    sync_batch_rows: int = 200000
 
 
 class TargetSettings(_Section):

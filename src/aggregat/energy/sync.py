@@ -200,21 +200,28 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
                        else to_db_time(since, engine))
         query = query.where(wm_col >= since_param).params(since=since_value)
     synced_at = pd.Timestamp.now(tz="UTC")
-    pending: list = []
+    # Chunks are converted to columnar frames as they arrive (far less memory than tuples).
+    pending: list[pd.DataFrame] = []
+    pending_rows = 0
+    pending_max: datetime | None = None
 
     def flush() -> None:
-        frame, skipped, batch_max = rows_to_load(pending, settings, synced_at)
-        report.rows_skipped_null += skipped
+        nonlocal pending_rows, pending_max
+        frame = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+        if len(pending) > 1:  # a (target, time) corrected twice within this batch
+            frame = (frame.sort_values("updated_at", kind="stable")
+                     .drop_duplicates(["target_id", "time"], keep="last"))
         if not frame.empty:
             write_load(bank, frame)  # the upsert: the bank write must succeed first ...
             report.rows_written += len(frame)
             report.targets.update(frame["target_id"].unique())
-        if batch_max is not None:
-            new_wm = max(batch_max, report.watermark_after or batch_max)
+        if pending_max is not None:
+            new_wm = max(pending_max, report.watermark_after or pending_max)
             _save_state(bank, settings, engine, new_wm, len(frame))  # ... then the watermark
             report.watermark_after = new_wm
         report.batches += 1
         pending.clear()
+        pending_rows, pending_max = 0, None
 
     with engine.connect() as conn:
         require_table(conn, settings.load_table, "load_table",
@@ -223,9 +230,14 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
         result = conn.execution_options(stream_results=True,
                                         yield_per=settings.sync_fetch_rows).execute(query)
         for chunk in result.partitions():
-            pending.extend(tuple(r) for r in chunk)
+            frame, skipped, chunk_max = rows_to_load(chunk, settings, synced_at)
+            pending.append(frame)
+            pending_rows += len(chunk)
             report.rows_read += len(chunk)
-            if len(pending) >= settings.sync_batch_rows:
+            report.rows_skipped_null += skipped
+            if chunk_max is not None:
+                pending_max = max(chunk_max, pending_max or chunk_max)
+            if pending_rows >= settings.sync_batch_rows:
                 flush()
         if pending:
             flush()
