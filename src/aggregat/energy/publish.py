@@ -11,6 +11,10 @@ Two ways, chosen by ``[energy] publish_procedure``:
   :data:`~aggregat.energy.schema.FORECAST_COLUMNS` (times as ISO 8601 UTC, missing quantiles as
   null). The procedure owns the replace semantics, as the legacy one did.
 
+Configured names are validated identifiers, quoted when the dialect needs it, hence
+case-sensitive on PostgreSQL: a procedure created unquoted as ``insertPrevisionElec`` is stored
+(and must be configured) as ``insertprevisionelec``.
+
 Rows carry the model version, the issue time and the publish time. If the DB is unreachable or
 refuses the write, :class:`~aggregat.errors.EnergyDBError` says so; the forecast is untouched in
 the bank, so the next run publishes it.
