@@ -258,6 +258,14 @@ def test_parse_age():
         pipeline.parse_age("soon")
 
 
+def test_default_issue_time_is_today_at_the_local_issue_hour(env):
+    at = pipeline.default_issue_time
+    assert at(env, pd.Timestamp("2026-11-28T15:00Z")) == pd.Timestamp("2026-11-28T09:00Z")
+    # 00:30 in Paris is already the next local day.
+    assert at(env, pd.Timestamp("2026-11-28T23:30Z")) == pd.Timestamp("2026-11-29T09:00Z")
+    assert at(env, pd.Timestamp("2026-07-01T12:00Z")) == pd.Timestamp("2026-07-01T08:00Z")
+
+
 def test_unknown_model_param_is_a_config_error(env):
     with pytest.raises(ConfigError, match="model_params: unknown key"):
         pipeline.model_config(_with(env, model_params={"rounds": 3}), ())

@@ -1,10 +1,12 @@
 """Bank-driven train / predict / promote of the configured targets (the storage-aware steps).
 
-- :func:`train_target` reads the whole load and weather history of a target from the bank (the
-  only step that reads history), fits a candidate on all but the last ``validation_days``, scores
-  it and the current model on those days, refits on everything, saves the new version to the
-  registry and promotes it if it beats the current one by ``promotion_margin`` (the first model
-  is always promoted). Re-training after a deployment is just this step: no dataset rebuild.
+- :func:`train_target` reads the whole load history of a target and the weather runs its
+  day-ahead issues use from the bank (the only step that reads history), fits a candidate on
+  all but the last ``validation_days``, refits on everything and saves the new version to the
+  registry. Promotion: the first model always; later ones only if the candidate beats the
+  current model by ``promotion_margin`` (relative MAE) on the validation days the current model
+  was not fitted on (at least MIN_COMPARE_DAYS; comparing on days a model was trained on would
+  always keep it). Re-training after a deployment is just this step: no dataset rebuild.
 - :func:`predict_target` reads only the last ``history_days_for_predict`` days (weather runs
   available at the issue time, recent load), loads the current model, and writes dataset
   ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
@@ -87,8 +89,8 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 2)
 
 def _load_series(df: pd.DataFrame, what: str) -> pd.Series:
     if df.empty or df["load_mw"].notna().sum() < 3:
-        raise ModelError(f"{what}: no load in the bank; import it with `aggregat load import` "
-                         "or `aggregat energy sync`")
+        raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
+                         "import` or `aggregat energy sync`")
     return pd.Series(df["load_mw"].to_numpy(dtype=float),
                      index=pd.DatetimeIndex(df["time"]).tz_convert("UTC"), name="load_mw")
 
@@ -314,7 +316,8 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     bank = Bank(env.bank)
     hist = pd.Timedelta(days=fs.history_days_for_predict)
     load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
-    load = _load_series(load_df, f"target {target.id!r} before {issue:%Y-%m-%dT%H:%MZ}")
+    load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
+                        f"{issue:%Y-%m-%dT%H:%MZ}")
     model, version, note = _current_model(reg, target, env, load)
     # The runs this issue uses, and those of the days before it that cover the weather history
     # of the features (warm-up), selected as in training.
@@ -327,8 +330,8 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     except (InputError, ModelError) as exc:
         if model.is_baseline:
             raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
-        model, version = _baseline_model(env, load), BASELINE_VERSION
         note = f"model {version} could not forecast ({exc}); weekly baseline used"
+        model, version = _baseline_model(env, load), BASELINE_VERSION
         out = _predict(model, load, weather, issue)
     out.insert(0, "target_id", target.id)
     out["model_version"] = version
