@@ -372,3 +372,19 @@ def test_targets_train_and_predict_in_parallel_processes(env):
     half = fc.set_index(["target_id", "valid_time"])["p50_mw"]
     ratio = (half["half"] / half["portfolio"]).to_numpy()
     assert np.all(np.abs(ratio - 0.5) < 0.1)
+
+
+def test_predict_on_a_dask_cluster_matches_local(trained):
+    distributed = pytest.importorskip("distributed")
+    env, first = trained
+    pipeline.predict_target(env, _target(env), ISSUE)
+    local = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    Bank(env.bank).delete_partition("forecast", {"target": "portfolio",
+                                                 "issue_date": f"{ISSUE:%Y-%m-%d}"})
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = env.model_copy(update={"scheduler": cluster.scheduler_address})
+        results = list(pipeline.predict_targets(on_dask, ISSUE))
+    assert [r["status"] for r in results] == ["predicted"]
+    pd.testing.assert_frame_equal(read_forecast(Bank(env.bank), ["portfolio"],
+                                                issue_time=ISSUE), local)
