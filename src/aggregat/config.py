@@ -57,9 +57,13 @@ class WeatherSettings(_Section):
     models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
     # Packages per model; a model missing here gets the catalogue's default packages.
     packages: dict[str, list[str]] = Field(default_factory=dict)
+    # Run hours (UTC) the daily job fetches and extracts for each model.
+    runs: list[int] = Field(default_factory=lambda: [0])
     method: str = "nearest"  # nearest | bilinear
     download_workers: int = 8
     retries: int = 5
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
     timeout_s: float = 60.0
     # Newest run looked for by --latest: runs younger than this are not probed.
     min_run_age_h: float = 2.0
@@ -214,6 +218,8 @@ def load_environment(
         "source_file": str(path) if path else None,
     }
     settings.update(section)
+    if "sites" not in settings and "://" not in root and (Path(root) / "sites.csv").is_file():
+        settings["sites"] = _join(root, "sites.csv")  # the embedded default's sites (the demo's)
     for key in ("datalake", "bank", "registry", "quarantine", "sites", "areas"):
         if isinstance(settings.get(key), str):
             settings[key] = _absolute(settings[key], base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -10,19 +11,26 @@ from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 
 
 def demo(
-    days: Annotated[int, typer.Option("--days", min=1, max=60, help="Days of runs to simulate.")] = 2,
+    days: Annotated[int, typer.Option("--days", min=1, max=30,
+                                      help="Days of Météo-France runs to simulate.")] = 3,
+    history_days: Annotated[int, typer.Option("--history-days", min=30, max=1500,
+                                              help="Days of migrated forecast history.")] = 365,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run the main job offline: simulated Météo-France archive -> HTTP fetch -> extract -> bank."""
+    """Run the main job offline: simulated Météo-France archive and energy DB -> backfill ->
+    weekly training -> daily prediction and publication -> health."""
     from rich.table import Table
 
-    from aggregat.bank import Bank, read_weather
     from aggregat.demo.run import run_demo
 
+    import logging
+
+    if logging.getLogger("aggregat").level > logging.DEBUG:  # the table says what happened
+        logging.getLogger("aggregat").setLevel(logging.WARNING)
     settings = environment(env, config)
     console.print(f"[bold]aggregat demo[/] in environment {settings.name} ({settings.root})")
-    report = run_demo(settings, days=days, log=console.print)
+    report = run_demo(settings, days=days, history_days=history_days, log=console.print)
     table = Table(title="what the demo did", title_justify="left")
     for col in ("step", "seconds", "detail"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
@@ -30,13 +38,16 @@ def demo(
         table.add_row(step.name, f"{step.seconds:.1f}", step.detail)
     table.add_row("[bold]total[/]", f"[bold]{report.total_s:.1f}[/]", "")
     console.print(table)
-    frame = read_weather(Bank(settings.bank), "2000-01-01T00:00Z", "2100-01-01T00:00Z", latest=True)
-    if len(frame):
-        site = frame["location"].iloc[0]
-        sample = frame[frame.location == site].head(6)
-        cols = ["model", "valid_time", "t2m_c", "wind_speed_10m_ms", "ssrd_wm2", "tp_mm"]
-        console.print(f"weather_forecast at {site} (first rows):")
-        console.print(sample[[c for c in cols if c in sample]].to_string(index=False))
+    health = report.health
+    bad = [i for i in health.items if i.status != "ok"]
+    for item in bad:
+        console.print(f"  health {item.status}: {item.section} {item.name}: {item.value}")
+    style = {"ok": "green", "warning": "yellow", "failed": "red"}.get(health.status, "")
+    console.print(f"health: [{style}]{health.status}[/] ({len(health.items)} checks)")
     console.print("where to look:")
     for name, path in report.where.items():
-        console.print(f"  {name:9s} {path}")
+        console.print(f"  {name:10s} {path}")
+    console.print("next: `aggregat health`, `aggregat model list`, `aggregat bank ls`, "
+                  "`aggregat run daily --force`")
+    if health.exit_code:
+        sys.exit(health.exit_code)

@@ -68,7 +68,9 @@ def _root(
 def main() -> None:
     """Entry point: run the app, turning user errors into one masked line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns typer.Exit codes instead of exiting: pass them on.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except AggregatError as exc:
         err_console.print(f"[bold red]error:[/] {mask(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -1,12 +1,91 @@
-"""``aggregat run``: see the issue tracker; commands are added here."""
+"""``aggregat run daily|weekly|backfill`` and ``aggregat schedule``."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from typing import Annotated
+
 import typer
+
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
+ForceOption = Annotated[bool, typer.Option("--force", help="Redo steps that already finished.")]
 
-def schedule() -> None:
+
+def _day(text: str | None, what: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a date: write it like 2026-11-28") from None
+
+
+def _finish(result) -> None:
+    result.ledger.timing.print(console, title=f"{result.job}: timing")
+    result.raise_for_problems()
+    console.print(f"[green]{result.job}: ok[/]")
+
+
+@app.command("daily")
+def daily(
+    day: Annotated[str | None, typer.Option("--date", help="Day to run (UTC), default today.")] = None,
+    force: ForceOption = False,
+    no_publish: Annotated[bool, typer.Option("--no-publish", help="Skip publishing.")] = False,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """fetch -> extract -> sync -> predict -> publish for one day."""
+    from aggregat.ops.jobs import daily as run_daily
+
+    _finish(run_daily(environment(env, config), _day(day, "--date"), force=force,
+                      publish=not no_publish))
+
+
+@app.command("weekly")
+def weekly(force: ForceOption = False, env: EnvOption = None, config: ConfigOption = None) -> None:
+    """Retrain models older than forecast.retrain_after_days, evaluate, apply the promotion rule."""
+    from aggregat.ops.jobs import weekly as run_weekly
+
+    _finish(run_weekly(environment(env, config), force=force))
+
+
+@app.command("backfill")
+def backfill(
+    since: Annotated[str, typer.Option("--since", help="First day (UTC) to check.")],
+    until: Annotated[str | None, typer.Option("--until", help="Last day, default today.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would run.")] = False,
+    force: ForceOption = False,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the missing or failed steps since a day, reading the datalake archive first."""
+    from aggregat.ops.jobs import backfill as run_backfill
+
+    result = run_backfill(environment(env, config), _day(since, "--since"), _day(until, "--until"),
+                          dry_run=dry_run, force=force)
+    if dry_run:
+        for step, part in result.planned:
+            console.print(f"would run {step:8s} {part}")
+        console.print(f"{len(result.planned)} step(s) to run")
+        return
+    _finish(result)
+
+
+def schedule(
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Run the daily and weekly jobs at their configured times, in the foreground."""
-    raise typer.Exit(1)
+    from aggregat.ops.schedule import run_schedule
+
+    settings = environment(env, config)
+    console.print(f"schedule for env {settings.name}: daily at {settings.jobs.daily_at}, weekly "
+                  f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at} "
+                  f"({settings.forecast.timezone}); Ctrl-C to stop")
+    run_schedule(settings, once=once, log=lambda m: console.print(
+        f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))

@@ -1,7 +1,15 @@
-"""``aggregat demo``: the whole job offline, on the embedded default environment.
+"""``aggregat demo``: the whole chain offline, on the embedded default environment.
 
-A simulated Météo-France archive is served over real HTTP on 127.0.0.1, so every step runs the
-production code: fetch (parallel, verified, manifest) -> extract (all cores) -> bank.
+1. a portfolio of French industrial sites and one deterministic "true" world (truth.py);
+2. an energy DB (SQLite by default) holding the measured load that world drives;
+3. a year of forecast history migrated into the bank, as from the legacy data bank;
+4. a simulated Météo-France archive (AROME + ARPEGE, GRIB2/CCSDS) for the last N days, served
+   over real HTTP on 127.0.0.1;
+5. ``run backfill`` of the N days (fetch -> extract -> sync -> predict -> publish), ``run weekly``
+   (train, promote), ``run daily`` for today; then the health report.
+
+Every step is the production code; only the outside world (Météo-France, the energy DB's
+content) is simulated. Rerunning the demo redoes nothing that is already done.
 """
 
 from __future__ import annotations
@@ -12,12 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+
 from aggregat.config import Environment
 from aggregat.demo.sites import write_demo_sites
 from aggregat.weather.products import get_product
-from aggregat.weather.sites import load_locations
+from aggregat.weather.sites import load_locations, load_sites
 
-DEMO_MODELS = ("arome-0025", "arpege-01")
+# AROME drives the day-ahead forecast; ARPEGE (surface package only) shows the second model.
+DEMO_PACKAGES = {"arome-0025": ["SP1", "SP2"], "arpege-01": ["SP1"]}
+TARGET = "portfolio"
+SIM_SEED = 2026  # one synthetic background for every run: successive runs agree
 
 
 @dataclass
@@ -31,6 +44,7 @@ class DemoStep:
 class DemoReport:
     steps: list[DemoStep] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)
+    health: object | None = None
 
     def timed(self, name: str, fn: Callable[[], str]) -> None:
         started = time.perf_counter()
@@ -42,67 +56,140 @@ class DemoReport:
         return sum(s.seconds for s in self.steps)
 
 
-def demo_runs(days: int, today: datetime | None = None) -> list[datetime]:
-    """The 00 UTC runs of the last ``days`` days (today included)."""
-    today = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return [today - timedelta(days=d) for d in range(days - 1, -1, -1)]
+def demo_environment(env: Environment) -> Environment:
+    """The environment with the demo's sites and weather settings (models, packages)."""
+    sites = env.sites or str(Path(env.root) / "sites.csv")
+    if not Path(sites).is_file():
+        write_demo_sites(Path(sites))
+    weather = env.weather.model_copy(update={"models": list(DEMO_PACKAGES),
+                                             "packages": DEMO_PACKAGES, "runs": [0]})
+    return env.model_copy(update={"sites": sites, "weather": weather})
 
 
-def run_demo(env: Environment, *, days: int = 2, today: datetime | None = None,
-             log: Callable[[str], None] = print) -> DemoReport:
-    """Simulate, serve, fetch and extract ``days`` days of AROME and ARPEGE runs for the demo sites."""
-    from aggregat.bank import Bank
-    from aggregat.weather.datalake import Datalake
-    from aggregat.weather.extract import extract_run
-    from aggregat.weather.fetch import fetch_run
-    from aggregat.weather.loopback import serve_folder
-    from aggregat.weather.simulate import crop_for_points, simulate_run
+def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
+             now: datetime | None = None, log: Callable[[str], None] = print) -> DemoReport:
+    """Run the whole chain on ``env``; returns what each step did and how long it took."""
+    from aggregat.ops import jobs
 
+    now = now or datetime.now(UTC)
+    today = now.date()
+    env = demo_environment(env)
     report = DemoReport()
-    demo_dir = Path(env.root) / "demo"
-    sites_csv = Path(env.sites) if env.sites else write_demo_sites(demo_dir / "sites.csv")
-    locations = load_locations(sites_csv, env.areas)
-    archive = demo_dir / "archive"
-    runs = demo_runs(days, today)
-    datalake, bank = Datalake(env.datalake), Bank(env.bank)
+    locations = load_locations(env.sites)
+    weights = {k: float(v["weight"]) for k, v in load_sites(env.sites)[1].items()}
+    first_day = pd.Timestamp(today, tz="UTC") - pd.Timedelta(days=days - 1)
+    history_start = first_day - pd.Timedelta(days=history_days)
+    world: dict = {}
 
-    def simulate() -> str:
-        count = 0
-        for model in DEMO_MODELS:
-            product = get_product(model)
-            # Cropped to the sites: the real grids would only make the demo slower.
-            grid = crop_for_points(product, locations.lats, locations.lons, margin_deg=1.0)
-            for run in runs:
-                count += len(simulate_run(product, run, archive, grid=grid, seed=run.toordinal()))
-        return f"{count} GRIB2 files ({len(runs)} days x {len(DEMO_MODELS)} models) in {archive}"
+    def truth() -> str:
+        from aggregat.demo.truth import portfolio_load, truth_weather
 
-    report.timed("simulate archive", simulate)
+        world["weather"] = truth_weather(locations, history_start - pd.Timedelta(days=2),
+                                         pd.Timestamp(today, tz="UTC") + pd.Timedelta(days=3))
+        world["load"] = portfolio_load(world["weather"]["t2m"], weights)
+        return (f"{len(locations)} sites, hourly weather and load from {history_start:%Y-%m-%d} "
+                f"to {today}")
+
+    report.timed("simulate the world", truth)
+    report.timed("energy DB: measured load", lambda: _fill_energy_db(env, world["load"], now))
+    report.timed("migrate forecast history", lambda: _migrate_history(
+        env, world["weather"], history_start, first_day))
+    archive = Path(env.root) / "demo" / "archive"
+    runs = [first_day + pd.Timedelta(days=d) for d in range(days)]
+    report.timed("simulate Météo-France archive", lambda: _simulate_archive(
+        archive, runs, locations, world["weather"]))
+
+    from aggregat.weather.loopback import serve_folder
+
     with serve_folder(archive) as base_url:
         log(f"serving the simulated archive at {base_url}")
+        env = env.model_copy(update={"weather": env.weather.model_copy(
+            update={"base_url": base_url})})
+        # The past days first; today comes with the daily run, after training.
+        yesterday = today - timedelta(days=1)
+        if days > 1:
+            report.timed("run backfill", lambda: _job(jobs.backfill(env, first_day.date(),
+                                                                    yesterday)))
+        report.timed("run weekly (train)", lambda: _job(jobs.weekly(env)))
+        report.timed("run daily", lambda: _job(jobs.daily(env, today)))
 
-        def fetch() -> str:
-            files = downloaded = 0
-            for model in DEMO_MODELS:
-                for run in runs:
-                    result = fetch_run(model, run, datalake, base_url=base_url, progress=False,
-                                       workers=env.weather.download_workers)
-                    result.raise_for_partial()
-                    files += len(result.files)
-                    downloaded += sum(1 for f in result.files if f.status == "downloaded")
-            return f"{files} files verified ({downloaded} downloaded, the rest already there)"
+    from aggregat.ops.health import check_health
 
-        report.timed("fetch over HTTP", fetch)
-
-    def extract() -> str:
-        rows = decoded = 0
-        for model in DEMO_MODELS:
-            for run in runs:
-                result = extract_run(model, run, datalake=datalake, bank=bank,
-                                     locations=locations, workers=env.workers)
-                rows += result.rows
-                decoded += result.decoded
-        return f"{decoded} messages decoded, {rows} rows at {len(locations)} sites"
-
-    report.timed("extract to bank", extract)
-    report.where = {"datalake": env.datalake, "bank": env.bank, "sites": str(sites_csv)}
+    report.health = check_health(env)
+    report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
+                    "energy DB": env.energy_db, "sites": env.sites}
     return report
+
+
+def _job(result) -> str:
+    timing = result.ledger.timing
+    ran = [r for r in timing.rows if r.status not in ("done",)]
+    steps = ", ".join(f"{step} {secs:.1f}s" for step, secs in timing.by_step().items())
+    result.raise_for_problems()
+    return f"{len(ran)} step(s) run: {steps}" if ran else "nothing left to do"
+
+
+def _fill_energy_db(env: Environment, load: pd.Series, now: datetime) -> str:
+    """The measured load as the energy DB holds it: up to an hour ago, only what is new."""
+    import sqlalchemy as sa
+
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.schema import create_default_tables, insert_measurements, load_table
+
+    engine = make_engine(env.energy_db, env.energy)
+    create_default_tables(engine, env.energy)
+    table = load_table(env.energy)
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(table.c[env.energy.load_time_col]))).scalar()
+    measured = load[load.index <= pd.Timestamp(now) - pd.Timedelta(hours=1)]
+    if newest is not None:
+        newest = pd.Timestamp(newest)
+        newest = newest.tz_localize("UTC") if newest.tzinfo is None else newest
+        measured = measured[measured.index > newest]
+    frame = pd.DataFrame({"target_id": TARGET, "time": measured.index, "load_mw": measured.values})
+    rows = insert_measurements(engine, env.energy, frame) if len(frame) else 0
+    engine.dispose()
+    return f"{rows} new hourly rows of target '{TARGET}' in {env.energy.load_table}"
+
+
+def _migrate_history(env: Environment, weather: dict, start: pd.Timestamp,
+                     end: pd.Timestamp) -> str:
+    """Forecast history before the archive days, written straight into the bank (the legacy
+    data bank's history, copied once, as the roadmap's first item asks)."""
+    from aggregat.bank import Bank, write_weather_run
+    from aggregat.demo.truth import forecast_history
+
+    bank = Bank(env.bank)
+    runs = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
+    todo = [r for r in runs if not bank.store.exists(bank.part_path(
+        "weather_forecast", {"model": "arome-0025", "run_date": f"{r:%Y-%m-%d}"}, "run=00"))]
+    for run, frame in forecast_history(weather, pd.DatetimeIndex(todo), "arome-0025"):
+        write_weather_run(bank, "arome-0025", run, frame)
+    return f"{len(todo)} daily AROME runs written ({len(runs) - len(todo)} already there)"
+
+
+def _simulate_archive(archive: Path, runs: list[pd.Timestamp], locations, weather: dict) -> str:
+    from aggregat.weather.simulate import PointDriver, crop_for_points, simulate_run
+
+    driver = PointDriver(locations.lats, locations.lons, list(locations.site_ids), weather)
+    count = skipped = 0
+    for model, packages in DEMO_PACKAGES.items():
+        product = get_product(model)
+        # Cropped to the sites: the full grids would only make the demo slower.
+        grid = crop_for_points(product, locations.lats, locations.lons, margin_deg=0.3)
+        for run in runs:
+            run_dt = run.to_pydatetime()
+            if (archive / f"{run_dt:%Y-%m-%dT%H:%M:%SZ}" / product.model / product.res).is_dir():
+                skipped += 1
+                continue
+            files = simulate_run(product, run_dt, archive, grid=grid, packages=packages,
+                                 seed=SIM_SEED, driver=driver)
+            count += len(files)
+    return (f"{count} GRIB2 files ({len(runs)} days x {len(DEMO_PACKAGES)} models, CCSDS)"
+            + (f", {skipped} runs already there" if skipped else ""))
+
+
+def demo_days_back(days: int) -> list[datetime]:
+    """The 00 UTC run days of a ``days``-day demo ending today (for docs and tests)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [today - timedelta(days=d) for d in range(days - 1, -1, -1)]

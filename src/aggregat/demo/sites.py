@@ -5,20 +5,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-# (id, name, lat, lon, weight MW-scale, group): chemical, steel and glass towns.
+# (id, name, lat, lon, weight MW-scale, group): chemical and metal plants of the Rhône-Alpes /
+# Provence corridor. One region keeps the simulated grids small and the demo fast.
 DEMO_SITES = [
-    ("tavaux", "Tavaux", 47.04, 5.40, 3.0, "east"),
-    ("dombasle", "Dombasle-sur-Meurthe", 48.62, 6.35, 2.0, "east"),
-    ("saint-fons", "Saint-Fons", 45.71, 4.85, 2.5, "south"),
-    ("fos", "Fos-sur-Mer", 43.44, 4.94, 4.0, "south"),
-    ("dunkerque", "Dunkerque", 51.03, 2.37, 5.0, "north"),
-    ("le-havre", "Le Havre", 49.49, 0.11, 3.0, "north"),
-    ("pont-de-claix", "Le Pont-de-Claix", 45.12, 5.70, 1.5, "south"),
-    ("salindres", "Salindres", 44.17, 4.16, 1.0, "south"),
-    ("chalampe", "Chalampé", 47.82, 7.54, 2.0, "east"),
-    ("lacq", "Lacq", 43.41, -0.62, 2.5, "south"),
-    ("roussillon", "Roussillon", 45.37, 4.81, 1.5, "south"),
-    ("carling", "Carling", 49.17, 6.72, 1.0, "east"),
+    ("saint-fons", "Saint-Fons", 45.71, 4.85, 2.5, "lyon"),
+    ("pierre-benite", "Pierre-Bénite", 45.70, 4.82, 1.5, "lyon"),
+    ("feyzin", "Feyzin", 45.67, 4.86, 3.0, "lyon"),
+    ("roussillon", "Roussillon", 45.37, 4.81, 2.0, "isere"),
+    ("pont-de-claix", "Le Pont-de-Claix", 45.12, 5.70, 1.5, "isere"),
+    ("jarrie", "Jarrie", 45.09, 5.75, 1.0, "isere"),
+    ("tavaux", "Tavaux", 47.04, 5.40, 3.0, "jura"),
+    ("saint-auban", "Château-Arnoux-Saint-Auban", 44.07, 5.99, 1.0, "provence"),
 ]
 
 

@@ -1,0 +1,326 @@
+"""The scheduled jobs: daily (fetch -> extract -> sync -> predict -> publish), weekly (train,
+evaluate, promote) and backfill (whatever the ledger and the bank say is missing or failed).
+
+Every step runs inside the ledger (:class:`~aggregat.ops.ledger.Ledger`): a finished step is not
+redone unless ``force``; a failed step is recorded with its error and the independent steps after
+it still run (AROME failing does not stop ARPEGE; publish failing keeps the forecast in the bank
+and the next run publishes it). The whole job holds the environment's run lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+
+from aggregat.config import Environment
+from aggregat.errors import AggregatError, PartialRunError
+from aggregat.ops.ledger import Ledger
+from aggregat.ops.lock import RunLock
+from aggregat.weather.products import get_product
+
+log = logging.getLogger(__name__)
+
+# How far back a daily run looks for forecasts that were predicted but not yet published.
+PUBLISH_CATCH_UP_DAYS = 7
+
+
+@dataclass
+class JobResult:
+    """What a job did: every step attempted, and the problems (step, partition, error)."""
+
+    job: str
+    ledger: Ledger
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    planned: list[tuple[str, str]] = field(default_factory=list)  # dry runs
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            names = "; ".join(f"{s} {p}: {e}" for s, p, e in self.problems[:5])
+            more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+            raise PartialRunError(f"{self.job}: {len(self.problems)} step(s) failed or partial: "
+                                  f"{names}{more}; `aggregat run backfill` retries them")
+
+
+class _Job:
+    """Shared plumbing of one job run: environment, ledger, parts, and problem bookkeeping."""
+
+    def __init__(self, env: Environment, ledger: Ledger, force: bool) -> None:
+        from aggregat.bank import Bank
+        from aggregat.weather.datalake import Datalake
+
+        self.env, self.ledger, self.force = env, ledger, force
+        self.bank, self.datalake = Bank(env.bank), Datalake(env.datalake)
+        self.result = JobResult(ledger.job or "job", ledger)
+        self._locations = None
+
+    def step(self, step: str, partition: str, fn: Callable, force: bool | None = None) -> bool:
+        """Run ``fn(run)`` as a ledger step; returns True when it ended ok (or was done before)."""
+        try:
+            with self.ledger.step(step, partition, force=self.force if force is None else force
+                                  ) as run:
+                if not run.skip:
+                    fn(run)
+            return run.status in ("ok", "skipped") or run.skip
+        except AggregatError as exc:
+            self.result.problems.append((step, partition, str(exc)))
+            log.warning("%s %s: %s", step, partition, exc)
+        except Exception as exc:  # a bug or an unexpected library error: recorded, job goes on
+            self.result.problems.append((step, partition, f"{type(exc).__name__}: {exc}"))
+            log.exception("%s %s failed", step, partition)
+        return False
+
+    @property
+    def locations(self):
+        if self._locations is None:
+            from aggregat.weather.sites import load_locations
+
+            self._locations = load_locations(self.env.sites, self.env.areas)
+        return self._locations
+
+    def engine(self):
+        from aggregat.energy.db import make_engine
+
+        return make_engine(self.env.energy_db, self.env.energy)
+
+    # -- steps --------------------------------------------------------------------------------
+    def weather(self, run: datetime, model: str) -> None:
+        """Fetch then extract one run (extract runs even after a partial fetch)."""
+        from aggregat.weather.extract import extract_run
+        from aggregat.weather.fetch import fetch_run
+
+        product = get_product(model)
+        part = f"{product.id}/{run:%Y-%m-%dT%HZ}"
+        w = self.env.weather
+        packages = w.packages.get(product.id) or list(product.default_packages)
+        fetched = {"report": None}
+
+        def fetch(step) -> None:
+            report = fetch_run(product, run, self.datalake, base_url=w.base_url,
+                               packages=packages, workers=w.download_workers, retries=w.retries,
+                               timeout_s=w.timeout_s, progress=False, backoff_s=w.retry_backoff_s,
+                               backoff_max_s=w.retry_backoff_max_s)
+            fetched["report"] = report
+            step.rows = sum(1 for f in report.files if f.status in ("downloaded", "skipped"))
+            step.details["bytes"] = sum(f.bytes for f in report.files)
+            report.raise_for_partial()
+
+        fetch_ok = self.step("fetch", part, fetch)
+        # A partition the ledger calls done but the bank lacks (deleted, lost) is redone.
+        extract_force = self.force or fetched["report"] is not None or not self._has_run(
+            product.id, run)
+        if not fetch_ok and not self.datalake.run_files(product, run, packages):
+            return  # nothing to extract; the fetch problem is already recorded
+
+        def extract(step) -> None:
+            report = extract_run(product, run, datalake=self.datalake, bank=self.bank,
+                                 locations=self.locations, packages=packages,
+                                 method=w.method, workers=self.env.workers,
+                                 scheduler=self.env.scheduler)
+            step.rows = report.rows
+            step.details.update(decoded=report.decoded, issues=report.issues[:10],
+                                quarantined=report.quarantined)
+            if report.partial:
+                raise PartialRunError(report.summary())
+
+        self.step("extract", part, extract, force=extract_force)
+
+    def _has_run(self, model: str, run: datetime) -> bool:
+        rel = self.bank.part_path("weather_forecast", {"model": model,
+                                                        "run_date": f"{run:%Y-%m-%d}"},
+                                  f"run={run:%H}")
+        return self.bank.store.exists(rel)
+
+    def sync(self, day: date) -> None:
+        from aggregat.energy.sync import sync_load
+
+        def run(step) -> None:
+            report = sync_load(self.engine(), self.bank, self.env.energy)
+            step.rows = report.rows_written
+            step.details["targets"] = sorted(report.targets)
+
+        # Sync is incremental by watermark: it always runs (force) so late data is picked up.
+        self.step("sync", f"{day:%Y-%m-%d}", run, force=True)
+
+    def predict(self, issue_time: pd.Timestamp) -> bool:
+        from aggregat.forecast.pipeline import predict_targets
+
+        def run(step) -> None:
+            rows, baseline = 0, []
+            for summary in predict_targets(self.env, issue_time):
+                if summary.get("error"):
+                    raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
+                rows += int(summary.get("rows") or 0)
+                if summary.get("baseline_rows"):
+                    baseline.append(summary.get("target"))
+            step.rows = rows
+            step.details["baseline_targets"] = baseline
+
+        return self.step("predict", _issue_part(issue_time), run)
+
+    def publish(self, issue_time: pd.Timestamp) -> None:
+        from aggregat.energy.publish import publish_forecast
+
+        def run(step) -> None:
+            report = publish_forecast(self.engine(), self.bank, self.env.energy,
+                                      issue_time.to_pydatetime())
+            step.rows = report.rows
+
+        self.step("publish", _issue_part(issue_time), run)
+
+    def catch_up_publishes(self, before: pd.Timestamp) -> None:
+        """Publish forecasts predicted earlier but never published (energy DB was down)."""
+        for days in range(PUBLISH_CATCH_UP_DAYS, 0, -1):
+            issue = issue_time_of(self.env, (before - pd.Timedelta(days=days)).date())
+            part = _issue_part(issue)
+            if self.ledger.done("predict", part) and not self.ledger.done("publish", part):
+                self.publish(issue)
+
+
+def _issue_part(issue_time: pd.Timestamp) -> str:
+    return f"{issue_time:%Y-%m-%dT%H%MZ}"
+
+
+def issue_time_of(env: Environment, day: date) -> pd.Timestamp:
+    """The forecast issue time of ``day``: ``forecast.issue_hour_local`` in the env's timezone."""
+    local = pd.Timestamp(day).tz_localize(env.forecast.timezone) + pd.Timedelta(
+        hours=env.forecast.issue_hour_local)
+    return local.tz_convert("UTC")
+
+
+def runs_of(env: Environment, day: date) -> Iterator[tuple[str, datetime]]:
+    """(model, run time) the daily job handles for ``day``."""
+    for model in env.weather.models:
+        product = get_product(model)
+        for hour in env.weather.runs:
+            if hour in product.run_hours:
+                yield product.id, datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def _locked(env: Environment, job: str):
+    lock = RunLock.for_environment(env, command=f"aggregat run {job}")
+    lock.acquire()
+    return lock
+
+
+def daily(env: Environment, day: date | None = None, *, force: bool = False,
+          publish: bool = True) -> JobResult:
+    """fetch -> extract -> sync -> predict -> publish for ``day`` (default: today, UTC)."""
+    day = day or datetime.now(UTC).date()
+    lock = _locked(env, "daily")
+    try:
+        job = _Job(env, Ledger(job_bank(env), job="daily", run_id=lock.run_id), force)
+        for model, run in runs_of(env, day):
+            job.weather(run, model)
+        job.sync(day)
+        issue = issue_time_of(env, day)
+        predicted = job.predict(issue)
+        if publish:
+            job.catch_up_publishes(issue)
+            if predicted:
+                job.publish(issue)
+        return job.result
+    finally:
+        lock.release()
+
+
+def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = None
+           ) -> JobResult:
+    """Train each target whose production model is older than ``forecast.retrain_after_days``
+    (or every target with ``force``), validate, and apply the promotion rule."""
+    from aggregat.forecast.pipeline import train_targets
+
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    lock = _locked(env, "weekly")
+    try:
+        job = _Job(env, Ledger(job_bank(env), job="weekly", run_id=lock.run_id), force)
+
+        def train(step) -> None:
+            trained = promoted = 0
+            for summary in train_targets(env, force=force,
+                                         if_older=pd.Timedelta(days=env.forecast.retrain_after_days)):
+                if summary.get("error"):
+                    raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
+                trained += summary.get("status") == "trained"
+                promoted += bool(summary.get("promoted"))
+                step.details.setdefault("targets", []).append(
+                    {k: summary.get(k) for k in ("target", "status", "version", "promoted",
+                                                 "reason")})
+            step.rows = trained
+            step.details["promoted"] = promoted
+
+        # One ledger partition per ISO week: a second weekly run in the same week is a no-op.
+        iso = now.isocalendar()
+        job.step("train", f"{iso.year}-W{iso.week:02d}", train)
+        return job.result
+    finally:
+        lock.release()
+
+
+def backfill(env: Environment, since: date, until: date | None = None, *, dry_run: bool = False,
+             force: bool = False, publish: bool = True) -> JobResult:
+    """Run the steps whose partitions are missing or failed between ``since`` and ``until``.
+
+    The datalake is read first: fetch only downloads files the archive lacks.
+    """
+    until = until or datetime.now(UTC).date()
+    if since > until:
+        raise AggregatError(f"backfill --since {since} is after {until}: nothing to do")
+    lock = _locked(env, "backfill")
+    try:
+        job = _Job(env, Ledger(job_bank(env), job="backfill", run_id=lock.run_id), force)
+        days = [since + timedelta(days=i) for i in range((until - since).days + 1)]
+        if dry_run:
+            job.result.planned = plan_backfill(job, days)
+            return job.result
+        for day in days:
+            for model, run in runs_of(env, day):
+                part = f"{model}/{run:%Y-%m-%dT%HZ}"
+                if force or not (job.ledger.done("extract", part) and job._has_run(model, run)):
+                    job.weather(run, model)
+        job.sync(until)
+        for day in days:
+            issue = issue_time_of(env, day)
+            if issue > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
+                continue
+            part = _issue_part(issue)
+            if force or not job.ledger.done("predict", part):
+                if job.predict(issue) and publish:
+                    job.publish(issue)
+            elif publish and not job.ledger.done("publish", part):
+                job.publish(issue)
+        return job.result
+    finally:
+        lock.release()
+
+
+def plan_backfill(job: _Job, days: list[date]) -> list[tuple[str, str]]:
+    """(step, partition) that a backfill over ``days`` would run."""
+    plan = []
+    for day in days:
+        for model, run in runs_of(job.env, day):
+            part = f"{model}/{run:%Y-%m-%dT%HZ}"
+            if not job.ledger.done("fetch", part):
+                plan.append(("fetch", part))
+            if not (job.ledger.done("extract", part) and job._has_run(model, run)):
+                plan.append(("extract", part))
+    for day in days:
+        part = _issue_part(issue_time_of(job.env, day))
+        if not job.ledger.done("predict", part):
+            plan.append(("predict", part))
+        if not job.ledger.done("publish", part):
+            plan.append(("publish", part))
+    return plan
+
+
+def job_bank(env: Environment):
+    from aggregat.bank import Bank
+
+    return Bank(env.bank)
