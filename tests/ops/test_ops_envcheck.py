@@ -110,32 +110,23 @@ def test_missing_sqlite_file_is_reported_not_created(tmp_path):
 
 
 @pytest.mark.postgres
-def test_good_environment_on_postgresql(tmp_path, monkeypatch):
+def test_good_environment_on_postgresql(tmp_path, monkeypatch, pg_socket):
     """A real PostgreSQL (pgserver) with a password-protected role; the secret stays masked."""
-    import shutil
-    import tempfile
-    from pathlib import Path
+    import uuid
 
     import sqlalchemy as sa
 
-    pgserver = pytest.importorskip("pgserver")
-    # Not under pytest's tmp root: as root, pgserver runs the server as another user (see
-    # tests/energy/conftest.py).
-    parent = Path(tempfile.mkdtemp(prefix="aggregat-ops-pg-"))
-    server = pgserver.get_server(parent / "data", cleanup_mode="delete")
+    role, db = f"ops_{uuid.uuid4().hex[:8]}", f"opsdb_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={pg_socket}",
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{SECRET}'"))
+        conn.execute(sa.text(f"CREATE DATABASE {db} OWNER {role}"))
     try:
-        info = server.get_postmaster_info()
-        sock = f"{info.socket_dir}/.s.PGSQL.{info.port}"
-        admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={sock}",
-                                 isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE ROLE ops LOGIN PASSWORD '{SECRET}'"))
-            conn.execute(sa.text("CREATE DATABASE opsdb OWNER ops"))
-        admin.dispose()
         monkeypatch.setenv("AGGREGAT_DEV_DB_PASSWORD", SECRET)
         config = _config(tmp_path, str(tmp_path / "dev"),
-                         'energy_db = "postgresql+pg8000://ops:${DB_PASSWORD}@/opsdb'
-                         f'?unix_sock={sock}"\n')
+                         f'energy_db = "postgresql+pg8000://{role}:${{DB_PASSWORD}}@/{db}'
+                         f'?unix_sock={pg_socket}"\n')
         env = load_environment("dev", config)
         before = {c.name: c for c in check_environment(env, offline=True)}
         assert before["energy DB"].status == "problem"
@@ -145,12 +136,15 @@ def test_good_environment_on_postgresql(tmp_path, monkeypatch):
         engine.dispose()
         checks = check_environment(env, offline=True)
         assert problems(checks) == [], [c.as_dict() for c in checks]
-        db = next(c for c in checks if c.name == "energy DB")
-        assert "ops:***@" in db.message and "forecast table load_forecasts" in db.message
+        energy = next(c for c in checks if c.name == "energy DB")
+        assert f"{role}:***@" in energy.message
+        assert "forecast table load_forecasts" in energy.message
         assert all(SECRET not in c.message for c in [*checks, *before.values()])
     finally:
-        server.cleanup()
-        shutil.rmtree(parent, ignore_errors=True)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
 
 
 def test_base_url_and_scheduler_checks_on_loopback(tmp_path):
