@@ -112,7 +112,11 @@ class _Job:
             step.details["bytes"] = sum(f.bytes for f in report.files)
             report.raise_for_partial()
 
-        fetch_ok = self.step("fetch", part, fetch)
+        # A run the archive holds only in part (a file quarantined, a group missing) is fetched
+        # again even when the ledger says done: fetch only downloads what the datalake lacks.
+        expected = self.datalake.expected_files(product, run, packages)
+        complete = len(self.datalake.run_files(product, run, packages)) == len(expected)
+        fetch_ok = self.step("fetch", part, fetch, force=self.force or not complete)
         # A partition the ledger calls done but the bank lacks (deleted, lost) is redone.
         extract_force = self.force or fetched["report"] is not None or not self._has_run(
             product.id, run)

@@ -1,0 +1,327 @@
+"""The jobs end to end in real processes: kills, a corrupt archive, a DB outage, concurrency.
+
+A small world: three sites near Lyon, 30 days of measured load in an energy DB, and two days of
+simulated AROME runs served over loopback HTTP. No model is trained (predictions are the flagged
+baseline), so every run is deterministic and runs can be compared row for row.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from aggregat.bank import Bank, read_forecast, read_load, read_weather
+from aggregat.weather.loopback import serve_folder
+from aggregat.weather.products import get_product
+from aggregat.weather.simulate import crop_for_points, simulate_run
+
+DAYS = [date(2026, 11, 26), date(2026, 11, 27)]
+SITES = "id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\njarrie,Jarrie,45.09,5.75\n"
+SECRET = "pw-never-printed-9431"
+
+LAUNCH = """
+import os, signal, sys
+import sqlalchemy as sa
+point = os.environ.get("KILL_AT", "")
+state = {"n": 0}
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "extract":  # the partition's temp file is written, the rename never happens
+    import os as _os
+    real_replace = _os.replace
+    def replace(src, dst, *a, **k):
+        if "weather_forecast" in str(dst):
+            state["n"] += 1
+            if state["n"] == 2:
+                die()
+        return real_replace(src, dst, *a, **k)
+    _os.replace = replace
+elif point == "sync":  # measured load half copied into the bank
+    import aggregat.bank.store as store
+    real_upsert = store.Bank.upsert
+    def upsert(self, dataset, *a, **k):
+        if dataset == "load":
+            state["n"] += 1
+            if state["n"] == 2:
+                die()
+        return real_upsert(self, dataset, *a, **k)
+    store.Bank.upsert = upsert
+elif point == "publish":  # inside the energy DB transaction, before COMMIT
+    import aggregat.energy.publish as publish
+    publish._MAX_ROWS_PER_INSERT = 5
+    def hook(conn, cursor, statement, *rest):
+        if statement.lstrip().upper().startswith("INSERT"):
+            state["n"] += 1
+            if state["n"] == 3:
+                die()
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", hook)
+from aggregat.cli.main import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    product = get_product("arome-0025")
+    grid = crop_for_points(product, [45.71, 45.67, 45.09], [4.85, 4.86, 5.75], margin_deg=0.2)
+    for day in DAYS:
+        run = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        simulate_run(product, run, root, grid=grid, packages=["SP1"], seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def measured() -> pd.DataFrame:
+    times = pd.date_range("2026-10-25", "2026-11-27 23:00", freq="h", tz="UTC")
+    hour = times.hour.to_numpy()
+    load = 10 + 2 * ((hour >= 6) & (hour < 22)) + 0.5 * (times.day_of_week.to_numpy() < 5)
+    return pd.DataFrame({"target_id": "portfolio", "time": times, "load_mw": load.astype(float)})
+
+
+def make_env(tmp_path: Path, base_url: str, measured: pd.DataFrame, energy_db: str | None = None
+             ) -> Path:
+    """A config file for env ``test`` under ``tmp_path``; fills its energy DB."""
+    from aggregat.config import EnergySettings
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.schema import create_default_tables, insert_measurements
+
+    (tmp_path / "sites.csv").write_text(SITES)
+    energy_db = energy_db or f"sqlite:///{tmp_path}/energy.sqlite"
+    config = tmp_path / "aggregat.toml"
+    config.write_text(f"""
+default_env = "test"
+[env.test]
+root = "data"
+sites = "sites.csv"
+energy_db = "{energy_db}"
+[env.test.weather]
+base_url = "{base_url}"
+models = ["arome-0025"]
+packages = {{ "arome-0025" = ["SP1"] }}
+retries = 1
+retry_backoff_s = 0.01
+[env.test.energy]
+retries = 0
+retry_backoff_s = 0.01
+timeout_s = 5
+""")
+    if "${" not in energy_db:
+        settings = EnergySettings()
+        engine = make_engine(energy_db, settings)
+        create_default_tables(engine, settings)
+        insert_measurements(engine, settings, measured.assign(
+            updated_at=pd.Timestamp("2026-11-28", tz="UTC")))
+        engine.dispose()
+    return config
+
+
+def aggregat(config: Path, *args: str, kill_at: str = "", extra_env: dict | None = None,
+             wait: bool = True):
+    env = {**os.environ, "AGGREGAT_CONFIG": str(config), "KILL_AT": kill_at, **(extra_env or {})}
+    env.pop("AGGREGAT_ENV", None)
+    cmd = [sys.executable, "-c", LAUNCH, *args]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=config.parent, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.run(cmd, env=env, cwd=config.parent, capture_output=True, text=True,
+                          timeout=300)
+
+
+BACKFILL = ("run", "backfill", "--since", str(DAYS[0]), "--until", str(DAYS[1]))
+
+
+def snapshot(root: Path, energy_db: str) -> dict:
+    """Everything a run leaves: bank datasets and the energy DB's forecasts (minus timestamps)."""
+    bank = Bank(str(root / "data" / "bank"))
+    far = ("2020-01-01T00:00Z", "2030-01-01T00:00Z")
+    weather = read_weather(bank, *far).drop(columns=["available_at"])
+    engine = sa.create_engine(energy_db)
+    with engine.connect() as conn:
+        published = pd.read_sql("SELECT target_id, issue_time, valid_time, p10_mw, p50_mw, "
+                                "p90_mw, model_version FROM load_forecasts "
+                                "ORDER BY target_id, issue_time, valid_time", conn)
+    engine.dispose()
+    return {
+        "weather": weather.sort_values(["model", "run_time", "valid_time", "location"])
+                          .reset_index(drop=True),
+        "load": read_load(bank).drop(columns=["updated_at"]).reset_index(drop=True),
+        "forecast": read_forecast(bank).reset_index(drop=True),
+        "published": published,
+    }
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for key in a:
+        pd.testing.assert_frame_equal(a[key], b[key], obj=key)
+
+
+@pytest.mark.slow
+def test_killed_runs_rerun_to_the_uninterrupted_result(archive, measured, tmp_path):
+    with serve_folder(archive) as base_url:
+        ref = tmp_path / "reference"
+        ref.mkdir()
+        config = make_env(ref, base_url, measured)
+        done = aggregat(config, *BACKFILL)
+        assert done.returncode == 0, done.stderr
+        reference = snapshot(ref, f"sqlite:///{ref}/energy.sqlite")
+        assert len(reference["weather"]) == 2 * 52 * 3 and len(reference["published"]) == 48
+        for point in ("extract", "sync", "publish"):
+            case = tmp_path / point
+            case.mkdir()
+            config = make_env(case, base_url, measured)
+            killed = aggregat(config, *BACKFILL, kill_at=point)
+            assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
+            rerun = aggregat(config, *BACKFILL)
+            assert rerun.returncode == 0, (point, rerun.stderr)
+            assert_same(snapshot(case, f"sqlite:///{case}/energy.sqlite"), reference)
+            leftovers = [p for p in (case / "data" / "bank").rglob("*") if ".tmp-" in p.name]
+            assert leftovers == [] or point == "extract"  # a torn temp file is ignored...
+            again = aggregat(config, *BACKFILL)  # ...and a third run has nothing to redo
+            assert again.returncode == 0 and "nothing" not in again.stderr
+
+
+def _break_framing(path: Path) -> bytes:
+    """Corrupt a GRIB file in place, same size; returns the good bytes."""
+    good = path.read_bytes()
+    data = bytearray(good)
+    second = data.index(b"GRIB", 4)
+    data[second:second + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    return good
+
+
+def test_corrupt_files_are_rejected_or_quarantined_then_backfill_heals(archive, measured,
+                                                                       tmp_path):
+    served = tmp_path / "served"
+    shutil.copytree(archive, served)
+    name = "arome__0025__SP1__07H12H__2026-11-27T00:00:00Z.grib2"
+    upstream = next(served.rglob(name))
+    good = _break_framing(upstream)  # published corrupt: every download is rejected
+    bank = Bank(str(tmp_path / "data" / "bank"))
+    far = ("2020-01-01T00:00Z", "2030-01-01T00:00Z")
+    with serve_folder(served) as base_url:
+        config = make_env(tmp_path, base_url, measured)
+        first = aggregat(config, *BACKFILL)
+        assert first.returncode == 3, first.stderr  # partial, the file named, no traceback
+        assert "07H12H" in first.stderr and "Traceback" not in first.stderr
+        day2 = read_weather(bank, *far).query("run_time.dt.day == 27")
+        assert sorted(set(range(52)) - set(day2.step_h)) == list(range(7, 13))
+        upstream.write_bytes(good)  # Météo-France republishes it
+        assert aggregat(config, *BACKFILL).returncode == 0
+        assert len(read_weather(bank, *far)) == 2 * 52 * 3
+
+        # Now the datalake copy rots after a good download, and the run's partition is lost.
+        local = next((tmp_path / "data" / "datalake").rglob(name))
+        _break_framing(local)
+        bank.delete_partition("weather_forecast", {"model": "arome-0025",
+                                                   "run_date": "2026-11-27"})
+        third = aggregat(config, *BACKFILL)
+        assert third.returncode == 3, third.stderr
+        quarantined = list((tmp_path / "data" / "datalake" / "quarantine").rglob(name))
+        assert quarantined and not local.exists()
+        assert len(read_weather(bank, *far)) == 2 * 52 * 3 - 6 * 3  # the day completed partially
+        fourth = aggregat(config, *BACKFILL)  # the archive lacks one file: fetched again
+        assert fourth.returncode == 0, fourth.stderr
+        assert len(read_weather(bank, *far)) == 2 * 52 * 3
+
+
+def test_second_concurrent_run_refuses(archive, measured, tmp_path):
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured)
+        first = aggregat(config, *BACKFILL, wait=False)
+        lock = tmp_path / "data" / ".aggregat-run.lock"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and first.poll() is None:
+            second = aggregat(config, "run", "daily", "--date", str(DAYS[1]))
+            if second.returncode == 75:
+                break
+            time.sleep(0.05)
+        out, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err
+        assert second.returncode == 75, second.stderr
+        assert "another run of env test is in progress" in second.stderr
+        assert lock.exists()
+
+
+@pytest.mark.postgres
+def test_energy_db_down_keeps_forecast_and_next_run_publishes(archive, measured, tmp_path,
+                                                              pg_database):
+    """On a real PostgreSQL: the DB is unreachable at publish time; the next run publishes."""
+    url = sa.make_url(pg_database)
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured, energy_db=pg_database)
+        assert aggregat(config, "energy", "sync").returncode == 0  # load is in the bank
+        down = pg_database.replace(url.query["unix_sock"], "/nonexistent/.s.PGSQL.5432")
+        text = config.read_text()
+        config.write_text(text.replace(pg_database, down))
+        first = aggregat(config, *BACKFILL)
+        assert first.returncode == 3 and "kept in the bank" in first.stderr, first.stderr
+        bank = Bank(str(tmp_path / "data" / "bank"))
+        assert len(read_forecast(bank)) == 48  # nothing lost
+        config.write_text(text)  # the DB is back
+        second = aggregat(config, *BACKFILL)
+        assert second.returncode == 0, second.stderr
+        engine = sa.create_engine(pg_database)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT count(*) FROM load_forecasts")).scalar()
+        engine.dispose()
+        assert rows == 48
+
+
+def test_secrets_never_printed_or_stored(archive, measured, tmp_path):
+    energy_db = "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@127.0.0.1:9/energy"
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured, energy_db=energy_db)
+        extra = {"AGGREGAT_TEST_ENERGY_DB_PASSWORD": SECRET}
+        runs = [aggregat(config, *BACKFILL, extra_env=extra),
+                aggregat(config, "env", "show", extra_env=extra),
+                aggregat(config, "health", "--json", extra_env=extra)]
+    assert runs[0].returncode == 3  # sync and publish failed: DB unreachable
+    for run in runs:
+        assert SECRET not in run.stdout + run.stderr
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
+    assert SECRET.encode() not in stored
+    assert "aggregat:***@" in runs[1].stdout
+
+
+def test_backfill_dry_run_lists_and_changes_nothing(archive, measured, tmp_path):
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured)
+        dry = aggregat(config, *BACKFILL, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "would run fetch    arome-0025/2026-11-26T00Z" in dry.stdout
+        assert "8 step(s) to run" in dry.stdout
+        assert not (tmp_path / "data" / "datalake").exists()
+
+
+def test_daily_publishes_a_forecast_missed_the_day_before(archive, measured, tmp_path):
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured)
+        assert aggregat(config, "energy", "sync").returncode == 0
+        text = config.read_text()
+        # The energy DB is unreachable for a day (a file path below a file cannot be opened).
+        config.write_text(text.replace(f"sqlite:///{tmp_path}/energy.sqlite",
+                                       f"sqlite:///{tmp_path}/sites.csv/energy.sqlite"))
+        first = aggregat(config, "run", "daily", "--date", str(DAYS[0]))
+        assert first.returncode == 3 and "publish" in first.stderr, first.stderr
+        config.write_text(text)
+        second = aggregat(config, "run", "daily", "--date", str(DAYS[1]))
+        assert second.returncode == 0, second.stderr
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/energy.sqlite")
+    with engine.connect() as conn:
+        issues = conn.execute(sa.text("SELECT DISTINCT issue_time FROM load_forecasts")).all()
+    engine.dispose()
+    assert len(issues) == 2  # the missed day's, caught up, and today's
