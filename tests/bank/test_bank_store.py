@@ -204,9 +204,9 @@ def test_checksum_depends_on_content_not_on_row_order(bank, tmp_path):
 
 def test_free_form_datasets_are_stored_as_given(bank):
     df = pd.DataFrame({"step": ["extract", "sync"], "rows": [3, 4]})
-    bank.write_partition("ledger", {"day": "2026-11-20"}, df)
-    bank.write_partition("ledger", {"day": "2026-11-21"}, df.assign(rows=[5, 6]))
-    assert bank.partitions("ledger") == [{"day": "2026-11-20"}, {"day": "2026-11-21"}]
-    got = bank.read("ledger", where={"day": ["2026-11-21"]})
+    bank.write_partition("notes", {"day": "2026-11-20"}, df)
+    bank.write_partition("notes", {"day": "2026-11-21"}, df.assign(rows=[5, 6]))
+    assert bank.partitions("notes") == [{"day": "2026-11-20"}, {"day": "2026-11-21"}]
+    got = bank.read("notes", where={"day": ["2026-11-21"]})
     assert got["rows"].tolist() == [5, 6]
-    assert bank.datasets() == ["ledger"]
+    assert bank.datasets() == ["notes"]
