@@ -1,7 +1,121 @@
-"""``aggregat model``: see the issue tracker; commands are added here."""
+"""``aggregat model``: backtest (train, predict, list and promote come with the registry)."""
 
 from __future__ import annotations
 
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from aggregat.cli.common import ConfigOption, EnvOption, console
+from aggregat.errors import ConfigError
+
 app = typer.Typer(no_args_is_help=True)
+
+
+def _cols(text: str | None) -> tuple[str, ...]:
+    return tuple(c.strip() for c in (text or "").split(",") if c.strip())
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def summary_line(m: dict) -> str:
+    """``MAE=… RMSE=… nMAE=… skill=… coverage=…`` (MW, MW, fraction, fraction, fraction)."""
+    return (f"MAE={_fmt(m['mae'], 3)} RMSE={_fmt(m['rmse'], 3)} nMAE={_fmt(m['nmae'], 4)} "
+            f"skill={_fmt(m.get('skill', float('nan')), 4)} "
+            f"coverage={_fmt(m['coverage_10_90'], 4)}")
+
+
+@app.command("backtest")
+def backtest(
+    csv: Annotated[list[str], typer.Option("--csv", help="CSV file(s) with time, load and "
+                   "weather columns; repeat the option or use a glob; later files win on "
+                   "duplicate times.")],
+    time_col: Annotated[str, typer.Option("--time-col", help="Time column ('' = the first, "
+                        "unnamed column).")] = "time",
+    load_col: Annotated[str, typer.Option("--load-col", help="Load column (MW).")] = "load_mw",
+    weather_cols: Annotated[str | None, typer.Option("--weather-cols", help="Comma-separated "
+                            "weather columns, taken as the forecast available for each valid "
+                            "time.")] = None,
+    known_cols: Annotated[str | None, typer.Option("--known-cols", help="Comma-separated "
+                          "columns known in advance (e.g. a holiday flag).")] = None,
+    holidays: Annotated[str, typer.Option("--holidays", help="Public-holiday calendar: a "
+                        "country or subdivision code (FR, AU-VIC, DE-BY) or 'none'.")] = "FR",
+    tz: Annotated[str, typer.Option("--tz", help="Local time zone of the calendar and issue "
+                  "hour.")] = "Europe/Paris",
+    csv_tz: Annotated[str, typer.Option("--csv-tz", help="Time zone of CSV times written "
+                      "without an offset.")] = "UTC",
+    issue_hour: Annotated[float, typer.Option("--issue-hour", help="Local hour of D-1 at which "
+                          "the forecast of day D is issued.")] = 10.0,
+    test_weeks: Annotated[int, typer.Option("--test-weeks", min=1, help="Test on the last N "
+                          "weeks; retrain weekly on all earlier data.")] = 8,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default "
+                   "./backtest-<name>/).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name of the run (default: the "
+                    "first CSV's file name).")] = None,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Day-ahead backtest on your own CSV: JSON report, forecasts CSV and PNG plot in --out."""
+    import zoneinfo
+
+    from aggregat.forecast.backtest import expand_paths, read_csv_inputs, run_backtest
+    from aggregat.forecast.calendar import parse_holiday_code
+    from aggregat.forecast.features import FeatureConfig
+    from aggregat.forecast.models import ModelConfig
+    from aggregat.forecast.plot import plot_backtest
+    from aggregat.storage import Store
+
+    t0 = time.perf_counter()
+    for zone, opt in ((tz, "--tz"), (csv_tz, "--csv-tz")):
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"{opt} {zone!r}: unknown time zone; use an IANA name such as "
+                              "Europe/Paris") from exc
+    if not 0 <= issue_hour < 24:
+        raise ConfigError(f"--issue-hour {issue_hour}: must be within [0, 24)")
+    cal = None if holidays.strip().lower() in ("", "none") else holidays.strip()
+    if cal:
+        parse_holiday_code(cal)
+    paths = expand_paths(csv)
+    run_name = name or paths[0].stem
+    wcols, kcols = _cols(weather_cols), _cols(known_cols)
+    overlap = set(wcols) & set(kcols)
+    if overlap:
+        raise ConfigError(f"--weather-cols and --known-cols both list {', '.join(overlap)}")
+    load, weather = read_csv_inputs([str(p) for p in paths], time_col, load_col, wcols, kcols,
+                                    naive_tz=csv_tz)
+    console.print(f"{run_name}: {len(load)} rows from {len(paths)} file(s), "
+                  f"{load.index[0]:%Y-%m-%d} .. {load.index[-1]:%Y-%m-%d} UTC")
+    fc = FeatureConfig(tz=tz, issue_hour=issue_hour, holidays=cal, weather_cols=wcols,
+                       known_cols=kcols)
+    result = run_backtest(load, weather, ModelConfig(features=fc), test_weeks=test_weeks,
+                          progress=lambda msg: console.print(f"  {msg}"))
+    report = result.report
+    report["name"] = run_name
+    report["inputs"]["csv"] = [str(p) for p in paths]
+    report["timing_s"]["wall"] = round(time.perf_counter() - t0, 2)
+    folder = out or Path(f"backtest-{run_name}")
+    store = Store(str(folder.resolve()))
+    store.write_bytes("report.json", json.dumps(report, indent=1, default=str).encode())
+    f = result.forecasts.copy()
+    for c in ("issue_time", "valid_time"):
+        f[c] = f[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.write_bytes("forecasts.csv", f.to_csv(index=False).encode())
+    m = report["metrics"]
+    store.write_bytes("backtest.png", plot_backtest(
+        result.forecasts, title=f"{run_name}: day-ahead P10-P90, MAE {m['mae']:.3g} MW, "
+        f"coverage {m['coverage_10_90']:.0%}", tz=tz))
+    console.print(f"test {report['protocol']['test_start']} .. {report['protocol']['test_end']}"
+                  f": MAE {m['mae']:.4g} MW (persistence {m['mae_persistence']:.4g}), "
+                  f"MAPE {m['mape']:.2%}, pinball {m['pinball']:.4g}, "
+                  f"baseline rows {report['baseline_share']:.0%}, "
+                  f"{report['timing_s']['wall']:.0f} s")
+    console.print(f"report, forecasts and plot in {folder}/")
+    typer.echo(summary_line(m))

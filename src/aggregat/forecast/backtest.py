@@ -1,0 +1,195 @@
+"""Backtest: issue every day of the last N weeks, retrain weekly on all earlier data, score.
+
+The same code as production: features are built once for every issue (each row only sees data
+available at its own issue time), each weekly model is fitted with :func:`fit_frame` on the rows
+observed before the week's first issue, and :func:`predict_frame` makes the forecasts.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aggregat.errors import InputError, ModelError
+from aggregat.forecast import metrics
+from aggregat.forecast.features import (
+    build_features,
+    issue_time_for_day,
+    prepare_load,
+    prepare_weather,
+    target_day,
+)
+from aggregat.forecast.models import (
+    ModelConfig,
+    fit_frame,
+    lead_hours,
+    persistence_errors,
+    predict_frame,
+)
+
+
+@dataclass
+class BacktestResult:
+    """Forecasts of every test interval (with actual and persistence) and the JSON-able report."""
+
+    forecasts: pd.DataFrame
+    report: dict
+
+
+def expand_paths(paths: Sequence[str]) -> list[Path]:
+    """CSV paths, with glob patterns expanded (sorted), duplicates dropped."""
+    out: list[Path] = []
+    for p in paths:
+        hits = sorted(glob.glob(p)) if any(ch in p for ch in "*?[") else [p]
+        if not hits:
+            raise InputError(f"--csv {p}: no file matches this pattern")
+        for h in hits:
+            path = Path(h)
+            if not path.is_file():
+                raise InputError(f"--csv {h}: file not found")
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def _parse_times(col: pd.Series, naive_tz: str, where: str) -> pd.Series:
+    """UTC times from strings with an offset, or without one (then in ``naive_tz``)."""
+    raw = col.astype(str).str.strip()
+    offset = raw.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+    try:
+        if offset.all():
+            return pd.to_datetime(raw, utc=True, format="mixed")
+        if offset.any():
+            raise InputError(f"{where}: some times have a UTC offset and others not; use one form")
+        t = pd.to_datetime(raw, format="mixed")
+        return t.dt.tz_localize(naive_tz, ambiguous="infer", nonexistent="NaT").dt.tz_convert("UTC")
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where} does not parse as date-times ({exc})") from exc
+
+
+def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
+                    weather_cols: Sequence[str] = (), known_cols: Sequence[str] = (),
+                    naive_tz: str = "UTC") -> tuple[pd.Series, pd.DataFrame]:
+    """Load series and weather frame from one or more CSV files (concatenated, later rows win).
+
+    The time column must parse as dates; times without offset are in ``naive_tz`` (UTC). An
+    empty ``time_col`` means the first column (an unnamed index). Weather values count as
+    forecasts available before any issue time (``available_at`` = -inf).
+    """
+    frames = []
+    for path in expand_paths(paths):
+        try:
+            df = pd.read_csv(path)
+        except Exception as exc:  # pandas raises many types for malformed files
+            raise InputError(f"{path}: cannot read as CSV ({exc})") from exc
+        col = time_col or df.columns[0]
+        need = [col, load_col, *weather_cols, *known_cols]
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise InputError(f"{path}: no column(s) {', '.join(map(repr, missing))}; columns are "
+                             f"{', '.join(map(str, df.columns[:30]))}")
+        t = _parse_times(df[col], naive_tz, f"{path}: column {col!r}")
+        if t.isna().any():
+            raise InputError(f"{path}: column {col!r} has {int(t.isna().sum())} empty or "
+                             "invalid times")
+        part = pd.DataFrame({"time": t})
+        for c in [load_col, *weather_cols, *known_cols]:
+            v = df[c]
+            if v.dtype == bool or v.dtype == object and set(v.dropna().unique()) <= {
+                    "True", "False", "true", "false", True, False}:
+                v = v.map({"True": 1.0, "true": 1.0, True: 1.0,
+                           "False": 0.0, "false": 0.0, False: 0.0})
+            num = pd.to_numeric(v, errors="coerce")
+            bad = num.isna() & v.notna()
+            if bad.any():
+                raise InputError(f"{path}: column {c!r} has non-numeric values such as "
+                                 f"{v[bad].iloc[0]!r}")
+            part[c] = num.astype(float)
+        frames.append(part)
+    data = pd.concat(frames, ignore_index=True).drop_duplicates("time", keep="last")
+    data = data.sort_values("time").reset_index(drop=True)
+    load = pd.Series(data[load_col].to_numpy(), index=pd.DatetimeIndex(data["time"]),
+                     name="load_mw")
+    weather = data[["time", *weather_cols, *known_cols]].rename(columns={"time": "valid_time"})
+    return load, weather
+
+
+def test_days(load: pd.Series, tz: str, test_weeks: int) -> pd.DatetimeIndex:
+    """The last ``test_weeks`` complete local days of ``load`` (a regular series)."""
+    s = load.dropna()
+    res = load.index[1] - load.index[0]
+    last_local = (s.index[-1] + res).tz_convert(tz).tz_localize(None)
+    last_day = last_local.normalize() - pd.Timedelta(days=1)  # the day ending at/before the end
+    days = pd.date_range(end=last_day, periods=7 * test_weeks, freq="D")
+    return days
+
+
+def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelConfig,
+                 test_weeks: int = 8, retrain_days: int = 7,
+                 progress: Callable[[str], None] | None = None) -> BacktestResult:
+    """Day-ahead backtest over the last ``test_weeks`` weeks of ``load``."""
+    t_start = time.perf_counter()
+    fc = config.features
+    s = prepare_load(load)
+    res = s.index[1] - s.index[0]
+    w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
+    days = test_days(s, fc.tz, test_weeks)
+    first_day = target_day(s.dropna().index[0], fc.tz) + pd.Timedelta(days=7)
+    if days[0] <= first_day:
+        raise InputError(f"backtest: {test_weeks} test weeks leave no training history "
+                         f"(data starts {s.dropna().index[0]:%Y-%m-%d}); use fewer --test-weeks")
+    all_days = pd.date_range(first_day, days[-1], freq="D")
+    issues = pd.DatetimeIndex([issue_time_for_day(d, fc.tz, fc.issue_hour) for d in all_days])
+    feats = build_features(s, w, issues, fc, res)
+    valid = pd.DatetimeIndex(feats["valid_time"])
+    actual = s.reindex(valid).to_numpy(dtype=float)
+    t_feat = time.perf_counter() - t_start
+    test_issues = issues[-len(days):]
+    parts, retrains = [], []
+    for k in range(0, len(test_issues), retrain_days):
+        block = test_issues[k:k + retrain_days]
+        cutoff = block[0]
+        train_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
+        model = fit_frame(feats.loc[train_rows], actual[train_rows], config, res,
+                          persistence_errors(s[s.index + res <= cutoff]))
+        retrains.append({"issue_time": cutoff.isoformat(), "rows": model.n_rows,
+                         "baseline": model.is_baseline, "relative": model.relative,
+                         "rounds": model.rounds,
+                         "margins_mw": list(model.margins), "fit_s": round(model.fit_seconds, 2),
+                         "version": model.version})
+        if progress:
+            progress(f"trained for {cutoff:%Y-%m-%d %H:%M}Z: {model.n_rows} rows, "
+                     f"{model.rounds} rounds, {model.fit_seconds:.1f} s")
+        rows = feats["issue_time"].isin(block).to_numpy()
+        pred = predict_frame(model, feats.loc[rows])
+        pred["actual_mw"] = actual[rows]
+        pred["persistence_mw"] = s.reindex(valid[rows] - pd.Timedelta(days=7)).to_numpy()
+        parts.append(pred)
+    fc_all = pd.concat(parts, ignore_index=True)
+    fc_all.insert(2, "lead_h", lead_hours(fc_all))
+    if not np.isfinite(fc_all["actual_mw"]).any():
+        raise ModelError("backtest: no actual load in the test period")
+    sc = metrics.scores(fc_all["actual_mw"], fc_all["p10_mw"], fc_all["p50_mw"],
+                        fc_all["p90_mw"], fc_all["persistence_mw"])
+    report = {
+        "protocol": {"horizon": "day-ahead", "issue_hour_local": fc.issue_hour, "tz": fc.tz,
+                     "test_weeks": test_weeks, "retrain_every_days": retrain_days,
+                     "test_start": f"{days[0]:%Y-%m-%d}", "test_end": f"{days[-1]:%Y-%m-%d}",
+                     "resolution_min": res.total_seconds() / 60},
+        "inputs": {"weather_cols": list(fc.weather_cols), "known_cols": list(fc.known_cols),
+                   "holidays": fc.holidays, "load_start": s.dropna().index[0].isoformat(),
+                   "load_end": s.dropna().index[-1].isoformat()},
+        "metrics": sc,
+        "baseline_share": float(fc_all["is_baseline"].mean()),
+        "by_lead_h": metrics.by_lead(fc_all),
+        "retrains": retrains,
+        "timing_s": {"features": round(t_feat, 2),
+                     "total": round(time.perf_counter() - t_start, 2)},
+    }
+    return BacktestResult(forecasts=fc_all, report=report)

@@ -1,0 +1,283 @@
+"""Train and predict: quantile LightGBM (P10/P50/P90) with conformalised intervals, or a baseline.
+
+Training fits the three quantile models on all data but a recent calibration window, measures on
+that window how far actual values fall outside the P10/P90 band (asymmetric conformalised
+quantile regression, Romano et al. 2019) and picks the number of boosting rounds by early
+stopping there; then it refits on everything with that number of rounds and keeps the two
+margins. No hyper-parameter is chosen from test data.
+
+When there is too little history the model is a baseline (same time last week, else two weeks
+before) with an interval from the baseline's own past errors, and every row says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aggregat.errors import ModelError
+from aggregat.forecast.features import (
+    NS_PER_H,
+    FeatureConfig,
+    build_features,
+    feature_names,
+    issue_time_for_day,
+    prepare_load,
+    prepare_weather,
+    target_day,
+)
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Training settings; defaults are generic, not tuned to any data set."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    min_train_days: int = 28       # below this, the baseline is used (and flagged)
+    calibration_days: int = 28     # recent window for early stopping and conformal margins
+    learning_rate: float = 0.1
+    max_rounds: int = 600
+    early_stopping_rounds: int = 30
+    min_rounds: int = 50           # floor for early stopping on a short, noisy window
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    max_bin: int = 127
+    # One thread: on a busy machine OpenMP threads spin-wait and 2 threads ran 13x slower than 1;
+    # targets train in parallel processes instead.
+    n_jobs: int = 1
+    # Learn the load minus its mean over the 7 days before issue (trees cannot extrapolate a
+    # trend or a growing portfolio): True, False, or "auto" = better on the calibration window.
+    relative_to_level: bool | str = "auto"
+    point_objective: str = "quantile"  # objective of the P50 model: quantile (median) or l2
+    seed: int = 0
+
+
+@dataclass
+class ForecastModel:
+    """A trained model: what the registry stores and :func:`predict` needs."""
+
+    config: ModelConfig
+    resolution: pd.Timedelta
+    feature_names: list[str]
+    boosters: dict[float, str]           # quantile -> LightGBM model text
+    margins: tuple[float, float]         # conformal (lower, upper) widening of P10/P90
+    baseline_errors: tuple[float, float]  # 10 % / 90 % quantiles of weekly persistence errors
+    is_baseline: bool
+    trained_at: pd.Timestamp
+    data_start: pd.Timestamp | None
+    data_end: pd.Timestamp | None
+    n_rows: int = 0
+    relative: bool = False               # model predicts load minus its recent level
+    rounds: int = 0
+    fit_seconds: float = 0.0
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the fitted model (stable across processes)."""
+        h = hashlib.sha256()
+        for q in sorted(self.boosters):
+            h.update(self.boosters[q].encode())
+        h.update(repr((self.margins, self.baseline_errors, self.feature_names,
+                       self.relative)).encode())
+        return ("baseline-" if self.is_baseline else "lgbm-") + h.hexdigest()[:12]
+
+    def booster(self, q: float):
+        """The LightGBM booster of quantile ``q`` (parsed once)."""
+        import lightgbm as lgb
+
+        if q not in self._cache:
+            self._cache[q] = lgb.Booster(model_str=self.boosters[q])
+        return self._cache[q]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
+
+def _params(cfg: ModelConfig, q: float) -> dict:
+    l2 = q == 0.5 and cfg.point_objective == "l2"
+    return {
+        "objective": "regression" if l2 else "quantile", "alpha": q, "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
+        "feature_fraction": cfg.feature_fraction, "bagging_fraction": cfg.bagging_fraction,
+        "bagging_freq": 1, "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin,
+        "num_threads": cfg.n_jobs,
+        "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
+    }
+
+
+def _conformal_margin(scores: np.ndarray, coverage: float) -> float:
+    """Finite-sample conformal quantile of ``scores`` at level ``coverage``."""
+    s = np.sort(np.asarray(scores, dtype=float))
+    n = len(s)
+    k = int(np.ceil((n + 1) * coverage))  # the k-th smallest score (1-based)
+    return float(s[min(k, n) - 1])
+
+
+def persistence_errors(load: pd.Series) -> tuple[float, float]:
+    """10 % and 90 % quantiles of (load - load one week before) on a regular series."""
+    lag = round(pd.Timedelta(days=7) / (load.index[1] - load.index[0]))
+    err = (load - load.shift(lag)).dropna().to_numpy()
+    if len(err) < 10:
+        return (0.0, 0.0)
+    return float(np.quantile(err, 0.1)), float(np.quantile(err, 0.9))
+
+
+def _level(feats: pd.DataFrame) -> np.ndarray:
+    """Reference level of each row: mean load of the 7 days (else 24 h) before issue."""
+    return feats["load_mean_7d"].fillna(feats["load_mean_24h"]).to_numpy(dtype=float)
+
+
+def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolution: pd.Timedelta,
+              baseline_errors: tuple[float, float] = (0.0, 0.0)) -> ForecastModel:
+    """Fit from feature rows (:func:`build_features`) and their actual values.
+
+    Rows with an unknown target are dropped. With fewer than ``cfg.min_train_days`` target days
+    the result is a baseline model.
+    """
+    import lightgbm as lgb
+
+    t0 = time.perf_counter()
+    names = feature_names(feats)
+    ok = np.isfinite(target)
+    feats, y = feats.loc[ok].reset_index(drop=True), target[ok]
+    days = feats["issue_time"].drop_duplicates().sort_values()
+    now = pd.Timestamp.now(tz="UTC")
+    common = dict(config=cfg, resolution=resolution, feature_names=names,
+                  baseline_errors=baseline_errors, trained_at=now,
+                  data_start=feats["valid_time"].min() if len(feats) else None,
+                  data_end=feats["valid_time"].max() if len(feats) else None, n_rows=len(feats))
+    if len(days) < cfg.min_train_days:
+        return ForecastModel(boosters={}, margins=(0.0, 0.0), is_baseline=True, **common)
+    level = _level(feats)
+    keep = np.isfinite(level) | (cfg.relative_to_level is False)
+    feats, y, level = feats.loc[keep].reset_index(drop=True), y[keep], np.nan_to_num(level[keep])
+    days = feats["issue_time"].drop_duplicates().sort_values()
+    X = feats[names].to_numpy(dtype=np.float32)
+    n_cal = min(cfg.calibration_days, len(days) // 3)
+    cal = feats["issue_time"].isin(days.iloc[-n_cal:]).to_numpy()
+
+    def fit_cal(q: float, target: np.ndarray):
+        fit_data = lgb.Dataset(X[~cal], target[~cal], feature_name=names, free_raw_data=False)
+        cal_data = lgb.Dataset(X[cal], target[cal], reference=fit_data)
+        b = lgb.train(_params(cfg, q), fit_data, num_boost_round=cfg.max_rounds,
+                      valid_sets=[cal_data],
+                      callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        it = max(b.best_iteration, cfg.min_rounds)
+        return it, b.predict(X[cal], num_iteration=it)
+
+    # Absolute load or load relative to its recent level: "auto" keeps the one whose median
+    # is better on the calibration window (trends favour relative, noisy net loads absolute).
+    modes = {"auto": (False, True), True: (True,), False: (False,)}[cfg.relative_to_level]
+    p50 = {m: fit_cal(0.5, y - level * m) for m in modes}
+    relative = min(modes, key=lambda m: np.mean(np.abs(p50[m][1] + level[cal] * m - y[cal])))
+    y = y - level * relative
+    rounds, pred_cal = {0.5: p50[relative][0]}, {0.5: p50[relative][1]}
+    for q in (0.1, 0.9):
+        rounds[q], pred_cal[q] = fit_cal(q, y)
+    lo, hi = np.minimum(pred_cal[0.1], pred_cal[0.9]), np.maximum(pred_cal[0.1], pred_cal[0.9])
+    margins = (_conformal_margin(lo - y[cal], 0.9), _conformal_margin(y[cal] - hi, 0.9))
+    # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
+    scale = len(y) / max(int((~cal).sum()), 1)
+    all_data = lgb.Dataset(X, y, feature_name=names)
+    boosters = {q: lgb.train(_params(cfg, q), all_data,
+                             num_boost_round=int(round(rounds[q] * scale))).model_to_string()
+                for q in QUANTILES}
+    return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
+                         relative=bool(relative), rounds=int(np.mean(list(rounds.values()))),
+                         fit_seconds=time.perf_counter() - t0, **common)
+
+
+def training_issues(load: pd.Series, cfg: FeatureConfig, until: pd.Timestamp,
+                    res: pd.Timedelta) -> pd.DatetimeIndex:
+    """Issue times of every day D whose intervals were all observed by ``until``."""
+    first = target_day(load.index[0], cfg.tz) + pd.Timedelta(days=7)  # a week of lags first
+    last = target_day(until, cfg.tz) - pd.Timedelta(days=2)
+    days = pd.date_range(first, last, freq="D")
+    issues = pd.DatetimeIndex([issue_time_for_day(d, cfg.tz, cfg.issue_hour) for d in days])
+    return issues
+
+
+def train(load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None, config: ModelConfig,
+          until: pd.Timestamp | None = None) -> ForecastModel:
+    """Train on every day fully observed before ``until`` (default: the end of the load)."""
+    s = prepare_load(load)
+    res = s.index[1] - s.index[0]
+    until = pd.Timestamp(until).tz_convert("UTC") if until is not None else s.index[-1] + res
+    s = s[s.index + res <= until]
+    if s.dropna().empty:
+        raise ModelError(f"training: no load observed before {until}; import load history first")
+    fc = config.features
+    w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
+    w = w[w["available_at"] <= until]
+    issues = training_issues(s, fc, until, res)
+    feats = build_features(s, w, issues, fc, res) if len(issues) else pd.DataFrame(
+        columns=["issue_time", "valid_time"])
+    target = s.reindex(pd.DatetimeIndex(feats["valid_time"])).to_numpy(dtype=float)
+    return fit_frame(feats, target, config, res, persistence_errors(s))
+
+
+def baseline_frame(feats: pd.DataFrame, model: ForecastModel) -> pd.DataFrame:
+    """Same time last week, else two weeks before; interval from past persistence errors."""
+    p50 = feats["load_lag_168h"].fillna(feats["load_lag_336h"]).to_numpy(dtype=float)
+    e10, e90 = model.baseline_errors
+    return pd.DataFrame({"p10_mw": p50 + e10, "p50_mw": p50, "p90_mw": p50 + e90})
+
+
+def predict_frame(model: ForecastModel, feats: pd.DataFrame) -> pd.DataFrame:
+    """P10/P50/P90 for feature rows; rows the model cannot serve fall back to the baseline."""
+    base = baseline_frame(feats, model)
+    out = feats[["issue_time", "valid_time"]].reset_index(drop=True)
+    if model.is_baseline:
+        pred, flag = base, np.ones(len(feats), dtype=bool)
+    else:
+        X = feats[model.feature_names].to_numpy(dtype=np.float32)
+        level = _level(feats) if model.relative else np.zeros(len(feats))
+        q = {q: model.booster(q).predict(X) + level for q in QUANTILES}
+        stack = np.sort(np.vstack([q[0.1], q[0.5], q[0.9]]), axis=0)
+        lo, hi = model.margins
+        pred = pd.DataFrame({"p10_mw": np.minimum(stack[0] - lo, stack[1]), "p50_mw": stack[1],
+                             "p90_mw": np.maximum(stack[2] + hi, stack[1])})
+        # Weather configured but absent for this valid time: the model would extrapolate blindly.
+        wcols = list(model.config.features.weather_cols)
+        flag = feats[wcols].isna().all(axis=1).to_numpy() if wcols else np.zeros(len(feats), bool)
+        flag = flag | ~np.isfinite(stack[1])  # no recent load level: baseline
+        pred.loc[flag] = base.loc[flag].to_numpy()
+    out = pd.concat([out, pred], axis=1)
+    out["is_baseline"] = flag
+    out["model_version"] = model.version
+    return out
+
+
+def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None,
+            issue_time: pd.Timestamp) -> pd.DataFrame:
+    """Day-ahead forecast issued at ``issue_time`` for every interval of the next local day.
+
+    Returns ``issue_time, valid_time, p10_mw, p50_mw, p90_mw, is_baseline, model_version``.
+    """
+    from aggregat.forecast.features import features
+
+    feats = features(load, weather, issue_time, model.config.features, model.resolution)
+    out = predict_frame(model, feats)
+    if out["p50_mw"].isna().all():
+        raise ModelError(f"prediction at {issue_time}: no load in the 14 days before the issue "
+                         "time, not even the baseline can forecast; import recent load")
+    return out
+
+
+def lead_hours(frame: pd.DataFrame) -> np.ndarray:
+    """Whole hours between issue and valid time."""
+    d = (pd.DatetimeIndex(frame["valid_time"]).as_unit("ns").asi8
+         - pd.DatetimeIndex(frame["issue_time"]).as_unit("ns").asi8)
+    return (d // NS_PER_H).astype(int)

@@ -1,0 +1,55 @@
+import pandas as pd
+import pytest
+
+from aggregat.errors import InputError
+from aggregat.forecast.backtest import read_csv_inputs, run_backtest
+
+
+def test_csv_inputs_unnamed_time_column_offsets_and_booleans(tmp_path):
+    a = tmp_path / "a.csv"
+    a.write_text(",load,temp,flag\n"
+                 "2020-10-25 00:00:00+02:00,1.5,10,True\n"
+                 "2020-10-25 02:00:00+01:00,2.5,11,False\n")
+    b = tmp_path / "b.csv"
+    b.write_text(",load,temp,flag\n2020-10-25 01:00:00+00:00,9.0,12,true\n"
+                 "2020-10-25 02:00:00+00:00,4.0,13,false\n")
+    load, w = read_csv_inputs([str(tmp_path / "*.csv")], "", "load", ["temp"], ["flag"])
+    assert list(load.index) == list(pd.DatetimeIndex(
+        ["2020-10-24 22:00", "2020-10-25 01:00", "2020-10-25 02:00"], tz="UTC"))
+    assert load.tolist() == [1.5, 9.0, 4.0]  # the later file wins on 01:00 UTC
+    assert w["flag"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_csv_inputs_naive_local_times_and_errors(tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("t,mw\n2026-01-01 00:00,1\n2026-01-01 01:00,2\n")
+    load, _ = read_csv_inputs([str(p)], "t", "mw", naive_tz="Europe/Paris")
+    assert load.index[0] == pd.Timestamp("2025-12-31 23:00", tz="UTC")
+    p.write_text("t,mw\n2026-01-01 00:00,1\n2026-01-01 01:00,n/a?\n")
+    with pytest.raises(InputError, match="non-numeric"):
+        read_csv_inputs([str(p)], "t", "mw")
+    p.write_text("t,mw\nyesterday,1\n")
+    with pytest.raises(InputError, match="date-times"):
+        read_csv_inputs([str(p)], "t", "mw")
+    with pytest.raises(InputError, match="no file matches"):
+        read_csv_inputs([str(tmp_path / "nothing-*.csv")], "t", "mw")
+
+
+def test_backtest_protocol_and_weekly_retrains(load, weather, small_cfg):
+    r = run_backtest(load, weather, small_cfg, test_weeks=2)
+    f, rep = r.forecasts, r.report
+    assert rep["protocol"]["test_start"] == "2026-04-16"  # data ends 30 April 01:00 local
+    assert rep["protocol"]["test_end"] == "2026-04-29"
+    assert len(rep["retrains"]) == 2
+    assert rep["retrains"][0]["issue_time"] == "2026-04-15T08:00:00+00:00"
+    assert f["lead_h"].between(14, 37).all()
+    assert len(f) == 14 * 24 and f["actual_mw"].notna().all()
+    persistence = load.reindex(pd.DatetimeIndex(f["valid_time"]) - pd.Timedelta(days=7))
+    assert (f["persistence_mw"].to_numpy() == persistence.to_numpy()).all()
+    assert rep["metrics"]["skill"] > 0
+    assert rep["baseline_share"] == 0
+
+
+def test_backtest_without_history_says_so(load, weather, small_cfg):
+    with pytest.raises(InputError, match="no training history"):
+        run_backtest(load, weather, small_cfg, test_weeks=9)

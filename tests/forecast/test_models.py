@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from aggregat.forecast.features import issue_time_for_day
+from aggregat.forecast.models import _conformal_margin, predict, train
+
+ISSUE = issue_time_for_day("2026-04-22", "Europe/Paris", 10)  # a Wednesday
+
+
+@pytest.fixture(scope="module")
+def model(load, weather, small_cfg):
+    return train(load, weather, small_cfg, until=ISSUE)
+
+
+def test_trained_model_predicts_quantiles(model, load, weather):
+    assert not model.is_baseline
+    out = predict(model, load, weather, ISSUE)
+    assert list(out.columns) == ["issue_time", "valid_time", "p10_mw", "p50_mw", "p90_mw",
+                                 "is_baseline", "model_version"]
+    assert len(out) == 24 and not out["is_baseline"].any()
+    assert (out["p10_mw"] <= out["p50_mw"]).all() and (out["p50_mw"] <= out["p90_mw"]).all()
+    actual = load.reindex(pd.DatetimeIndex(out["valid_time"])).to_numpy()
+    pers = load.reindex(pd.DatetimeIndex(out["valid_time"]) - pd.Timedelta(days=7)).to_numpy()
+    assert np.mean(np.abs(out["p50_mw"] - actual)) < np.mean(np.abs(pers - actual))
+    assert out["model_version"].iloc[0].startswith("lgbm-")
+
+
+def test_predictions_ignore_future_load_and_late_weather(model, load, weather):
+    base = predict(model, load, weather, ISSUE)
+    res = pd.Timedelta(hours=1)
+    future = load.copy()
+    future[future.index + res > ISSUE] = -1e6
+    pd.testing.assert_frame_equal(base, predict(model, future, weather, ISSUE))
+    late = pd.concat([weather.assign(available_at=ISSUE - pd.Timedelta(days=1)),
+                      weather.assign(available_at=ISSUE + pd.Timedelta(minutes=1),
+                                     t2m_c=weather["t2m_c"] + 20)], ignore_index=True)
+    pd.testing.assert_frame_equal(base, predict(model, load, late, ISSUE))
+
+
+def test_training_ignores_data_after_until(load, weather, small_cfg):
+    a = train(load, weather, small_cfg, until=ISSUE)
+    future = load.copy()
+    future[future.index + pd.Timedelta(hours=1) > ISSUE] *= 5
+    b = train(future, weather, small_cfg, until=ISSUE)
+    assert a.version == b.version
+
+
+def test_baseline_when_history_is_short(load, weather, small_cfg):
+    issue = issue_time_for_day("2026-03-20", "Europe/Paris", 10)  # < 14 training days
+    m = train(load, weather, small_cfg, until=issue)
+    assert m.is_baseline
+    out = predict(m, load, weather, issue)
+    assert out["is_baseline"].all()
+    v = pd.DatetimeIndex(out["valid_time"])
+    np.testing.assert_allclose(out["p50_mw"], load.reindex(v - pd.Timedelta(days=7)).to_numpy())
+    assert (out["p10_mw"] < out["p50_mw"]).all() and (out["p90_mw"] > out["p50_mw"]).all()
+    assert out["model_version"].iloc[0].startswith("baseline-")
+
+
+def test_baseline_falls_back_to_two_weeks_and_when_weather_is_missing(model, load, weather):
+    v_day = pd.date_range("2026-04-21 22:00", periods=24, freq="h", tz="UTC")
+    holey = load.drop(v_day - pd.Timedelta(days=7))
+    out = predict(model, holey, weather.loc[~weather["valid_time"].isin(v_day)], ISSUE)
+    assert out["is_baseline"].all()
+    np.testing.assert_allclose(out["p50_mw"], load.reindex(v_day - pd.Timedelta(days=14)))
+
+
+def test_conformal_margin_is_a_finite_sample_quantile():
+    scores = np.arange(1.0, 10.0)  # 9 scores: ceil(10 * 0.9) / 9 = 1 -> the max
+    assert _conformal_margin(scores, 0.9) == 9.0
+    assert _conformal_margin(np.arange(1.0, 100.0), 0.9) == 90.0
