@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import eccodes
@@ -94,7 +94,8 @@ def generate(product_id: str, workdir: Path, datalake: Datalake) -> list[str]:
         manifest = {"files": {}}
         for path in paths:
             package = path.parent.name
-            rel = datalake.file_rel(product, RUN, package, product.group_of(path.name.split("__")[3]))
+            group = product.group_of(path.name.split("__")[3])
+            rel = datalake.file_rel(product, RUN, package, group)
             target = datalake.local_path(rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)

@@ -176,7 +176,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     if candidate:
         path = Path(candidate)
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist: create it or unset AGGREGAT_CONFIG")
+            raise ConfigError(f"config file {path} does not exist: create it or unset "
+                              "AGGREGAT_CONFIG")
         return path
     path = Path.cwd() / CONFIG_FILENAME
     return path if path.is_file() else None

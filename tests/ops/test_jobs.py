@@ -26,7 +26,8 @@ from aggregat.weather.products import get_product
 from aggregat.weather.simulate import crop_for_points, simulate_run
 
 DAYS = [date(2026, 11, 26), date(2026, 11, 27)]
-SITES = "id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\njarrie,Jarrie,45.09,5.75\n"
+SITES = ("id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\n"
+         "jarrie,Jarrie,45.09,5.75\n")
 SECRET = "pw-never-printed-9431"
 
 LAUNCH = """

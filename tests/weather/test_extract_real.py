@@ -35,7 +35,8 @@ def _reference(path: Path, short_name: str, lats, lons) -> dict[int, np.ndarray]
 
 @pytest.fixture(scope="module")
 def sites() -> Locations:
-    return Locations.points(["brest", "rennes", "caen"], [48.39, 48.11, 49.18], [-4.49, -1.68, -0.37])
+    return Locations.points(["brest", "rennes", "caen"], [48.39, 48.11, 49.18],
+                            [-4.49, -1.68, -0.37])
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -35,7 +35,8 @@ def test_missing_point_gives_nan_never_a_number():
     loc = Locations.points(["a", "b"], [47.0, 47.0], [-3.0, -2.0])
     nearest = build_sampler(GEOM, loc).sample(field)
     assert np.isnan(nearest[0]) and nearest[1] == 47 * 100 - 2
-    bilinear = build_sampler(GEOM, Locations.points(["a"], [47.5], [-3.5]), "bilinear").sample(field)
+    one = Locations.points(["a"], [47.5], [-3.5])
+    bilinear = build_sampler(GEOM, one, "bilinear").sample(field)
     assert np.isnan(bilinear[0])
 
 

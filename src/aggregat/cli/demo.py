@@ -20,11 +20,11 @@ def demo(
 ) -> None:
     """Run the main job offline: simulated Météo-France archive and energy DB -> backfill ->
     weekly training -> daily prediction and publication -> health."""
+    import logging
+
     from rich.table import Table
 
     from aggregat.demo.run import run_demo
-
-    import logging
 
     if logging.getLogger("aggregat").level > logging.DEBUG:  # the table says what happened
         logging.getLogger("aggregat").setLevel(logging.WARNING)

@@ -39,7 +39,7 @@ app.add_typer(weather.app, name="weather", help="Fetch and extract Météo-Franc
 app.add_typer(bank.app, name="bank", help="Inspect and copy the data bank.")
 app.add_typer(load.app, name="load", help="Import measured load into the bank.")
 app.add_typer(model.app, name="model", help="Train, predict, promote and backtest models.")
-app.add_typer(energy.app, name="energy", help="Sync load from and publish forecasts to the energy DB.")
+app.add_typer(energy.app, name="energy", help="Sync load from, publish forecasts to the energy DB.")
 app.add_typer(run.app, name="run", help="Scheduled jobs: daily, weekly, backfill.")
 app.command("health")(health.health)
 app.command("schedule")(run.schedule)

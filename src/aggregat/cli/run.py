@@ -32,7 +32,7 @@ def _finish(result) -> None:
 
 @app.command("daily")
 def daily(
-    day: Annotated[str | None, typer.Option("--date", help="Day to run (UTC), default today.")] = None,
+    day: Annotated[str | None, typer.Option("--date", help="Day (UTC), default today.")] = None,
     force: ForceOption = False,
     no_publish: Annotated[bool, typer.Option("--no-publish", help="Skip publishing.")] = False,
     env: EnvOption = None,

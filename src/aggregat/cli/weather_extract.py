@@ -29,7 +29,7 @@ def _print_report(report: ExtractReport) -> None:
     console.print(report.summary())
     for issue in report.issues:
         console.print(f"  [yellow]catalogue:[/] {issue}")
-    for path, error in report.bad_files:
+    for _path, error in report.bad_files:
         console.print(f"  [red]bad file:[/] {error}")
     for name in report.missing_files:
         console.print(f"  [red]missing file:[/] {name} (fetch it, then extract again)")
@@ -43,9 +43,10 @@ def _print_report(report: ExtractReport) -> None:
 def extract(
     model: Annotated[str, typer.Option("--model", "-m", help="Product, e.g. arome-0025.")],
     run: Annotated[str | None, typer.Option("--run", help="Run time, e.g. 2026-11-28T00.")] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The newest run in the datalake.")] = False,
+    latest: Annotated[bool, typer.Option("--latest", help="Newest run in the datalake.")] = False,
     packages: Annotated[str | None, typer.Option("--packages", help="e.g. SP1,SP2.")] = None,
-    sites: Annotated[str | None, typer.Option("--sites", help="Sites CSV (default: config).")] = None,
+    sites: Annotated[str | None, typer.Option("--sites", help="Sites CSV (default: config).")
+                     ] = None,
     areas: Annotated[str | None, typer.Option("--areas", help="Areas GeoJSON.")] = None,
     method: MethodOption = None,
     workers: WorkersOption = None,
@@ -68,7 +69,8 @@ def extract(
     if latest:
         runs = datalake.runs(product)
         if not runs:
-            raise InputError(f"no {product.id} run in the datalake {settings.datalake}: fetch one first")
+            raise InputError(f"no {product.id} run in the datalake {settings.datalake}: "
+                             "fetch one first")
         run_time = runs[-1]
     else:
         run_time = parse_run(run)
@@ -83,19 +85,20 @@ def extract(
     _print_report(report)
     if report.partial:
         raise PartialRunError(
-            f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, {len(report.bad_files)} bad file(s) "
+            f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, "
+            f"{len(report.bad_files)} bad file(s) "
             f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
 
 
 @app.command("extract-file")
 def extract_file(
-    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files on regular lat/lon grids.")],
+    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files, regular lat/lon grids.")],
     sites: Annotated[str | None, typer.Option("--sites", help="Sites CSV.")] = None,
     areas: Annotated[str | None, typer.Option("--areas", help="Areas GeoJSON.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .parquet or .csv.")] = Path(
         "weather.parquet"),
     variables: Annotated[str | None, typer.Option(
-        "--variables", help="Catalogue names to keep (e.g. t2m,tp); default: every message.")] = None,
+        "--variables", help="Catalogue names to keep (e.g. t2m,tp); default: all.")] = None,
     method: MethodOption = None,
     workers: WorkersOption = None,
     scheduler: SchedulerOption = None,

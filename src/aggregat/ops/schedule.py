@@ -38,7 +38,8 @@ def next_runs(env: Environment, now: datetime) -> dict[str, datetime]:
         daily += timedelta(days=1)
     weekday = env.jobs.weekly_on.lower()[:3]
     if weekday not in _WEEKDAYS:
-        raise ConfigError(f"jobs.weekly_on = {env.jobs.weekly_on!r}: use one of {', '.join(_WEEKDAYS)}")
+        raise ConfigError(f"jobs.weekly_on = {env.jobs.weekly_on!r}: use one of "
+                          f"{', '.join(_WEEKDAYS)}")
     h, m = _hm(env.jobs.weekly_at, "weekly_at")
     weekly = local.replace(hour=h, minute=m, second=0, microsecond=0)
     weekly += timedelta(days=(_WEEKDAYS.index(weekday) - weekly.weekday()) % 7)

@@ -27,7 +27,7 @@ _NEGATIVE_TOLERANCE = {"ssrd": 20_000.0, "tp": 0.05}
 
 
 def column_name(field: Field) -> str:
-    """Bank column of a field: the catalogue's name with its unit, else a name built from its keys."""
+    """Bank column of a field: the catalogue's name with its unit, else one built from its keys."""
     header = field.header
     if header.param is not None:
         return PARAMETERS[header.param].column
@@ -71,7 +71,8 @@ def _clip(amount: np.ndarray, name: str, end: int) -> np.ndarray:
     finite = amount[~np.isnan(amount)]
     worst = float(finite.min()) if finite.size else 0.0
     if worst < -_NEGATIVE_TOLERANCE.get(name, 0.0):
-        log.warning("%s: accumulation decreases by %.3g at step %d; clipped to 0", name, -worst, end)
+        log.warning("%s: accumulation decreases by %.3g at step %d; clipped to 0", name, -worst,
+                    end)
     return np.where(amount < 0, 0.0, amount)
 
 
@@ -121,7 +122,8 @@ def assemble_run(
         "model": model,
         "run_time": pd.Timestamp(run_time),
         "available_at": pd.Timestamp(available_at),
-        "valid_time": pd.DatetimeIndex([run_time + timedelta(hours=s) for s in steps]).repeat(n_loc),
+        "valid_time": pd.DatetimeIndex([run_time + timedelta(hours=s) for s in steps]
+                                       ).repeat(n_loc),
         "step_h": np.repeat(np.array(steps, dtype=np.int16), n_loc),
         "location": np.tile(np.asarray(location_ids, dtype=object), len(steps)),
     })

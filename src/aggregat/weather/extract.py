@@ -169,7 +169,8 @@ def extract_run(
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
              grid_name, report: ExtractReport, progress) -> list[TaskResult]:
     if len(locations) == 0:
-        raise InputError("no sites or areas to extract: set `sites` in aggregat.toml or pass --sites")
+        raise InputError("no sites or areas to extract: set `sites` in aggregat.toml or pass "
+                         "--sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,
@@ -189,7 +190,7 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
     if report.missing_values:
         log.warning("%d extracted values are missing (outside the model domain, bitmap): "
                     "left as NaN", report.missing_values)
-    for path, error in report.bad_files:
+    for _path, error in report.bad_files:
         log.error("%s", error)
     return results
 

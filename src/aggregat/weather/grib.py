@@ -1,8 +1,8 @@
-"""ecCodes access: read message headers without decoding data, identify fields, decode what is needed.
+"""ecCodes access: read headers without decoding data, identify fields, decode what is needed.
 
-Identity follows ARCHITECTURE: GRIB2 messages are matched by discipline / category / number / level /
-statistical processing (short names depend on decoder tables; Météo-France ``tp`` can decode as
-``unknown``); GRIB1 messages of any centre are matched by ecCodes' ``paramId``.
+Identity follows ARCHITECTURE: GRIB2 messages are matched by discipline / category / number /
+level / statistical processing (short names depend on decoder tables; Météo-France ``tp`` can
+decode as ``unknown``); GRIB1 messages of any centre are matched by ecCodes' ``paramId``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aggregat.weather.products import PARAMETERS, Parameter
 # Decoded missing points get this value; no physical field reaches it (the default 9999 can).
 _MISSING = 1.0e30
 
-# GRIB1 / any-centre identification by ecCodes paramId (also used when a GRIB2 key tuple is unknown).
+# GRIB1 / any-centre identification by ecCodes paramId (also when a GRIB2 key tuple is unknown).
 _PARAM_IDS: dict[int, str] = {
     167: "t2m", 157: "rh2m", 260242: "rh2m", 165: "u10", 166: "v10", 10: "ws10", 207: "ws10",
     49: "gust10", 228029: "gust10", 151: "msl", 169: "ssrd", 228: "tp", 228228: "tp",
@@ -60,7 +60,7 @@ class MessageHeader:
     edition: int
     param: str | None  # aggregat parameter name, None if not in the catalogue
     short_name: str
-    key: tuple  # (discipline, category, number, level_type, level, statistic) or ("id", paramId, ...)
+    key: tuple  # (discipline, category, number, level_type, level, statistic), or GRIB1 keys
     level_name: str
     level: int
     start_step: int
@@ -92,7 +92,7 @@ def _get(handle: int, key: str, default=None):
 
 
 def _long(handle: int, key: str, default: int = -1) -> int:
-    """A key as its number (code-table keys like typeOfFirstFixedSurface decode as text otherwise)."""
+    """A key as its number (code-table keys such as typeOfFirstFixedSurface read as text else)."""
     try:  # no codes_is_defined first: one call instead of two on the hot path
         return int(eccodes.codes_get_long(handle, key))
     except (eccodes.CodesInternalError, ValueError):

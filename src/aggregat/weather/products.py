@@ -60,14 +60,14 @@ class Parameter:
     discipline: int
     category: int
     number: int
-    level_type: int  # typeOfFirstFixedSurface: 1 surface, 101 mean sea level, 103 height above ground
+    level_type: int  # typeOfFirstFixedSurface: 1 surface, 101 mean sea level, 103 above ground
     level: int
     statistic: int | None = None  # typeOfStatisticalProcessing: 1 accumulation, 2 max; None instant
     grib_units: str = ""
     scale: float = 1.0  # bank value = grib value * scale + offset
     offset: float = 0.0
     accumulated_from_start: bool = False  # de-accumulate (radiation, precipitation)
-    per_second: bool = False  # divide the de-accumulated amount by the interval in seconds (J/m² -> W/m²)
+    per_second: bool = False  # de-accumulated amount / interval in seconds (J/m² -> W/m²)
 
     @property
     def key(self) -> tuple[int, int, int, int, int, int]:
@@ -104,8 +104,8 @@ PARAMETERS: dict[str, Parameter] = {
 DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u10", "v10")}
 
 # What `weather extract` keeps by default (the rest of a package is skipped without decoding).
-DEFAULT_VARIABLES = ("t2m", "rh2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc", "hcc",
-                     "tcc")
+DEFAULT_VARIABLES = ("t2m", "rh2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc",
+                     "hcc", "tcc")
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def as_utc(value: datetime) -> datetime:
 
 
 def _groups(bounds: list[int]) -> tuple[tuple[int, int], ...]:
-    """Time groups from their first steps and a final end: [0, 7, 13, 52] -> (0,6),(7,12),(13,51)."""
+    """Time groups from first steps and an end: [0, 7, 13, 52] -> (0,6),(7,12),(13,51)."""
     return tuple((bounds[i], bounds[i + 1] - 1) for i in range(len(bounds) - 1))
 
 

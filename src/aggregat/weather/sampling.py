@@ -58,7 +58,8 @@ def _fractional_index(geom: GridGeometry, lats: np.ndarray, lons: np.ndarray):
         # A point just west of the first column has dx close to 360: bring it back as negative.
         col = np.where(col > geom.ni - 0.5 + (360.0 / geom.dlon - geom.ni) / 2,
                        col - 360.0 / geom.dlon, col)
-    row = (lats - geom.lat_first) / geom.dlat if geom.j_positive else (geom.lat_first - lats) / geom.dlat
+    north = (geom.lat_first - lats) / geom.dlat
+    row = (lats - geom.lat_first) / geom.dlat if geom.j_positive else north
     return col, row, wraps
 
 
@@ -66,7 +67,8 @@ def build_sampler(geom: GridGeometry, locations: Locations, method: str = "neare
                   grid_name: str = "the grid") -> Sampler:
     """Indices and weights for ``locations`` on ``geom``; a location outside is a ConfigError."""
     if method not in METHODS:
-        raise ConfigError(f"extraction method {method!r} is unknown: use one of {', '.join(METHODS)}")
+        raise ConfigError(f"extraction method {method!r} is unknown: use one of "
+                          f"{', '.join(METHODS)}")
     idx_parts: list[np.ndarray] = []
     w_parts: list[np.ndarray] = []
     counts: list[int] = []
@@ -80,8 +82,9 @@ def build_sampler(geom: GridGeometry, locations: Locations, method: str = "neare
         k = int(np.argmax(outside))
         raise ConfigError(
             f"site {locations.site_ids[k]!r} (lat {locations.lats[k]}, lon {locations.lons[k]}) is "
-            f"outside {grid_name} (lat {min(geom.lat_first, geom.lat_last)}..{max(geom.lat_first, geom.lat_last)}, "
-            f"lon {geom.lon_first}..{geom.lon_last}); remove it from the sites file or use another model"
+            f"outside {grid_name} (lat {min(geom.lat_first, geom.lat_last)}.."
+            f"{max(geom.lat_first, geom.lat_last)}, lon {geom.lon_first}..{geom.lon_last}); "
+            "remove it from the sites file or use another model"
         )
     for c, r in zip(col, row, strict=True):
         if method == "nearest":

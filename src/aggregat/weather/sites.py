@@ -22,7 +22,7 @@ REQUIRED_COLUMNS = ("id", "name", "lat", "lon")
 
 @dataclass(frozen=True)
 class Area:
-    """A polygon (list of rings of (lon, lat)); the extracted value is the mean over its grid points."""
+    """A polygon (rings of (lon, lat)); its value is the mean over the grid points inside."""
 
     id: str
     rings: tuple[tuple[tuple[float, float], ...], ...]
@@ -67,10 +67,11 @@ class Locations:
 
 
 def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]]]:
-    """Read a sites CSV; returns the locations and each site's extra attributes (name, weight, group)."""
+    """Read a sites CSV: the locations, and each site's name, weight and group."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or pass --sites")
+        raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
+                         "pass --sites")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
@@ -116,10 +117,11 @@ def _number(text: str | None, path: Path, line: int, column: str) -> float:
 
 
 def load_areas(path: str | Path) -> tuple[Area, ...]:
-    """Read areas from a GeoJSON FeatureCollection (polygons, multipolygons or bbox-only features)."""
+    """Read areas from a GeoJSON FeatureCollection (polygons, multipolygons or bboxes)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"areas file {path} does not exist: set `areas` in aggregat.toml or fix the path")
+        raise InputError(f"areas file {path} does not exist: set `areas` in aggregat.toml or "
+                         "fix the path")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -146,7 +148,8 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
     bbox = feature.get("bbox") or (geometry or {}).get("bbox")
     if geometry is None and bbox:
         if len(bbox) != 4:
-            raise InputError(f"{path} area {area_id!r}: bbox must be [lon_min, lat_min, lon_max, lat_max]")
+            raise InputError(f"{path} area {area_id!r}: bbox must be "
+                             "[lon_min, lat_min, lon_max, lat_max]")
         x0, y0, x1, y1 = (float(v) for v in bbox)
         if x0 >= x1 or y0 >= y1:
             raise InputError(f"{path} area {area_id!r}: empty bbox {bbox}")
@@ -170,7 +173,8 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
     """Sites and areas together; at least one of them must be given."""
     if not sites and not areas:
-        raise InputError("no sites: set `sites` (CSV id,name,lat,lon) in aggregat.toml or pass --sites")
+        raise InputError("no sites: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
+                         "pass --sites")
     located = load_sites(sites)[0] if sites else Locations()
     extra = load_areas(areas) if areas else ()
     ids = set(located.site_ids)
