@@ -47,3 +47,23 @@ def pg_database(pg_socket):
     admin.dispose()
 
 
+
+
+@pytest.fixture
+def pg_database_factory(pg_socket):
+    """``make() -> URL`` of a fresh PostgreSQL database; all of them dropped at teardown."""
+    admin = sa.create_engine(pg_url(pg_socket), isolation_level="AUTOCOMMIT")
+    names: list[str] = []
+
+    def make() -> str:
+        name = "t_" + uuid.uuid4().hex[:12]
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return pg_url(pg_socket, name)
+
+    yield make
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
