@@ -22,6 +22,7 @@ from aggregat.weather.grib import (
     read_header,
     with_geometry,
 )
+from aggregat.weather.grib2_header import fast_header
 from aggregat.weather.sampling import Sampler, build_sampler
 from aggregat.weather.sites import Locations
 
@@ -58,6 +59,19 @@ class TaskResult:
     skipped_grids: list[str] = field(default_factory=list)  # messages on unsupported grids
 
 
+def _read_message(fh, offset: int, name: str) -> bytes:
+    """The bytes of the message starting at ``offset`` (framing was checked by the planner)."""
+    fh.seek(offset)
+    head = fh.read(16)
+    if head[:4] != b"GRIB" or len(head) < 16:
+        raise GribError(f"{name}: no GRIB message at byte {offset}; re-fetch the file")
+    length = int.from_bytes(head[8:16] if head[7] == 2 else head[4:7], "big")
+    message = head + fh.read(length - 16)
+    if len(message) != length:
+        raise GribError(f"{name}: message at byte {offset} is truncated; re-fetch the file")
+    return message
+
+
 def _open(path: str):
     if "://" in path and not path.startswith("file://"):
         import fsspec
@@ -91,16 +105,22 @@ def run_task(task: Task) -> TaskResult:
                     eccodes.codes_release(handle)
         else:
             for index, offset in enumerate(task.offsets):
-                fh.seek(offset)
+                message = _read_message(fh, offset, name)
+                header = fast_header(message, task.path, index, offset)
+                if header is not None:  # a catalogue field: identified without ecCodes
+                    result.headers.append(header)
+                    if task.wanted is not None and header.param not in task.wanted:
+                        continue
                 try:
-                    handle = eccodes.codes_grib_new_from_file(fh)
-                except (eccodes.CodesInternalError, EOFError) as exc:
-                    raise GribError(f"{name}: message at byte {offset} is truncated or corrupt "
-                                    f"({exc}); re-fetch the file") from None
-                if handle is None:
-                    raise GribError(f"{name}: no message at byte {offset}; re-fetch the file")
+                    handle = eccodes.codes_new_from_message(message)
+                except eccodes.CodesInternalError as exc:
+                    raise GribError(f"{name}: message at byte {offset} is corrupt ({exc}); "
+                                    "re-fetch the file") from None
                 try:
-                    _one(task, result, handle, index, offset)
+                    if header is None:
+                        _one(task, result, handle, index, offset)
+                    else:
+                        _decode(task, result, handle, header)
                 finally:
                     eccodes.codes_release(handle)
     return result
@@ -111,7 +131,10 @@ def _one(task: Task, result: TaskResult, handle: int, index: int, offset: int = 
     result.headers.append(header)
     if task.wanted is not None and header.param not in task.wanted:
         return
-    header = with_geometry(handle, header)
+    _decode(task, result, handle, with_geometry(handle, header))
+
+
+def _decode(task: Task, result: TaskResult, handle: int, header: MessageHeader) -> None:
     if header.geometry is None:
         result.skipped_grids.append(f"{header.label} ({header.grid_type})")
         return
