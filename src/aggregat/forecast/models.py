@@ -41,8 +41,8 @@ class ModelConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     min_train_days: int = 28       # below this, the baseline is used (and flagged)
     calibration_days: int = 28     # recent window for early stopping and conformal margins
-    learning_rate: float = 0.1
-    max_rounds: int = 600
+    learning_rate: float = 0.05
+    max_rounds: int = 1200
     early_stopping_rounds: int = 30
     min_rounds: int = 50           # floor for early stopping on a short, noisy window
     num_leaves: int = 31
@@ -57,7 +57,7 @@ class ModelConfig:
     # Learn the load minus its mean over the 7 days before issue (trees cannot extrapolate a
     # trend or a growing portfolio): True, False, or "auto" = better on the calibration window.
     relative_to_level: bool | str = "auto"
-    point_objective: str = "quantile"  # objective of the P50 model: quantile (median) or l2
+    conformal: str = "additive"    # MW margins, or "scaled" by the band's half-widths
     seed: int = 0
 
 
@@ -77,6 +77,7 @@ class ForecastModel:
     data_end: pd.Timestamp | None
     n_rows: int = 0
     relative: bool = False               # model predicts load minus its recent level
+    width_floors: tuple[float, float] = (1.0, 1.0)  # of the scaled conformal scores
     rounds: int = 0
     fit_seconds: float = 0.0
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -106,9 +107,9 @@ class ForecastModel:
 
 
 def _params(cfg: ModelConfig, q: float) -> dict:
-    l2 = q == 0.5 and cfg.point_objective == "l2"
     return {
-        "objective": "regression" if l2 else "quantile", "alpha": q, "learning_rate": cfg.learning_rate,
+        "objective": "quantile", "alpha": q,
+        "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
         "feature_fraction": cfg.feature_fraction, "bagging_fraction": cfg.bagging_fraction,
         "bagging_freq": 1, "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin,
@@ -137,6 +138,23 @@ def persistence_errors(load: pd.Series) -> tuple[float, float]:
 def _level(feats: pd.DataFrame) -> np.ndarray:
     """Reference level of each row: mean load of the 7 days (else 24 h) before issue."""
     return feats["load_mean_7d"].fillna(feats["load_mean_24h"]).to_numpy(dtype=float)
+
+
+def _half_widths(stack: np.ndarray, floors: tuple[float, float] | None, mode: str
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Scales of the conformal scores: P50-P10 and P90-P50 ("scaled"), or 1 ("additive").
+
+    Scaled scores widen the band where the quantile models already expect more spread (windy or
+    cold days) instead of everywhere; the floor (a tenth of the median width) avoids dividing by
+    near-zero widths.
+    """
+    if mode == "additive":
+        one = np.ones(stack.shape[1])
+        return one, one, (1.0, 1.0)
+    lo, hi = stack[1] - stack[0], stack[2] - stack[1]
+    if floors is None:
+        floors = (max(0.1 * float(np.median(lo)), 1e-9), max(0.1 * float(np.median(hi)), 1e-9))
+    return np.maximum(lo, floors[0]), np.maximum(hi, floors[1]), floors
 
 
 def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolution: pd.Timedelta,
@@ -186,8 +204,10 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     rounds, pred_cal = {0.5: p50[relative][0]}, {0.5: p50[relative][1]}
     for q in (0.1, 0.9):
         rounds[q], pred_cal[q] = fit_cal(q, y)
-    lo, hi = np.minimum(pred_cal[0.1], pred_cal[0.9]), np.maximum(pred_cal[0.1], pred_cal[0.9])
-    margins = (_conformal_margin(lo - y[cal], 0.9), _conformal_margin(y[cal] - hi, 0.9))
+    stack = np.sort(np.vstack([pred_cal[0.1], pred_cal[0.5], pred_cal[0.9]]), axis=0)
+    w_lo, w_hi, floors = _half_widths(stack, None, cfg.conformal)
+    margins = (_conformal_margin((stack[0] - y[cal]) / w_lo, 0.9),
+               _conformal_margin((y[cal] - stack[2]) / w_hi, 0.9))
     # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
     scale = len(y) / max(int((~cal).sum()), 1)
     all_data = lgb.Dataset(X, y, feature_name=names)
@@ -195,7 +215,8 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
                              num_boost_round=int(round(rounds[q] * scale))).model_to_string()
                 for q in QUANTILES}
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
-                         relative=bool(relative), rounds=int(np.mean(list(rounds.values()))),
+                         relative=bool(relative), width_floors=floors,
+                         rounds=int(np.mean(list(rounds.values()))),
                          fit_seconds=time.perf_counter() - t0, **common)
 
 
@@ -247,8 +268,10 @@ def predict_frame(model: ForecastModel, feats: pd.DataFrame) -> pd.DataFrame:
         q = {q: model.booster(q).predict(X) + level for q in QUANTILES}
         stack = np.sort(np.vstack([q[0.1], q[0.5], q[0.9]]), axis=0)
         lo, hi = model.margins
-        pred = pd.DataFrame({"p10_mw": np.minimum(stack[0] - lo, stack[1]), "p50_mw": stack[1],
-                             "p90_mw": np.maximum(stack[2] + hi, stack[1])})
+        w_lo, w_hi, _ = _half_widths(stack, model.width_floors, model.config.conformal)
+        pred = pd.DataFrame({"p10_mw": np.minimum(stack[0] - lo * w_lo, stack[1]),
+                             "p50_mw": stack[1],
+                             "p90_mw": np.maximum(stack[2] + hi * w_hi, stack[1])})
         # Weather configured but absent for this valid time: the model would extrapolate blindly.
         wcols = list(model.config.features.weather_cols)
         flag = feats[wcols].isna().all(axis=1).to_numpy() if wcols else np.zeros(len(feats), bool)
