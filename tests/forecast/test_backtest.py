@@ -48,6 +48,8 @@ def test_backtest_protocol_and_weekly_retrains(load, weather, small_cfg):
     assert (f["persistence_mw"].to_numpy() == persistence.to_numpy()).all()
     assert rep["metrics"]["skill"] > 0
     assert rep["baseline_share"] == 0
+    # Conformal margins keep the 10-90 band near its nominal 80 % on unseen weeks.
+    assert 0.65 <= rep["metrics"]["coverage_10_90"] <= 0.95
 
 
 def test_backtest_without_history_says_so(load, weather, small_cfg):

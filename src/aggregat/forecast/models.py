@@ -41,6 +41,7 @@ class ModelConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     min_train_days: int = 28       # below this, the baseline is used (and flagged)
     calibration_days: int = 28     # recent window for early stopping and conformal margins
+    calibration_windows: int = 2   # windows of calibration_days giving conformal scores
     learning_rate: float = 0.05
     max_rounds: int = 1200
     early_stopping_rounds: int = 30
@@ -206,8 +207,23 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
         rounds[q], pred_cal[q] = fit_cal(q, y)
     stack = np.sort(np.vstack([pred_cal[0.1], pred_cal[0.5], pred_cal[0.9]]), axis=0)
     w_lo, w_hi, floors = _half_widths(stack, None, cfg.conformal)
-    margins = (_conformal_margin((stack[0] - y[cal]) / w_lo, 0.9),
-               _conformal_margin((y[cal] - stack[2]) / w_hi, 0.9))
+    s_lo, s_hi = [(stack[0] - y[cal]) / w_lo], [(y[cal] - stack[2]) / w_hi]
+    if cfg.conformal == "additive":
+        # Older windows, each predicted by models fitted only on the days before it: the margins
+        # then reflect several "past -> next weeks" shifts, not just the latest one.
+        for k in range(1, cfg.calibration_windows):
+            win = days.iloc[-(k + 1) * n_cal:-k * n_cal]
+            if len(days) - (k + 1) * n_cal < cfg.min_train_days // 2:
+                break
+            before = (feats["issue_time"] < win.iloc[0]).to_numpy()
+            inside = feats["issue_time"].isin(win).to_numpy()
+            data = lgb.Dataset(X[before], y[before], feature_name=names)
+            lo_hi = [lgb.train(_params(cfg, q), data, num_boost_round=rounds[q]).predict(
+                X[inside]) for q in (0.1, 0.9)]
+            s_lo.append(np.minimum(*lo_hi) - y[inside])
+            s_hi.append(y[inside] - np.maximum(*lo_hi))
+    margins = (_conformal_margin(np.concatenate(s_lo), 0.9),
+               _conformal_margin(np.concatenate(s_hi), 0.9))
     # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
     scale = len(y) / max(int((~cal).sum()), 1)
     all_data = lgb.Dataset(X, y, feature_name=names)
