@@ -122,7 +122,7 @@ def decode_only(paths: list[str], sites: Locations) -> tuple[float, dict, int]:
                     count += 1
                     if index is None:
                         g = header.geometry
-                        i = np.round((sites.lons - g.lon_first) / g.dlon).astype(int)
+                        i = np.round(((sites.lons - g.lon_first) % 360) / g.dlon).astype(int)
                         j = np.round((g.lat_first - sites.lats) / g.dlat).astype(int)
                         index = j * g.ni + i
                     values[(header.param, header.end_step)] = field[index]

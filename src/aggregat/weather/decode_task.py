@@ -17,7 +17,7 @@ import numpy as np
 from aggregat.errors import GribError
 from aggregat.weather.grib import (
     MessageHeader,
-    decode,
+    decode_raw,
     iter_messages,
     read_header,
     with_geometry,
@@ -139,7 +139,7 @@ def _decode(task: Task, result: TaskResult, handle: int, header: MessageHeader) 
         result.skipped_grids.append(f"{header.label} ({header.grid_type})")
         return
     try:
-        values = decode(handle)
+        values = decode_raw(handle)
     except eccodes.CodesInternalError as exc:
         raise GribError(f"{os.path.basename(task.path)}: cannot decode {header.label} ({exc}); "
                         "the file is corrupt, re-fetch it") from None

@@ -17,6 +17,7 @@ from aggregat.weather.grib import GridGeometry
 from aggregat.weather.sites import Locations
 
 METHODS = ("nearest", "bilinear")
+MISSING_MARK = 0.5e30  # half of grib.MISSING: any decoded value above it is a bitmap hole
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,10 @@ class Sampler:
     single: bool  # every location uses exactly one point (nearest): fast path
 
     def sample(self, values: np.ndarray) -> np.ndarray:
-        """Values at the locations (float32); NaN where the needed grid points are missing."""
+        """Values at the locations (float32); NaN where the needed grid points are missing
+        (NaN in ``values``, or the decoder's missing marker, >= 1e29)."""
         picked = values[self.idx]
+        picked[picked >= MISSING_MARK] = np.nan
         if self.single:
             return picked.astype(np.float32)
         valid = ~np.isnan(picked)
