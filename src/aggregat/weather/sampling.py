@@ -33,7 +33,10 @@ class Sampler:
     def sample(self, values: np.ndarray) -> np.ndarray:
         """Values at the locations (float32); NaN where the needed grid points are missing
         (NaN in ``values``, or the decoder's missing marker, >= 1e29)."""
-        picked = values[self.idx]
+        return self.reduce(values[self.idx])
+
+    def reduce(self, picked: np.ndarray) -> np.ndarray:
+        """Like :meth:`sample`, from the values already picked at ``idx`` (a float copy)."""
         picked[picked >= MISSING_MARK] = np.nan
         if self.single:
             return picked.astype(np.float32)
