@@ -1,4 +1,4 @@
-"""Synthetic inputs for the forecasting tests (nothing is read from ../shared)."""
+"""Synthetic inputs for the forecasting tests (generated here, no external data files)."""
 
 from __future__ import annotations
 
