@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -388,3 +389,14 @@ def test_predict_on_a_dask_cluster_matches_local(trained):
     assert [r["status"] for r in results] == ["predicted"]
     pd.testing.assert_frame_equal(read_forecast(Bank(env.bank), ["portfolio"],
                                                 issue_time=ISSUE), local)
+
+
+def test_backtest_on_the_bank_runs_the_production_pipeline(env, tmp_path):
+    out = tmp_path / "bt"
+    proc = _cli(env, "model", "backtest", "--test-weeks", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("MAE=") and "coverage=" in last
+    report = json.loads((out / "report.json").read_text())
+    assert report["inputs"]["bank"] == env.bank
+    assert report["metrics"]["n"] > 0 and (out / "backtest.png").is_file()

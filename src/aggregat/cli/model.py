@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -33,9 +33,11 @@ def summary_line(m: dict) -> str:
 
 @app.command("backtest")
 def backtest(
-    csv: Annotated[list[str], typer.Option("--csv", help="CSV file(s) with time, load and "
-                   "weather columns; repeat the option or use a glob; later files win on "
-                   "duplicate times.")],
+    csv: Annotated[list[str] | None, typer.Option("--csv", help="CSV file(s) with time, load "
+                   "and weather columns; repeat the option or use a glob; later files win on "
+                   "duplicate times. Without it: the environment's bank and targets.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Bank mode: the target to "
+                      "backtest (default: every target).")] = None,
     time_col: Annotated[str, typer.Option("--time-col", help="Time column ('' = the first, "
                         "unnamed column).")] = "time",
     load_col: Annotated[str, typer.Option("--load-col", help="Load column (MW).")] = "load_mw",
@@ -61,17 +63,19 @@ def backtest(
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Day-ahead backtest on your own CSV: JSON report, forecasts CSV and PNG plot in --out."""
+    """Day-ahead backtest of the production pipeline: on your own CSV (--csv), or on the
+    environment's bank and targets. JSON report, forecasts CSV and PNG plot in --out."""
     import zoneinfo
 
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs, run_backtest
     from aggregat.forecast.calendar import parse_holiday_code
     from aggregat.forecast.features import FeatureConfig
     from aggregat.forecast.models import ModelConfig
-    from aggregat.forecast.plot import plot_backtest
-    from aggregat.storage import Store
 
     t0 = time.perf_counter()
+    if not csv:
+        _bank_backtest(env, config, target, test_weeks, out, t0)
+        return
     for zone, opt in ((tz, "--tz"), (csv_tz, "--csv-tz")):
         try:
             zoneinfo.ZoneInfo(zone)
@@ -97,11 +101,37 @@ def backtest(
                        known_cols=kcols)
     result = run_backtest(load, weather, ModelConfig(features=fc), test_weeks=test_weeks,
                           progress=lambda msg: console.print(f"  {msg}"))
+    result.report["inputs"]["csv"] = [str(p) for p in paths]
+    _write_outputs(result, run_name, out or Path(f"backtest-{run_name}"), tz, t0)
+
+
+def _bank_backtest(env, config, target, test_weeks, out, t0) -> None:
+    """The production pipeline on the environment's bank, for each target."""
+    from aggregat.bank import Bank
+    from aggregat.forecast.pipeline import backtest_target
+    from aggregat.forecast.targets import resolve_targets
+
+    settings = environment(env, config)
+    targets = resolve_targets(settings, Bank(settings.bank), [target] if target else None)
+    if not targets:
+        raise ConfigError(f"no target in env {settings.name}: configure [forecast] targets or "
+                          "import load into the bank, or give --csv")
+    for t in targets:
+        result = backtest_target(settings, t, test_weeks,
+                                 progress=lambda msg: console.print(f"  {msg}"))
+        result.report["inputs"]["bank"] = settings.bank
+        folder = out / t.id if out and len(targets) > 1 else out or Path(f"backtest-{t.id}")
+        _write_outputs(result, t.id, folder, settings.forecast.timezone, t0)
+
+
+def _write_outputs(result, run_name: str, folder: Path, tz: str, t0: float) -> None:
+    """report.json, forecasts.csv and backtest.png in ``folder``; the summary lines."""
+    from aggregat.forecast.plot import plot_backtest
+    from aggregat.storage import Store
+
     report = result.report
     report["name"] = run_name
-    report["inputs"]["csv"] = [str(p) for p in paths]
     report["timing_s"]["wall"] = round(time.perf_counter() - t0, 2)
-    folder = out or Path(f"backtest-{run_name}")
     store = Store(str(folder.resolve()))
     store.write_bytes("report.json", json.dumps(report, indent=1, default=str).encode())
     f = result.forecasts.copy()

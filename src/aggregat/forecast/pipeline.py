@@ -428,3 +428,20 @@ def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[s
 def promote(env: Environment, target: str, version: str) -> None:
     """Make ``version`` the production model of ``target`` in ``env``'s registry."""
     Registry(env.registry).promote(target, version)
+
+
+def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
+                    progress=None):
+    """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
+    bank: issue every day with the weather runs available then, retrain weekly on all earlier
+    data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`."""
+    from aggregat.forecast.backtest import run_backtest
+
+    bank = Bank(env.bank)
+    load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    weather = issue_weather(bank, target, _daily_issues(env, load),
+                            max_lead_h=env.forecast.max_lead_h)
+    cols = [c for c in target.weather_cols if c in weather.columns]
+    cfg = model_config(env, cols)
+    return run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
+                        progress=progress)
