@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 import statistics
 import tempfile
 import threading
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

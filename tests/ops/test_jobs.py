@@ -170,7 +170,8 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", [
+    "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_killed_runs_rerun_to_the_uninterrupted_result(archive, measured, tmp_path, backend,
                                                        request):
     def energy_db(folder: Path) -> str:
