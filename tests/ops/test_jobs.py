@@ -68,6 +68,14 @@ elif point == "publish":  # inside the energy DB transaction, before COMMIT
             if state["n"] == 3:
                 die()
     sa.event.listen(sa.engine.Engine, "after_cursor_execute", hook)
+elif point == "hold":  # a slow run: holds the lock while another process tries
+    import time
+    import aggregat.ops.jobs as jobs
+    real_sync = jobs._Job.sync
+    def slow_sync(self, day):
+        time.sleep(6)
+        return real_sync(self, day)
+    jobs._Job.sync = slow_sync
 from aggregat.cli.main import main
 main()
 """
@@ -263,14 +271,17 @@ def test_corrupt_files_are_rejected_or_quarantined_then_backfill_heals(archive, 
 def test_second_concurrent_run_refuses(archive, measured, tmp_path):
     with serve_folder(archive) as base_url:
         config = make_env(tmp_path, base_url, measured)
-        first = aggregat(config, *BACKFILL, wait=False)
+        from aggregat.ops.lock import RunLock
+
+        first = aggregat(config, *BACKFILL, kill_at="hold", wait=False)
         lock = tmp_path / "data" / ".aggregat-run.lock"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and first.poll() is None:
-            second = aggregat(config, "run", "daily", "--date", str(DAYS[1]))
-            if second.returncode == 75:
+        while time.monotonic() < deadline and first.poll() is None:  # until the first holds it
+            holder = RunLock(str(tmp_path / "data")).holder()
+            if holder and holder.get("pid") == first.pid:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
+        second = aggregat(config, "run", "daily", "--date", str(DAYS[1]))
         out, err = first.communicate(timeout=300)
         assert first.returncode == 0, err
         assert second.returncode == 75, second.stderr
