@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-MISSING = 1.0e30  # same marker as grib.MISSING: a bitmap hole
+from aggregat.weather.grib import MISSING  # the bitmap-hole marker of every decoder
 
 
 class _Stream(ctypes.Structure):

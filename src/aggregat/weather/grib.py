@@ -19,7 +19,7 @@ from aggregat.errors import GribError
 from aggregat.weather.products import PARAMETERS, Parameter
 
 # Decoded missing points get this value; no physical field reaches it (the default 9999 can).
-_MISSING = 1.0e30
+MISSING = 1.0e30
 
 # GRIB1 / any-centre identification by ecCodes paramId (also when a GRIB2 key tuple is unknown).
 _PARAM_IDS: dict[int, str] = {
@@ -189,9 +189,6 @@ def with_geometry(handle: int, header: MessageHeader) -> MessageHeader:
     return replace(header, geometry=_geometry(handle))
 
 
-MISSING = _MISSING
-
-
 def decode_raw(handle: int) -> np.ndarray:
     """Decoded values as float64; bitmap-missing points hold :data:`MISSING` (>= 1e29).
 
@@ -199,14 +196,14 @@ def decode_raw(handle: int) -> np.ndarray:
     AROME field costs as much as a tenth of its decoding.
     """
     if _long(handle, "bitmapPresent", 0) > 0:
-        eccodes.codes_set_double(handle, "missingValue", _MISSING)
+        eccodes.codes_set_double(handle, "missingValue", MISSING)
     return eccodes.codes_get_values(handle)
 
 
 def decode(handle: int) -> np.ndarray:
     """Decoded values as float64 with bitmap-missing points as NaN."""
     values = decode_raw(handle)
-    values[values >= _MISSING * 0.5] = np.nan
+    values[values >= MISSING * 0.5] = np.nan
     return values
 
 

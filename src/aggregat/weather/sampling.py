@@ -13,11 +13,11 @@ import numpy as np
 from matplotlib.path import Path as PolygonPath
 
 from aggregat.errors import ConfigError
-from aggregat.weather.grib import GridGeometry
+from aggregat.weather.grib import MISSING, GridGeometry
 from aggregat.weather.sites import Locations
 
 METHODS = ("nearest", "bilinear")
-MISSING_MARK = 0.5e30  # half of grib.MISSING: any decoded value above it is a bitmap hole
+MISSING_MARK = MISSING * 0.5  # any decoded value above it is a bitmap hole
 
 
 @dataclass(frozen=True)
