@@ -1,0 +1,56 @@
+"""`aggregat schedule`: when the jobs run next, and the loop that runs them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aggregat.config import load_environment
+from aggregat.errors import ConfigError
+from aggregat.ops.schedule import next_runs, run_schedule
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGAT_CONFIG", raising=False)
+    monkeypatch.delenv("AGGREGAT_ENV", raising=False)
+    (tmp_path / "aggregat.toml").write_text(
+        '[env.x.jobs]\ndaily_at = "05:30"\nweekly_on = "sun"\nweekly_at = "03:00"\n')
+    return load_environment("x")
+
+
+def test_next_runs_in_local_time(env):
+    saturday_noon = datetime(2026, 11, 28, 12, 0, tzinfo=PARIS)
+    due = next_runs(env, saturday_noon)
+    assert due["daily"] == datetime(2026, 11, 29, 5, 30, tzinfo=PARIS)
+    assert due["weekly"] == datetime(2026, 11, 29, 3, 0, tzinfo=PARIS)
+    early = next_runs(env, datetime(2026, 11, 29, 4, 0, tzinfo=PARIS))
+    assert early["daily"] == datetime(2026, 11, 29, 5, 30, tzinfo=PARIS)
+    assert early["weekly"] == datetime(2026, 12, 6, 3, 0, tzinfo=PARIS)
+
+
+def test_daylight_saving_change_keeps_the_local_hour(env):
+    due = next_runs(env, datetime(2026, 3, 28, 12, 0, tzinfo=PARIS))  # clocks go forward on 29
+    assert due["daily"].utcoffset().total_seconds() == 7200
+    assert (due["daily"].hour, due["daily"].minute) == (5, 30)
+
+
+def test_bad_schedule_settings_are_named(env):
+    bad = env.model_copy(update={"jobs": env.jobs.model_copy(update={"daily_at": "25:00"})})
+    with pytest.raises(ConfigError, match="jobs.daily_at"):
+        next_runs(bad, datetime(2026, 11, 28, tzinfo=PARIS))
+    bad = env.model_copy(update={"jobs": env.jobs.model_copy(update={"weekly_on": "funday"})})
+    with pytest.raises(ConfigError, match="jobs.weekly_on"):
+        next_runs(bad, datetime(2026, 11, 28, tzinfo=PARIS))
+
+
+def test_once_runs_the_daily_job_and_reports_its_exit_code(env):
+    calls, lines = [], []
+    run_schedule(env, once=True, log=lines.append,
+                 runner=lambda e, job: calls.append(job) or 3)
+    assert calls == ["daily"] and lines == ["daily: exit code 3"]
