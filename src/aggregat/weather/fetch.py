@@ -123,10 +123,17 @@ class FetchReport:
         """Raise :class:`PartialRunError` naming the missing and failed files, if any."""
         if self.complete:
             return
-        names = ", ".join(f"{f.name} ({f.status})" for f in self.problems)
+        shown = self.problems[:4]
+        names = ", ".join(f"{f.name} ({f.status})" for f in shown)
+        if len(self.problems) > len(shown):
+            names += f" and {len(self.problems) - len(shown)} more"
+        # One line however many files failed: the first error says why (DNS, 404, ...).
+        first = next((f.error for f in self.problems if f.error), None)
+        why = f" (first error: {first})" if first else ""
         raise PartialRunError(
             f"{self.product} run {run_label(self.run)} is partial: {len(self.problems)} of "
-            f"{len(self.files)} files not fetched: {names}; rerun the fetch later to complete it"
+            f"{len(self.files)} files not fetched: {names}{why}; rerun the fetch later to "
+            "complete it"
         )
 
 
