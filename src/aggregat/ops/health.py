@@ -97,6 +97,18 @@ def _newest_part(bank, dataset: str, where: dict[str, str], pattern: re.Pattern[
 
 
 # -- data freshness ------------------------------------------------------------------------
+def _part_freshness(bank, rel: str, stamp: datetime, now: datetime, jobs
+                    ) -> tuple[float, int, str]:
+    """(age in hours, rows, status) of a dataset's newest part: stale by the [jobs] thresholds,
+    and at least a warning when it is empty."""
+    age = _age_h(stamp, now)
+    rows = bank.file_info(rel)["rows"]
+    status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
+    if rows == 0:
+        status = max(status, WARNING, key=_RANK.get)
+    return age, rows, status
+
+
 def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> None:
     jobs = env.jobs
     for model in env.weather.models:
@@ -114,11 +126,7 @@ def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> Non
             continue
         rel, (hour,) = newest
         run = datetime.fromisoformat(f"{dates[-1]}T{hour}:00+00:00")
-        age = _age_h(run, now)
-        rows = bank.file_info(rel)["rows"]
-        status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
-        if rows == 0:
-            status = max(status, WARNING, key=_RANK.get)
+        age, rows, status = _part_freshness(bank, rel, run, now, jobs)
         report.add("data", f"weather {model}", status, f"run {run:%Y-%m-%dT%HZ}",
                    f"{_fmt_age(age)} old, {rows:,} rows, {len(dates)} run days",
                    {"newest_run": run.isoformat(), "age_h": round(age, 2), "rows": rows,
@@ -172,11 +180,7 @@ def _forecast(report: HealthReport, env: Environment, bank, now: datetime) -> No
             continue
         rel, (hh, mm) = newest
         issue = datetime.fromisoformat(f"{dates[-1]}T{hh}:{mm}:00+00:00")
-        age = _age_h(issue, now)
-        rows = bank.file_info(rel)["rows"]
-        status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
-        if rows == 0:
-            status = max(status, WARNING, key=_RANK.get)
+        age, rows, status = _part_freshness(bank, rel, issue, now, jobs)
         report.add("data", f"forecast {target}", status, f"issue {issue:%Y-%m-%dT%H:%MZ}",
                    f"{_fmt_age(age)} old, {rows:,} rows",
                    {"newest_issue": issue.isoformat(), "age_h": round(age, 2), "rows": rows})

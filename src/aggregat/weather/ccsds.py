@@ -19,6 +19,7 @@ import struct
 import numpy as np
 
 from aggregat.weather.grib import MISSING  # the bitmap-hole marker of every decoder
+from aggregat.weather.grib2_header import sections as grib2_sections
 
 
 class _Stream(ctypes.Structure):
@@ -71,20 +72,6 @@ def _signed16(b: bytes) -> int:
     return -(value & 0x7FFF) if value & 0x8000 else value
 
 
-def _sections(message: bytes) -> dict[int, memoryview] | None:
-    view = memoryview(message)
-    out: dict[int, memoryview] = {}
-    pos, end = 16, len(message) - 4
-    while pos < end:
-        length = int.from_bytes(view[pos:pos + 4], "big")
-        number = view[pos + 4]
-        if length < 5 or number in out:
-            return None
-        out[number] = view[pos:pos + length]
-        pos += length
-    return out
-
-
 def _bitmap_index(bitmap: memoryview, npoints: int) -> tuple[np.ndarray, np.ndarray]:
     raw = bytes(bitmap)
     key = hash(raw)
@@ -104,7 +91,7 @@ def pick(message: bytes, idx: np.ndarray, npoints: int) -> np.ndarray | None:
     when this message is not one this fast path reads."""
     if _LIB is None or len(message) < 16 or message[7] != 2:
         return None
-    sections = _sections(message)
+    sections = grib2_sections(message)
     if sections is None or not {5, 6, 7} <= sections.keys():
         return None
     s5, s6, s7 = sections[5], sections[6], sections[7]

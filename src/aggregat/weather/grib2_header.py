@@ -37,16 +37,17 @@ def _s(b: bytes, at: int, n: int) -> int:
     return -(value & (sign_bit - 1)) if value & sign_bit else value
 
 
-def _sections(message: bytes) -> dict[int, bytes] | None:
-    """Sections 1-7 of a single-field GRIB2 message (None if a section repeats)."""
-    out: dict[int, bytes] = {}
+def sections(message: bytes) -> dict[int, memoryview] | None:
+    """Sections 1-7 of a single-field GRIB2 message, as views (None if a section repeats)."""
+    view = memoryview(message)
+    out: dict[int, memoryview] = {}
     pos, end = 16, len(message) - 4
     while pos < end:
-        length = int.from_bytes(message[pos:pos + 4], "big")
-        number = message[pos + 4]
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        number = view[pos + 4]
         if length < 5 or number in out or number > 7:
             return None
-        out[number] = message[pos:pos + length]
+        out[number] = view[pos:pos + length]
         pos += length
     return out
 
@@ -66,10 +67,10 @@ def fast_header(message: bytes, file: str, index: int, offset: int) -> MessageHe
     """The header of a catalogue field in a GRIB2 message, or None to use ecCodes instead."""
     if len(message) < 32 or message[:4] != b"GRIB" or message[7] != 2:
         return None
-    sections = _sections(message)
-    if sections is None or not {1, 3, 4, 5, 6} <= sections.keys():
+    parts = sections(message)
+    if parts is None or not {1, 3, 4, 5, 6} <= parts.keys():
         return None
-    s1, s3, s4, s5, s6 = (sections[n] for n in (1, 3, 4, 5, 6))
+    s1, s3, s4, s5, s6 = (parts[n] for n in (1, 3, 4, 5, 6))
     pdt = _u(s4, 8, 2)
     if pdt not in (0, 8) or _u(s3, 13, 2) != 0:
         return None
