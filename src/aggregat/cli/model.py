@@ -67,10 +67,9 @@ def backtest(
     environment's bank and targets. JSON report, forecasts CSV and PNG plot in --out."""
     import zoneinfo
 
-    from aggregat.forecast.backtest import expand_paths, read_csv_inputs, run_backtest
+    from aggregat.forecast.backtest import expand_paths, read_csv_inputs
     from aggregat.forecast.calendar import parse_holiday_code
-    from aggregat.forecast.features import FeatureConfig
-    from aggregat.forecast.models import ModelConfig
+    from aggregat.forecast.csv_import import backtest_csv, check_columns
 
     t0 = time.perf_counter()
     if not csv:
@@ -93,13 +92,14 @@ def backtest(
     overlap = set(wcols) & set(kcols)
     if overlap:
         raise ConfigError(f"--weather-cols and --known-cols both list {', '.join(overlap)}")
+    check_columns([*wcols, *kcols])
     load, weather = read_csv_inputs([str(p) for p in paths], time_col, load_col, wcols, kcols,
                                     naive_tz=csv_tz)
     console.print(f"{run_name}: {len(load)} rows from {len(paths)} file(s), "
                   f"{load.index[0]:%Y-%m-%d} .. {load.index[-1]:%Y-%m-%d} UTC")
-    fc = FeatureConfig(tz=tz, issue_hour=issue_hour, holidays=cal, weather_cols=wcols,
-                       known_cols=kcols)
-    result = run_backtest(load, weather, ModelConfig(features=fc), test_weeks=test_weeks,
+    # The same pipeline as bank mode, on a temporary bank holding the CSV (removed after).
+    result = backtest_csv(load, weather, wcols, kcols, tz=tz, issue_hour=issue_hour,
+                          holidays=cal, test_weeks=test_weeks,
                           progress=lambda msg: console.print(f"  {msg}"))
     result.report["inputs"]["csv"] = [str(p) for p in paths]
     _write_outputs(result, run_name, out or Path(f"backtest-{run_name}"), tz, t0)

@@ -72,12 +72,18 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
     return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
 
 
-def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1) -> ModelConfig:
-    """The core's settings for a target of ``env`` with the weather columns found in the bank."""
+def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
+                 known_cols: Sequence[str] = (), issue_hour: float | None = None) -> ModelConfig:
+    """The core's settings for a target of ``env`` with the weather columns found in the bank.
+
+    ``known_cols``: bank columns known in advance (a holiday flag), used as they are;
+    ``issue_hour``: a local issue hour (may be fractional) instead of ``issue_hour_local``.
+    """
     fs = env.forecast
     holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
-    fc = FeatureConfig(tz=fs.timezone, issue_hour=float(fs.issue_hour_local), holidays=holidays,
-                       weather_cols=tuple(weather_cols))
+    hour = float(fs.issue_hour_local if issue_hour is None else issue_hour)
+    fc = FeatureConfig(tz=fs.timezone, issue_hour=hour, holidays=holidays,
+                       weather_cols=tuple(weather_cols), known_cols=tuple(known_cols))
     cfg = ModelConfig(features=fc, min_train_days=fs.min_train_days, n_jobs=n_jobs)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"features", "min_train_days"}
     bad = sorted(set(fs.model_params) - known)
@@ -257,9 +263,10 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
             "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _daily_issues(env: Environment, load: pd.Series) -> pd.DatetimeIndex:
+def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None
+                  ) -> pd.DatetimeIndex:
     """The day-ahead issue times training uses (the core's), to select the weather runs."""
-    fc = model_config(env, ()).features
+    fc = model_config(env, (), issue_hour=issue_hour).features
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
     return training_issues(s, fc, s.dropna().index[-1] + res, res)
@@ -431,17 +438,23 @@ def promote(env: Environment, target: str, version: str) -> None:
 
 
 def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
-                    progress=None):
+                    progress=None, *, known_cols: Sequence[str] = (),
+                    issue_hour: float | None = None):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
-    data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`."""
+    data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`.
+
+    ``known_cols``: those of ``target.weather_cols`` known in advance (features as they are, no
+    daily aggregates); ``issue_hour``: see :func:`model_config` (the CSV backtest uses both).
+    """
     from aggregat.forecast.backtest import run_backtest
 
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
-    weather = issue_weather(bank, target, _daily_issues(env, load),
+    weather = issue_weather(bank, target, _daily_issues(env, load, issue_hour),
                             max_lead_h=env.forecast.max_lead_h)
     cols = [c for c in target.weather_cols if c in weather.columns]
-    cfg = model_config(env, cols)
+    cfg = model_config(env, [c for c in cols if c not in known_cols], issue_hour=issue_hour,
+                       known_cols=[c for c in cols if c in known_cols])
     return run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
                         progress=progress)
