@@ -115,6 +115,9 @@ class ForecastSettings(_Section):
     validation_days: int = 14  # recent window on which a new model must beat the current one
     min_train_days: int = 28  # fewer days of load: the model is the (flagged) baseline
     max_lead_h: float = 102.0  # longest forecast lead read from the bank
+    # Intraday models (`--horizon intraday`): an issue every N hours for the next hours.
+    intraday_every_h: float = 6.0
+    intraday_hours: float = 36.0
     # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...).
     model_params: dict[str, float | int] = Field(default_factory=dict)
     targets: list[TargetSettings] = Field(default_factory=list)

@@ -400,3 +400,21 @@ def test_backtest_on_the_bank_runs_the_production_pipeline(env, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["bank"] == env.bank
     assert report["metrics"]["n"] > 0 and (out / "backtest.png").is_file()
+
+
+def test_intraday_model_lives_beside_the_day_ahead_one(trained):
+    env, first = trained
+    r = pipeline.train_target(env, _target(env), horizon="intraday")
+    assert r["target"] == "portfolio@intraday" and r["promoted"]
+    reg = Registry(env.registry)
+    assert reg.current("portfolio") == first["version"]  # day-ahead untouched
+    assert reg.meta("portfolio@intraday")["horizon"] == "intraday"
+    p = pipeline.predict_target(env, _target(env), ISSUE, horizon="intraday")
+    assert p["version"] == r["version"] and p["rows"] == 36 and p["baseline_rows"] == 0
+    fc = read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE)
+    assert fc["valid_time"].min() == ISSUE and len(fc) == 36
+    day_ahead = pipeline.predict_target(env, _target(env), ISSUE)
+    assert day_ahead["rows"] == 24
+    assert len(read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE)) == 36
+    with pytest.raises(ConfigError, match="--horizon 'hourly'"):
+        pipeline.train_target(env, _target(env), horizon="hourly")

@@ -56,6 +56,13 @@ def backtest(
                           "the forecast of day D is issued.")] = 10.0,
     test_weeks: Annotated[int, typer.Option("--test-weeks", min=1, help="Test on the last N "
                           "weeks; retrain weekly on all earlier data.")] = 8,
+    horizon: Annotated[str, typer.Option("--horizon", help="day-ahead (issued at --issue-hour "
+                       "of D-1 for day D) or intraday (an issue every --every-h hours for the "
+                       "next --hours).")] = "day-ahead",
+    every_h: Annotated[float, typer.Option("--every-h", help="Intraday: hours between "
+                       "issues (aligned on --issue-hour).")] = 6.0,
+    hours: Annotated[float, typer.Option("--hours", help="Intraday: hours each issue "
+                     "covers.")] = 36.0,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default "
                    "./backtest-<name>/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the run (default: the "
@@ -63,8 +70,8 @@ def backtest(
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Day-ahead backtest of the production pipeline: on your own CSV (--csv), or on the
-    environment's bank and targets. JSON report, forecasts CSV and PNG plot in --out."""
+    """Backtest of the production pipeline (day-ahead or intraday): on your own CSV (--csv), or
+    on the environment's bank and targets. JSON report, forecasts CSV and PNG plot in --out."""
     import zoneinfo
 
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs
@@ -72,8 +79,13 @@ def backtest(
     from aggregat.forecast.csv_import import backtest_csv, check_columns
 
     t0 = time.perf_counter()
+    if horizon not in ("day-ahead", "intraday"):
+        raise ConfigError(f"--horizon {horizon!r}: use day-ahead or intraday")
+    if not (0 < every_h <= 24 and 0 < hours <= 72):
+        raise ConfigError(f"--every-h {every_h:g} / --hours {hours:g}: use 0 < every-h <= 24 "
+                          "and 0 < hours <= 72")
     if not csv:
-        _bank_backtest(env, config, target, test_weeks, out, t0)
+        _bank_backtest(env, config, target, test_weeks, out, t0, horizon)
         return
     for zone, opt in ((tz, "--tz"), (csv_tz, "--csv-tz")):
         try:
@@ -99,13 +111,14 @@ def backtest(
                   f"{load.index[0]:%Y-%m-%d} .. {load.index[-1]:%Y-%m-%d} UTC")
     # The same pipeline as bank mode, on a temporary bank holding the CSV (removed after).
     result = backtest_csv(load, weather, wcols, kcols, tz=tz, issue_hour=issue_hour,
-                          holidays=cal, test_weeks=test_weeks,
+                          holidays=cal, test_weeks=test_weeks, horizon=horizon,
+                          intraday_every_h=every_h, intraday_hours=hours,
                           progress=lambda msg: console.print(f"  {msg}"))
     result.report["inputs"]["csv"] = [str(p) for p in paths]
     _write_outputs(result, run_name, out or Path(f"backtest-{run_name}"), tz, t0)
 
 
-def _bank_backtest(env, config, target, test_weeks, out, t0) -> None:
+def _bank_backtest(env, config, target, test_weeks, out, t0, horizon) -> None:
     """The production pipeline on the environment's bank, for each target."""
     from aggregat.bank import Bank
     from aggregat.forecast.pipeline import backtest_target
@@ -117,7 +130,7 @@ def _bank_backtest(env, config, target, test_weeks, out, t0) -> None:
         raise ConfigError(f"no target in env {settings.name}: configure [forecast] targets or "
                           "import load into the bank, or give --csv")
     for t in targets:
-        result = backtest_target(settings, t, test_weeks,
+        result = backtest_target(settings, t, test_weeks, horizon=horizon,
                                  progress=lambda msg: console.print(f"  {msg}"))
         result.report["inputs"]["bank"] = settings.bank
         folder = out / t.id if out and len(targets) > 1 else out or Path(f"backtest-{t.id}")
@@ -140,8 +153,8 @@ def _write_outputs(result, run_name: str, folder: Path, tz: str, t0: float) -> N
     store.write_bytes("forecasts.csv", f.to_csv(index=False).encode())
     m = report["metrics"]
     store.write_bytes("backtest.png", plot_backtest(
-        result.forecasts, title=f"{run_name}: day-ahead P10-P90, MAE {m['mae']:.3g} MW, "
-        f"coverage {m['coverage_10_90']:.0%}", tz=tz))
+        result.forecasts, title=f"{run_name}: {report['protocol']['horizon']} P10-P90, "
+        f"MAE {m['mae']:.3g} MW, coverage {m['coverage_10_90']:.0%}", tz=tz))
     console.print(f"test {report['protocol']['test_start']} .. {report['protocol']['test_end']}"
                   f": MAE {m['mae']:.4g} MW (persistence {m['mae_persistence']:.4g}), "
                   f"MAPE {m['mape']:.2%}, pinball {m['pinball']:.4g}, "

@@ -18,6 +18,12 @@ TargetOption = Annotated[
     list[str] | None,
     typer.Option("--target", "-t", help="Target id (repeat for several); default: all targets."),
 ]
+HorizonOption = Annotated[
+    str,
+    typer.Option("--horizon", help="day-ahead, or intraday (an issue every "
+                 "forecast.intraday_every_h hours for the next forecast.intraday_hours; its "
+                 "models and forecasts are kept as <target>@intraday)."),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option("--workers", min=1, help="Targets in parallel (default: env workers, else all "
@@ -40,6 +46,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Retrain even if the model is young "
                      "(after a deployment: retrains only, no dataset rebuild).")] = False,
     workers: WorkersOption = None,
+    horizon: HorizonOption = "day-ahead",
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -49,7 +56,8 @@ def train(
     e = environment(env, config)
     age = parse_age(if_older)
     results = []
-    for r in train_targets(e, target, force=force, if_older=age, workers=workers):
+    for r in train_targets(e, target, force=force, if_older=age, workers=workers,
+                           horizon=horizon):
         results.append(r)
         if r["status"] == "skipped":
             console.print(f"{r['target']}: skipped, {r['reason']}")
@@ -99,10 +107,12 @@ def predict(
                           "default: today at forecast.issue_hour_local.")] = None,
     target: TargetOption = None,
     workers: WorkersOption = None,
+    horizon: HorizonOption = "day-ahead",
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Forecast the next day of each target with its current model; writes dataset forecast."""
+    """Forecast the next day (or the next hours, intraday) of each target with its current
+    model; writes dataset forecast."""
     import pandas as pd
 
     from aggregat.forecast.pipeline import default_issue_time, predict_targets
@@ -121,7 +131,7 @@ def predict(
                                       nonexistent="shift_forward")
         issue = issue.tz_convert("UTC")
     results = []
-    for r in predict_targets(e, issue, target, workers=workers):
+    for r in predict_targets(e, issue, target, workers=workers, horizon=horizon):
         results.append(r)
         if r["status"] == "predicted":
             flag = f", {r['baseline_rows']} baseline rows" if r["baseline_rows"] else ""

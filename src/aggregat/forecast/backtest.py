@@ -1,4 +1,5 @@
-"""Backtest: issue every day of the last N weeks, retrain weekly on all earlier data, score.
+"""Backtest: issue every day (day-ahead) or every few hours (intraday) of the last N weeks,
+retrain weekly on all earlier data, score.
 
 The same code as production: features are built once for every issue (each row only sees data
 available at its own issue time), each weekly model is fitted with :func:`fit_frame` on the rows
@@ -19,11 +20,12 @@ import pandas as pd
 from aggregat.errors import InputError, ModelError
 from aggregat.forecast import metrics
 from aggregat.forecast.features import (
+    FeatureConfig,
     build_features,
+    issue_schedule,
     issue_time_for_day,
     prepare_load,
     prepare_weather,
-    target_day,
 )
 from aggregat.forecast.models import (
     ModelConfig,
@@ -31,6 +33,7 @@ from aggregat.forecast.models import (
     lead_hours,
     persistence_errors,
     predict_frame,
+    training_issues,
 )
 
 
@@ -130,32 +133,50 @@ def test_days(load: pd.Series, tz: str, test_weeks: int) -> pd.DatetimeIndex:
     return days
 
 
+def test_issues(load: pd.Series, cfg: FeatureConfig, test_weeks: int) -> pd.DatetimeIndex:
+    """Issue times of the test: those forecasting the last ``test_weeks`` complete local days
+    (day-ahead), or issued within them and ending by their end (intraday)."""
+    days = test_days(load, cfg.tz, test_weeks)
+    start = days[0].tz_localize(cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
+    end = (days[-1] + pd.Timedelta(days=1)).tz_localize(
+        cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
+    if cfg.horizon == "intraday":
+        return issue_schedule(start, end - pd.Timedelta(hours=cfg.intraday_hours), cfg)
+    return pd.DatetimeIndex([issue_time_for_day(d, cfg.tz, cfg.issue_hour) for d in days])
+
+
 def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelConfig,
                  test_weeks: int = 8, retrain_days: int = 7,
                  progress: Callable[[str], None] | None = None) -> BacktestResult:
-    """Day-ahead backtest over the last ``test_weeks`` weeks of ``load``."""
+    """Backtest of ``config``'s horizon over the last ``test_weeks`` weeks of ``load``."""
     t_start = time.perf_counter()
     fc = config.features
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
     w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
-    days = test_days(s, fc.tz, test_weeks)
-    first_day = target_day(s.dropna().index[0], fc.tz) + pd.Timedelta(days=7)
-    if days[0] <= first_day:
+    tests = test_issues(s, fc, test_weeks)
+    observed = s.dropna()
+    if len(tests) == 0 or tests[0] <= observed.index[0] + pd.Timedelta(days=8):
         raise InputError(f"backtest: {test_weeks} test weeks leave no training history "
-                         f"(data starts {s.dropna().index[0]:%Y-%m-%d}); use fewer --test-weeks")
-    all_days = pd.date_range(first_day, days[-1], freq="D")
-    issues = pd.DatetimeIndex([issue_time_for_day(d, fc.tz, fc.issue_hour) for d in all_days])
+                         f"(data starts {observed.index[0]:%Y-%m-%d}); use fewer --test-weeks")
+    step = pd.Timedelta(days=retrain_days)
+    cutoffs = [tests[0] + k * step for k in range(int((tests[-1] - tests[0]) / step) + 1)]
+    # Every issue a retrain learns from (intraday thins the old ones), then the test issues.
+    train_sets = [training_issues(observed, fc, c, res) for c in cutoffs]
+    issues = pd.DatetimeIndex(sorted(set().union(*train_sets, tests)))
     feats = build_features(s, w, issues, fc, res)
     valid = pd.DatetimeIndex(feats["valid_time"])
     actual = s.reindex(valid).to_numpy(dtype=float)
     t_feat = time.perf_counter() - t_start
-    test_issues = issues[-len(days):]
     parts, retrains = [], []
-    for k in range(0, len(test_issues), retrain_days):
-        block = test_issues[k:k + retrain_days]
-        cutoff = block[0]
-        train_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
+    for cutoff, trained_on in zip(cutoffs, train_sets, strict=True):
+        block = tests[(tests >= cutoff) & (tests < cutoff + step)]
+        if not len(block):
+            continue
+        train_rows = (((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
+                      & feats["issue_time"].isin(trained_on).to_numpy()
+                      if fc.horizon == "intraday" else
+                      ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy())
         model = fit_frame(feats.loc[train_rows], actual[train_rows], config, res,
                           persistence_errors(s[s.index + res <= cutoff]))
         retrains.append({"issue_time": cutoff.isoformat(), "rows": model.n_rows,
@@ -173,12 +194,16 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         parts.append(pred)
     fc_all = pd.concat(parts, ignore_index=True)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
+    days = test_days(s, fc.tz, test_weeks)
     if not np.isfinite(fc_all["actual_mw"]).any():
         raise ModelError("backtest: no actual load in the test period")
     sc = metrics.scores(fc_all["actual_mw"], fc_all["p10_mw"], fc_all["p50_mw"],
                         fc_all["p90_mw"], fc_all["persistence_mw"])
     report = {
-        "protocol": {"horizon": "day-ahead", "issue_hour_local": fc.issue_hour, "tz": fc.tz,
+        "protocol": {"horizon": fc.horizon, "issue_hour_local": fc.issue_hour, "tz": fc.tz,
+                     **({"every_h": fc.intraday_every_h, "hours": fc.intraday_hours}
+                        if fc.horizon == "intraday" else {}),
+                     "issues": len(tests), "first_issue": tests[0].isoformat(),
                      "test_weeks": test_weeks, "retrain_every_days": retrain_days,
                      "test_start": f"{days[0]:%Y-%m-%d}", "test_end": f"{days[-1]:%Y-%m-%d}",
                      "resolution_min": res.total_seconds() / 60},

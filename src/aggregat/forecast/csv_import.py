@@ -146,12 +146,15 @@ def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
 def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[str] = (),
                  known_cols: Sequence[str] = (), *, tz: str = "Europe/Paris",
                  issue_hour: float = 10.0, holidays: str | None = "FR", test_weeks: int = 8,
-                 model_params: dict[str, Any] | None = None,
+                 model_params: dict[str, Any] | None = None, horizon: str = "day-ahead",
+                 intraday_every_h: float = 6.0, intraday_hours: float = 36.0,
                  progress: Callable[[str], None] | None = None):
     """Backtest CSV inputs (as returned by ``read_csv_inputs``) through a temporary bank with
     the bank-mode pipeline; the bank is removed afterwards, also on error.
 
-    ``model_params``: overrides of the core's ModelConfig, as ``forecast.model_params``.
+    ``model_params``: overrides of the core's ModelConfig, as ``forecast.model_params``;
+    ``horizon``: "day-ahead" or "intraday" (an issue every ``intraday_every_h`` hours for the
+    next ``intraday_hours``).
 
     Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`; its report says
     ``inputs.bank = "temporary (csv import)"`` and ``timing_s.csv_import``.
@@ -167,6 +170,8 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
     max_lead_h = math.ceil(ahead / pd.Timedelta(hours=1)) + 24.0  # never cuts a pseudo-run
     with tempfile.TemporaryDirectory(prefix="aggregat-csv-") as root:
         env = csv_environment(root, tz, issue_hour, holidays, max_lead_h, model_params)
+        env.forecast.intraday_every_h = intraday_every_h
+        env.forecast.intraday_hours = intraday_hours
         stats = import_csv_inputs(Bank(env.bank), load, weather, cols, warmup)
         if progress:
             progress(f"imported into a temporary bank: {stats['load_rows']} load rows, "
@@ -175,7 +180,8 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
         target = Target(id=CSV_TARGET, weather_models=(CSV_MODEL,), weather_cols=cols,
                         configured=False)
         result = backtest_target(env, target, test_weeks, progress=progress,
-                                 known_cols=tuple(known_cols), issue_hour=issue_hour)
+                                 known_cols=tuple(known_cols), issue_hour=issue_hour,
+                                 horizon=horizon)
     result.report["inputs"]["bank"] = BANK_LABEL
     result.report["inputs"]["csv_import"] = {**stats, "model": CSV_MODEL,
                                              "run_back_h": back / pd.Timedelta(hours=1),

@@ -30,6 +30,7 @@ from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast import metrics
 from aggregat.forecast.features import (
+    HORIZONS,
     FeatureConfig,
     build_features,
     issue_time_for_day,
@@ -72,18 +73,34 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
     return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
 
 
+def model_key(target_id: str, horizon: str = "day-ahead") -> str:
+    """Registry and ``forecast`` dataset id of a target's model for ``horizon``: the target id
+    for day-ahead, ``<id>@intraday`` for intraday (both live side by side)."""
+    if horizon not in HORIZONS:
+        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+    return target_id if horizon == "day-ahead" else f"{target_id}@{horizon}"
+
+
 def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
-                 known_cols: Sequence[str] = (), issue_hour: float | None = None) -> ModelConfig:
+                 known_cols: Sequence[str] = (), issue_hour: float | None = None,
+                 horizon: str = "day-ahead") -> ModelConfig:
     """The core's settings for a target of ``env`` with the weather columns found in the bank.
 
     ``known_cols``: bank columns known in advance (a holiday flag), used as they are;
-    ``issue_hour``: a local issue hour (may be fractional) instead of ``issue_hour_local``.
+    ``issue_hour``: a local issue hour (may be fractional) instead of ``issue_hour_local``;
+    ``horizon``: "day-ahead" or "intraday" (``intraday_every_h``, ``intraday_hours``).
     """
     fs = env.forecast
     holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
     hour = float(fs.issue_hour_local if issue_hour is None else issue_hour)
-    fc = FeatureConfig(tz=fs.timezone, issue_hour=hour, holidays=holidays,
-                       weather_cols=tuple(weather_cols), known_cols=tuple(known_cols))
+    model_key("", horizon)  # checks the name
+    try:
+        fc = FeatureConfig(tz=fs.timezone, issue_hour=hour, holidays=holidays,
+                           weather_cols=tuple(weather_cols), known_cols=tuple(known_cols),
+                           horizon=horizon, intraday_every_h=float(fs.intraday_every_h),
+                           intraday_hours=float(fs.intraday_hours))
+    except InputError as exc:
+        raise ConfigError(f"[env.{env.name}.forecast] {exc}") from None
     cfg = ModelConfig(features=fc, min_train_days=fs.min_train_days, n_jobs=n_jobs)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"features", "min_train_days"}
     bad = sorted(set(fs.model_params) - known)
@@ -149,8 +166,12 @@ def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
     feats = build_features(s, w, issues, fc, res)
     valid = pd.DatetimeIndex(feats["valid_time"])
     y = s.reindex(valid).to_numpy(dtype=float)
-    n_val = min(validation_days, len(issues) // 4)
-    val_issues = issues[len(issues) - n_val:] if n_val else pd.DatetimeIndex([], tz="UTC")
+    # The last ``validation_days`` (at most a quarter of the history), in days: intraday has
+    # several issues a day.
+    span = min(pd.Timedelta(days=validation_days), (issues[-1] - issues[0]) / 4)
+    val_issues = issues[issues > issues[-1] - span] if span >= pd.Timedelta(days=1) else (
+        pd.DatetimeIndex([], tz="UTC"))
+    n_val = len(val_issues)
     val_pred = pd.DataFrame()
     if n_val:
         cutoff = val_issues[0]
@@ -194,30 +215,34 @@ def unseen_issues(pred: pd.DataFrame, model: ForecastModel | None) -> pd.Datetim
 # ----------------------------------------------------------------------------------- train
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
-                 until: pd.Timestamp | None = None, n_jobs: int = 1) -> dict[str, Any]:
+                 until: pd.Timestamp | None = None, n_jobs: int = 1,
+                 horizon: str = "day-ahead") -> dict[str, Any]:
     """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
     (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds).
 
-    ``until``: use only load before this time (replays, tests); default: all of it."""
+    ``until``: use only load before this time (replays, tests); default: all of it.
+    ``horizon``: the intraday model is kept under :func:`model_key` beside the day-ahead one."""
     t0 = time.perf_counter()
     fs = env.forecast
     reg = Registry(env.registry)
+    key = model_key(target.id, horizon)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    age = reg.age(target.id, now)
+    age = reg.age(key, now)
     if not force and if_older is not None and age is not None and age < if_older:
-        return {"target": target.id, "status": "skipped", "version": reg.current(target.id),
+        return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}")
     start, end = load.index.min(), load.index.max()
-    weather = issue_weather(bank, target, _daily_issues(env, load), max_lead_h=fs.max_lead_h)
+    weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
+                            max_lead_h=fs.max_lead_h)
     cols = [c for c in target.weather_cols if c in weather.columns]
-    cfg = model_config(env, cols, n_jobs=n_jobs)
-    current = reg.current(target.id)
+    cfg = model_config(env, cols, n_jobs=n_jobs, horizon=horizon)
+    current = reg.current(key)
     old, old_error = None, None
     if current is not None:
         try:
-            old = reg.load(target.id, current).model
+            old = reg.load(key, current).model
         except ModelError as exc:  # corrupt or from an incompatible code version: replace it
             old_error = str(exc)
     fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
@@ -250,23 +275,24 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
                                          if len(fit.validation_issues) else None)},
         "promotion": {"promoted": promoted, "reason": reason, "previous": current,
                       "margin": fs.promotion_margin},
+        "horizon": horizon,
         "target_def": {"sites": list(target.sites), "weights": target.weights,
                        "configured": target.configured},
         "config": dataclasses.asdict(cfg),
         "fit_seconds": round(time.perf_counter() - t0, 2),
     }
-    version = reg.save(target.id, model, meta, trained_at=now)
+    version = reg.save(key, model, meta, trained_at=now)
     if promoted:
-        reg.promote(target.id, version)
-    return {"target": target.id, "status": "trained", "version": version, "promoted": promoted,
+        reg.promote(key, version)
+    return {"target": key, "status": "trained", "version": version, "promoted": promoted,
             "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
             "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None
-                  ) -> pd.DatetimeIndex:
-    """The day-ahead issue times training uses (the core's), to select the weather runs."""
-    fc = model_config(env, (), issue_hour=issue_hour).features
+def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
+                  horizon: str = "day-ahead") -> pd.DatetimeIndex:
+    """The issue times training uses (the core's), to select the weather runs."""
+    fc = model_config(env, (), issue_hour=issue_hour, horizon=horizon).features
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
     return training_issues(s, fc, s.dropna().index[-1] + res, res)
@@ -306,8 +332,10 @@ def _fmt_age(td: pd.Timedelta) -> str:
 
 # --------------------------------------------------------------------------------- predict
 def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | str,
-                   registry: Registry | None = None) -> dict[str, Any]:
-    """Forecast ``target`` for the day after ``issue_time`` and write dataset ``forecast``.
+                   registry: Registry | None = None, horizon: str = "day-ahead"
+                   ) -> dict[str, Any]:
+    """Forecast ``target`` for the day after ``issue_time`` (intraday: the next
+    ``intraday_hours``) and write dataset ``forecast`` (target id :func:`model_key`).
 
     Reads only recent partitions: load of the last ``history_days_for_predict`` (+1) days and
     the weather runs available at the issue time that reach back that far. Rerunning for the
@@ -325,7 +353,8 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
                         f"{issue:%Y-%m-%dT%H:%MZ}")
-    model, version, note = _current_model(reg, target, env, load)
+    key = model_key(target.id, horizon)
+    model, version, note = _current_model(reg, key, env, load, horizon)
     # The runs this issue uses, and those of the days before it that cover the weather history
     # of the features (warm-up), selected as in training.
     days = min(fs.history_days_for_predict, model.config.features.warmup_days + 2)
@@ -338,13 +367,13 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         if model.is_baseline:
             raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
         note = f"model {version} could not forecast ({exc}); weekly baseline used"
-        model, version = _baseline_model(env, load), BASELINE_VERSION
+        model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
         out = _predict(model, load, weather, issue)
-    out.insert(0, "target_id", target.id)
+    out.insert(0, "target_id", key)
     out["model_version"] = version
     rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
                                      "p50_mw", "p90_mw", "model_version", "is_baseline"]])
-    return {"target": target.id, "status": "predicted", "issue_time": issue.isoformat(),
+    return {"target": key, "status": "predicted", "issue_time": issue.isoformat(),
             "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
             "note": note, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -356,22 +385,26 @@ def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
     return predict(model, load, weather, issue)
 
 
-def _current_model(reg: Registry, target: Target, env: Environment, load: pd.Series
+def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, horizon: str
                    ) -> tuple[ForecastModel, str, str | None]:
-    """The production model of ``target``, or the baseline (with the reason) when unusable."""
+    """The production model ``key``, or the baseline (with the reason) when unusable."""
     try:
-        current = reg.current(target.id)
+        current = reg.current(key)
         if current is None:
-            return _baseline_model(env, load), BASELINE_VERSION, "no model in the registry"
-        return reg.load(target.id, current).model, current, None
+            return (_baseline_model(env, load, horizon), BASELINE_VERSION,
+                    "no model in the registry")
+        return reg.load(key, current).model, current, None
     except ModelError as exc:
-        return _baseline_model(env, load), BASELINE_VERSION, f"{exc}; weekly baseline used"
+        return (_baseline_model(env, load, horizon), BASELINE_VERSION,
+                f"{exc}; weekly baseline used")
 
 
-def _baseline_model(env: Environment, load: pd.Series) -> ForecastModel:
+def _baseline_model(env: Environment, load: pd.Series, horizon: str = "day-ahead"
+                    ) -> ForecastModel:
     """Same time last week (else two weeks), with an interval from its recent errors."""
     s = prepare_load(load)
-    return ForecastModel(config=model_config(env, ()), resolution=s.index[1] - s.index[0],
+    return ForecastModel(config=model_config(env, (), horizon=horizon),
+                         resolution=s.index[1] - s.index[0],
                          feature_names=[], boosters={}, margins=(0.0, 0.0),
                          baseline_errors=persistence_errors(s), is_baseline=True,
                          trained_at=pd.Timestamp.now(tz="UTC"), data_start=None, data_end=None)
@@ -379,13 +412,14 @@ def _baseline_model(env: Environment, load: pd.Series) -> ForecastModel:
 
 # ------------------------------------------------------------------------- many targets
 def _train_task(task: tuple) -> dict[str, Any]:
-    env, target, force, if_older, n_jobs = task
-    return train_target(env, target, force=force, if_older=if_older, n_jobs=n_jobs)
+    env, target, force, if_older, n_jobs, horizon = task
+    return train_target(env, target, force=force, if_older=if_older, n_jobs=n_jobs,
+                        horizon=horizon)
 
 
 def _predict_task(task: tuple) -> dict[str, Any]:
-    env, target, issue = task
-    return predict_target(env, target, issue)
+    env, target, issue, horizon = task
+    return predict_target(env, target, issue, horizon=horizon)
 
 
 def _run(fn, tasks: list[tuple], env: Environment, workers: int | None
@@ -406,8 +440,8 @@ def _workers(env: Environment, n: int, workers: int | None) -> int:
 
 
 def train_targets(env: Environment, only: Sequence[str] | None = None, *, force: bool = False,
-                  if_older: pd.Timedelta | None = None, workers: int | None = None
-                  ) -> Iterator[dict[str, Any]]:
+                  if_older: pd.Timedelta | None = None, workers: int | None = None,
+                  horizon: str = "day-ahead") -> Iterator[dict[str, Any]]:
     """Train every target (or ``only`` these) in parallel; yields one summary per target."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
@@ -417,18 +451,21 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     # One LightGBM thread per process: OpenMP threads spin-wait, and on a busy 2-core machine two
     # threads trained 15x slower than one (measured); targets run in parallel processes instead.
     n_jobs = 1
-    tasks = [(env, t, force, if_older, n_jobs) for t in targets]
+    model_key("", horizon)
+    tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
     yield from _run(_train_task, tasks, env, n)
 
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
-                    *, workers: int | None = None) -> Iterator[dict[str, Any]]:
+                    *, workers: int | None = None, horizon: str = "day-ahead"
+                    ) -> Iterator[dict[str, Any]]:
     """Predict every target (or ``only`` these) for ``issue_time`` in parallel."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
         raise ModelError(f"no target to predict: configure [env.{env.name}.forecast] targets or "
                          "import load into the bank")
-    tasks = [(env, t, issue_time) for t in targets]
+    model_key("", horizon)
+    tasks = [(env, t, issue_time, horizon) for t in targets]
     yield from _run(_predict_task, tasks, env, _workers(env, len(tasks), workers))
 
 
@@ -439,7 +476,7 @@ def promote(env: Environment, target: str, version: str) -> None:
 
 def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                     progress=None, *, known_cols: Sequence[str] = (),
-                    issue_hour: float | None = None):
+                    issue_hour: float | None = None, horizon: str = "day-ahead"):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
     data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`.
@@ -451,10 +488,10 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
 
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
-    weather = issue_weather(bank, target, _daily_issues(env, load, issue_hour),
+    weather = issue_weather(bank, target, _daily_issues(env, load, issue_hour, horizon),
                             max_lead_h=env.forecast.max_lead_h)
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, [c for c in cols if c not in known_cols], issue_hour=issue_hour,
-                       known_cols=[c for c in cols if c in known_cols])
+                       known_cols=[c for c in cols if c in known_cols], horizon=horizon)
     return run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
                         progress=progress)
