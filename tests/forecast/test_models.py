@@ -70,3 +70,22 @@ def test_conformal_margin_is_a_finite_sample_quantile():
     scores = np.arange(1.0, 10.0)  # 9 scores: ceil(10 * 0.9) / 9 = 1 -> the max
     assert _conformal_margin(scores, 0.9) == 9.0
     assert _conformal_margin(np.arange(1.0, 100.0), 0.9) == 90.0
+
+
+def test_p50_is_the_mean_of_its_seed_models(model, load, weather, small_cfg):
+    import dataclasses
+
+    import lightgbm as lgb
+
+    from aggregat.forecast.features import features
+
+    assert small_cfg.p50_seeds == 3 and len(model.extra_p50) == 2
+    assert len(set(model.extra_p50) | {model.boosters[0.5]}) == 3  # different seeds, models
+    X = features(load, weather, ISSUE, small_cfg.features)[model.feature_names].to_numpy(
+        dtype=np.float32)
+    singles = [model.booster(0.5).predict(X)] + [
+        lgb.Booster(model_str=t).predict(X) for t in model.extra_p50]
+    assert np.allclose(model.predict_quantile(0.5, X), np.mean(singles, axis=0))
+    one = train(load, weather, dataclasses.replace(small_cfg, p50_seeds=1), until=ISSUE)
+    assert one.extra_p50 == () and one.version != model.version
+    assert np.allclose(one.predict_quantile(0.5, X), one.booster(0.5).predict(X))

@@ -55,6 +55,9 @@ class ModelConfig:
     min_rounds: int = 50           # floor for early stopping on a short, noisy window
     num_leaves: int = 31
     min_data_in_leaf: int = 50
+    # An average of P50 models fitted with different bagging seeds: the median forecast varies
+    # with the seed by about 3 % MAE on vic_elec, and averaging 3 removed part of it.
+    p50_seeds: int = 3
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
@@ -89,6 +92,7 @@ class ForecastModel:
     width_floors: tuple[float, float] = (1.0, 1.0)  # of the scaled conformal scores
     rounds: int = 0
     fit_seconds: float = 0.0
+    extra_p50: tuple[str, ...] = ()      # more P50 models (other seeds), averaged with boosters[.5]
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -97,6 +101,8 @@ class ForecastModel:
         h = hashlib.sha256()
         for q in sorted(self.boosters):
             h.update(self.boosters[q].encode())
+        for text in self.extra_p50:
+            h.update(text.encode())
         h.update(repr((self.margins, self.baseline_errors, self.feature_names,
                        self.relative)).encode())
         return ("baseline-" if self.is_baseline else "lgbm-") + h.hexdigest()[:12]
@@ -108,6 +114,18 @@ class ForecastModel:
         if q not in self._cache:
             self._cache[q] = lgb.Booster(model_str=self.boosters[q])
         return self._cache[q]
+
+    def predict_quantile(self, q: float, X: np.ndarray) -> np.ndarray:
+        """Raw prediction of quantile ``q`` (P50: the mean over its seeds)."""
+        import lightgbm as lgb
+
+        pred = self.booster(q).predict(X)
+        if q != 0.5 or not self.extra_p50:
+            return pred
+        if "extra" not in self._cache:
+            self._cache["extra"] = [lgb.Booster(model_str=t) for t in self.extra_p50]
+        return (pred + sum(b.predict(X) for b in self._cache["extra"])) / (
+            1 + len(self.extra_p50))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -239,7 +257,11 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     boosters = {q: lgb.train(_params(cfg, q), all_data,
                              num_boost_round=int(round(rounds[q] * scale))).model_to_string()
                 for q in QUANTILES}
+    extra = tuple(lgb.train({**_params(cfg, 0.5), "seed": cfg.seed + k}, all_data,
+                            num_boost_round=int(round(rounds[0.5] * scale))).model_to_string()
+                  for k in range(1, max(cfg.p50_seeds, 1)))
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
+                         extra_p50=extra,
                          relative=bool(relative), width_floors=floors,
                          rounds=int(np.mean(list(rounds.values()))),
                          fit_seconds=time.perf_counter() - t0, **common)
@@ -302,7 +324,7 @@ def predict_frame(model: ForecastModel, feats: pd.DataFrame) -> pd.DataFrame:
     else:
         X = feats[model.feature_names].to_numpy(dtype=np.float32)
         level = _level(feats) if model.relative else np.zeros(len(feats))
-        q = {q: model.booster(q).predict(X) + level for q in QUANTILES}
+        q = {q: model.predict_quantile(q, X) + level for q in QUANTILES}
         stack = np.sort(np.vstack([q[0.1], q[0.5], q[0.9]]), axis=0)
         lo, hi = model.margins
         w_lo, w_hi, _ = _half_widths(stack, model.width_floors, model.config.conformal)
