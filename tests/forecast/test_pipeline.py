@@ -418,3 +418,20 @@ def test_intraday_model_lives_beside_the_day_ahead_one(trained):
     assert len(read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE)) == 36
     with pytest.raises(ConfigError, match="--horizon 'hourly'"):
         pipeline.train_target(env, _target(env), horizon="hourly")
+
+
+def test_daily_publish_leaves_intraday_forecasts_out_unless_named(trained, tmp_path):
+    import sqlalchemy as sa
+
+    from aggregat.energy.publish import publish_forecast
+
+    env, _ = trained
+    pipeline.train_target(env, _target(env), horizon="intraday")
+    pipeline.predict_target(env, _target(env), ISSUE)
+    pipeline.predict_target(env, _target(env), ISSUE, horizon="intraday")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'energy.db'}")
+    report = publish_forecast(engine, Bank(env.bank), env.energy, ISSUE.to_pydatetime())
+    assert report.targets == ["portfolio"] and report.rows == 24
+    both = publish_forecast(engine, Bank(env.bank), env.energy, ISSUE.to_pydatetime(),
+                            target_ids=["portfolio", "portfolio@intraday"])
+    assert both.targets == ["portfolio", "portfolio@intraday"] and both.rows == 24 + 36

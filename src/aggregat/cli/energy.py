@@ -74,7 +74,9 @@ def publish(
     issue_time: Annotated[str, typer.Option("--issue-time", help="Issue time of the forecast to "
                                             "publish, UTC (e.g. 2026-11-28T10:00Z).")],
     target: Annotated[list[str] | None, typer.Option("--target", help="Only this target "
-                                                     "(repeatable); default: all.")] = None,
+                                                     "(repeatable; <id>@intraday for an "
+                                                     "intraday forecast); default: all "
+                                                     "day-ahead targets.")] = None,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:

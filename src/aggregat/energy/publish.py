@@ -93,11 +93,16 @@ def forecast_records(frame: pd.DataFrame, published_at: datetime) -> list[dict]:
 
 def publish_forecast(engine: sa.Engine, bank, settings: EnergySettings, issue_time: datetime,
                      *, target_ids: list[str] | None = None) -> PublishReport:
-    """Write the bank's forecasts of ``issue_time`` into the energy DB (see module doc)."""
+    """Write the bank's forecasts of ``issue_time`` into the energy DB (see module doc).
+
+    Without ``target_ids``: the day-ahead forecasts only; intraday ones (``<target>@intraday``,
+    possibly issued at the same time) are published only when named."""
     from aggregat.bank import read_forecast
 
     issue_time = _utc(issue_time)
     frame = read_forecast(bank, target_ids=target_ids, issue_time=issue_time)
+    if target_ids is None and frame is not None and not frame.empty:
+        frame = frame[~frame["target_id"].str.contains("@", regex=False)]
     if frame is None or frame.empty:
         raise BankError(f"no forecast for issue time {issue_time:%Y-%m-%dT%H:%MZ} in the bank "
                         "dataset 'forecast'; run `aggregat model predict --issue-time` first")

@@ -311,7 +311,11 @@ def load_features(load: pd.Series, issue: np.ndarray, valid: np.ndarray,
     # The same, relative to the 7-day mean: shapes that carry over when the level drifts.
     level = out["load_mean_7d"]
     rel = [f"load_lag_{lag}h" for lag in lags_h] + ["load_last", "load_mean_24h"]
-    rel += [k for k in ("load_profile_7d", "load_profile_weekday") if k in out]
+    if "load_profile_7d" in out:
+        # The usual load plus the faded last deviation, as one feature: at short leads the
+        # best single guess, which trees could only rebuild from two features by many splits.
+        out["load_nowcast"] = out["load_profile_7d"] + np.nan_to_num(out["load_last_dev_faded"])
+    rel += [k for k in ("load_profile_7d", "load_profile_weekday", "load_nowcast") if k in out]
     for k in rel:
         out[f"{k}_rel"] = out[k] - level
     return pd.DataFrame(out)

@@ -199,7 +199,8 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     names = feature_names(feats)
     ok = np.isfinite(target)
     feats, y = feats.loc[ok].reset_index(drop=True), target[ok]
-    days = feats["issue_time"].drop_duplicates().sort_values()
+    # Windows count days of issues (UTC dates): intraday has several issues a day.
+    days = feats["issue_time"].dt.floor("D").drop_duplicates().sort_values()
     now = pd.Timestamp.now(tz="UTC")
     common = dict(config=cfg, resolution=resolution, feature_names=names,
                   baseline_errors=baseline_errors, trained_at=now,
@@ -210,10 +211,11 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     level = _level(feats)
     keep = np.isfinite(level) | (cfg.relative_to_level is False)
     feats, y, level = feats.loc[keep].reset_index(drop=True), y[keep], np.nan_to_num(level[keep])
-    days = feats["issue_time"].drop_duplicates().sort_values()
+    issue_day = feats["issue_time"].dt.floor("D")
+    days = issue_day.drop_duplicates().sort_values()
     X = feats[names].to_numpy(dtype=np.float32)
     n_cal = min(cfg.calibration_days, len(days) // 3)
-    cal = feats["issue_time"].isin(days.iloc[-n_cal:]).to_numpy()
+    cal = issue_day.isin(days.iloc[-n_cal:]).to_numpy()
 
     def fit_cal(q: float, target: np.ndarray):
         fit_data = lgb.Dataset(X[~cal], target[~cal], feature_name=names, free_raw_data=False)
@@ -243,8 +245,8 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
             win = days.iloc[-(k + 1) * n_cal:-k * n_cal]
             if len(days) - (k + 1) * n_cal < cfg.min_train_days // 2:
                 break
-            before = (feats["issue_time"] < win.iloc[0]).to_numpy()
-            inside = feats["issue_time"].isin(win).to_numpy()
+            before = (issue_day < win.iloc[0]).to_numpy()
+            inside = issue_day.isin(win).to_numpy()
             data = lgb.Dataset(X[before], y[before], feature_name=names)
             lo_hi = [lgb.train(_params(cfg, q), data, num_boost_round=rounds[q]).predict(
                 X[inside]) for q in (0.1, 0.9)]
