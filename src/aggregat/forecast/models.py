@@ -216,10 +216,18 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     X = feats[names].to_numpy(dtype=np.float32)
     n_cal = min(cfg.calibration_days, len(days) // 3)
     cal = issue_day.isin(days.iloc[-n_cal:]).to_numpy()
+    # Bin the features once; every fit below trains on a subset of these rows with its own
+    # labels (binning 52k x 60 features takes ~0.7 s, a subset 10 ms: ~10 % of a training).
+    base = lgb.Dataset(X, y, feature_name=names, free_raw_data=False,
+                       params=_params(cfg, 0.5)).construct()
+
+    def rows(mask: np.ndarray, label: np.ndarray):
+        d = base.subset(np.flatnonzero(mask)).construct()
+        d.set_label(label[mask])
+        return d
 
     def fit_cal(q: float, target: np.ndarray):
-        fit_data = lgb.Dataset(X[~cal], target[~cal], feature_name=names, free_raw_data=False)
-        cal_data = lgb.Dataset(X[cal], target[cal], reference=fit_data)
+        fit_data, cal_data = rows(~cal, target), rows(cal, target)
         b = lgb.train(_params(cfg, q), fit_data, num_boost_round=cfg.max_rounds,
                       valid_sets=[cal_data],
                       callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
@@ -247,7 +255,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
                 break
             before = (issue_day < win.iloc[0]).to_numpy()
             inside = issue_day.isin(win).to_numpy()
-            data = lgb.Dataset(X[before], y[before], feature_name=names)
+            data = rows(before, y)
             lo_hi = [lgb.train(_params(cfg, q), data, num_boost_round=rounds[q]).predict(
                 X[inside]) for q in (0.1, 0.9)]
             s_lo.append(np.minimum(*lo_hi) - y[inside])
@@ -256,7 +264,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
                _conformal_margin(np.concatenate(s_hi), 0.9))
     # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
     scale = len(y) / max(int((~cal).sum()), 1)
-    all_data = lgb.Dataset(X, y, feature_name=names)
+    all_data = rows(np.ones(len(y), dtype=bool), y)
     boosters = {q: lgb.train(_params(cfg, q), all_data,
                              num_boost_round=int(round(rounds[q] * scale))).model_to_string()
                 for q in QUANTILES}
