@@ -116,6 +116,14 @@ def test_trained_intraday_model_predicts_its_window(load, weather, small_cfg, ic
     out = predict(model, load, weather, ISSUE)
     assert len(out) == 36 and out["valid_time"].iloc[0] == ISSUE
     assert (out["p10_mw"] <= out["p50_mw"]).all() and (out["p50_mw"] <= out["p90_mw"]).all()
+    # Conformal margins per 6 h of lead, used row by row.
+    assert [b[0] for b in model.lead_margins] == [0, 6, 12, 18, 24, 30]
+    assert len({(lo, hi) for _, lo, hi in model.lead_margins}) > 1
+    flat = dataclasses.replace(model, lead_margins=(), _cache={})
+    wide = predict(flat, load, weather, ISSUE)
+    assert (wide["p50_mw"] == out["p50_mw"]).all()
+    changed = (wide["p90_mw"] - wide["p10_mw"] - out["p90_mw"] + out["p10_mw"]).abs() > 1e-9
+    assert changed.any() and flat.version != model.version
 
 
 def test_cli_backtest_intraday_and_bad_horizon(tmp_path, synth):
