@@ -72,20 +72,31 @@ def test_conformal_margin_is_a_finite_sample_quantile():
     assert _conformal_margin(np.arange(1.0, 100.0), 0.9) == 90.0
 
 
-def test_p50_is_the_mean_of_its_seed_models(model, load, weather, small_cfg):
+def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather, small_cfg):
     import dataclasses
 
     import lightgbm as lgb
 
     from aggregat.forecast.features import features
+    from aggregat.forecast.models import p50_bases
 
-    assert small_cfg.p50_seeds == 2 and len(model.extra_p50) == 1
-    assert model.extra_p50[0] != model.boosters[0.5]  # another seed, another model
-    X = features(load, weather, ISSUE, small_cfg.features)[model.feature_names].to_numpy(
-        dtype=np.float32)
-    singles = [model.booster(0.5).predict(X)] + [
-        lgb.Booster(model_str=t).predict(X) for t in model.extra_p50]
-    assert np.allclose(model.predict_quantile(0.5, X), np.mean(singles, axis=0))
-    one = train(load, weather, dataclasses.replace(small_cfg, p50_seeds=1), until=ISSUE)
+    assert small_cfg.p50_members == ("level", "nowcast") and model.relative
+    assert len(model.extra_p50) == 1 and model.extra_p50_bases == ("nowcast",)
+    f = features(load, weather, ISSUE, small_cfg.features)
+    X = f[model.feature_names].to_numpy(dtype=np.float32)
+    bases = p50_bases(f, True)
+    assert np.allclose(bases["level"], f["load_mean_7d"])
+    assert np.allclose(bases["nowcast"], f["load_nowcast"])
+    members = [model.booster(0.5).predict(X) + bases["level"],
+               lgb.Booster(model_str=model.extra_p50[0]).predict(X) + bases["nowcast"]]
+    out = predict(model, load, weather, ISSUE)
+    raw = [model.booster(q).predict(X) + bases["level"] for q in (0.1, 0.9)]
+    # P10/P50/P90 are sorted per row: P50 is the middle one.
+    assert np.allclose(out["p50_mw"], np.median([raw[0], np.mean(members, axis=0), raw[1]],
+                                                axis=0))
+    one = train(load, weather, dataclasses.replace(small_cfg, p50_members=("level",)),
+                until=ISSUE)
     assert one.extra_p50 == () and one.version != model.version
-    assert np.allclose(one.predict_quantile(0.5, X), one.booster(0.5).predict(X))
+    assert np.allclose(one.predict_p50(X, bases), members[0] - bases["level"]
+                       + one.booster(0.5).predict(X) - model.booster(0.5).predict(X)
+                       + bases["level"])
