@@ -77,10 +77,10 @@ def backtest(
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs
     from aggregat.forecast.calendar import parse_holiday_code
     from aggregat.forecast.csv_import import backtest_csv, check_columns
+    from aggregat.forecast.pipeline import check_horizon
 
     t0 = time.perf_counter()
-    if horizon not in ("day-ahead", "intraday"):
-        raise ConfigError(f"--horizon {horizon!r}: use day-ahead or intraday")
+    check_horizon(horizon)
     if not (0 < every_h <= 24 and 0 < hours <= 72):
         raise ConfigError(f"--every-h {every_h:g} / --hours {hours:g}: use 0 < every-h <= 24 "
                           "and 0 < hours <= 72")

@@ -133,10 +133,9 @@ def test_days(load: pd.Series, tz: str, test_weeks: int) -> pd.DatetimeIndex:
     return days
 
 
-def test_issues(load: pd.Series, cfg: FeatureConfig, test_weeks: int) -> pd.DatetimeIndex:
-    """Issue times of the test: those forecasting the last ``test_weeks`` complete local days
-    (day-ahead), or issued within them and ending by their end (intraday)."""
-    days = test_days(load, cfg.tz, test_weeks)
+def test_issues(days: pd.DatetimeIndex, cfg: FeatureConfig) -> pd.DatetimeIndex:
+    """Issue times of the test days (:func:`test_days`): those forecasting them (day-ahead),
+    or issued within them and ending by their end (intraday)."""
     start = days[0].tz_localize(cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
     end = (days[-1] + pd.Timedelta(days=1)).tz_localize(
         cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
@@ -154,7 +153,8 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
     w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
-    tests = test_issues(s, fc, test_weeks)
+    days = test_days(s, fc.tz, test_weeks)
+    tests = test_issues(days, fc)
     observed = s.dropna()
     if len(tests) == 0 or tests[0] <= observed.index[0] + pd.Timedelta(days=8):
         raise InputError(f"backtest: {test_weeks} test weeks leave no training history "
@@ -173,10 +173,9 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         block = tests[(tests >= cutoff) & (tests < cutoff + step)]
         if not len(block):
             continue
-        train_rows = (((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
-                      & feats["issue_time"].isin(trained_on).to_numpy()
-                      if fc.horizon == "intraday" else
-                      ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy())
+        train_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
+        if fc.horizon == "intraday":  # old issues thinned as in production
+            train_rows &= feats["issue_time"].isin(trained_on).to_numpy()
         model = fit_frame(feats.loc[train_rows], actual[train_rows], config, res,
                           persistence_errors(s[s.index + res <= cutoff]))
         retrains.append({"issue_time": cutoff.isoformat(), "rows": model.n_rows,
@@ -194,7 +193,6 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         parts.append(pred)
     fc_all = pd.concat(parts, ignore_index=True)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
-    days = test_days(s, fc.tz, test_weeks)
     if not np.isfinite(fc_all["actual_mw"]).any():
         raise ModelError("backtest: no actual load in the test period")
     sc = metrics.scores(fc_all["actual_mw"], fc_all["p10_mw"], fc_all["p50_mw"],

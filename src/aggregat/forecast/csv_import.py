@@ -130,13 +130,16 @@ def _write_run(bank: Bank, model: str, location: str, run: pd.Timestamp, part: p
 
 
 def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
-                    max_lead_h: float, model_params: dict[str, Any] | None = None
+                    max_lead_h: float, model_params: dict[str, Any] | None = None,
+                    intraday_every_h: float = 6.0, intraday_hours: float = 36.0
                     ) -> Environment:
     """An in-memory environment whose bank, registry, ... live under ``root`` (the fractional
     part of ``issue_hour`` is passed to the pipeline separately: the setting is whole hours)."""
     forecast = ForecastSettings(timezone=tz, issue_hour_local=int(math.floor(issue_hour)),
                                 holidays=holidays or "none", max_lead_h=max_lead_h,
-                                model_params=dict(model_params or {}))
+                                model_params=dict(model_params or {}),
+                                intraday_every_h=intraday_every_h,
+                                intraday_hours=intraday_hours)
     return Environment(name="csv-import", root=root, datalake=f"{root}/datalake",
                        bank=f"{root}/bank", registry=f"{root}/registry",
                        quarantine=f"{root}/quarantine", energy_db=f"sqlite:///{root}/energy.db",
@@ -169,9 +172,8 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
     back, ahead = run_window(warmup)
     max_lead_h = math.ceil(ahead / pd.Timedelta(hours=1)) + 24.0  # never cuts a pseudo-run
     with tempfile.TemporaryDirectory(prefix="aggregat-csv-") as root:
-        env = csv_environment(root, tz, issue_hour, holidays, max_lead_h, model_params)
-        env.forecast.intraday_every_h = intraday_every_h
-        env.forecast.intraday_hours = intraday_hours
+        env = csv_environment(root, tz, issue_hour, holidays, max_lead_h, model_params,
+                              intraday_every_h, intraday_hours)
         stats = import_csv_inputs(Bank(env.bank), load, weather, cols, warmup)
         if progress:
             progress(f"imported into a temporary bank: {stats['load_rows']} load rows, "

@@ -211,7 +211,7 @@ def issue_schedule(first: pd.Timestamp, last: pd.Timestamp, cfg: FeatureConfig
     return idx[(idx >= first) & (idx <= last)]
 
 
-def forecast_window(issue_times: pd.DatetimeIndex, cfg: FeatureConfig, res: pd.Timedelta
+def forecast_window(issue_times: pd.DatetimeIndex, cfg: FeatureConfig
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (ns, UTC; end exclusive) of the intervals each issue forecasts: local day D
     (day-ahead), or from the first interval starting at or after the issue time to
@@ -230,7 +230,7 @@ def issue_grid(issue_times: pd.DatetimeIndex, cfg: FeatureConfig, res: pd.Timede
     preceded by the valid times of the ``warmup_days`` before the issue (weather history),
     flagged ``in_target=False``."""
     issues = pd.DatetimeIndex(issue_times).tz_convert("UTC").as_unit("ns")
-    start, end = forecast_window(issues, cfg, res)
+    start, end = forecast_window(issues, cfg)
     r = res.value
     first = np.minimum(start, issues.asi8 - warmup_days * 24 * NS_PER_H)
     start = start + (-start % r)  # first interval on the load grid
@@ -248,6 +248,13 @@ def issue_grid(issue_times: pd.DatetimeIndex, cfg: FeatureConfig, res: pd.Timede
 
 
 # ------------------------------------------------------------------------------ features
+def _nanmean(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise mean ignoring NaN; NaN (without a warning) where all are NaN."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.vstack(arrays), axis=0)
+
+
 def load_features(load: pd.Series, issue: np.ndarray, valid: np.ndarray,
                   lags_h: tuple[int, ...]) -> pd.DataFrame:
     """Lags and recent statistics of ``load`` (regular grid) masked by availability at issue."""
@@ -287,11 +294,8 @@ def load_features(load: pd.Series, issue: np.ndarray, valid: np.ndarray,
     # interval over the 7 days before), and that deviation faded with the lead: what persists
     # over the next hours (intraday), which trees would not find among the lead-time splits.
     day = int(24 * NS_PER_H // r)
-    same = np.vstack([np.where(li - k * day >= 0, arr[np.clip(li - k * day, 0, max(n - 1, 0))],
+    usual = _nanmean([np.where(li - k * day >= 0, arr[np.clip(li - k * day, 0, max(n - 1, 0))],
                                np.nan) for k in range(1, 8)])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        usual = np.nanmean(same, axis=0)
     out["load_last_dev"] = out["load_last"] - usual
     out["load_last_dev_faded"] = out["load_last_dev"] * np.exp(
         -(valid - issue) / (LAST_VALUE_FADE_H * NS_PER_H))
@@ -300,14 +304,12 @@ def load_features(load: pd.Series, issue: np.ndarray, valid: np.ndarray,
     out["load_mean_24h_week_before"] = window_mean(p_max - 168 * NS_PER_H // r, 24)
     # Profiles: the mean of the same time of day over the last 7 days (the lags observed at
     # issue), and over the same weekday one and two weeks before.
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-        daily = [out[f"load_lag_{24 * d}h"] for d in range(1, 8) if 24 * d in lags_h]
-        if daily:
-            out["load_profile_7d"] = np.nanmean(np.vstack(daily), axis=0)
-        weekly = [out[f"load_lag_{h}h"] for h in (168, 336) if h in lags_h]
-        if weekly:
-            out["load_profile_weekday"] = np.nanmean(np.vstack(weekly), axis=0)
+    daily = [out[f"load_lag_{24 * d}h"] for d in range(1, 8) if 24 * d in lags_h]
+    if daily:
+        out["load_profile_7d"] = _nanmean(daily)
+    weekly = [out[f"load_lag_{h}h"] for h in (168, 336) if h in lags_h]
+    if weekly:
+        out["load_profile_weekday"] = _nanmean(weekly)
     # The same, relative to the 7-day mean: shapes that carry over when the level drifts.
     level = out["load_mean_7d"]
     rel = [f"load_lag_{lag}h" for lag in lags_h] + ["load_last", "load_mean_24h"]
@@ -332,12 +334,13 @@ def _weather_rows(grid: pd.DataFrame, w: pd.DataFrame, cols: list[str]) -> pd.Da
     return m.set_index("index").sort_index()[cols]
 
 
-def _per_issue_day(grid: pd.DataFrame, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """Integer keys of (issue, local day of valid time) for every grid row, and the local day."""
+def _per_issue_day(grid: pd.DataFrame, tz: str) -> np.ndarray:
+    """Integer key of (issue, local day of valid time) for every grid row; the previous day of
+    the same issue is ``key - 1``."""
     issue_code = pd.factorize(grid["issue_time"])[0].astype(np.int64)
     local = pd.DatetimeIndex(grid["valid_time"]).tz_convert(tz).tz_localize(None)
     day = local.normalize().as_unit("ns").asi8 // (24 * NS_PER_H)
-    return issue_code * 1_000_000 + (day - day.min() if len(day) else day), day
+    return issue_code * 1_000_000 + (day - day.min() if len(day) else day)
 
 
 def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.DatetimeIndex,
@@ -359,7 +362,7 @@ def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.Datet
     if wcols:
         # Daily statistics per (issue, local day of the valid time) over the whole grid, so the
         # day the issue falls in is complete (its past hours come from the warm-up rows).
-        key, _ = _per_issue_day(grid, cfg.tz)
+        key = _per_issue_day(grid, cfg.tz)
         key_t = key[keep]
         prev_key = key_t - 1
         gi = grid["issue_time"]

@@ -322,7 +322,8 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
                     if cfg.features.horizon == "intraday" else ())
     # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
     scale = len(y) / max(int((~cal).sum()), 1)
-    all_data = rows(np.ones(len(y), dtype=bool), y)
+    everything = np.ones(len(y), dtype=bool)
+    all_data = rows(everything, y)
     boosters = {q: lgb.train(_params(cfg, q), all_data,
                              num_boost_round=int(round(rounds[q] * scale))).model_to_string()
                 for q in QUANTILES}
@@ -332,7 +333,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     bases = p50_bases(feats, bool(relative))
     raw = y + bases["level"]
     extra = tuple(lgb.train({**_params(cfg, 0.5), "seed": cfg.seed + k},
-                            rows(np.ones(len(y), dtype=bool), raw - bases[kind]),
+                            rows(everything, raw - bases[kind]),
                             num_boost_round=int(round(rounds[0.5] * scale))).model_to_string()
                   for k, kind in enumerate(cfg.p50_members[1:], start=1))
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,

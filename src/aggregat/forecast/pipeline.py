@@ -73,11 +73,17 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
     return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
 
 
+def check_horizon(horizon: str) -> str:
+    """``horizon`` if it is one of HORIZONS, else a one-line ConfigError."""
+    if horizon not in HORIZONS:
+        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+    return horizon
+
+
 def model_key(target_id: str, horizon: str = "day-ahead") -> str:
     """Registry and ``forecast`` dataset id of a target's model for ``horizon``: the target id
     for day-ahead, ``<id>@intraday`` for intraday (both live side by side)."""
-    if horizon not in HORIZONS:
-        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+    check_horizon(horizon)
     return target_id if horizon == "day-ahead" else f"{target_id}@{horizon}"
 
 
@@ -93,7 +99,7 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     fs = env.forecast
     holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
     hour = float(fs.issue_hour_local if issue_hour is None else issue_hour)
-    model_key("", horizon)  # checks the name
+    check_horizon(horizon)
     try:
         fc = FeatureConfig(tz=fs.timezone, issue_hour=hour, holidays=holidays,
                            weather_cols=tuple(weather_cols), known_cols=tuple(known_cols),
@@ -451,7 +457,7 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     # One LightGBM thread per process: OpenMP threads spin-wait, and on a busy 2-core machine two
     # threads trained 15x slower than one (measured); targets run in parallel processes instead.
     n_jobs = 1
-    model_key("", horizon)
+    check_horizon(horizon)
     tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
     yield from _run(_train_task, tasks, env, n)
 
@@ -464,7 +470,7 @@ def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[s
     if not targets:
         raise ModelError(f"no target to predict: configure [env.{env.name}.forecast] targets or "
                          "import load into the bank")
-    model_key("", horizon)
+    check_horizon(horizon)
     tasks = [(env, t, issue_time, horizon) for t in targets]
     yield from _run(_predict_task, tasks, env, _workers(env, len(tasks), workers))
 
