@@ -36,5 +36,5 @@ def fcfg() -> FeatureConfig:
 def small_cfg(fcfg) -> ModelConfig:
     """A quick model: few rounds, small leaves, so tests stay fast."""
     return ModelConfig(features=fcfg, min_train_days=14, calibration_days=7, max_rounds=150,
-                       learning_rate=0.2,
+                       learning_rate=0.2, quantile_learning_rate=0.3,
                        min_data_in_leaf=10, num_leaves=15, n_jobs=1)

@@ -72,6 +72,18 @@ def test_conformal_margin_is_a_finite_sample_quantile():
     assert _conformal_margin(np.arange(1.0, 100.0), 0.9) == 90.0
 
 
+def test_quantile_models_use_their_own_learning_rate(model, small_cfg):
+    def rate(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith("[learning_rate: "))
+        return float(line.split(": ")[1].rstrip("]"))
+
+    assert small_cfg.learning_rate != small_cfg.quantile_learning_rate
+    assert rate(model.boosters[0.5]) == small_cfg.learning_rate
+    assert rate(model.extra_p50[0]) == small_cfg.learning_rate
+    q_rate = small_cfg.quantile_learning_rate
+    assert rate(model.boosters[0.1]) == rate(model.boosters[0.9]) == q_rate
+
+
 def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather, small_cfg):
     import dataclasses
 
