@@ -281,8 +281,11 @@ def test_env_check_reports_the_intraday_schedule(offline):
     assert status == "problem" and "every_h" in detail
 
 
-def test_backfill_covers_the_intraday_issues_of_local_days(offline):
+def test_backfill_covers_the_issues_of_local_days_also_when_clocks_change(offline):
     env = _env(offline, intraday=True)
-    got = jobs.backfill_issues(env, [date(2026, 3, 29)], pd.Timestamp("2026-04-01T00:00Z"))
-    assert [f"{i.tz_convert('Europe/Paris'):%d %H:%M}" for i, h in got if h == "intraday"] == [
-        "29 04:00", "29 10:00", "29 16:00", "29 22:00"]  # the day clocks go forward
+    for day in (date(2026, 3, 29), date(2026, 10, 25)):
+        got = jobs.backfill_issues(env, [day], pd.Timestamp("2026-12-01T00:00Z"))
+        assert [(f"{i.tz_convert('Europe/Paris'):%d %H:%M}", h) for i, h in got] == [
+            (f"{day:%d} 10:00", "day-ahead"), (f"{day:%d} 04:00", "intraday"),
+            (f"{day:%d} 10:00", "intraday"), (f"{day:%d} 16:00", "intraday"),
+            (f"{day:%d} 22:00", "intraday")]

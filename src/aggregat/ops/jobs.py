@@ -226,10 +226,13 @@ def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
 
 
 def issue_time_of(env: Environment, day: date) -> pd.Timestamp:
-    """The forecast issue time of ``day``: ``forecast.issue_hour_local`` in the env's timezone."""
-    local = pd.Timestamp(day).tz_localize(env.forecast.timezone) + pd.Timedelta(
-        hours=env.forecast.issue_hour_local)
-    return local.tz_convert("UTC")
+    """The forecast issue time of ``day``: ``forecast.issue_hour_local`` on the wall clock of the
+    env's timezone (as in training, also on DST days), in UTC."""
+    from aggregat.forecast.features import issue_time_for_day
+
+    # The core names a day-ahead issue by the day it forecasts (the day after it is issued).
+    return issue_time_for_day(pd.Timestamp(day) + pd.Timedelta(days=1), env.forecast.timezone,
+                              env.forecast.issue_hour_local)
 
 
 def runs_of(env: Environment, day: date) -> Iterator[tuple[str, datetime]]:
