@@ -116,6 +116,9 @@ class ForecastSettings(_Section):
     min_train_days: int = 28  # fewer days of load: the model is the (flagged) baseline
     max_lead_h: float = 102.0  # longest forecast lead read from the bank
     # Intraday models (`--horizon intraday`): an issue every N hours for the next hours.
+    # `intraday = true` wires them into the jobs: `run intraday`, weekly training, backfill,
+    # `aggregat schedule` and the health thresholds; off, only the model commands use them.
+    intraday: bool = False
     intraday_every_h: float = 6.0
     intraday_hours: float = 36.0
     # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...).

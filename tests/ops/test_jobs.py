@@ -1,33 +1,27 @@
 """The jobs end to end in real processes: kills, a corrupt archive, a DB outage, concurrency.
 
-A small world: three sites near Lyon, 30 days of measured load in an energy DB, and two days of
-simulated AROME runs served over loopback HTTP. No model is trained (predictions are the flagged
-baseline), so every run is deterministic and runs can be compared row for row.
+A small world (ops_world.py): three sites near Lyon, 30 days of measured load in an energy DB, and
+two days of simulated AROME runs served over loopback HTTP. No model is trained (predictions are
+the flagged baseline), so every run is deterministic and runs can be compared row for row.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from ops_world import DAYS, child_env, make_env
 
 from aggregat.bank import Bank, read_forecast, read_load, read_weather
 from aggregat.weather.loopback import serve_folder
-from aggregat.weather.products import get_product
-from aggregat.weather.simulate import crop_for_points, simulate_run
 
-DAYS = [date(2026, 11, 26), date(2026, 11, 27)]
-SITES = ("id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\n"
-         "jarrie,Jarrie,45.09,5.75\n")
 SECRET = "pw-never-printed-9431"
 
 LAUNCH = """
@@ -81,65 +75,9 @@ main()
 """
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("archive")
-    product = get_product("arome-0025")
-    grid = crop_for_points(product, [45.71, 45.67, 45.09], [4.85, 4.86, 5.75], margin_deg=0.2)
-    for day in DAYS:
-        run = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        simulate_run(product, run, root, grid=grid, packages=["SP1"], seed=5)
-    return root
-
-
-@pytest.fixture(scope="module")
-def measured() -> pd.DataFrame:
-    times = pd.date_range("2026-10-25", "2026-11-27 23:00", freq="h", tz="UTC")
-    hour = times.hour.to_numpy()
-    load = 10 + 2 * ((hour >= 6) & (hour < 22)) + 0.5 * (times.day_of_week.to_numpy() < 5)
-    return pd.DataFrame({"target_id": "portfolio", "time": times, "load_mw": load.astype(float)})
-
-
-def make_env(tmp_path: Path, base_url: str, measured: pd.DataFrame, energy_db: str | None = None
-             ) -> Path:
-    """A config file for env ``test`` under ``tmp_path``; fills its energy DB."""
-    from aggregat.config import EnergySettings
-    from aggregat.energy.db import make_engine
-    from aggregat.energy.schema import create_default_tables, insert_measurements
-
-    (tmp_path / "sites.csv").write_text(SITES)
-    energy_db = energy_db or f"sqlite:///{tmp_path}/energy.sqlite"
-    config = tmp_path / "aggregat.toml"
-    config.write_text(f"""
-default_env = "test"
-[env.test]
-root = "data"
-sites = "sites.csv"
-energy_db = "{energy_db}"
-[env.test.weather]
-base_url = "{base_url}"
-models = ["arome-0025"]
-packages = {{ "arome-0025" = ["SP1"] }}
-retries = 1
-retry_backoff_s = 0.01
-[env.test.energy]
-retries = 0
-retry_backoff_s = 0.01
-timeout_s = 5
-""")
-    if "${" not in energy_db:
-        settings = EnergySettings()
-        engine = make_engine(energy_db, settings)
-        create_default_tables(engine, settings)
-        insert_measurements(engine, settings, measured.assign(
-            updated_at=pd.Timestamp("2026-11-28", tz="UTC")))
-        engine.dispose()
-    return config
-
-
 def aggregat(config: Path, *args: str, kill_at: str = "", extra_env: dict | None = None,
              wait: bool = True):
-    env = {**os.environ, "AGGREGAT_CONFIG": str(config), "KILL_AT": kill_at, **(extra_env or {})}
+    env = child_env(AGGREGAT_CONFIG=str(config), KILL_AT=kill_at, **(extra_env or {}))
     env.pop("AGGREGAT_ENV", None)
     cmd = [sys.executable, "-c", LAUNCH, *args]
     if not wait:

@@ -1,8 +1,8 @@
-"""``aggregat run daily|weekly|backfill`` and ``aggregat schedule``."""
+"""``aggregat run daily|intraday|weekly|backfill`` and ``aggregat schedule``."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
@@ -22,6 +22,17 @@ def _day(text: str | None, what: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{what} {text!r} is not a date: write it like 2026-11-28") from None
+
+
+def _time(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a time: write it like 2026-11-28T10:00 (UTC) "
+                          "or 2026-11-28T11:00+01:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _finish(result) -> None:
@@ -45,9 +56,28 @@ def daily(
                       publish=not no_publish))
 
 
+@app.command("intraday")
+def intraday(
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Time (UTC unless it has an offset), default now: the newest intraday issue "
+        "at or before it is forecast.")] = None,
+    force: ForceOption = False,
+    no_publish: Annotated[bool, typer.Option("--no-publish", help="Skip publishing.")] = False,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """fetch -> extract -> sync -> predict -> publish of the newest intraday issue (needs
+    forecast.intraday = true)."""
+    from aggregat.ops.jobs import intraday as run_intraday
+
+    _finish(run_intraday(environment(env, config), _time(at, "--at"), force=force,
+                         publish=not no_publish))
+
+
 @app.command("weekly")
 def weekly(force: ForceOption = False, env: EnvOption = None, config: ConfigOption = None) -> None:
-    """Retrain models older than forecast.retrain_after_days, evaluate, apply the promotion rule."""
+    """Retrain models older than forecast.retrain_after_days (and the intraday ones when
+    forecast.intraday is on), evaluate, apply the promotion rule."""
     from aggregat.ops.jobs import weekly as run_weekly
 
     _finish(run_weekly(environment(env, config), force=force))
@@ -80,12 +110,16 @@ def schedule(
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run the daily and weekly jobs at their configured times, in the foreground."""
-    from aggregat.ops.schedule import run_schedule
+    """Run the daily, weekly (and intraday) jobs at their configured times, in the foreground."""
+    from aggregat.ops.schedule import INTRADAY_START_AFTER, run_schedule
 
     settings = environment(env, config)
+    fs = settings.forecast
+    intraday = (f", intraday {INTRADAY_START_AFTER.seconds // 60} min after each issue, every "
+                f"{fs.intraday_every_h:g} h aligned on {fs.issue_hour_local:g} h" if fs.intraday
+                else "")
     console.print(f"schedule for env {settings.name}: daily at {settings.jobs.daily_at}, weekly "
-                  f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at} "
-                  f"({settings.forecast.timezone}); Ctrl-C to stop")
+                  f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
+                  f"({fs.timezone}); Ctrl-C to stop")
     run_schedule(settings, once=once, log=lambda m: console.print(
         f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))

@@ -119,10 +119,19 @@ def _check_schedule(env: Environment) -> tuple[str, str]:
     days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     if env.jobs.weekly_on.lower()[:3] not in days:
         problems.append(f"[jobs] weekly_on = {env.jobs.weekly_on!r}: expected one of {days}")
+    intraday = ""
+    if env.forecast.intraday and not problems:  # the intraday schedule needs a valid time zone
+        from aggregat.ops.jobs import intraday_issues
+
+        try:
+            intraday_issues(env, "2026-01-01T00:00Z", "2026-01-02T00:00Z")
+            intraday = f", intraday every {env.forecast.intraday_every_h:g} h"
+        except AggregatError as exc:
+            problems.append(str(exc))
     if problems:
         return PROBLEM, "; ".join(problems)
     return OK, (f"daily at {env.jobs.daily_at}, weekly on {env.jobs.weekly_on} at "
-                f"{env.jobs.weekly_at} ({env.forecast.timezone})")
+                f"{env.jobs.weekly_at}{intraday} ({env.forecast.timezone})")
 
 
 # -- storage -------------------------------------------------------------------------------

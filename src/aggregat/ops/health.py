@@ -3,7 +3,9 @@
 :func:`check_health` returns a :class:`HealthReport` whose items each carry a status ``ok``,
 ``warning`` or ``failed`` (``info`` items never change the result); the report's exit code is
 0 / 1 / 2 for ok / warning / failed so a monitor can run ``aggregat health`` and alert on it.
-Thresholds come from ``[jobs]`` in the environment (:class:`~aggregat.config.JobSettings`).
+Thresholds come from ``[jobs]`` in the environment (:class:`~aggregat.config.JobSettings`);
+with ``forecast.intraday`` on, those of intraday forecasts from ``intraday_every_h`` (see
+:data:`INTRADAY_WARN_ISSUES`).
 
 It reads only what is cheap: partition listings, Parquet footers, the newest partition of each
 series, the ledger and the registry's metadata. It never writes.
@@ -24,6 +26,11 @@ OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
 _RANK = {INFO: 0, OK: 0, WARNING: 1, FAILED: 2}
 _RUN_PART = re.compile(r"^run=(\d{2})\.parquet$")
 _ISSUE_PART = re.compile(r"^issue=(\d{2})(\d{2})\.parquet$")
+# Intraday forecasts (``<id>@intraday``, with ``forecast.intraday`` on) are issued every
+# ``intraday_every_h`` hours: stale once 2 issues in a row are missing (warning) or 4 (failed),
+# plus an hour for the job's own run time, instead of the day-ahead [jobs] thresholds.
+INTRADAY_SUFFIX = "@intraday"  # forecast.pipeline.model_key(id, "intraday")
+INTRADAY_WARN_ISSUES, INTRADAY_FAIL_ISSUES, INTRADAY_GRACE_H = 2, 4, 1.0
 
 
 @dataclass
@@ -97,13 +104,13 @@ def _newest_part(bank, dataset: str, where: dict[str, str], pattern: re.Pattern[
 
 
 # -- data freshness ------------------------------------------------------------------------
-def _part_freshness(bank, rel: str, stamp: datetime, now: datetime, jobs
-                    ) -> tuple[float, int, str]:
-    """(age in hours, rows, status) of a dataset's newest part: stale by the [jobs] thresholds,
-    and at least a warning when it is empty."""
+def _part_freshness(bank, rel: str, stamp: datetime, now: datetime,
+                    thresholds: tuple[float, float]) -> tuple[float, int, str]:
+    """(age in hours, rows, status) of a dataset's newest part: stale by the (warn, fail)
+    thresholds in hours, and at least a warning when it is empty."""
     age = _age_h(stamp, now)
     rows = bank.file_info(rel)["rows"]
-    status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
+    status = _grade(age, *thresholds)
     if rows == 0:
         status = max(status, WARNING, key=_RANK.get)
     return age, rows, status
@@ -126,7 +133,8 @@ def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> Non
             continue
         rel, (hour,) = newest
         run = datetime.fromisoformat(f"{dates[-1]}T{hour}:00+00:00")
-        age, rows, status = _part_freshness(bank, rel, run, now, jobs)
+        age, rows, status = _part_freshness(bank, rel, run, now,
+                                            (jobs.stale_warn_h, jobs.stale_fail_h))
         report.add("data", f"weather {model}", status, f"run {run:%Y-%m-%dT%HZ}",
                    f"{_fmt_age(age)} old, {rows:,} rows, {len(dates)} run days",
                    {"newest_run": run.isoformat(), "age_h": round(age, 2), "rows": rows,
@@ -164,9 +172,20 @@ def _load(report: HealthReport, env: Environment, bank, now: datetime) -> None:
                     "rows_newest_month": int(len(frame)), "months": len(months)})
 
 
+def _forecast_thresholds(env: Environment, target: str) -> tuple[float, float]:
+    """(warn, fail) age in hours of a target's newest forecast issue."""
+    fs = env.forecast
+    if fs.intraday and target.endswith(INTRADAY_SUFFIX):
+        return (INTRADAY_WARN_ISSUES * fs.intraday_every_h + INTRADAY_GRACE_H,
+                INTRADAY_FAIL_ISSUES * fs.intraday_every_h + INTRADAY_GRACE_H)
+    return env.jobs.stale_warn_h, env.jobs.stale_fail_h
+
+
 def _forecast(report: HealthReport, env: Environment, bank, now: datetime) -> None:
-    jobs = env.jobs
     targets = _targets(env, bank, "forecast")
+    if env.forecast.intraday:  # configured targets must then have intraday forecasts too
+        targets += [k for k in (t.id + INTRADAY_SUFFIX for t in env.forecast.targets)
+                    if k not in targets]
     if not targets:
         report.add("data", "forecast", FAILED, "no forecast",
                    "no forecast in the bank: run `aggregat run daily`")
@@ -175,12 +194,14 @@ def _forecast(report: HealthReport, env: Environment, bank, now: datetime) -> No
         newest = dates and _newest_part(bank, "forecast", {"target": target,
                                                             "issue_date": dates[-1]}, _ISSUE_PART)
         if not newest:
+            job = "intraday" if target.endswith(INTRADAY_SUFFIX) else "daily"
             report.add("data", f"forecast {target}", FAILED, "no forecast",
-                       "no forecast issued for this target")
+                       f"no forecast issued for this target: run `aggregat run {job}`")
             continue
         rel, (hh, mm) = newest
         issue = datetime.fromisoformat(f"{dates[-1]}T{hh}:{mm}:00+00:00")
-        age, rows, status = _part_freshness(bank, rel, issue, now, jobs)
+        age, rows, status = _part_freshness(bank, rel, issue, now,
+                                            _forecast_thresholds(env, target))
         report.add("data", f"forecast {target}", status, f"issue {issue:%Y-%m-%dT%H:%MZ}",
                    f"{_fmt_age(age)} old, {rows:,} rows",
                    {"newest_issue": issue.isoformat(), "age_h": round(age, 2), "rows": rows})

@@ -1,5 +1,6 @@
-"""The scheduled jobs: daily (fetch -> extract -> sync -> predict -> publish), weekly (train,
-evaluate, promote) and backfill (whatever the ledger and the bank say is missing or failed).
+"""The scheduled jobs: daily (fetch -> extract -> sync -> predict -> publish), intraday (the same
+for the newest intraday issue, when ``forecast.intraday`` is on), weekly (train, evaluate, promote)
+and backfill (whatever the ledger and the bank say is missing or failed).
 
 Every step runs inside the ledger (:class:`~aggregat.ops.ledger.Ledger`): a finished step is not
 redone unless ``force``; a failed step is recorded with its error and the independent steps after
@@ -17,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 
 from aggregat.config import Environment
-from aggregat.errors import AggregatError, PartialRunError
+from aggregat.errors import AggregatError, ConfigError, PartialRunError
 from aggregat.ops.ledger import Ledger
 from aggregat.ops.lock import RunLock
 from aggregat.weather.products import get_product
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # How far back a daily run looks for forecasts that were predicted but not yet published.
 PUBLISH_CATCH_UP_DAYS = 7
+DAY_AHEAD, INTRADAY = "day-ahead", "intraday"
 
 
 @dataclass
@@ -153,12 +155,13 @@ class _Job:
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
         self.step("sync", f"{day:%Y-%m-%d}", run, force=True)
 
-    def predict(self, issue_time: pd.Timestamp) -> bool:
+    def predict(self, issue_time: pd.Timestamp, horizon: str = DAY_AHEAD) -> bool:
+        """Predict every target at ``issue_time``; True when the step ended ok (or was done)."""
         from aggregat.forecast.pipeline import predict_targets
 
         def run(step) -> None:
             rows, baseline = 0, []
-            for summary in predict_targets(self.env, issue_time):
+            for summary in predict_targets(self.env, issue_time, horizon=horizon):
                 if summary.get("error"):
                     raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
                 rows += int(summary.get("rows") or 0)
@@ -167,17 +170,36 @@ class _Job:
             step.rows = rows
             step.details["baseline_targets"] = baseline
 
-        return self.step("predict", _issue_part(issue_time), run)
+        return self.step(step_name("predict", horizon), _issue_part(issue_time), run)
 
-    def publish(self, issue_time: pd.Timestamp) -> None:
+    def publish(self, issue_time: pd.Timestamp, horizon: str = DAY_AHEAD) -> None:
+        """Publish the forecasts of ``issue_time`` and ``horizon`` into the energy DB."""
         from aggregat.energy.publish import publish_forecast
 
         def run(step) -> None:
+            # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
+            ids = None if horizon == DAY_AHEAD else self.forecast_ids(horizon)
             report = publish_forecast(self.engine(), self.bank, self.env.energy,
-                                      issue_time.to_pydatetime())
+                                      issue_time.to_pydatetime(), target_ids=ids)
             step.rows = report.rows
 
-        self.step("publish", _issue_part(issue_time), run)
+        self.step(step_name("publish", horizon), _issue_part(issue_time), run)
+
+    def forecast_ids(self, horizon: str) -> list[str]:
+        """``forecast`` dataset ids of the targets for ``horizon`` (``<id>@intraday``)."""
+        from aggregat.forecast.pipeline import model_key
+        from aggregat.forecast.targets import resolve_targets
+
+        return [model_key(t.id, horizon) for t in resolve_targets(self.env, self.bank)]
+
+    def forecast(self, issue_time: pd.Timestamp, horizon: str, publish: bool) -> None:
+        """Predict then (``publish``) publish one issue, each only if the ledger lacks it."""
+        part = _issue_part(issue_time)
+        if self.force or not self.ledger.done(step_name("predict", horizon), part):
+            if self.predict(issue_time, horizon) and publish:
+                self.publish(issue_time, horizon)
+        elif publish and not self.ledger.done(step_name("publish", horizon), part):
+            self.publish(issue_time, horizon)
 
     def catch_up_publishes(self, before: pd.Timestamp) -> None:
         """Publish forecasts predicted earlier but never published (energy DB was down)."""
@@ -192,11 +214,25 @@ def _issue_part(issue_time: pd.Timestamp) -> str:
     return f"{issue_time:%Y-%m-%dT%H%MZ}"
 
 
+def step_name(step: str, horizon: str) -> str:
+    """Ledger step of ``horizon``: ``predict`` for day-ahead, ``predict-intraday`` for intraday."""
+    return step if horizon == DAY_AHEAD else f"{step}-{horizon}"
+
+
+def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    """``value`` as a UTC timestamp (a naive one is taken as UTC)."""
+    value = pd.Timestamp(value)
+    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+
+
 def issue_time_of(env: Environment, day: date) -> pd.Timestamp:
-    """The forecast issue time of ``day``: ``forecast.issue_hour_local`` in the env's timezone."""
-    local = pd.Timestamp(day).tz_localize(env.forecast.timezone) + pd.Timedelta(
-        hours=env.forecast.issue_hour_local)
-    return local.tz_convert("UTC")
+    """The forecast issue time of ``day``: ``forecast.issue_hour_local`` on the wall clock of the
+    env's timezone (as in training, also on DST days), in UTC."""
+    from aggregat.forecast.features import issue_time_for_day
+
+    # The core names a day-ahead issue by the day it forecasts (the day after it is issued).
+    return issue_time_for_day(pd.Timestamp(day) + pd.Timedelta(days=1), env.forecast.timezone,
+                              env.forecast.issue_hour_local)
 
 
 def runs_of(env: Environment, day: date) -> Iterator[tuple[str, datetime]]:
@@ -206,6 +242,43 @@ def runs_of(env: Environment, day: date) -> Iterator[tuple[str, datetime]]:
         for hour in env.weather.runs:
             if hour in product.run_hours:
                 yield product.id, datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def require_intraday(env: Environment) -> None:
+    """A one-line ConfigError unless ``forecast.intraday`` is on."""
+    if not env.forecast.intraday:
+        raise ConfigError(f"intraday jobs are off in env {env.name}: set `forecast.intraday = "
+                          f"true` in [env.{env.name}.forecast] (models train weekly from then)")
+
+
+def intraday_issues(env: Environment, first: datetime | pd.Timestamp,
+                    last: datetime | pd.Timestamp) -> pd.DatetimeIndex:
+    """Intraday issue times (UTC) within ``[first, last]``: every ``forecast.intraday_every_h``
+    hours aligned on ``issue_hour_local`` (the core's schedule, as training uses)."""
+    from aggregat.forecast.features import issue_schedule
+    from aggregat.forecast.pipeline import model_config
+
+    return issue_schedule(_utc(first), _utc(last),
+                          model_config(env, (), horizon=INTRADAY).features)
+
+
+def intraday_issue_at(env: Environment, at: datetime | pd.Timestamp) -> pd.Timestamp:
+    """The newest intraday issue time at or before ``at`` (UTC)."""
+    at = _utc(at)
+    return intraday_issues(env, at - pd.Timedelta(days=1), at)[-1]
+
+
+def intraday_runs(env: Environment, issue: pd.Timestamp) -> list[tuple[str, datetime]]:
+    """(model, run) the intraday job fetches: per model, the newest of ``weather.runs`` (of the
+    issue's UTC day or the day before) published by ``issue``, i.e. run time + the product's
+    ``availability_delay_h`` <= issue; runs published later are not used by that forecast."""
+    issue_dt = _utc(issue).to_pydatetime()
+    newest: dict[str, datetime] = {}
+    for day in (issue_dt.date() - timedelta(days=1), issue_dt.date()):
+        for model, run in runs_of(env, day):
+            if run + timedelta(hours=get_product(model).availability_delay_h) <= issue_dt:
+                newest[model] = max(run, newest.get(model, run))
+    return sorted(newest.items())
 
 
 def _locked(env: Environment, job: str):
@@ -235,54 +308,84 @@ def daily(env: Environment, day: date | None = None, *, force: bool = False,
         lock.release()
 
 
+def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
+             force: bool = False, publish: bool = True) -> JobResult:
+    """fetch -> extract -> sync -> predict -> publish of the intraday horizon, for the newest
+    intraday issue time at or before ``at`` (default: now). Needs ``forecast.intraday``."""
+    require_intraday(env)
+    issue = intraday_issue_at(env, at if at is not None else datetime.now(UTC))
+    lock = _locked(env, "intraday")
+    try:
+        job = _Job(env, Ledger(job_bank(env), job="intraday", run_id=lock.run_id), force)
+        for model, run in intraday_runs(env, issue):
+            job.weather(run, model)
+        job.sync(issue.date())
+        job.forecast(issue, INTRADAY, publish)
+        return job.result
+    finally:
+        lock.release()
+
+
+def _train(env: Environment, force: bool, horizon: str) -> Callable:
+    """The ledger body training every target's ``horizon`` model that is due."""
+    from aggregat.forecast.pipeline import train_targets
+
+    def train(step) -> None:
+        trained = promoted = 0
+        for summary in train_targets(env, force=force, horizon=horizon,
+                                     if_older=pd.Timedelta(days=env.forecast.retrain_after_days)):
+            if summary.get("error"):
+                raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
+            trained += summary.get("status") == "trained"
+            promoted += bool(summary.get("promoted"))
+            step.details.setdefault("targets", []).append(
+                {k: summary.get(k) for k in ("target", "status", "version", "promoted",
+                                             "reason")})
+        step.rows = trained
+        step.details["promoted"] = promoted
+
+    return train
+
+
 def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = None
            ) -> JobResult:
     """Train each target whose production model is older than ``forecast.retrain_after_days``
-    (or every target with ``force``), validate, and apply the promotion rule."""
-    from aggregat.forecast.pipeline import train_targets
-
+    (or every target with ``force``), validate, and apply the promotion rule; then the intraday
+    models (step ``train-intraday``) when ``forecast.intraday`` is on."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     lock = _locked(env, "weekly")
     try:
         job = _Job(env, Ledger(job_bank(env), job="weekly", run_id=lock.run_id), force)
-
-        def train(step) -> None:
-            trained = promoted = 0
-            for summary in train_targets(env, force=force,
-                                         if_older=pd.Timedelta(days=env.forecast.retrain_after_days)):
-                if summary.get("error"):
-                    raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
-                trained += summary.get("status") == "trained"
-                promoted += bool(summary.get("promoted"))
-                step.details.setdefault("targets", []).append(
-                    {k: summary.get(k) for k in ("target", "status", "version", "promoted",
-                                                 "reason")})
-            step.rows = trained
-            step.details["promoted"] = promoted
-
         # One ledger partition per ISO week: a second weekly run in the same week is a no-op.
         iso = now.isocalendar()
-        job.step("train", f"{iso.year}-W{iso.week:02d}", train)
+        week = f"{iso.year}-W{iso.week:02d}"
+        job.step("train", week, _train(env, force, DAY_AHEAD))
+        if env.forecast.intraday:
+            job.step(step_name("train", INTRADAY), week, _train(env, force, INTRADAY))
         return job.result
     finally:
         lock.release()
 
 
 def backfill(env: Environment, since: date, until: date | None = None, *, dry_run: bool = False,
-             force: bool = False, publish: bool = True) -> JobResult:
-    """Run the steps whose partitions are missing or failed between ``since`` and ``until``.
+             force: bool = False, publish: bool = True, now: pd.Timestamp | None = None
+             ) -> JobResult:
+    """Run the steps whose partitions are missing or failed between ``since`` and ``until``:
+    weather runs, the day-ahead issue of each day and, with ``forecast.intraday``, every intraday
+    issue of those (local) days that is not after ``now`` (default: the current time).
 
     The datalake is read first: fetch only downloads files the archive lacks.
     """
     until = until or datetime.now(UTC).date()
     if since > until:
         raise AggregatError(f"backfill --since {since} is after {until}: nothing to do")
+    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     lock = _locked(env, "backfill")
     try:
         job = _Job(env, Ledger(job_bank(env), job="backfill", run_id=lock.run_id), force)
         days = [since + timedelta(days=i) for i in range((until - since).days + 1)]
         if dry_run:
-            job.result.planned = plan_backfill(job, days)
+            job.result.planned = plan_backfill(job, days, now=now, publish=publish)
             return job.result
         for day in days:
             for model, run in runs_of(env, day):
@@ -290,23 +393,33 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
                 if force or not (job.ledger.done("extract", part) and job._has_run(model, run)):
                     job.weather(run, model)
         job.sync(until)
-        for day in days:
-            issue = issue_time_of(env, day)
-            if issue > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
-                continue
-            part = _issue_part(issue)
-            if force or not job.ledger.done("predict", part):
-                if job.predict(issue) and publish:
-                    job.publish(issue)
-            elif publish and not job.ledger.done("publish", part):
-                job.publish(issue)
+        for issue, horizon in backfill_issues(env, days, now):
+            job.forecast(issue, horizon, publish)
         return job.result
     finally:
         lock.release()
 
 
-def plan_backfill(job: _Job, days: list[date]) -> list[tuple[str, str]]:
+def backfill_issues(env: Environment, days: list[date], now: pd.Timestamp
+                    ) -> list[tuple[pd.Timestamp, str]]:
+    """(issue time, horizon) a backfill over ``days`` covers: the day-ahead issue of each day up
+    to a day after ``now``, then the intraday issues of those local days up to ``now``."""
+    out = [(issue, DAY_AHEAD) for issue in (issue_time_of(env, day) for day in days)
+           if issue <= now + pd.Timedelta(days=1)]
+    if env.forecast.intraday and days:
+        tz = env.forecast.timezone
+        first, end = (pd.Timestamp(d).tz_localize(tz, ambiguous=True,
+                                                  nonexistent="shift_forward")
+                      for d in (days[0], days[-1] + timedelta(days=1)))
+        issues = intraday_issues(env, first, min(end, now))
+        out += [(issue, INTRADAY) for issue in issues if issue < end]
+    return out
+
+
+def plan_backfill(job: _Job, days: list[date], now: pd.Timestamp | None = None,
+                  publish: bool = True) -> list[tuple[str, str]]:
     """(step, partition) that a backfill over ``days`` would run."""
+    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     plan = []
     for day in days:
         for model, run in runs_of(job.env, day):
@@ -315,12 +428,11 @@ def plan_backfill(job: _Job, days: list[date]) -> list[tuple[str, str]]:
                 plan.append(("fetch", part))
             if not (job.ledger.done("extract", part) and job._has_run(model, run)):
                 plan.append(("extract", part))
-    for day in days:
-        part = _issue_part(issue_time_of(job.env, day))
-        if not job.ledger.done("predict", part):
-            plan.append(("predict", part))
-        if not job.ledger.done("publish", part):
-            plan.append(("publish", part))
+    for issue, horizon in backfill_issues(job.env, days, now):
+        part = _issue_part(issue)
+        for step in ("predict", "publish") if publish else ("predict",):
+            if not job.ledger.done(step_name(step, horizon), part):
+                plan.append((step_name(step, horizon), part))
     return plan
 
 
