@@ -98,6 +98,10 @@ def test_intraday_job_forecasts_publishes_and_reruns_as_a_no_op(world):
     assert forecast["valid_time"].min() == ISSUE
     naive = ISSUE.tz_localize(None)
     assert _published(env) == {("portfolio@intraday", naive): 36}
+    items = {i.name: i for i in check_health(env, now=ISSUE + pd.Timedelta(hours=1)).items}
+    assert items["last intraday publish"].status == "ok"
+    assert items["last intraday publish"].data["rows"] == 36
+    assert items["last publish"].status == "warning"  # no day-ahead publish yet
 
     # The day-ahead issue at the same time is published beside it, neither replacing the other.
     assert jobs.daily(env, DAYS[1]).ok

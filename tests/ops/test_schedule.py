@@ -54,3 +54,12 @@ def test_once_runs_the_daily_job_and_reports_its_exit_code(env):
     run_schedule(env, once=True, log=lines.append,
                  runner=lambda e, job: calls.append(job) or 3)
     assert calls == ["daily"] and lines == ["daily: exit code 3"]
+
+
+def test_once_also_runs_the_intraday_job_when_it_is_on(env):
+    on = env.model_copy(update={"forecast": env.forecast.model_copy(update={"intraday": True})})
+    calls, lines = [], []
+    run_schedule(on, once=True, log=lines.append,
+                 runner=lambda e, job: calls.append(job) or 0)
+    assert calls == ["daily", "intraday"]
+    assert lines == ["daily: exit code 0", "intraday: exit code 0"]

@@ -106,7 +106,9 @@ def backfill(
 
 
 def schedule(
-    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run the daily job (then the intraday "
+                                       "one when forecast.intraday is on) once, then exit.")
+                    ] = False,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:

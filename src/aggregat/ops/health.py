@@ -257,28 +257,39 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
                    {"partition": e.partition, "status": e.status, "duration_s": e.duration_s,
                     "rows": e.rows, "attempts": e.attempts, "stale": e.stale,
                     "started_at": e.started_at.isoformat(), "error": e.error})
-    publish = latest.get("publish")
-    if publish is None:
-        report.add("publish", "last publish", WARNING, "never",
-                   "no publish recorded in the ledger")
-    else:
-        ok = [e for e in entries if e.step == "publish" and e.status == "ok"]
-        if not ok:
-            report.add("publish", "last publish", FAILED, publish.status,
-                       f"no successful publish; last attempt {publish.partition}")
-        else:
-            last_ok = ok[-1]
-            when = last_ok.ended_at or last_ok.started_at
-            age = _age_h(when, now)
-            status = _grade(age, jobs.stale_warn_h, jobs.stale_fail_h)
-            if publish.status == "failed":
-                status = FAILED
-            report.add("publish", "last publish", status, f"{when:%Y-%m-%d %H:%M}Z",
-                       f"{last_ok.partition}, {last_ok.rows or 0:,} rows, {_fmt_age(age)} ago"
-                       + (f"; latest attempt failed: {publish.error}"
-                          if publish.status == "failed" else ""),
-                       {"partition": last_ok.partition, "rows": last_ok.rows,
-                        "age_h": round(age, 2), "latest_status": publish.status})
+    _publish(report, entries, "publish", "last publish",
+             (jobs.stale_warn_h, jobs.stale_fail_h), now)
+    if env.forecast.intraday:
+        every = env.forecast.intraday_every_h
+        _publish(report, entries, "publish-intraday", "last intraday publish",
+                 (INTRADAY_WARN_ISSUES * every + INTRADAY_GRACE_H,
+                  INTRADAY_FAIL_ISSUES * every + INTRADAY_GRACE_H), now)
+
+
+def _publish(report: HealthReport, entries, step: str, name: str,
+             thresholds: tuple[float, float], now: datetime) -> None:
+    """The newest successful ledger ``step`` (a publish): its age against ``thresholds``
+    (warn, fail hours), failed when the latest attempt failed or none ever succeeded."""
+    attempts = [e for e in entries if e.step == step]
+    if not attempts:
+        report.add("publish", name, WARNING, "never", f"no {step} recorded in the ledger")
+        return
+    latest = attempts[-1]
+    ok = [e for e in attempts if e.status == "ok"]
+    if not ok:
+        report.add("publish", name, FAILED, latest.status,
+                   f"no successful {step}; last attempt {latest.partition}")
+        return
+    last_ok = ok[-1]
+    when = last_ok.ended_at or last_ok.started_at
+    age = _age_h(when, now)
+    status = FAILED if latest.status == "failed" else _grade(age, *thresholds)
+    report.add("publish", name, status, f"{when:%Y-%m-%d %H:%M}Z",
+               f"{last_ok.partition}, {last_ok.rows or 0:,} rows, {_fmt_age(age)} ago"
+               + (f"; latest attempt failed: {latest.error}" if latest.status == "failed"
+                  else ""),
+               {"partition": last_ok.partition, "rows": last_ok.rows,
+                "age_h": round(age, 2), "latest_status": latest.status})
 
 
 # -- models --------------------------------------------------------------------------------

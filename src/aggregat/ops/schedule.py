@@ -85,13 +85,15 @@ def _now() -> datetime:
 def run_schedule(env: Environment, *, once: bool = False, log: Callable[[str], None] = print,
                  sleep: Callable[[float], None] = time.sleep, runner=run_job,
                  clock: Callable[[], datetime] = _now) -> None:
-    """Loop forever (or run the daily job once with ``once``), logging each job's exit code.
+    """Loop forever (or, with ``once``, run the daily job and then the intraday one when
+    ``forecast.intraday`` is on, and return), logging each job's exit code.
 
     Every job due by the time the scheduler wakes runs once, in :data:`JOB_ORDER`: those due
     at the same minute, and one whose time came while another job was running (it runs right
     after; several missed times of a job, e.g. after a suspend, run it once)."""
     if once:
-        log(f"daily: exit code {runner(env, 'daily')}")
+        for job in ("daily", "intraday") if env.forecast.intraday else ("daily",):
+            log(f"{job}: exit code {runner(env, job)}")
         return
     since = clock()
     while True:
