@@ -134,6 +134,9 @@ def test_import_writes_the_load_and_overlapping_runs(tmp_path):
     np.testing.assert_array_equal(got["load_mw"].to_numpy(), load.to_numpy())
     back, ahead = run_window(3)
     assert back == pd.Timedelta(hours=46) and ahead == pd.Timedelta(hours=78)
+    # Runs reach further for intraday windows longer than a day-ahead's 48 h, never less.
+    assert run_window(3, span=pd.Timedelta(hours=60)) == (back, ahead + pd.Timedelta(hours=12))
+    assert run_window(3, span=pd.Timedelta(hours=36)) == (back, ahead)
     part = bank.read("weather_forecast", {"model": ["csv"], "run_date": ["2026-01-10"]})
     assert part["valid_time"].min() == pd.Timestamp("2026-01-10", tz="UTC") - back
     assert part["valid_time"].max() == pd.Timestamp("2026-01-10", tz="UTC") + ahead

@@ -21,6 +21,7 @@ from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import (
     Target,
     combine_models,
+    forecast_span,
     issue_weather,
     resolve_targets,
     select_runs,
@@ -174,6 +175,11 @@ def test_issue_weather_reads_only_the_runs_issues_use(env):
         "arome-0025/run_date=2026-10-11/run=12.parquet",
         "arome-0025/run_date=2026-10-12/run=00.parquet"]
     assert lead == 69.0  # from the 12Z run the day before to two days after the issue
+    # An intraday issue reaches intraday_hours ahead, not the end of day D (48 h).
+    for hours, want in ((36, 57.0), (60, 81.0)):
+        span = forecast_span("intraday", hours)
+        assert select_runs(bank, AROME, issues, 102, span=span) == (files, want)
+    assert select_runs(bank, AROME, issues, 70, span=forecast_span("intraday", 60))[1] == 70
     w = issue_weather(bank, _target(env), issues)
     assert set(w["run_time"].astype(str)) <= {
         "2026-10-10 12:00:00+00:00", "2026-10-11 00:00:00+00:00", "2026-10-11 12:00:00+00:00",

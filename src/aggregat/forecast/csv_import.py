@@ -15,10 +15,10 @@ are laid out to make every value visible to every issue that needs it:
 - run ``R`` holds the CSV rows with valid times in ``[R - BACK, R + AHEAD]``, where
   ``AHEAD = delay + 24 h + DAY_AHEAD_SPAN + 2 h``: an issue's newest run (published at most
   ``delay + 24 h`` before it) reaches the end of its target day (at most 49 h after the issue,
-  on a 25-hour DST day); and ``BACK = 24 h * (warmup_days - 1) - delay + 2 h``: the older of the
-  two runs the first issue selects reaches back over the weather warm-up of the features
-  (``warmup_days`` before the target day). Later issues see older runs through the earlier
-  issues' selections.
+  on a 25-hour DST day), or the end of an intraday window when that is longer; and
+  ``BACK = 24 h * (warmup_days - 1) - delay + 2 h``: the older of the two runs the first issue
+  selects reaches back over the weather warm-up of the features (``warmup_days`` before the
+  target day). Later issues see older runs through the earlier issues' selections.
 
 Runs overlap, and overlapping rows hold the same values, so whichever run an issue picks gives
 the CSV value. The bank stores weather as float32 (see ``bank.datasets``).
@@ -40,7 +40,7 @@ from aggregat.bank import Bank, nominal_available_at, write_load
 from aggregat.config import Environment, ForecastSettings
 from aggregat.errors import ConfigError, InputError
 from aggregat.forecast.features import FeatureConfig
-from aggregat.forecast.targets import DAY_AHEAD_SPAN, WEATHER_DATASET, Target
+from aggregat.forecast.targets import DAY_AHEAD_SPAN, WEATHER_DATASET, Target, forecast_span
 
 CSV_MODEL = "csv"  # pseudo weather model of the imported columns
 CSV_TARGET = "csv"  # target id of the imported load
@@ -50,13 +50,15 @@ BANK_LABEL = "temporary (csv import)"
 _RESERVED = {"model", "run_time", "available_at", "valid_time", "step_h", "location"}
 
 
-def run_window(warmup_days: int, model: str = CSV_MODEL) -> tuple[pd.Timedelta, pd.Timedelta]:
-    """``(BACK, AHEAD)``: valid times of pseudo-run ``R`` span ``[R - BACK, R + AHEAD]``."""
+def run_window(warmup_days: int, model: str = CSV_MODEL, span: pd.Timedelta = DAY_AHEAD_SPAN
+               ) -> tuple[pd.Timedelta, pd.Timedelta]:
+    """``(BACK, AHEAD)``: valid times of pseudo-run ``R`` span ``[R - BACK, R + AHEAD]``, for
+    issues reaching ``span`` ahead (at least a day-ahead's)."""
     ref = pd.Timestamp("2000-01-01", tz="UTC")
     delay = nominal_available_at(model, ref) - ref
     margin = pd.Timedelta(hours=2)  # DST days are 25 h; issue and run hours are not aligned
     back = max(pd.Timedelta(days=warmup_days - 1) - delay + margin, pd.Timedelta(0))
-    ahead = delay + pd.Timedelta(days=1) + DAY_AHEAD_SPAN + margin
+    ahead = delay + pd.Timedelta(days=1) + max(span, DAY_AHEAD_SPAN) + margin
     return back, ahead
 
 
@@ -76,7 +78,8 @@ def check_columns(cols: Sequence[str]) -> None:
 
 def import_csv_inputs(bank: Bank, load: pd.Series, weather: pd.DataFrame,
                       cols: Sequence[str], warmup_days: int, target_id: str = CSV_TARGET,
-                      model: str = CSV_MODEL, location: str = CSV_LOCATION) -> dict[str, Any]:
+                      model: str = CSV_MODEL, location: str = CSV_LOCATION,
+                      span: pd.Timedelta = DAY_AHEAD_SPAN) -> dict[str, Any]:
     """Write ``load`` (UTC-indexed) as target ``target_id`` and the columns ``cols`` of
     ``weather`` (``valid_time`` + columns) as daily pseudo-runs of ``model`` (module doc).
 
@@ -98,7 +101,7 @@ def import_csv_inputs(bank: Bank, load: pd.Series, weather: pd.DataFrame,
              .reset_index(drop=True))
         table = pa.Table.from_pandas(w, preserve_index=False)
         vt = pd.DatetimeIndex(w["valid_time"]).as_unit("ns").asi8
-        back, ahead = run_window(warmup_days, model)
+        back, ahead = run_window(warmup_days, model, span)
         first = (w["valid_time"].iloc[0] - ahead).floor("D")
         last = (w["valid_time"].iloc[-1] + back).floor("D")
         for run in pd.date_range(first, last, freq="D"):
@@ -169,12 +172,13 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
                          "load")
     cols = (*weather_cols, *known_cols)
     warmup = FeatureConfig().warmup_days
-    back, ahead = run_window(warmup)
+    span = forecast_span(horizon, intraday_hours)
+    back, ahead = run_window(warmup, span=span)
     max_lead_h = math.ceil(ahead / pd.Timedelta(hours=1)) + 24.0  # never cuts a pseudo-run
     with tempfile.TemporaryDirectory(prefix="aggregat-csv-") as root:
         env = csv_environment(root, tz, issue_hour, holidays, max_lead_h, model_params,
                               intraday_every_h, intraday_hours)
-        stats = import_csv_inputs(Bank(env.bank), load, weather, cols, warmup)
+        stats = import_csv_inputs(Bank(env.bank), load, weather, cols, warmup, span=span)
         if progress:
             progress(f"imported into a temporary bank: {stats['load_rows']} load rows, "
                      f"{stats['runs']} pseudo-runs ({stats['weather_rows']} weather rows), "

@@ -46,7 +46,7 @@ from aggregat.forecast.models import (
     training_issues,
 )
 from aggregat.forecast.registry import Registry, code_version
-from aggregat.forecast.targets import Target, issue_weather, resolve_targets
+from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
 from aggregat.ops.executor import default_workers, run_tasks
 
 BASELINE_VERSION = "baseline"
@@ -78,6 +78,11 @@ def check_horizon(horizon: str) -> str:
     if horizon not in HORIZONS:
         raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
     return horizon
+
+
+def _span(env: Environment, horizon: str) -> pd.Timedelta:
+    """How far past an issue the weather of ``horizon`` is read (:func:`forecast_span`)."""
+    return forecast_span(horizon, float(env.forecast.intraday_hours))
 
 
 def model_key(target_id: str, horizon: str = "day-ahead") -> str:
@@ -241,7 +246,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}")
     start, end = load.index.min(), load.index.max()
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
-                            max_lead_h=fs.max_lead_h)
+                            max_lead_h=fs.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, cols, n_jobs=n_jobs, horizon=horizon)
     current = reg.current(key)
@@ -365,7 +370,8 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     # of the features (warm-up), selected as in training.
     days = min(fs.history_days_for_predict, model.config.features.warmup_days + 2)
     issues = pd.DatetimeIndex([issue - pd.Timedelta(days=k) for k in range(days, -1, -1)])
-    weather = issue_weather(bank, target, issues, max_lead_h=fs.max_lead_h)
+    weather = issue_weather(bank, target, issues, max_lead_h=fs.max_lead_h,
+                            span=_span(env, horizon))
     weather = weather[weather["available_at"] <= issue] if len(weather) else weather
     try:
         out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
@@ -495,7 +501,7 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
     weather = issue_weather(bank, target, _daily_issues(env, load, issue_hour, horizon),
-                            max_lead_h=env.forecast.max_lead_h)
+                            max_lead_h=env.forecast.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, [c for c in cols if c not in known_cols], issue_hour=issue_hour,
                        known_cols=[c for c in cols if c in known_cols], horizon=horizon)

@@ -34,6 +34,12 @@ WEATHER_DATASET = "weather_forecast"
 DAY_AHEAD_SPAN = pd.Timedelta(hours=48)  # a day-ahead issue never looks further than this
 
 
+def forecast_span(horizon: str = "day-ahead", intraday_hours: float = 36.0) -> pd.Timedelta:
+    """How far past its issue time a forecast of ``horizon`` reaches: the end of day D for a
+    day-ahead issue (:data:`DAY_AHEAD_SPAN`), ``intraday_hours`` for an intraday one."""
+    return DAY_AHEAD_SPAN if horizon == "day-ahead" else pd.Timedelta(hours=intraday_hours)
+
+
 @dataclass(frozen=True)
 class Target:
     """One forecast target; ``sites`` empty means every location present in the bank."""
@@ -176,10 +182,12 @@ def target_weather(bank: Bank, target: Target, start: pd.Timestamp, end: pd.Time
 
 
 def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: float,
-                runs_per_issue: int = 2) -> tuple[list[str], float]:
+                runs_per_issue: int = 2, span: pd.Timedelta = DAY_AHEAD_SPAN
+                ) -> tuple[list[str], float]:
     """Files of the ``runs_per_issue`` newest runs of ``model`` nominally available at each issue
-    time, and the longest lead (h) any issue needs from them. Two runs, not one: a run published
-    later than its nominal time is filtered out by ``available_at`` and the one before serves."""
+    time, and the longest lead (h) any issue needs from them to reach ``span`` past the issue
+    (:func:`forecast_span`). Two runs, not one: a run published later than its nominal time is
+    filtered out by ``available_at`` and the one before serves."""
     if not len(issues):
         return [], 0.0
     first = issues.min() - pd.Timedelta(hours=float(max_lead_h))
@@ -198,17 +206,18 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
     for k, n in enumerate(newest):
         for i in range(max(n - runs_per_issue, 0), n):
             picked[i] = max(picked.get(i, issues[k]), issues[k])
-    lead = max(((last + DAY_AHEAD_SPAN - runs[i]) / pd.Timedelta(hours=1)
+    lead = max(((last + span - runs[i]) / pd.Timedelta(hours=1)
                 for i, last in picked.items()), default=0.0)
     return [files[i] for i in sorted(picked)], min(float(max_lead_h), lead)
 
 
 def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
                   max_lead_h: float = 102.0, runs_per_issue: int = 2,
-                  chunk_files: int = 240) -> pd.DataFrame:
-    """Like :func:`target_weather`, but from only the runs day-ahead issues at ``issues`` use
-    (:func:`select_runs`), read in chunks and reduced to the site mean chunk by chunk: training
-    on years of history reads ~4 runs a day instead of every run, in bounded memory.
+                  chunk_files: int = 240, span: pd.Timedelta = DAY_AHEAD_SPAN) -> pd.DataFrame:
+    """Like :func:`target_weather`, but from only the runs that issues at ``issues`` reaching
+    ``span`` ahead use (:func:`select_runs`), read in chunks and reduced to the site mean chunk
+    by chunk: training on years of history reads ~4 runs a day instead of every run, in bounded
+    memory.
 
     Training (its daily issue times) and prediction (the issue time and the days before it)
     select runs the same way, so a model sees the same kind of weather in both.
@@ -218,7 +227,7 @@ def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
                           "available_at": pd.DatetimeIndex([], tz="UTC")})
     parts = []
     for model in target.weather_models:
-        files, lead = select_runs(bank, model, issues, max_lead_h, runs_per_issue)
+        files, lead = select_runs(bank, model, issues, max_lead_h, runs_per_issue, span)
         conds, params = ["step_h <= ?"], [lead]
         if target.sites:
             conds.append(f'location IN ({", ".join("?" for _ in target.sites)})')
