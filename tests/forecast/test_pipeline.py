@@ -248,7 +248,8 @@ def test_if_older_skips_a_young_model(trained):
 
 
 def test_promotion_rule():
-    rule = pipeline._promotion
+    from aggregat.forecast.validation import promotion_rule as rule
+
     assert rule(None, None, 0, float("nan"), float("nan"), 0.02)[0] is True
     assert rule("v1", None, 7, 9.7, 10.0, 0.02)[0] is True
     assert rule("v1", None, 7, 9.9, 10.0, 0.02)[0] is False

@@ -5,8 +5,9 @@
   all but the last ``validation_days``, refits on everything and saves the new version to the
   registry. Promotion: the first model always; later ones only if the candidate beats the
   current model by ``promotion_margin`` (relative MAE) on the validation days the current model
-  was not fitted on (at least MIN_COMPARE_DAYS; comparing on days a model was trained on would
-  always keep it). Re-training after a deployment is just this step: no dataset rebuild.
+  was not fitted on (comparing on days a model was trained on would always keep it; see
+  :mod:`aggregat.forecast.validation`). Re-training after a deployment is just this step: no
+  dataset rebuild.
 - :func:`predict_target` reads only the last ``history_days_for_predict`` days (weather runs
   available at the issue time, recent load), loads the current model, and writes dataset
   ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
@@ -28,29 +29,30 @@ import pandas as pd
 from aggregat.bank import Bank, read_load, write_forecast
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
-from aggregat.forecast import metrics
 from aggregat.forecast.features import (
     HORIZONS,
     FeatureConfig,
-    build_features,
     issue_time_for_day,
     prepare_load,
-    prepare_weather,
 )
 from aggregat.forecast.models import (
     ForecastModel,
     ModelConfig,
-    fit_frame,
     persistence_errors,
-    predict_frame,
     training_issues,
 )
 from aggregat.forecast.registry import Registry, code_version
 from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
+from aggregat.forecast.validation import (
+    fit_and_validate,
+    forecast_issues,
+    promotion_rule,
+    unseen_issues,
+    validation_scores,
+)
 from aggregat.ops.executor import default_workers, run_tasks
 
 BASELINE_VERSION = "baseline"
-MIN_COMPARE_DAYS = 3  # fewer unseen validation days: no fair comparison, the current model stays
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
 _UNITS = {"w": "W", "d": "D", "h": "h", "m": "min"}
 
@@ -139,90 +141,6 @@ def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFra
     return out
 
 
-# ------------------------------------------------------- adapter over the core (see report)
-@dataclasses.dataclass
-class FitResult:
-    """The model fitted on all data, and the forecasts of the same recipe fitted without the
-    last ``validation_days`` days (out of sample) on those days."""
-
-    model: ForecastModel
-    val_pred: pd.DataFrame
-    validation_issues: pd.DatetimeIndex
-
-
-def _scores(pred: pd.DataFrame | None, load: pd.Series) -> dict[str, float]:
-    if pred is None or pred.empty:
-        return {}
-    valid = pd.DatetimeIndex(pred["valid_time"])
-    y = load.reindex(valid).to_numpy(dtype=float)
-    pers = load.reindex(valid - pd.Timedelta(days=7)).to_numpy(dtype=float)
-    sc = metrics.scores(y, pred["p10_mw"], pred["p50_mw"], pred["p90_mw"], pers)
-    return {k: (float(v) if v is not None else float("nan")) for k, v in sc.items()}
-
-
-def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
-                     validation_days: int) -> FitResult:
-    """Features once for every fully observed day; a candidate fitted before the validation
-    window forecasts it; then the model fitted on everything (as the core's ``train``)."""
-    fc = cfg.features
-    s = prepare_load(load)
-    res = s.index[1] - s.index[0]
-    until = s.dropna().index[-1] + res
-    w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
-    w = w[w["available_at"] <= until]
-    issues = training_issues(s, fc, until, res)
-    if not len(issues):
-        raise ModelError(f"training: load from {s.index[0]:%Y-%m-%d} to {until:%Y-%m-%d} is "
-                         "shorter than 10 days; import more load history")
-    feats = build_features(s, w, issues, fc, res)
-    valid = pd.DatetimeIndex(feats["valid_time"])
-    y = s.reindex(valid).to_numpy(dtype=float)
-    # The last ``validation_days`` (at most a quarter of the history), in days: intraday has
-    # several issues a day.
-    span = min(pd.Timedelta(days=validation_days), (issues[-1] - issues[0]) / 4)
-    val_issues = issues[issues > issues[-1] - span] if span >= pd.Timedelta(days=1) else (
-        pd.DatetimeIndex([], tz="UTC"))
-    n_val = len(val_issues)
-    val_pred = pd.DataFrame()
-    if n_val:
-        cutoff = val_issues[0]
-        fit_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
-        cand = fit_frame(feats.loc[fit_rows], y[fit_rows], cfg, res,
-                         persistence_errors(s[s.index + res <= cutoff]))
-        rows = feats["issue_time"].isin(val_issues).to_numpy()
-        val_pred = predict_frame(cand, feats.loc[rows])
-    model = fit_frame(feats, y, cfg, res, persistence_errors(s))
-    return FitResult(model, val_pred, val_issues)
-
-
-def forecast_issues(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-                    issues: pd.DatetimeIndex) -> pd.DataFrame | None:
-    """Day-ahead forecasts of an existing ``model`` at ``issues`` (None when it cannot serve
-    them, e.g. a different load resolution)."""
-    if not len(issues):
-        return None
-    fc = model.config.features
-    try:
-        s = prepare_load(load, model.resolution)
-        w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], model.resolution)
-        feats = build_features(s, w, issues, fc, model.resolution)
-        return predict_frame(model, feats)
-    except (InputError, KeyError, ValueError):
-        return None
-
-
-def unseen_issues(pred: pd.DataFrame, model: ForecastModel | None) -> pd.DatetimeIndex:
-    """Issues of ``pred`` whose whole target day is after the data ``model`` was fitted on:
-    comparing on days a model was trained on would always favour it."""
-    if pred.empty:
-        return pd.DatetimeIndex([], tz="UTC")
-    first = pred.groupby("issue_time")["valid_time"].min()
-    seen_until = getattr(model, "data_end", None) if model is not None else None
-    if seen_until is not None:
-        first = first[first > seen_until]
-    return pd.DatetimeIndex(first.index)
-
-
 # ----------------------------------------------------------------------------------- train
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
@@ -258,14 +176,14 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
             old_error = str(exc)
     fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
     fair = unseen_issues(fit.val_pred, old)
-    new_scores = _scores(fit.val_pred[fit.val_pred["issue_time"].isin(fair)]
+    new_scores = validation_scores(fit.val_pred[fit.val_pred["issue_time"].isin(fair)]
                          if len(fit.val_pred) else None, load)
     old_scores: dict[str, float] = {}
     if old is not None and len(fair):
         old_pred = forecast_issues(old, load, _weather_for_model(weather, _cols_of(old)), fair)
-        old_scores = _scores(old_pred, load)
+        old_scores = validation_scores(old_pred, load)
     new_mae = new_scores.get("mae", float("nan"))
-    promoted, reason = _promotion(current, old_error, len(fair), new_mae,
+    promoted, reason = promotion_rule(current, old_error, len(fair), new_mae,
                                   old_scores.get("mae", float("nan")), fs.promotion_margin)
     model = fit.model
     meta = {
@@ -279,7 +197,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         "features": list(model.feature_names),
         "n_rows": int(model.n_rows), "rounds": int(model.rounds),
         "resolution": str(model.resolution),
-        "metrics": {"validation": _scores(fit.val_pred, load), "compared_days": len(fair),
+        "metrics": {"validation": validation_scores(fit.val_pred, load), "compared_days": len(fair),
                     "new_on_compared": new_scores, "current_on_compared": old_scores,
                     "validation_days": fs.validation_days,
                     "validation_start": (fit.validation_issues[0].isoformat()
@@ -312,28 +230,6 @@ def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = 
 def _cols_of(model: Any) -> tuple[str, ...]:
     fc = model.config.features
     return (*fc.weather_cols, *fc.known_cols)
-
-
-def _promotion(current: str | None, old_error: str | None, n_days: int, new_mae: float,
-               old_mae: float, margin: float) -> tuple[bool, str]:
-    """The promotion rule: the first model; or one better than the current model by ``margin``
-    (relative MAE) on at least MIN_COMPARE_DAYS recent days neither was fitted on."""
-    if current is None:
-        return True, "first model of this target"
-    if old_error is not None:
-        return True, f"current model {current} is unusable ({old_error})"
-    if n_days < MIN_COMPARE_DAYS:
-        return False, (f"only {n_days} validation day(s) after the data of current model "
-                       f"{current} (need {MIN_COMPARE_DAYS}); kept it")
-    if not np.isfinite(new_mae):
-        return False, "no validation data to compare with the current model"
-    if not np.isfinite(old_mae):
-        return True, f"current model {current} cannot forecast the validation days"
-    if new_mae <= old_mae * (1.0 - margin):
-        return True, (f"MAE {new_mae:.4g} beats current {old_mae:.4g} by >= {margin:.0%} on "
-                      f"{n_days} days")
-    return False, (f"MAE {new_mae:.4g} not better than current {old_mae:.4g} by {margin:.0%} "
-                   f"on {n_days} days; kept {current}")
 
 
 def _fmt_age(td: pd.Timedelta) -> str:
