@@ -109,6 +109,9 @@ class ForecastSettings(_Section):
     issue_hour_local: int = 10
     timezone: str = "Europe/Paris"
     holidays: str = "FR"
+    # School holidays as a feature: "FR" (the share of zones A, B, C on holiday, for a portfolio
+    # across France), one zone ("FR-Zone C"), or codes separated by commas; empty: none.
+    school_holidays: str = ""
     retrain_after_days: float = 7.0
     promotion_margin: float = 0.02  # the new model must beat the current one by 2 % MAE
     history_days_for_predict: int = 14

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -50,3 +51,39 @@ def test_calendar_features_in_local_time():
     assert f.loc[1, "hour_local"] == 13.0
     none = calendar_features(vt, "Europe/Paris", None)
     assert none["is_holiday"].sum() == 0
+
+
+def test_school_holidays_share_of_french_zones_and_one_zone():
+    from aggregat.forecast.calendar import school_holiday_share
+
+    # Winter 2026: zone A from 7 Feb, zone B from 14 Feb, zone C from 21 Feb (two weeks each).
+    days = pd.DatetimeIndex(["2026-02-02", "2026-02-09", "2026-02-16", "2026-02-23",
+                             "2026-03-02", "2026-03-10"])
+    share = school_holiday_share(days, "FR")
+    assert list(share.round(3)) == [0.0, 0.333, 0.667, 0.667, 0.333, 0.0]
+    assert list(school_holiday_share(days, "FR-Zone C")) == [0, 0, 0, 1, 1, 0]
+    assert list(school_holiday_share(days, "FR-Zone A, FR-Zone C")) == [0, .5, .5, .5, .5, 0]
+    assert school_holiday_share(pd.DatetimeIndex(["2025-08-10"]), "FR")[0] == 1.0  # summer
+
+
+def test_school_holidays_are_unknown_outside_the_package_years():
+    from aggregat.forecast.calendar import school_holiday_share
+
+    # French school holidays start with the 2017-2018 school year in the package: before its
+    # first known break the share is NaN (unknown), not 0.
+    share = school_holiday_share(pd.DatetimeIndex(["2016-05-10", "2017-10-02", "2017-12-27"]),
+                                 "FR-Zone C")
+    assert np.isnan(share[0]) and np.isnan(share[1]) and share[2] == 1.0
+
+
+def test_school_holiday_feature_and_bad_codes():
+    vt = pd.date_range("2026-02-20T12:00", periods=3, freq="D", tz="UTC")
+    cal = calendar_features(vt, "Europe/Paris", "FR", "FR")
+    assert list(cal["school_holiday"].round(3)) == [0.667, 1.0, 1.0]
+    assert "school_holiday" not in calendar_features(vt, "Europe/Paris", "FR").columns
+    with pytest.raises(ConfigError, match="has none for GB"):
+        calendar_features(vt, "Europe/London", "GB", "GB")
+    with pytest.raises(ConfigError, match="has none for 57"):
+        calendar_features(vt, "Europe/Paris", "FR", "FR-57")
+    with pytest.raises(ConfigError, match="unknown country"):
+        calendar_features(vt, "Europe/Paris", "FR", "XX")

@@ -31,8 +31,8 @@ def test_backtest_writes_report_plot_and_final_line(csv_files, tmp_path):
     res = CliRunner().invoke(app, [
         "model", "backtest", "--csv", str(csv_files / "site-*.csv"), "--time-col", "Time",
         "--load-col", "Demand", "--weather-cols", "Temperature,ssrd_wm2", "--known-cols",
-        "Holiday", "--holidays", "FR", "--tz", "Europe/Paris", "--test-weeks", "1",
-        "--out", str(out)])
+        "Holiday", "--holidays", "FR", "--school-holidays", "FR", "--tz", "Europe/Paris",
+        "--test-weeks", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert LAST_LINE.match(lines[-1]), lines[-1]
@@ -40,6 +40,7 @@ def test_backtest_writes_report_plot_and_final_line(csv_files, tmp_path):
     m = report["metrics"]
     assert m["n"] == 7 * 24
     assert report["protocol"]["test_end"] == "2026-03-04"
+    assert report["inputs"]["school_holidays"] == "FR"  # through the temporary bank's config
     assert m["mae"] == pytest.approx(float(lines[-1].split()[0].split("=")[1]), abs=1e-3)
     assert m["mae"] < m["mae_persistence"]
     assert {r["lead_h"] for r in report["by_lead_h"]} == set(range(14, 38))
@@ -56,3 +57,14 @@ def test_bad_column_is_a_one_line_error(csv_files, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "no column(s) 'Load'" in err[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_school_holidays_is_a_one_line_error(csv_files, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregat.cli.main", "model", "backtest", "--csv",
+         str(csv_files / "site-a.csv"), "--time-col", "Time", "--load-col", "Demand",
+         "--school-holidays", "FR-Zone Q", "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "--school-holidays" in err[0] and "Zone Q" in err[0], proc.stderr

@@ -279,6 +279,14 @@ def test_unknown_model_param_is_a_config_error(env):
         pipeline.model_config(_with(env, model_params={"rounds": 3}), ())
 
 
+def test_school_holidays_setting_reaches_the_features_or_is_named(env):
+    assert pipeline.model_config(env, ()).features.school_holidays is None
+    cfg = pipeline.model_config(_with(env, school_holidays="FR-Zone C"), ())
+    assert cfg.features.school_holidays == "FR-Zone C"
+    with pytest.raises(ConfigError, match=r"\[env.test.forecast\] school_holidays: .*Zone Q"):
+        pipeline.model_config(_with(env, school_holidays="FR-Zone Q"), ())
+
+
 # ----------------------------------------------------------------------------- predict
 def _parts(env) -> list[str]:
     return Bank(env.bank).files("forecast")

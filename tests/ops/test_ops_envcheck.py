@@ -49,15 +49,18 @@ def test_broken_environment_each_problem_named_and_masked(tmp_path, monkeypatch)
         'energy_db = "postgresql+pg8000://aggregat:${DB_PASSWORD}@127.0.0.1:1/energy"\n'
         'scheduler = "tcp://127.0.0.1:1"\n'
         "[env.dev.weather]\nmodels = [\"arome-0025\", \"gfs-025\"]\n"
+        "[env.dev.forecast]\nschool_holidays = \"FR-Zone Q\"\n"
         "[[env.dev.forecast.targets]]\nid = \"portfolio\"\nsites = [\"paris\", \"marseille\"]\n")
     env = load_environment("dev", config)
     checks = check_environment(env, offline=True, timeout_s=2)
     bad = {c.name: c.message for c in problems(checks)}
     assert set(bad) == {"settings: weather models", "settings: sites and targets",
-                        "storage: datalake", "storage: bank", "storage: registry",
-                        "storage: quarantine", "energy DB", "Dask scheduler"}
+                        "settings: calendar", "storage: datalake", "storage: bank",
+                        "storage: registry", "storage: quarantine", "energy DB",
+                        "Dask scheduler"}
     assert "gfs-025" in bad["settings: weather models"]
     assert "marseille" in bad["settings: sites and targets"]
+    assert "school_holidays" in bad["settings: calendar"] and "Zone Q" in bad["settings: calendar"]
     assert "not writable" in bad["storage: bank"]
     assert "unreachable" in bad["energy DB"] and "127.0.0.1" in bad["energy DB"]
     assert all(SECRET not in c.message for c in checks)
@@ -69,7 +72,7 @@ def test_broken_environment_each_problem_named_and_masked(tmp_path, monkeypatch)
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "AGGREGAT_DEV_DB_PASSWORD": SECRET, "COLUMNS": "250"})
     assert out.returncode == 1, out.stderr
-    assert "8 problem(s)" in out.stdout and "Traceback" not in out.stderr
+    assert "9 problem(s)" in out.stdout and "Traceback" not in out.stderr
     assert SECRET not in out.stdout + out.stderr
     assert "aggregat:***@" in out.stdout
 

@@ -48,6 +48,9 @@ def backtest(
                           "columns known in advance (e.g. a holiday flag).")] = None,
     holidays: Annotated[str, typer.Option("--holidays", help="Public-holiday calendar: a "
                         "country or subdivision code (FR, AU-VIC, DE-BY) or 'none'.")] = "FR",
+    school_holidays: Annotated[str | None, typer.Option("--school-holidays", help="School "
+                               "holidays as a feature: FR (share of zones A/B/C on holiday), "
+                               "FR-Zone C, NL-Zuid, ... (the 'holidays' package).")] = None,
     tz: Annotated[str, typer.Option("--tz", help="Local time zone of the calendar and issue "
                   "hour.")] = "Europe/Paris",
     csv_tz: Annotated[str, typer.Option("--csv-tz", help="Time zone of CSV times written "
@@ -75,7 +78,7 @@ def backtest(
     import zoneinfo
 
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs
-    from aggregat.forecast.calendar import parse_holiday_code
+    from aggregat.forecast.calendar import parse_holiday_code, school_zones
     from aggregat.forecast.csv_import import backtest_csv, check_columns
     from aggregat.forecast.pipeline import check_horizon
 
@@ -98,6 +101,12 @@ def backtest(
     cal = None if holidays.strip().lower() in ("", "none") else holidays.strip()
     if cal:
         parse_holiday_code(cal)
+    school = (school_holidays or "").strip() or None
+    if school:
+        try:
+            school_zones(school)
+        except ConfigError as exc:
+            raise ConfigError(f"--school-holidays: {exc}") from None
     paths = expand_paths(csv)
     run_name = name or paths[0].stem
     wcols, kcols = _cols(weather_cols), _cols(known_cols)
@@ -113,6 +122,7 @@ def backtest(
     result = backtest_csv(load, weather, wcols, kcols, tz=tz, issue_hour=issue_hour,
                           holidays=cal, test_weeks=test_weeks, horizon=horizon,
                           intraday_every_h=every_h, intraday_hours=hours,
+                          school_holidays=school,
                           progress=lambda msg: console.print(f"  {msg}"))
     result.report["inputs"]["csv"] = [str(p) for p in paths]
     _write_outputs(result, run_name, out or Path(f"backtest-{run_name}"), tz, t0)

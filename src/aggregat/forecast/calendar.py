@@ -1,8 +1,11 @@
-"""Calendar features in local time: hour, weekday, season, public holidays and bridge days.
+"""Calendar features in local time: hour, weekday, season, public holidays and bridge days,
+and optionally school holidays.
 
 Holidays come from the ``holidays`` package with the years passed explicitly (the package's lazy
 year expansion is easy to get wrong on multi-year frames). A calendar code is a country
-(``FR``) or a country and subdivision (``AU-VIC``, ``DE-BY``).
+(``FR``) or a country and subdivision (``AU-VIC``, ``DE-BY``). School holidays use the same
+package's ``school`` category: a zone (``FR-Zone C``, ``NL-Zuid``), a country (``FR``: every
+zone it has school holidays for) or several codes separated by commas.
 """
 
 from __future__ import annotations
@@ -82,12 +85,78 @@ def day_table(dates: pd.DatetimeIndex, code: str | None) -> pd.DataFrame:
     return table.loc[days].astype(float)
 
 
+def school_zones(code: str) -> list[tuple[str, str | None]]:
+    """(country, subdivision) pairs of a school-holiday code; a ConfigError names a bad one."""
+    import holidays
+
+    zones: list[tuple[str, str | None]] = []
+    for part in (p.strip() for p in code.split(",")):
+        if not part:
+            continue
+        country, subdiv = parse_holiday_code(part)
+        cls = type(holidays.country_holidays(country))
+        if "school" not in getattr(cls, "supported_categories", ()):
+            raise ConfigError(f"school holidays {part!r}: the installed 'holidays' package "
+                              f"({holidays.__version__}) has none for {country}; upgrade it "
+                              "(pip install -U holidays) or leave the setting empty")
+        if subdiv:
+            zone = next(z for z in cls.subdivisions if z.upper() == subdiv.upper())
+            recent = tuple(range(dt.date.today().year - 10, dt.date.today().year + 2))
+            if not _school_dates(country, zone, recent):
+                raise ConfigError(f"school holidays {part!r}: the 'holidays' package has none "
+                                  f"for {zone}; use a zone that has them (FR: Zone A/B/C)")
+            zones.append((country, zone))
+        else:  # the whole country: those of its subdivisions that have school holidays
+            zones += [(country, None), *((country, z) for z in cls.subdivisions)]
+    if not zones:
+        raise ConfigError(f"school holidays {code!r}: no zone given; write e.g. FR or FR-Zone C")
+    return zones
+
+
+@lru_cache(maxsize=256)
+def _school_dates(country: str, subdiv: str | None, years: tuple[int, ...]
+                  ) -> frozenset[dt.date]:
+    import holidays
+
+    return frozenset(holidays.country_holidays(country, subdiv=subdiv, categories=("school",),
+                                               years=list(years)).keys())
+
+
+def school_holiday_share(days: pd.DatetimeIndex, code: str) -> np.ndarray:
+    """Per local day (naive midnight): the share of the zones of ``code`` on school holiday,
+    from 0 to 1 (a portfolio across France: 1/3 when one zone of three is on holiday).
+
+    A zone counts only between the first and the last school holiday the package knows for it
+    in the years asked (FR: since the 2017-2018 school year): outside, its days are unknown and
+    the share is taken over the other zones, NaN when none knows, never a made-up 0. A country
+    code counts the zones that have school holidays (FR: zones A, B and C, not its overseas
+    departments, which have none in the package).
+    """
+    zones = school_zones(code)
+    years = tuple(range(days.min().year - 1, days.max().year + 2)) if len(days) else ()
+    dates = days.date if len(days) else np.array([], dtype=object)
+    on = np.full((len(zones), len(days)), np.nan)
+    for k, (country, subdiv) in enumerate(zones):
+        known = _school_dates(country, subdiv, years)
+        if not known:
+            continue
+        lo, hi = min(known), max(known)
+        for i, d in enumerate(dates):
+            if lo <= d <= hi:
+                on[k, i] = float(d in known)
+    with np.errstate(invalid="ignore"):
+        counted = np.isfinite(on).sum(axis=0)
+        return np.where(counted > 0, np.nansum(on, axis=0) / np.maximum(counted, 1), np.nan)
+
+
 def calendar_features(valid_time: pd.DatetimeIndex | pd.Series, tz: str,
-                      holidays_code: str | None) -> pd.DataFrame:
+                      holidays_code: str | None, school_code: str | None = None
+                      ) -> pd.DataFrame:
     """Calendar features for UTC ``valid_time`` values, computed in the local time zone ``tz``.
 
     Returns a frame aligned positionally with ``valid_time`` (a RangeIndex), columns
-    :data:`CALENDAR_FEATURES` as floats.
+    :data:`CALENDAR_FEATURES` as floats, and ``school_holiday`` (see
+    :func:`school_holiday_share`) with a ``school_code``.
     """
     vt = pd.DatetimeIndex(valid_time)
     if vt.tz is None:
@@ -103,5 +172,9 @@ def calendar_features(valid_time: pd.DatetimeIndex | pd.Series, tz: str,
         "day_of_year": local.day_of_year,
         "is_weekend": (local.day_of_week >= 5).astype(float),
     }).astype(float)
-    out = pd.concat([out, per_row], axis=1)
-    return out[CALENDAR_FEATURES]
+    out = pd.concat([out, per_row], axis=1)[CALENDAR_FEATURES]
+    if school_code:
+        unique = pd.DatetimeIndex(naive_day.unique())
+        share = pd.Series(school_holiday_share(unique, school_code), index=unique)
+        out["school_holiday"] = share.reindex(naive_day).to_numpy()
+    return out

@@ -53,6 +53,9 @@ class FeatureConfig:
     tz: str = "Europe/Paris"
     issue_hour: float = 10.0
     holidays: str | None = "FR"
+    # School holidays (calendar.school_holiday_share): "FR" (share of zones A/B/C on holiday),
+    # "FR-Zone C", "NL-Zuid", ...; None: no school-holiday feature.
+    school_holidays: str | None = None
     weather_cols: tuple[str, ...] = ()
     known_cols: tuple[str, ...] = ()
     # Weather history before the issue: smoothed temperatures, previous-day means, anomalies.
@@ -407,7 +410,7 @@ def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.Datet
         cols[c] = wx.loc[keep, c].to_numpy(dtype=float)
     body = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in cols.items()})
     lf = load_features(load, issue, valid, cfg.lags_h)
-    cal = calendar_features(f["valid_time"], cfg.tz, cfg.holidays)
+    cal = calendar_features(f["valid_time"], cfg.tz, cfg.holidays, cfg.school_holidays)
     return pd.concat([f, body, lf, cal], axis=1)
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from aggregat.bank import Bank, read_load, write_forecast
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
+from aggregat.forecast.calendar import school_zones
 from aggregat.forecast.features import (
     HORIZONS,
     FeatureConfig,
@@ -105,10 +106,17 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     """
     fs = env.forecast
     holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
+    school = None if fs.school_holidays.strip().lower() in ("", "none") else fs.school_holidays
+    if school:
+        try:
+            school_zones(school)
+        except ConfigError as exc:
+            raise ConfigError(f"[env.{env.name}.forecast] school_holidays: {exc}") from None
     hour = float(fs.issue_hour_local if issue_hour is None else issue_hour)
     check_horizon(horizon)
     try:
         fc = FeatureConfig(tz=fs.timezone, issue_hour=hour, holidays=holidays,
+                           school_holidays=school,
                            weather_cols=tuple(weather_cols), known_cols=tuple(known_cols),
                            horizon=horizon, intraday_every_h=float(fs.intraday_every_h),
                            intraday_hours=float(fs.intraday_hours))

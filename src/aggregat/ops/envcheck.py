@@ -134,6 +134,24 @@ def _check_schedule(env: Environment) -> tuple[str, str]:
                 f"{env.jobs.weekly_at}{intraday} ({env.forecast.timezone})")
 
 
+def _check_calendar(env: Environment) -> tuple[str, str]:
+    """The public- and school-holiday codes of [forecast] (the `holidays` package knows them)."""
+    from aggregat.forecast.calendar import parse_holiday_code, school_zones
+
+    fs, problems = env.forecast, []
+    used = {"holidays": fs.holidays, "school_holidays": fs.school_holidays}
+    for key, code in used.items():
+        if code.strip().lower() in ("", "none"):
+            continue
+        try:
+            school_zones(code) if key == "school_holidays" else parse_holiday_code(code)
+        except AggregatError as exc:
+            problems.append(f"[forecast] {key}: {exc}")
+    if problems:
+        return PROBLEM, "; ".join(problems)
+    return OK, ", ".join(f"{k} {v}" for k, v in used.items() if v.strip()) or "no holidays"
+
+
 # -- storage -------------------------------------------------------------------------------
 def probe_store(url: str) -> tuple[str, str]:
     """Write, read back and delete a probe object under ``url``."""
@@ -247,6 +265,7 @@ def check_environment(env: Environment, *, offline: bool = False,
         _run("settings: weather models", lambda: _check_models(env)),
         _run("settings: sites and targets", lambda: _check_locations(env)),
         _run("settings: schedule", lambda: _check_schedule(env)),
+        _run("settings: calendar", lambda: _check_calendar(env)),
     ]
     for name in ("datalake", "bank", "registry", "quarantine"):
         url = getattr(env, name)
