@@ -138,6 +138,9 @@ def test_cli_backtest_intraday_and_bad_horizon(tmp_path, synth):
     rep = json.loads((tmp_path / "bt" / "report.json").read_text())
     assert rep["protocol"]["horizon"] == "intraday" and rep["protocol"]["every_h"] == 12
     assert {x["lead_h"] for x in rep["by_lead_h"]} == set(range(36))
+    # Blended with the day-ahead backtest's forecasts (run first), as production does.
+    assert rep["protocol"]["day_ahead_blend"]["rows"] > 0
+    assert rep["day_ahead"]["metrics"]["n"] == 7 * 24
     bad = subprocess.run([sys.executable, "-m", "aggregat.cli.main", *args, "--horizon",
                           "weekly"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2, bad.stderr

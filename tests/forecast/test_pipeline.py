@@ -16,7 +16,7 @@ import pytest
 from aggregat.bank import Bank, read_forecast, write_load, write_weather_run
 from aggregat.config import TargetSettings, load_environment
 from aggregat.errors import AggregatError, ConfigError
-from aggregat.forecast import pipeline
+from aggregat.forecast import blend, pipeline
 from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import (
     Target,
@@ -426,11 +426,32 @@ def test_intraday_model_lives_beside_the_day_ahead_one(trained):
     assert reg.meta("portfolio@intraday")["horizon"] == "intraday"
     p = pipeline.predict_target(env, _target(env), ISSUE, horizon="intraday")
     assert p["version"] == r["version"] and p["rows"] == 36 and p["baseline_rows"] == 0
+    assert p["blended_rows"] == 0  # no day-ahead forecast in the bank yet
     fc = read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE)
     assert fc["valid_time"].min() == ISSUE and len(fc) == 36
     day_ahead = pipeline.predict_target(env, _target(env), ISSUE)
     assert day_ahead["rows"] == 24
     assert len(read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE)) == 36
+
+    # Predicted again, the intraday forecast is blended with the day-ahead one of the same
+    # issue wherever both cover a valid time (day D: 22:00Z to 20:00Z, the last intraday hour).
+    again = pipeline.predict_target(env, _target(env), ISSUE, horizon="intraday")
+    assert again["blended_rows"] == 23 and again["rows"] == 36
+    q = ["p10_mw", "p50_mw", "p90_mw"]
+    da = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE).set_index("valid_time")
+    got = read_forecast(Bank(env.bank), ["portfolio@intraday"], issue_time=ISSUE
+                        ).set_index("valid_time")
+    alone = fc.set_index("valid_time")
+    both = da.index.intersection(alone.index)
+    w = blend.day_ahead_weight((both - ISSUE) / pd.Timedelta(hours=1))[:, None]
+    want = np.sort((1 - w) * alone.loc[both, q].to_numpy() + w * da.loc[both, q].to_numpy(),
+                   axis=1)
+    np.testing.assert_allclose(got.loc[both, q].to_numpy(), want, rtol=1e-5)
+    rest = alone.index.difference(both)
+    np.testing.assert_allclose(got.loc[rest, q].to_numpy(), alone.loc[rest, q].to_numpy())
+    off = _with(env, intraday_blend=False)
+    assert pipeline.predict_target(off, _target(off), ISSUE, horizon="intraday")[
+        "blended_rows"] == 0
     with pytest.raises(ConfigError, match="--horizon 'hourly'"):
         pipeline.train_target(env, _target(env), horizon="hourly")
 

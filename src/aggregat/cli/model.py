@@ -66,6 +66,9 @@ def backtest(
                        "issues (aligned on --issue-hour).")] = 6.0,
     hours: Annotated[float, typer.Option("--hours", help="Intraday: hours each issue "
                      "covers.")] = 36.0,
+    blend: Annotated[bool | None, typer.Option("--blend/--no-blend", help="Intraday: blend with "
+                     "the newest day-ahead forecast (its backtest runs first), as production "
+                     "does; default: forecast.intraday_blend (on).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default "
                    "./backtest-<name>/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the run (default: the "
@@ -88,7 +91,7 @@ def backtest(
         raise ConfigError(f"--every-h {every_h:g} / --hours {hours:g}: use 0 < every-h <= 24 "
                           "and 0 < hours <= 72")
     if not csv:
-        _bank_backtest(env, config, target, test_weeks, out, t0, horizon)
+        _bank_backtest(env, config, target, test_weeks, out, t0, horizon, blend)
         return
     for zone, opt in ((tz, "--tz"), (csv_tz, "--csv-tz")):
         try:
@@ -122,19 +125,22 @@ def backtest(
     result = backtest_csv(load, weather, wcols, kcols, tz=tz, issue_hour=issue_hour,
                           holidays=cal, test_weeks=test_weeks, horizon=horizon,
                           intraday_every_h=every_h, intraday_hours=hours,
-                          school_holidays=school,
+                          school_holidays=school, intraday_blend=blend is not False,
                           progress=lambda msg: console.print(f"  {msg}"))
     result.report["inputs"]["csv"] = [str(p) for p in paths]
     _write_outputs(result, run_name, out or Path(f"backtest-{run_name}"), tz, t0)
 
 
-def _bank_backtest(env, config, target, test_weeks, out, t0, horizon) -> None:
+def _bank_backtest(env, config, target, test_weeks, out, t0, horizon, blend=None) -> None:
     """The production pipeline on the environment's bank, for each target."""
     from aggregat.bank import Bank
     from aggregat.forecast.pipeline import backtest_target
     from aggregat.forecast.targets import resolve_targets
 
     settings = environment(env, config)
+    if blend is not None:
+        settings = settings.model_copy(update={"forecast": settings.forecast.model_copy(
+            update={"intraday_blend": blend})})
     targets = resolve_targets(settings, Bank(settings.bank), [target] if target else None)
     if not targets:
         raise ConfigError(f"no target in env {settings.name}: configure [forecast] targets or "

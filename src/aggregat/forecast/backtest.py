@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from aggregat.errors import InputError, ModelError
-from aggregat.forecast import metrics
+from aggregat.forecast import blend, metrics
+from aggregat.forecast.blend import blend_with_day_ahead
 from aggregat.forecast.features import (
     FeatureConfig,
     build_features,
@@ -146,8 +147,13 @@ def test_issues(days: pd.DatetimeIndex, cfg: FeatureConfig) -> pd.DatetimeIndex:
 
 def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelConfig,
                  test_weeks: int = 8, retrain_days: int = 7,
-                 progress: Callable[[str], None] | None = None) -> BacktestResult:
-    """Backtest of ``config``'s horizon over the last ``test_weeks`` weeks of ``load``."""
+                 progress: Callable[[str], None] | None = None,
+                 day_ahead: pd.DataFrame | None = None) -> BacktestResult:
+    """Backtest of ``config``'s horizon over the last ``test_weeks`` weeks of ``load``.
+
+    ``day_ahead``: intraday only, the day-ahead backtest's forecasts of the same period, blended
+    into the intraday ones as in production (:mod:`aggregat.forecast.blend`).
+    """
     t_start = time.perf_counter()
     fc = config.features
     s = prepare_load(load)
@@ -192,6 +198,9 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         pred["persistence_mw"] = s.reindex(valid[rows] - pd.Timedelta(days=7)).to_numpy()
         parts.append(pred)
     fc_all = pd.concat(parts, ignore_index=True)
+    blended = None
+    if day_ahead is not None and fc.horizon == "intraday":
+        fc_all, blended = blend_with_day_ahead(fc_all, day_ahead)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
     if not np.isfinite(fc_all["actual_mw"]).any():
         raise ModelError("backtest: no actual load in the test period")
@@ -201,6 +210,9 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         "protocol": {"horizon": fc.horizon, "issue_hour_local": fc.issue_hour, "tz": fc.tz,
                      **({"every_h": fc.intraday_every_h, "hours": fc.intraday_hours}
                         if fc.horizon == "intraday" else {}),
+                     **({"day_ahead_blend": {"rows": blended, "max_weight": blend.MAX_WEIGHT,
+                                             "ramp_h": blend.RAMP_H}}
+                        if blended is not None else {}),
                      "issues": len(tests), "first_issue": tests[0].isoformat(),
                      "test_weeks": test_weeks, "retrain_every_days": retrain_days,
                      "test_start": f"{days[0]:%Y-%m-%d}", "test_end": f"{days[-1]:%Y-%m-%d}",

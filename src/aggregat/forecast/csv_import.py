@@ -135,7 +135,8 @@ def _write_run(bank: Bank, model: str, location: str, run: pd.Timestamp, part: p
 def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
                     max_lead_h: float, model_params: dict[str, Any] | None = None,
                     intraday_every_h: float = 6.0, intraday_hours: float = 36.0,
-                    school_holidays: str | None = None) -> Environment:
+                    school_holidays: str | None = None, intraday_blend: bool = True
+                    ) -> Environment:
     """An in-memory environment whose bank, registry, ... live under ``root`` (the fractional
     part of ``issue_hour`` is passed to the pipeline separately: the setting is whole hours)."""
     forecast = ForecastSettings(timezone=tz, issue_hour_local=int(math.floor(issue_hour)),
@@ -143,7 +144,8 @@ def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
                                 model_params=dict(model_params or {}),
                                 intraday_every_h=intraday_every_h,
                                 intraday_hours=intraday_hours,
-                                school_holidays=school_holidays or "")
+                                school_holidays=school_holidays or "",
+                                intraday_blend=intraday_blend)
     return Environment(name="csv-import", root=root, datalake=f"{root}/datalake",
                        bank=f"{root}/bank", registry=f"{root}/registry",
                        quarantine=f"{root}/quarantine", energy_db=f"sqlite:///{root}/energy.db",
@@ -155,14 +157,15 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
                  issue_hour: float = 10.0, holidays: str | None = "FR", test_weeks: int = 8,
                  model_params: dict[str, Any] | None = None, horizon: str = "day-ahead",
                  intraday_every_h: float = 6.0, intraday_hours: float = 36.0,
-                 school_holidays: str | None = None,
+                 school_holidays: str | None = None, intraday_blend: bool = True,
                  progress: Callable[[str], None] | None = None):
     """Backtest CSV inputs (as returned by ``read_csv_inputs``) through a temporary bank with
     the bank-mode pipeline; the bank is removed afterwards, also on error.
 
     ``model_params``: overrides of the core's ModelConfig, as ``forecast.model_params``;
     ``horizon``: "day-ahead" or "intraday" (an issue every ``intraday_every_h`` hours for the
-    next ``intraday_hours``).
+    next ``intraday_hours``; ``intraday_blend``: blended with the day-ahead backtest's
+    forecasts, as ``forecast.intraday_blend`` does in production).
 
     Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`; its report says
     ``inputs.bank = "temporary (csv import)"`` and ``timing_s.csv_import``.
@@ -179,7 +182,8 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
     max_lead_h = math.ceil(ahead / pd.Timedelta(hours=1)) + 24.0  # never cuts a pseudo-run
     with tempfile.TemporaryDirectory(prefix="aggregat-csv-") as root:
         env = csv_environment(root, tz, issue_hour, holidays, max_lead_h, model_params,
-                              intraday_every_h, intraday_hours, school_holidays)
+                              intraday_every_h, intraday_hours, school_holidays,
+                              intraday_blend)
         stats = import_csv_inputs(Bank(env.bank), load, weather, cols, warmup, span=span)
         if progress:
             progress(f"imported into a temporary bank: {stats['load_rows']} load rows, "

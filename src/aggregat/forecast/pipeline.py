@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aggregat.bank import Bank, read_load, write_forecast
+from aggregat.bank import Bank, read_forecast, read_load, write_forecast
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
+from aggregat.forecast.blend import blend_with_day_ahead
 from aggregat.forecast.calendar import school_zones
 from aggregat.forecast.features import (
     HORIZONS,
@@ -285,13 +286,29 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         note = f"model {version} could not forecast ({exc}); weekly baseline used"
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
         out = _predict(model, load, weather, issue)
+    blended = 0
+    if horizon == "intraday" and fs.intraday_blend:
+        out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
     out.insert(0, "target_id", key)
     out["model_version"] = version
     rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
                                      "p50_mw", "p90_mw", "model_version", "is_baseline"]])
     return {"target": key, "status": "predicted", "issue_time": issue.isoformat(),
             "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
-            "note": note, "seconds": round(time.perf_counter() - t0, 3)}
+            "blended_rows": blended, "note": note,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.DataFrame
+                      ) -> pd.DataFrame:
+    """The bank's day-ahead forecasts of ``target`` issued at or before ``issue`` for the valid
+    times of ``out`` (an intraday forecast): a few daily partitions, not the history."""
+    if out.empty:
+        return out
+    end = pd.Timestamp(out["valid_time"].max()) + pd.Timedelta(microseconds=1)
+    da = read_forecast(bank, [target.id], start=out["valid_time"].min(), end=end,
+                       max_horizon_h=72)
+    return da[pd.DatetimeIndex(da["issue_time"]) <= issue] if len(da) else da
 
 
 def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
@@ -399,15 +416,30 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
 
     ``known_cols``: those of ``target.weather_cols`` known in advance (features as they are, no
     daily aggregates); ``issue_hour``: see :func:`model_config` (the CSV backtest uses both).
+    Intraday with ``forecast.intraday_blend``: the day-ahead backtest runs first, and its
+    forecasts are blended in as :func:`predict_target` does (report key ``day_ahead``).
     """
     from aggregat.forecast.backtest import run_backtest
 
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    day_ahead = None
+    if horizon == "intraday" and env.forecast.intraday_blend:
+        if progress:
+            progress("day-ahead backtest first: intraday forecasts are blended with it")
+        day_ahead = backtest_target(env, target, test_weeks, progress=progress,
+                                    known_cols=known_cols, issue_hour=issue_hour)
+        if progress:
+            progress(f"day-ahead MAE {day_ahead.report['metrics']['mae']:.4g}; now intraday")
     weather = issue_weather(bank, target, _daily_issues(env, load, issue_hour, horizon),
                             max_lead_h=env.forecast.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, [c for c in cols if c not in known_cols], issue_hour=issue_hour,
                        known_cols=[c for c in cols if c in known_cols], horizon=horizon)
-    return run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
-                        progress=progress)
+    result = run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
+                          progress=progress,
+                          day_ahead=day_ahead.forecasts if day_ahead is not None else None)
+    if day_ahead is not None:
+        result.report["day_ahead"] = {"metrics": day_ahead.report["metrics"],
+                                      "timing_s": day_ahead.report["timing_s"]}
+    return result
