@@ -10,6 +10,7 @@ import pytest
 
 from aggregat.config import load_environment, mask
 from aggregat.errors import ConfigError
+from child_process import child_env
 
 TOML = """
 default_env = "dev"
@@ -86,7 +87,8 @@ def test_unknown_environment_and_setting(config_file):
 
 
 def test_env_show_masks_secrets_in_a_real_process(config_file):
-    env = {"AGGREGAT_DEV_ENERGY_DB_PASSWORD": "pw-that-must-not-leak", "PATH": "/usr/bin:/bin"}
+    env = child_env({"AGGREGAT_DEV_ENERGY_DB_PASSWORD": "pw-that-must-not-leak",
+                     "PATH": "/usr/bin:/bin"})
     proc = subprocess.run([sys.executable, "-m", "aggregat.cli.main", "env", "show", "--json"],
                           capture_output=True, text=True, env=env, cwd=config_file.parent)
     assert proc.returncode == 0, proc.stderr
@@ -98,6 +100,7 @@ def test_env_show_masks_secrets_in_a_real_process(config_file):
 def test_bad_toml_is_one_line(config_file):
     config_file.write_text("[env.dev\n")
     proc = subprocess.run([sys.executable, "-m", "aggregat.cli.main", "env", "show"],
-                          capture_output=True, text=True, cwd=config_file.parent)
+                          capture_output=True, text=True, cwd=config_file.parent,
+                          env=child_env())
     assert proc.returncode == 2
     assert "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr

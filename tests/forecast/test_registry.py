@@ -13,6 +13,7 @@ import pytest
 
 from aggregat.errors import ModelError
 from aggregat.forecast.registry import Registry
+from child_process import child_env
 
 
 def _model(tag: str) -> dict:
@@ -122,7 +123,7 @@ def test_model_survives_a_fresh_interpreter(reg, tmp_path):
         print(meta["version"], model["tag"])
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+                         timeout=120, cwd=tmp_path, env=child_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [v, "before-reinstall"]
 

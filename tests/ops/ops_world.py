@@ -3,11 +3,12 @@ load in an energy DB, simulated AROME runs served over loopback HTTP (fixtures i
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
+
+from child_process import child_env  # noqa: F401  (re-exported for the job tests)
 
 DAYS = [date(2026, 11, 26), date(2026, 11, 27)]
 SITES = ("id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\n"
@@ -71,14 +72,3 @@ timeout_s = 5
             updated_at=pd.Timestamp("2026-11-28", tz="UTC")))
         engine.dispose()
     return config
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """``os.environ`` for a child process that imports the same ``aggregat`` as the tests: a
-    relative PYTHONPATH (``src``) in another working directory, or an editable install of another
-    checkout, would silently run other code."""
-    import aggregat
-
-    src = str(Path(aggregat.__file__).resolve().parents[1])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), **extra}

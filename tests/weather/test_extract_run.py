@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from aggregat.weather.fetch import fetch_run
 from aggregat.weather.products import PARAMETERS, get_product
 from aggregat.weather.simulate import PointDriver, crop_for_points, simulate_run
 from aggregat.weather.sites import Locations
+from child_process import child_env
 
 RUN = datetime(2026, 11, 28, 0, tzinfo=UTC)
 PRODUCT = get_product("arome-0025")
@@ -205,7 +205,7 @@ def test_cli_fetch_and_extract_in_a_real_process(archive, tmp_path):
     (tmp_path / "aggregat.toml").write_text(
         f'[env.test]\nroot = "data"\nsites = "sites.csv"\n'
         f'[env.test.weather]\nbase_url = "{archive["server"].base_url}"\n')
-    env = {**os.environ, "AGGREGAT_ENV": "test"}
+    env = child_env(AGGREGAT_ENV="test")
     cmd = [sys.executable, "-m", "aggregat.cli.main", "weather"]
     fetch = subprocess.run(cmd + ["fetch", "--model", "arome-0025", "--run", "2026-11-28T00",
                                   "--packages", "SP1"], cwd=tmp_path, env=env,
