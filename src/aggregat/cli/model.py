@@ -81,7 +81,7 @@ def backtest(
     import zoneinfo
 
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs
-    from aggregat.forecast.calendar import parse_holiday_code, school_zones
+    from aggregat.forecast.calendar import calendar_code, parse_holiday_code, school_zones
     from aggregat.forecast.csv_import import backtest_csv, check_columns
     from aggregat.forecast.pipeline import check_horizon
 
@@ -101,10 +101,9 @@ def backtest(
                               "Europe/Paris") from exc
     if not 0 <= issue_hour < 24:
         raise ConfigError(f"--issue-hour {issue_hour}: must be within [0, 24)")
-    cal = None if holidays.strip().lower() in ("", "none") else holidays.strip()
+    cal, school = calendar_code(holidays), calendar_code(school_holidays)
     if cal:
         parse_holiday_code(cal)
-    school = (school_holidays or "").strip() or None
     if school:
         try:
             school_zones(school)

@@ -19,7 +19,6 @@ import pandas as pd
 
 from aggregat.errors import InputError, ModelError
 from aggregat.forecast import blend, metrics
-from aggregat.forecast.blend import blend_with_day_ahead
 from aggregat.forecast.features import (
     FeatureConfig,
     build_features,
@@ -200,7 +199,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     fc_all = pd.concat(parts, ignore_index=True)
     blended = None
     if day_ahead is not None and fc.horizon == "intraday":
-        fc_all, blended = blend_with_day_ahead(fc_all, day_ahead)
+        fc_all, blended = blend.blend_with_day_ahead(fc_all, day_ahead)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
     if not np.isfinite(fc_all["actual_mw"]).any():
         raise ModelError("backtest: no actual load in the test period")

@@ -26,6 +26,13 @@ CALENDAR_FEATURES = [
 ]
 
 
+def calendar_code(text: str | None) -> str | None:
+    """A public- or school-holiday code as written in a setting or option; None for "" and
+    "none" (no calendar)."""
+    code = (text or "").strip()
+    return None if code.lower() in ("", "none") else code
+
+
 def parse_holiday_code(code: str) -> tuple[str, str | None]:
     """Split ``"AU-VIC"`` into ``("AU", "VIC")`` and ``"FR"`` into ``("FR", None)``."""
     import holidays

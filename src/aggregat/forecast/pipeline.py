@@ -30,7 +30,7 @@ from aggregat.bank import Bank, read_forecast, read_load, write_forecast
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast.blend import blend_with_day_ahead
-from aggregat.forecast.calendar import school_zones
+from aggregat.forecast.calendar import calendar_code, school_zones
 from aggregat.forecast.features import (
     HORIZONS,
     FeatureConfig,
@@ -106,8 +106,7 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     ``horizon``: "day-ahead" or "intraday" (``intraday_every_h``, ``intraday_hours``).
     """
     fs = env.forecast
-    holidays = None if fs.holidays.strip().lower() in ("", "none") else fs.holidays
-    school = None if fs.school_holidays.strip().lower() in ("", "none") else fs.school_holidays
+    holidays, school = calendar_code(fs.holidays), calendar_code(fs.school_holidays)
     if school:
         try:
             school_zones(school)
@@ -186,14 +185,14 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
     fair = unseen_issues(fit.val_pred, old)
     new_scores = validation_scores(fit.val_pred[fit.val_pred["issue_time"].isin(fair)]
-                         if len(fit.val_pred) else None, load)
+                                   if len(fit.val_pred) else None, load)
     old_scores: dict[str, float] = {}
     if old is not None and len(fair):
         old_pred = forecast_issues(old, load, _weather_for_model(weather, _cols_of(old)), fair)
         old_scores = validation_scores(old_pred, load)
     new_mae = new_scores.get("mae", float("nan"))
     promoted, reason = promotion_rule(current, old_error, len(fair), new_mae,
-                                  old_scores.get("mae", float("nan")), fs.promotion_margin)
+                                      old_scores.get("mae", float("nan")), fs.promotion_margin)
     model = fit.model
     meta = {
         "trained_at": now.isoformat(),

@@ -172,12 +172,17 @@ def _load(report: HealthReport, env: Environment, bank, now: datetime) -> None:
                     "rows_newest_month": int(len(frame)), "months": len(months)})
 
 
+def _intraday_thresholds(env: Environment) -> tuple[float, float]:
+    """(warn, fail) age in hours of the newest intraday issue or publish."""
+    every = env.forecast.intraday_every_h
+    return (INTRADAY_WARN_ISSUES * every + INTRADAY_GRACE_H,
+            INTRADAY_FAIL_ISSUES * every + INTRADAY_GRACE_H)
+
+
 def _forecast_thresholds(env: Environment, target: str) -> tuple[float, float]:
     """(warn, fail) age in hours of a target's newest forecast issue."""
-    fs = env.forecast
-    if fs.intraday and target.endswith(INTRADAY_SUFFIX):
-        return (INTRADAY_WARN_ISSUES * fs.intraday_every_h + INTRADAY_GRACE_H,
-                INTRADAY_FAIL_ISSUES * fs.intraday_every_h + INTRADAY_GRACE_H)
+    if env.forecast.intraday and target.endswith(INTRADAY_SUFFIX):
+        return _intraday_thresholds(env)
     return env.jobs.stale_warn_h, env.jobs.stale_fail_h
 
 
@@ -260,10 +265,8 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
     _publish(report, entries, "publish", "last publish",
              (jobs.stale_warn_h, jobs.stale_fail_h), now)
     if env.forecast.intraday:
-        every = env.forecast.intraday_every_h
         _publish(report, entries, "publish-intraday", "last intraday publish",
-                 (INTRADAY_WARN_ISSUES * every + INTRADAY_GRACE_H,
-                  INTRADAY_FAIL_ISSUES * every + INTRADAY_GRACE_H), now)
+                 _intraday_thresholds(env), now)
 
 
 def _publish(report: HealthReport, entries, step: str, name: str,
