@@ -92,15 +92,17 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
     from aggregat.forecast.features import features
     from aggregat.forecast.models import p50_bases
 
-    assert small_cfg.p50_members == ("level", "nowcast") and model.relative
+    assert small_cfg.p50_members == ("level", "nowcast", "linear") and model.relative
     assert len(model.extra_p50) == 1 and model.extra_p50_bases == ("nowcast",)
+    assert model.linear is not None and len(model.linear.coefs) == 24
     f = features(load, weather, ISSUE, small_cfg.features)
     X = f[model.feature_names].to_numpy(dtype=np.float32)
     bases = p50_bases(f, True)
     assert np.allclose(bases["level"], f["load_mean_7d"])
     assert np.allclose(bases["nowcast"], f["load_nowcast"])
     members = [model.booster(0.5).predict(X) + bases["level"],
-               lgb.Booster(model_str=model.extra_p50[0]).predict(X) + bases["nowcast"]]
+               lgb.Booster(model_str=model.extra_p50[0]).predict(X) + bases["nowcast"],
+               model.linear.predict(X) + bases["level"]]
     out = predict(model, load, weather, ISSUE)
     raw = [model.booster(q).predict(X) + bases["level"] for q in (0.1, 0.9)]
     # P10/P50/P90 are sorted per row: P50 is the middle one.

@@ -32,6 +32,7 @@ from aggregat.forecast.features import (
     prepare_weather,
     target_day,
 )
+from aggregat.forecast.linear import LinearMember, fit_linear
 
 QUANTILES = (0.1, 0.5, 0.9)
 INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, then one a day
@@ -60,14 +61,15 @@ class ModelConfig:
     min_rounds: int = 50           # floor for early stopping on a short, noisy window
     num_leaves: int = 31
     min_data_in_leaf: int = 50
-    # P50 is the mean of models relative to different bases, each with its own bagging seed:
-    # "level" (the 7-day mean) and "nowcast" (the 7-day mean of the same time of day plus the
-    # last deviation faded with the lead). A single model's MAE moves ~3 % with the seed on
-    # vic_elec; two seeds on the level base cut MAE by ~1 %, one model per base by ~2 % on
-    # both reference sets (vic 114.7 -> 112.5, 307 2.422 -> 2.379, measured with the profile
-    # alone, which nowcast equals a day ahead to ~10 % of the deviation) at the same cost.
-    # The first member is always "level".
-    p50_members: tuple[str, ...] = ("level", "nowcast")
+    # P50 is the mean of its members. Trees relative to different bases, each with its own
+    # bagging seed: "level" (the 7-day mean) and "nowcast" (the 7-day mean of the same time of
+    # day plus the last deviation faded with the lead). A single model's MAE moves ~3 % with
+    # the seed on vic_elec; two seeds on the level base cut MAE by ~1 %, one model per base by
+    # ~2 % on both reference sets (vic 114.7 -> 112.5, 307 2.422 -> 2.379, measured with the
+    # profile alone, which nowcast equals a day ahead to ~10 % of the deviation). "linear": a
+    # ridge regression per hour relative to the level (forecast/linear.py), which errs unlike
+    # the trees: with it vic 113.4 -> 105.8, 307 2.373 -> 2.339. The first member is "level".
+    p50_members: tuple[str, ...] = ("level", "nowcast", "linear")
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
@@ -106,6 +108,7 @@ class ForecastModel:
     extra_p50_bases: tuple[str, ...] = ()  # ... each relative to this base (default "level")
     # Intraday: (first lead h, lower, upper) margins per block of MARGIN_LEAD_BLOCK_H hours.
     lead_margins: tuple[tuple[float, float, float], ...] = ()
+    linear: LinearMember | None = None   # the ridge member of P50, relative to the level
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -120,6 +123,8 @@ class ForecastModel:
             h.update(repr(self.extra_p50_bases).encode())
         if self.lead_margins:
             h.update(repr(self.lead_margins).encode())
+        if self.linear is not None:
+            h.update(self.linear.digest())
         h.update(repr((self.margins, self.baseline_errors, self.feature_names,
                        self.relative)).encode())
         return ("baseline-" if self.is_baseline else "lgbm-") + h.hexdigest()[:12]
@@ -133,18 +138,24 @@ class ForecastModel:
         return self._cache[q]
 
     def predict_p50(self, X: np.ndarray, bases: dict[str, np.ndarray]) -> np.ndarray:
-        """P50: the mean of its member models, each plus its base (:func:`p50_bases`)."""
+        """P50: the mean of its member models, each plus its base (:func:`p50_bases`); the
+        linear member counts only in the hours it was fitted for."""
         import lightgbm as lgb
 
-        pred = self.booster(0.5).predict(X) + bases["level"]
-        if not self.extra_p50:
-            return pred
-        if "extra" not in self._cache:
-            self._cache["extra"] = [lgb.Booster(model_str=t) for t in self.extra_p50]
-        kinds = self.extra_p50_bases or ("level",) * len(self.extra_p50)
-        for b, kind in zip(self._cache["extra"], kinds, strict=True):
-            pred = pred + b.predict(X) + bases[kind]
-        return pred / (1 + len(self.extra_p50))
+        total = self.booster(0.5).predict(X) + bases["level"]
+        count = np.ones(len(X))
+        if self.extra_p50:
+            if "extra" not in self._cache:
+                self._cache["extra"] = [lgb.Booster(model_str=t) for t in self.extra_p50]
+            kinds = self.extra_p50_bases or ("level",) * len(self.extra_p50)
+            for b, kind in zip(self._cache["extra"], kinds, strict=True):
+                total = total + b.predict(X) + bases[kind]
+            count += len(self.extra_p50)
+        if self.linear is not None:
+            lin = self.linear.predict(X) + bases["level"]
+            ok = np.isfinite(lin)
+            total, count = total + np.where(ok, lin, 0.0), count + ok
+        return total / count
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -251,6 +262,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     """
     import lightgbm as lgb
 
+    check_members(cfg.p50_members)
     t0 = time.perf_counter()
     names = feature_names(feats)
     ok = np.isfinite(target)
@@ -330,21 +342,34 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     boosters = {q: lgb.train(_params(cfg, q), all_data,
                              num_boost_round=int(round(rounds[q] * scale))).model_to_string()
                 for q in QUANTILES}
-    # More P50 members: same rounds, another seed, each learning the load minus its base.
-    if cfg.p50_members and cfg.p50_members[0] != "level":
-        raise ModelError(f"p50_members {cfg.p50_members}: the first member must be 'level'")
+    # More P50 members: trees with the same rounds and another seed, each learning the load
+    # minus its base; the linear member learns the same target as the first.
     bases = p50_bases(feats, bool(relative))
     raw = y + bases["level"]
+    tree_kinds = tuple(k for k in cfg.p50_members[1:] if k != "linear")
     extra = tuple(lgb.train({**_params(cfg, 0.5), "seed": cfg.seed + k},
                             rows(everything, raw - bases[kind]),
                             num_boost_round=int(round(rounds[0.5] * scale))).model_to_string()
-                  for k, kind in enumerate(cfg.p50_members[1:], start=1))
+                  for k, kind in enumerate(tree_kinds, start=1))
+    linear = (fit_linear(X, y, names, issue_day.to_numpy(), cfg.features.weather_cols)
+              if "linear" in cfg.p50_members else None)
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
-                         extra_p50=extra, extra_p50_bases=tuple(cfg.p50_members[1:]),
+                         extra_p50=extra, extra_p50_bases=tree_kinds, linear=linear,
                          lead_margins=lead_margins,
                          relative=bool(relative), width_floors=floors,
                          rounds=int(np.mean(list(rounds.values()))),
                          fit_seconds=time.perf_counter() - t0, **common)
+
+
+P50_MEMBERS = ("level", "nowcast", "linear")
+
+
+def check_members(members: tuple[str, ...]) -> None:
+    """Raise a ModelError naming a bad ``p50_members`` setting."""
+    bad = [m for m in members if m not in P50_MEMBERS]
+    if bad or not members or members[0] != "level":
+        raise ModelError(f"p50_members {members}: the first member must be 'level', the others "
+                         f"among {', '.join(P50_MEMBERS)}")
 
 
 def training_issues(load: pd.Series, cfg: FeatureConfig, until: pd.Timestamp,

@@ -1,0 +1,82 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from aggregat.errors import ModelError
+from aggregat.forecast.linear import CLIP_SD, fit_linear
+from aggregat.forecast.models import check_members
+
+NAMES = ["t2m_c", "hour_local", "weekday", "day_of_year", "noise"]
+
+
+def rows(n_days: int, seed: int = 0):
+    """Hourly rows of n_days: load = per-hour slope x cooling above 20 C + weekday effect."""
+    rng = np.random.default_rng(seed)
+    hour = np.tile(np.arange(24), n_days)
+    day = np.repeat(np.arange(n_days), 24)
+    temp = 15 + 10 * np.sin(day / 9.0) + 3 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 1, len(day))
+    X = np.column_stack([temp, hour, day % 7, day % 365 + 1, rng.normal(0, 1, len(day))])
+    y = (1 + hour / 12) * np.clip(temp - 20, 0, None) + 5 * (day % 7 >= 5)
+    return X, y, day
+
+
+def test_fits_a_non_linear_response_per_hour():
+    X, y, day = rows(120)
+    m = fit_linear(X, y + np.random.default_rng(1).normal(0, 0.1, len(y)), NAMES, day,
+                   weather_cols=("t2m_c",))
+    assert sorted(m.coefs) == list(range(24))
+    Xt, yt, _ = rows(30, seed=2)
+    err = np.abs(m.predict(Xt) - yt)
+    assert np.mean(err) < 0.15 * np.mean(np.abs(yt - yt.mean()))
+    # Without hinges (the temperature not declared as weather) a straight line fits worse.
+    flat = fit_linear(X, y, NAMES, day)
+    assert np.mean(np.abs(flat.predict(Xt) - yt)) > 2 * np.mean(err)
+
+
+def test_penalty_follows_the_signal():
+    X, y, day = rows(100)
+    noise = np.random.default_rng(3).normal(0, 1, len(y))
+    pure_noise = fit_linear(X, noise, NAMES, day, ("t2m_c",))
+    signal = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    assert np.median(list(pure_noise.alphas.values())) > 100 * np.median(
+        list(signal.alphas.values()))
+    # Shrunk to the mean: a noise fit predicts almost a constant.
+    assert np.std(pure_noise.predict(X)) < 0.3
+
+
+def test_unknown_and_extreme_values_stay_bounded():
+    X, y, day = rows(60)
+    m = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    probe = X[:24].copy()
+    probe[:, 0] = np.nan
+    assert np.isfinite(m.predict(probe)).all()  # unknown = the training mean
+    hot = X[:24].copy()
+    hot[:, 0] = 1e6
+    capped = X[:24].copy()
+    capped[:, 0] = m.mean[0] + CLIP_SD * m.scale[0]
+    np.testing.assert_allclose(m.predict(hot), m.predict(capped))
+
+
+def test_hours_without_enough_days_are_left_out():
+    X, y, day = rows(40)
+    keep = (X[:, 1] != 3) | (day < 5)  # hour 3 seen on 5 days only
+    m = fit_linear(X[keep], y[keep], NAMES, day[keep], ("t2m_c",))
+    assert 3 not in m.coefs and len(m.coefs) == 23
+    out = m.predict(X[:24])
+    assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+
+
+def test_pickles_and_digest_identifies_coefficients():
+    X, y, day = rows(40)
+    m = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(back.predict(X), m.predict(X))
+    assert back.digest() == m.digest()
+    assert fit_linear(X, y * 2, NAMES, day, ("t2m_c",)).digest() != m.digest()
+
+
+@pytest.mark.parametrize("members", [(), ("nowcast", "level"), ("level", "ridge")])
+def test_bad_member_lists_are_refused(members):
+    with pytest.raises(ModelError, match="p50_members"):
+        check_members(members)
