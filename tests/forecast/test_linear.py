@@ -15,7 +15,8 @@ def rows(n_days: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     hour = np.tile(np.arange(24), n_days)
     day = np.repeat(np.arange(n_days), 24)
-    temp = 15 + 10 * np.sin(day / 9.0) + 3 * np.sin(hour / 24 * 2 * np.pi) + rng.normal(0, 1, len(day))
+    temp = (15 + 10 * np.sin(day / 9.0) + 3 * np.sin(hour / 24 * 2 * np.pi)
+            + rng.normal(0, 1, len(day)))
     X = np.column_stack([temp, hour, day % 7, day % 365 + 1, rng.normal(0, 1, len(day))])
     y = (1 + hour / 12) * np.clip(temp - 20, 0, None) + 5 * (day % 7 >= 5)
     return X, y, day
@@ -25,7 +26,8 @@ def test_fits_a_non_linear_response_per_hour():
     X, y, day = rows(120)
     m = fit_linear(X, y + np.random.default_rng(1).normal(0, 0.1, len(y)), NAMES, day,
                    weather_cols=("t2m_c",))
-    assert sorted(m.coefs) == list(range(24))
+    # The slope changes with the hour: one regression per hour cross-validates best.
+    assert m.hours_per_group == 1 and sorted(m.coefs) == list(range(24))
     Xt, yt, _ = rows(30, seed=2)
     err = np.abs(m.predict(Xt) - yt)
     assert np.mean(err) < 0.15 * np.mean(np.abs(yt - yt.mean()))
@@ -58,7 +60,16 @@ def test_unknown_and_extreme_values_stay_bounded():
     np.testing.assert_allclose(m.predict(hot), m.predict(capped))
 
 
-def test_hours_without_enough_days_are_left_out():
+def test_a_response_shared_by_all_hours_is_pooled_on_short_histories():
+    X, y, day = rows(15)
+    y = np.clip(X[:, 0] - 20, 0, None) + np.random.default_rng(4).normal(0, 0.3, len(y))
+    m = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    assert m.hours_per_group == 24 and list(m.coefs) == [0]
+    assert np.isfinite(m.predict(X)).all()
+
+
+def test_hours_without_enough_days_are_left_out(monkeypatch):
+    monkeypatch.setattr("aggregat.forecast.linear.GROUP_HOURS", (1,))
     X, y, day = rows(40)
     keep = (X[:, 1] != 3) | (day < 5)  # hour 3 seen on 5 days only
     m = fit_linear(X[keep], y[keep], NAMES, day[keep], ("t2m_c",))
