@@ -16,7 +16,9 @@ from aggregat.config import load_environment
 from aggregat.ops.health import check_health
 from aggregat.ops.ledger import Ledger
 
-NOW = pd.Timestamp("2026-11-28T12:00Z")
+# The ledger stamps its steps with the real clock, so "now" must be the real time too: a fixed
+# date made the stale-publish check pass only on the day the test was written.
+NOW = pd.Timestamp.now(tz="UTC").floor("h")
 
 
 def _env(tmp_path):
