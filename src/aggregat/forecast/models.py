@@ -1,4 +1,7 @@
-"""Train and predict: quantile LightGBM (P10/P50/P90) with conformalised intervals, or a baseline.
+"""Train and predict: LightGBM P10/P50/P90 with conformalised intervals, or a baseline.
+
+P50 is the mean of several members: LightGBM models relative to different bases and a ridge
+regression by hour of the day (:mod:`aggregat.forecast.linear`), which errs unlike the trees.
 
 Training fits the three quantile models on all data but a recent calibration window, measures on
 that window how far actual values fall outside the P10/P90 band (asymmetric conformalised
