@@ -127,8 +127,9 @@ class ForecastSettings(_Section):
     # Blend intraday forecasts with the newest day-ahead forecast issued before them (weight 0
     # at lead 0 up to 1/2 from 6 h; forecast.blend): vic_elec intraday MAE 107.2 -> 105.8.
     intraday_blend: bool = True
-    # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...).
-    model_params: dict[str, float | int] = Field(default_factory=dict)
+    # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...;
+    # p50_members = ["level", "nowcast"] leaves the linear member out).
+    model_params: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
     targets: list[TargetSettings] = Field(default_factory=list)
 
 

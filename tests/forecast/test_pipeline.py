@@ -279,6 +279,15 @@ def test_unknown_model_param_is_a_config_error(env):
         pipeline.model_config(_with(env, model_params={"rounds": 3}), ())
 
 
+def test_p50_members_can_be_set_and_bad_ones_are_named(env):
+    assert pipeline.model_config(env, ()).p50_members == ("level", "nowcast", "linear")
+    cfg = pipeline.model_config(_with(env, model_params={"p50_members": ["level", "nowcast"]}),
+                                ())
+    assert cfg.p50_members == ("level", "nowcast")
+    with pytest.raises(ConfigError, match=r"model_params: p50_members \('level', 'ridge'\)"):
+        pipeline.model_config(_with(env, model_params={"p50_members": ["level", "ridge"]}), ())
+
+
 def test_school_holidays_setting_reaches_the_features_or_is_named(env):
     assert pipeline.model_config(env, ()).features.school_holidays is None
     cfg = pipeline.model_config(_with(env, school_holidays="FR-Zone C"), ())

@@ -40,6 +40,7 @@ from aggregat.forecast.features import (
 from aggregat.forecast.models import (
     ForecastModel,
     ModelConfig,
+    check_members,
     persistence_errors,
     training_issues,
 )
@@ -128,7 +129,15 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     if bad:
         raise ConfigError(f"[env.{env.name}.forecast] model_params: unknown key(s) "
                           f"{', '.join(bad)}; known: {', '.join(sorted(known))}")
-    return dataclasses.replace(cfg, **fs.model_params)
+    params = dict(fs.model_params)
+    if "p50_members" in params:  # e.g. ["level", "nowcast"]: P50 without the linear member
+        members = params["p50_members"]
+        params["p50_members"] = tuple(members) if isinstance(members, list) else (members,)
+        try:
+            check_members(params["p50_members"])
+        except ModelError as exc:
+            raise ConfigError(f"[env.{env.name}.forecast] model_params: {exc}") from None
+    return dataclasses.replace(cfg, **params)
 
 
 def _load_series(df: pd.DataFrame, what: str) -> pd.Series:
