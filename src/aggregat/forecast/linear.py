@@ -7,17 +7,17 @@ smoothly. Averaging both cut day-ahead MAE (vic_elec: two tree members 113.4, th
 
 One regression per local hour, per 3 hours or for the whole day, whichever cross-validates
 best (the load's response changes through the day, but a short history cannot feed 24
-regressions), on every feature of the trees, plus weekday indicators,
-two harmonics of the day of year and hinge functions of the weather (max(x - knot, 0) at the
-10/30/50/70/90 % quantiles: heating and cooling are not linear in temperature). Features are
-standardised on the training rows and clipped at 5 standard deviations (a value far outside
-training must not dominate a linear model); unknown values count as the training mean.
+regressions), on every feature of the trees, plus weekday indicators, two harmonics of the
+day of year and hinge functions of the weather (max(x - knot, 0) at the 10/30/50/70/90 %
+quantiles: heating and cooling are not linear in temperature). Features are standardised on
+the training rows and clipped at 5 standard deviations (a value far outside training must not
+dominate a linear model); unknown values count as the training mean.
 
-The penalty is chosen per hour by cross-validation over 5 contiguous blocks of issue days: the
-intervals of one day are nearly copies of each other, and leave-one-row-out picked far too
-weak a penalty (openstef_307: MAE 7.4 instead of 2.5). Written in NumPy rather than with
-scikit-learn: the per-block Gram matrices make the whole penalty path cost one pass over the
-rows (about 1 s on three years of half-hourly data), and no dependency is added.
+The penalty is chosen per group of hours by cross-validation over 5 contiguous blocks of issue
+days: the intervals of one day are nearly copies of each other, and leave-one-row-out picked
+far too weak a penalty (openstef_307: MAE 7.4 instead of 2.5). Written in NumPy rather than
+with scikit-learn: the per-block Gram matrices make the whole penalty path cost one pass over
+the rows (about 1 s on three years of half-hourly data), and no dependency is added.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aggregat.forecast.features import is_temperature
+from aggregat.forecast.features import EWM_HALFLIFE_H, is_temperature
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -38,12 +38,12 @@ GROUP_HOURS = (1, 3, 24)
 CLIP_SD = 5.0
 # Temperature aggregates that also get hinges (the raw weather columns always do).
 _TEMP_SUFFIXES = ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
-                  "_ewm_6h", "_ewm_24h", "_ewm_72h")
+                  *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H))
 
 
 @dataclass
 class LinearMember:
-    """A fitted per-hour ridge regression on feature rows (:func:`fit_linear`)."""
+    """Fitted ridge regressions by hour of the day on feature rows (:func:`fit_linear`)."""
 
     feature_names: list[str]
     hinges: list[tuple[int, float]]        # (feature index, knot)
@@ -55,7 +55,7 @@ class LinearMember:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Prediction for rows of ``X`` (columns in ``feature_names`` order); NaN in hours
-        without a fitted regression."""
+        whose group has no fitted regression."""
         Z = self._design(X)
         group = _hours(X, self.feature_names) // self.hours_per_group
         out = np.full(len(X), np.nan)
@@ -67,10 +67,9 @@ class LinearMember:
     def digest(self) -> bytes:
         """Bytes that identify the fitted coefficients (for the model's content hash)."""
         parts = [repr((self.feature_names, self.hinges, self.hours_per_group)).encode(),
-                 self.mean.tobytes(),
-                 self.scale.tobytes()]
-        for h in sorted(self.coefs):
-            parts += [str(h).encode(), self.coefs[h][0].tobytes(), repr(self.coefs[h][1]).encode()]
+                 self.mean.tobytes(), self.scale.tobytes()]
+        for g in sorted(self.coefs):
+            parts += [str(g).encode(), self.coefs[g][0].tobytes(), repr(self.coefs[g][1]).encode()]
         return b"".join(parts)
 
     def _design(self, X: np.ndarray) -> np.ndarray:
@@ -151,7 +150,8 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray
 
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
                weather_cols: tuple[str, ...] = ()) -> LinearMember:
-    """Fit per-hour ridge regressions of ``y`` on feature rows ``X``.
+    """Fit ridge regressions of ``y`` on feature rows ``X``, by hour of the day (groups of 1, 3
+    or 24 hours, whichever cross-validates best).
 
     ``groups``: the issue day of each row (sortable); cross-validation blocks are contiguous
     runs of them. Groups of hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no

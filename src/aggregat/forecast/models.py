@@ -38,6 +38,7 @@ from aggregat.forecast.features import (
 from aggregat.forecast.linear import LinearMember, fit_linear
 
 QUANTILES = (0.1, 0.5, 0.9)
+P50_MEMBERS = ("level", "nowcast", "linear")  # what ModelConfig.p50_members may hold
 INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, then one a day
 MARGIN_LEAD_BLOCK_H = 6.0  # intraday conformal margins per 6 h of lead ...
 MIN_SCORES_PER_BLOCK = 200  # ... when a block has enough calibration scores
@@ -69,8 +70,8 @@ class ModelConfig:
     # day plus the last deviation faded with the lead). A single model's MAE moves ~3 % with
     # the seed on vic_elec; two seeds on the level base cut MAE by ~1 %, one model per base by
     # ~2 % on both reference sets (vic 114.7 -> 112.5, 307 2.422 -> 2.379, measured with the
-    # profile alone, which nowcast equals a day ahead to ~10 % of the deviation). "linear": a
-    # ridge regression per hour relative to the level (forecast/linear.py), which errs unlike
+    # profile alone, which nowcast equals a day ahead to ~10 % of the deviation). "linear":
+    # ridge regressions by hour relative to the level (forecast/linear.py), which err unlike
     # the trees: with it vic 113.4 -> 105.8, 307 2.373 -> 2.324. The first member is "level".
     p50_members: tuple[str, ...] = ("level", "nowcast", "linear")
     feature_fraction: float = 0.8
@@ -362,9 +363,6 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
                          relative=bool(relative), width_floors=floors,
                          rounds=int(np.mean(list(rounds.values()))),
                          fit_seconds=time.perf_counter() - t0, **common)
-
-
-P50_MEMBERS = ("level", "nowcast", "linear")
 
 
 def check_members(members: tuple[str, ...]) -> None:
