@@ -120,11 +120,9 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray
                ) -> tuple[np.ndarray, float, float, float]:
     """Ridge fit of one group of hours, its penalty chosen by blocked cross-validation; also
     returns the cross-validated sum of squared errors at that penalty."""
-    n_blocks = int(block.max()) + 1
+    masks = [block == j for j in range(int(block.max()) + 1)]
     # Sums per block, so each training fold's centred Gram matrix is the total minus one block.
-    S = [(Z[block == j].T @ Z[block == j], Z[block == j].T @ y[block == j],
-          Z[block == j].sum(0), y[block == j].sum(), int((block == j).sum()))
-         for j in range(n_blocks)]
+    S = [(Z[m].T @ Z[m], Z[m].T @ y[m], Z[m].sum(0), y[m].sum(), int(m.sum())) for m in masks]
     tot = [sum(s[i] for s in S) for i in range(5)]
 
     def centred(ZZ, Zy, zs, ys, n):
@@ -132,13 +130,11 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray
         return ZZ - n * np.outer(zm, zm), Zy - n * zm * ym, zm, ym
 
     err = np.zeros(len(ALPHAS))
-    for j in range(n_blocks):
-        n = tot[4] - S[j][4]
-        if n < 2 or S[j][4] == 0:
+    for m, s in zip(masks, S, strict=True):
+        if tot[4] - s[4] < 2 or s[4] == 0:
             continue
-        G, Xy, zm, ym = centred(*(tot[i] - S[j][i] for i in range(5)))
+        G, Xy, zm, ym = centred(*(tot[i] - s[i] for i in range(5)))
         W = _ridge_path(G, Xy, ALPHAS)
-        m = block == j
         pred = (Z[m] - zm) @ W + ym
         err += ((pred - y[m, None]) ** 2).sum(0)
     best = int(np.argmin(err))
@@ -164,10 +160,9 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
         if len(v):
             hinges += [(i, float(k)) for k in np.unique(np.quantile(v, KNOT_QUANTILES))]
     Z = _raw_design(X, names, hinges)
+    finite = np.where(np.isfinite(Z), Z, np.nan)
     with np.errstate(invalid="ignore"):
-        mean = np.nanmean(np.where(np.isfinite(Z), Z, np.nan), axis=0)
-        sd = np.nanstd(np.where(np.isfinite(Z), Z, np.nan), axis=0)
-    mean = np.nan_to_num(mean)
+        mean, sd = np.nan_to_num(np.nanmean(finite, axis=0)), np.nanstd(finite, axis=0)
     scale = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
     member = LinearMember(list(names), hinges, mean, scale)
     Z = np.nan_to_num(np.clip((Z - mean) / scale, -CLIP_SD, CLIP_SD), nan=0.0)
