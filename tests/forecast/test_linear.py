@@ -68,6 +68,17 @@ def test_a_response_shared_by_all_hours_is_pooled_on_short_histories():
     assert np.isfinite(m.predict(X)).all()
 
 
+def test_a_column_unknown_on_every_row_is_ignored_without_warnings():
+    import warnings
+
+    X, y, day = rows(30)
+    X[:, 4] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = fit_linear(X, y, NAMES, day, ("t2m_c",))
+        assert np.isfinite(m.predict(X)).all()
+
+
 def test_hours_without_enough_days_are_left_out(monkeypatch):
     monkeypatch.setattr("aggregat.forecast.linear.GROUP_HOURS", (1,))
     X, y, day = rows(40)

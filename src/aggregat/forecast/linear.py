@@ -22,6 +22,7 @@ the rows (about 1 s on three years of half-hourly data), and no dependency is ad
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,7 +162,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
             hinges += [(i, float(k)) for k in np.unique(np.quantile(v, KNOT_QUANTILES))]
     Z = _raw_design(X, names, hinges)
     finite = np.where(np.isfinite(Z), Z, np.nan)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a column unknown on every row (e.g. school holidays
+        warnings.simplefilter("ignore", RuntimeWarning)  # outside coverage) gets 0 / 1
         mean, sd = np.nan_to_num(np.nanmean(finite, axis=0)), np.nanstd(finite, axis=0)
     scale = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
     member = LinearMember(list(names), hinges, mean, scale)
