@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,6 +86,20 @@ def test_batch_equals_single_issue(load, weather, fcfg):
     pd.testing.assert_frame_equal(one, features(load, weather, ISSUE, fcfg))
     assert {"t2m_c_day_max", "t2m_c_hdd", "t2m_c_ewm_24h", "t2m_c_prev_day_mean",
             "ssrd_wm2_day_max", "is_bridge", "holiday"} <= set(batch.columns)
+
+
+def test_wind_directions_are_circular(load, weather, fcfg):
+    # A north wind swinging between 350 and 10 degrees: its day mean is north, not south.
+    w = weather.assign(wind_dir_10m_deg=np.where(np.arange(len(weather)) % 2, 350.0, 10.0))
+    cfg = replace(fcfg, weather_cols=("t2m_c", "wind_dir_10m_deg"))
+    f = features(load, w, ISSUE, cfg)
+    np.testing.assert_allclose(f["wind_dir_10m_deg_cos_day_mean"], np.cos(np.deg2rad(10)))
+    np.testing.assert_allclose(f["wind_dir_10m_deg_sin_day_mean"], 0, atol=0.02)
+    np.testing.assert_allclose(np.hypot(f["wind_dir_10m_deg_sin"], f["wind_dir_10m_deg_cos"]), 1)
+    assert not [c for c in f.columns if c.startswith("wind_dir_10m_deg")
+                and ("anom" in c or c.endswith("deg_day_mean"))]
+    assert "wind_dir_10m_deg_power" not in f.columns  # not a wind speed
+    assert "t2m_c_anom" in f.columns
 
 
 def test_hourly_weather_is_interpolated_to_quarter_hours():

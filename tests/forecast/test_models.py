@@ -92,22 +92,25 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
     from aggregat.forecast.features import features
     from aggregat.forecast.models import p50_bases
 
-    assert small_cfg.p50_members == ("level", "nowcast", "linear") and model.relative
-    assert len(model.extra_p50) == 1 and model.extra_p50_bases == ("nowcast",)
+    assert small_cfg.p50_members == ("level", "nowcast", "linear", "linear_residual")
+    assert model.relative and model.extra_p50_bases == ("nowcast", "linear_residual")
     assert model.linear is not None and model.linear.coefs
     f = features(load, weather, ISSUE, small_cfg.features)
     X = f[model.feature_names].to_numpy(dtype=np.float32)
     bases = p50_bases(f, True)
     assert np.allclose(bases["level"], f["load_mean_7d"])
     assert np.allclose(bases["nowcast"], f["load_nowcast"])
+    ridge = model.linear.predict(X) + bases["level"]
+    assert np.isfinite(ridge).all()
     members = [model.booster(0.5).predict(X) + bases["level"],
                lgb.Booster(model_str=model.extra_p50[0]).predict(X) + bases["nowcast"],
-               model.linear.predict(X) + bases["level"]]
+               ridge,
+               # A tree on what the ridge misses: the ridge's prediction is its base.
+               lgb.Booster(model_str=model.extra_p50[1]).predict(X) + ridge]
     out = predict(model, load, weather, ISSUE)
-    raw = [model.booster(q).predict(X) + bases["level"] for q in (0.1, 0.9)]
-    # P10/P50/P90 are sorted per row: P50 is the middle one.
-    assert np.allclose(out["p50_mw"], np.median([raw[0], np.mean(members, axis=0), raw[1]],
-                                                axis=0))
+    # P50 is the members' mean even outside the quantile trees' band: the band widens to it.
+    assert np.allclose(out["p50_mw"], np.mean(members, axis=0))
+    assert (out["p10_mw"] <= out["p50_mw"]).all() and (out["p50_mw"] <= out["p90_mw"]).all()
     one = train(load, weather, dataclasses.replace(small_cfg, p50_members=("level",)),
                 until=ISSUE)
     assert one.extra_p50 == () and one.version != model.version
@@ -120,7 +123,9 @@ def test_a_model_pickled_before_the_linear_member_still_predicts(model, load, we
     import pickle
 
     state = model.__getstate__()
-    state.pop("linear")  # what a registry entry written by older code holds
+    state.pop("linear")  # what a registry entry written by older code holds: no ridge, ...
+    state["extra_p50"], state["extra_p50_bases"] = state["extra_p50"][:1], ("nowcast",)  # ...
+    # ... and no tree on its residuals
     old = object.__new__(type(model))
     old.__dict__.update(pickle.loads(pickle.dumps(state)))
     out = predict(old, load, weather, ISSUE)

@@ -13,6 +13,12 @@ quantiles: heating and cooling are not linear in temperature). Features are stan
 the training rows and clipped at 5 standard deviations (a value far outside training must not
 dominate a linear model); unknown values count as the training mean.
 
+Rows weigh less with age (half-life: half the issue days of the training history, so the
+oldest weigh a quarter of the newest): a load's response to the weather drifts as assets are
+connected or consumption changes (openstef_307: the effect of wind on its net load doubled
+between August and November; the ridge alone went from MAE 2.42 to 2.28, on vic_elec from
+127.4 to 126.0). The trees are not weighted: there it cost accuracy on both sets.
+
 The penalty is chosen per group of hours by cross-validation over 5 contiguous blocks of issue
 days: the intervals of one day are nearly copies of each other, and leave-one-row-out picked
 far too weak a penalty (openstef_307: MAE 7.4 instead of 2.5). Written in NumPy rather than
@@ -37,6 +43,9 @@ CV_BLOCKS = 5
 # pooled 2.33): a short history cannot feed 24 separate regressions.
 GROUP_HOURS = (1, 3, 24)
 CLIP_SD = 5.0
+# Half-life of the row weights, as a share of the training history's issue days (None: equal
+# weights). 1/3 and 1/4 scored alike on openstef_307 and vic_elec: not tuned further.
+RECENCY_HALFLIFE = 0.5
 # Temperature aggregates that also get hinges (the raw weather columns always do).
 _TEMP_SUFFIXES = ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
                   *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H))
@@ -117,27 +126,32 @@ def _ridge_path(G: np.ndarray, Xy: np.ndarray, alphas: np.ndarray) -> np.ndarray
     return Q @ (qy[:, None] / (np.maximum(lam, 0)[:, None] + alphas[None, :]))
 
 
-def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray
+def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarray
                ) -> tuple[np.ndarray, float, float, float]:
-    """Ridge fit of one group of hours, its penalty chosen by blocked cross-validation; also
-    returns the cross-validated sum of squared errors at that penalty."""
+    """Weighted ridge fit of one group of hours, its penalty chosen by blocked cross-validation;
+    also returns the cross-validated (weighted) sum of squared errors at that penalty."""
     masks = [block == j for j in range(int(block.max()) + 1)]
-    # Sums per block, so each training fold's centred Gram matrix is the total minus one block.
-    S = [(Z[m].T @ Z[m], Z[m].T @ y[m], Z[m].sum(0), y[m].sum(), int(m.sum())) for m in masks]
-    tot = [sum(s[i] for s in S) for i in range(5)]
+    # Weighted sums per block, so each training fold's centred Gram matrix is the total minus
+    # one block.
+    S = []
+    for m in masks:
+        Zw = Z[m] * weight[m, None]
+        S.append((Zw.T @ Z[m], Zw.T @ y[m], Zw.sum(0), weight[m] @ y[m], weight[m].sum(),
+                  int(m.sum())))
+    tot = [sum(s[i] for s in S) for i in range(6)]
 
-    def centred(ZZ, Zy, zs, ys, n):
+    def centred(ZZ, Zy, zs, ys, n, _count):
         zm, ym = zs / n, ys / n
         return ZZ - n * np.outer(zm, zm), Zy - n * zm * ym, zm, ym
 
     err = np.zeros(len(ALPHAS))
     for m, s in zip(masks, S, strict=True):
-        if tot[4] - s[4] < 2 or s[4] == 0:
+        if tot[5] - s[5] < 2 or s[5] == 0:
             continue
-        G, Xy, zm, ym = centred(*(tot[i] - s[i] for i in range(5)))
+        G, Xy, zm, ym = centred(*(tot[i] - s[i] for i in range(6)))
         W = _ridge_path(G, Xy, ALPHAS)
         pred = (Z[m] - zm) @ W + ym
-        err += ((pred - y[m, None]) ** 2).sum(0)
+        err += (((pred - y[m, None]) ** 2) * weight[m, None]).sum(0)
     best = int(np.argmin(err))
     alpha = float(ALPHAS[best])
     G, Xy, zm, ym = centred(*tot)
@@ -151,8 +165,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     or 24 hours, whichever cross-validates best).
 
     ``groups``: the issue day of each row (sortable); cross-validation blocks are contiguous
-    runs of them. Groups of hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no
-    regression (NaN predictions).
+    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``). Groups of
+    hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no regression (NaN predictions).
     """
     X = np.asarray(X, dtype=float)
     hinges = []
@@ -170,7 +184,10 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     Z = np.nan_to_num(np.clip((Z - mean) / scale, -CLIP_SD, CLIP_SD), nan=0.0)
     hour = _hours(X, names)
     _, day_index = np.unique(groups, return_inverse=True)
-    block = day_index * CV_BLOCKS // max(int(day_index.max()) + 1, 1)
+    n_days = max(int(day_index.max()) + 1, 1)
+    block = day_index * CV_BLOCKS // n_days
+    weight = (np.ones(len(y)) if RECENCY_HALFLIFE is None
+              else 0.5 ** ((n_days - 1 - day_index) / (RECENCY_HALFLIFE * n_days)))
     best = None
     for size in GROUP_HOURS:
         group = hour // size
@@ -179,9 +196,9 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
             m = group == g
             if len(np.unique(day_index[m])) < 2 * CV_BLOCKS:
                 continue
-            w, b, alpha, err = _fit_group(Z[m], y[m], block[m])
+            w, b, alpha, err = _fit_group(Z[m], y[m], block[m], weight[m])
             fits[int(g)] = (w, b, alpha)
-            sse, n = sse + err, n + int(m.sum())
+            sse, n = sse + err, n + float(weight[m].sum())
         if n and (best is None or sse / n < best[0]):
             best = (sse / n, size, fits)
     if best is not None:
