@@ -108,6 +108,10 @@ def test_hourly_weather_is_interpolated_to_quarter_hours():
                       "t2m_c": [0.0, 4.0, 8.0]})
     out = prepare_weather(w, ["t2m_c"], t[1] - t[0])
     assert out["t2m_c"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    # A direction turns the short way round, through north.
+    w["wind_dir_10m_deg"] = [350.0, 10.0, 90.0]
+    out = prepare_weather(w, ["wind_dir_10m_deg"], t[1] - t[0])
+    assert out["wind_dir_10m_deg"].tolist() == [350, 355, 0, 5, 10, 30, 50, 70, 90]
 
 
 def test_bad_load_inputs_are_input_errors():

@@ -25,6 +25,7 @@ from aggregat.forecast.targets import (
     issue_weather,
     resolve_targets,
     select_runs,
+    site_mean,
     target_weather,
 )
 
@@ -115,6 +116,22 @@ def test_default_target_per_load_series(env):
     assert [t.id for t in targets] == ["portfolio"] and targets[0].sites == ()
     with pytest.raises(ConfigError, match="unknown target.*nope.*portfolio"):
         resolve_targets(env, Bank(env.bank), ["nope"])
+
+
+def test_site_mean_weighs_values_and_averages_directions_as_vectors():
+    t = pd.Timestamp("2026-10-12T00:00Z")
+    df = pd.DataFrame({"model": "m", "run_time": t, "available_at": t, "valid_time": t,
+                       "location": ["a", "b", "c"], "t2m_c": [10.0, 20.0, np.nan],
+                       "wind_dir_10m_deg": [350.0, 10.0, np.nan]})
+    out = site_mean(df, ["t2m_c", "wind_dir_10m_deg"], {"a": 3.0, "b": 1.0})
+    assert out["t2m_c"].tolist() == [12.5]
+    # 350 and 10 degrees (weights 3:1) average to just west of north, not to 95 (south-ish).
+    expected = np.rad2deg(np.arctan2(3 * np.sin(np.deg2rad(350)) + np.sin(np.deg2rad(10)),
+                                     3 * np.cos(np.deg2rad(350)) + np.cos(np.deg2rad(10))))
+    assert np.isclose(out["wind_dir_10m_deg"].iloc[0], expected % 360)
+    assert 354 < out["wind_dir_10m_deg"].iloc[0] < 356
+    missing = site_mean(df.assign(wind_dir_10m_deg=np.nan), ["wind_dir_10m_deg"], {})
+    assert missing["wind_dir_10m_deg"].isna().all()  # missing everywhere stays missing
 
 
 def test_site_weights_and_model_preference(env):

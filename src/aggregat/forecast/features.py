@@ -171,11 +171,17 @@ def _upsample(w: pd.DataFrame, cols: list[str], res: pd.Timedelta, max_gap_h: fl
         return w
     vals = w[cols].to_numpy()
     nxt = np.vstack([vals[1:], vals[-1:]])
+    # Directions turn the short way round (350 -> 10 passes north, not south).
+    circ = np.array([is_direction(c) for c in cols], dtype=bool)
+    if circ.any():
+        nxt[:, circ] = vals[:, circ] + (nxt[:, circ] - vals[:, circ] + 180) % 360 - 180
     parts = [w]
     for k in range(1, int(gap[ok].max() // r)):
         m = ok & (gap > k * r)
         frac = (k * r / gap[m])[:, None]
         new = pd.DataFrame(vals[m] + frac * (nxt[m] - vals[m]), columns=cols)
+        if circ.any():
+            new.iloc[:, circ] = new.iloc[:, circ] % 360
         new.insert(0, "valid_time", pd.to_datetime(vt[m] + k * r, utc=True).as_unit("ns"))
         new.insert(1, "available_at", w["available_at"].iloc[np.flatnonzero(m)].to_numpy())
         parts.append(new)

@@ -28,6 +28,7 @@ import pandas as pd
 from aggregat.bank import Bank, nominal_available_at, read_weather
 from aggregat.config import Environment, TargetSettings
 from aggregat.errors import ConfigError, ModelError
+from aggregat.forecast.features import is_direction
 
 LOAD_DATASET = "load"
 WEATHER_DATASET = "weather_forecast"
@@ -103,7 +104,8 @@ def site_mean(df: pd.DataFrame, cols: Sequence[str], weights: dict[str, float]) 
     """Weighted mean over locations per (model, run_time, available_at, valid_time).
 
     Missing values are skipped and the weights of the present locations renormalised; a
-    variable missing at every location stays missing (never 0).
+    variable missing at every location stays missing (never 0). Directions in degrees are
+    averaged as unit vectors (350 and 10 degrees give 0, not 180).
     """
     keys = ["model", "run_time", "available_at", "valid_time"]
     if df.empty:
@@ -113,15 +115,24 @@ def site_mean(df: pd.DataFrame, cols: Sequence[str], weights: dict[str, float]) 
     for c in cols:
         v = df[c].to_numpy(dtype=float)
         ok = np.isfinite(v) & (w > 0)
-        parts[f"{c}__num"] = np.where(ok, v * w, 0.0)
+        if is_direction(c):
+            rad = np.deg2rad(np.where(ok, v, 0.0))
+            parts[f"{c}__num"] = np.where(ok, np.cos(rad) * w, 0.0)
+            parts[f"{c}__sin"] = np.where(ok, np.sin(rad) * w, 0.0)
+        else:
+            parts[f"{c}__num"] = np.where(ok, v * w, 0.0)
         parts[f"{c}__den"] = np.where(ok, w, 0.0)
     tmp = pd.concat([df[keys].reset_index(drop=True), pd.DataFrame(parts)], axis=1)
     agg = tmp.groupby(keys, sort=True, observed=True).sum().reset_index()
     out = agg[keys].copy()
     for c in cols:
-        den = agg[f"{c}__den"].to_numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[c] = np.where(den > 0, agg[f"{c}__num"].to_numpy() / den, np.nan)
+        den, num = agg[f"{c}__den"].to_numpy(), agg[f"{c}__num"].to_numpy()
+        if is_direction(c):
+            value = np.rad2deg(np.arctan2(agg[f"{c}__sin"].to_numpy(), num)) % 360
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = num / den
+        out[c] = np.where(den > 0, value, np.nan)
     return out
 
 
