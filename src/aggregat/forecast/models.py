@@ -1,7 +1,8 @@
 """Train and predict: LightGBM P10/P50/P90 with conformalised intervals, or a baseline.
 
-P50 is the mean of several members: LightGBM models relative to different bases and a ridge
-regression by hour of the day (:mod:`aggregat.forecast.linear`), which errs unlike the trees.
+P50 is the mean of several members: LightGBM models relative to different bases, a ridge
+regression by hour of the day (:mod:`aggregat.forecast.linear`), which errs unlike the trees,
+and a LightGBM model of what the ridge misses. The P10/P90 band widens to include P50.
 
 Training fits the three quantile models on all data but a recent calibration window, measures on
 that window how far actual values fall outside the P10/P90 band (asymmetric conformalised
