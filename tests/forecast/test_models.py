@@ -119,6 +119,33 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
                        + bases["level"])
 
 
+def test_members_built_on_the_ridge_fade_out_towards_lead_zero(model, load, weather,
+                                                               small_cfg):
+    import lightgbm as lgb
+
+    from aggregat.forecast.features import features
+    from aggregat.forecast.models import RIDGE_FULL_LEAD_H, p50_bases
+
+    f = features(load, weather, ISSUE, small_cfg.features)
+    bases = p50_bases(f, True)
+    X = f[model.feature_names].to_numpy(dtype=np.float32)
+    lead = model.feature_names.index("lead_h")
+
+    def members(X):
+        ridge = model.linear.predict(X) + bases["level"]
+        extra = [lgb.Booster(model_str=t).predict(X) for t in model.extra_p50]
+        return (model.booster(0.5).predict(X) + bases["level"], extra[0] + bases["nowcast"],
+                ridge, extra[1] + ridge)
+
+    X[:, lead] = 0.0  # the trees alone
+    level, nowcast, _, _ = members(X)
+    assert np.allclose(model.predict_p50(X, bases), (level + nowcast) / 2)
+    X[:, lead] = RIDGE_FULL_LEAD_H / 2  # the ridge's two members at half weight
+    level, nowcast, ridge, residual = members(X)
+    assert np.allclose(model.predict_p50(X, bases),
+                       (level + nowcast + (ridge + residual) / 2) / 3)
+
+
 def test_a_model_pickled_before_the_linear_member_still_predicts(model, load, weather):
     import pickle
 
