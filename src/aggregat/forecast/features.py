@@ -391,7 +391,7 @@ def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.Datet
         cols[c] = vt
         if is_direction(c):
             # 350 and 10 degrees average to 180: use the components, at valid time and as day
-            # means (the linear member gained 3 % on openstef_307 with them).
+            # means (the ridge alone: MAE 2.284 -> 2.229 on openstef_307).
             rad = np.deg2rad(v)
             for part, comp in (("sin", np.sin(rad)), ("cos", np.cos(rad))):
                 cols[f"{c}_{part}"] = comp[keep]
