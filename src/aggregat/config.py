@@ -128,7 +128,7 @@ class ForecastSettings(_Section):
     # at lead 0 up to 1/2 from 6 h; forecast.blend): vic_elec intraday MAE 107.2 -> 105.8.
     intraday_blend: bool = True
     # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...;
-    # p50_members = ["level", "nowcast"] leaves the linear member out).
+    # p50_members = ["level", "nowcast"] leaves out the members built on the ridge).
     model_params: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
     targets: list[TargetSettings] = Field(default_factory=list)
 

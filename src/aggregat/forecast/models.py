@@ -169,7 +169,7 @@ class ForecastModel:
                 self._cache["extra"] = [lgb.Booster(model_str=t) for t in self.extra_p50]
             kinds = self.extra_p50_bases or ("level",) * len(self.extra_p50)
             if "linear_residual" in kinds:
-                bases = {**bases, "linear_residual": bases["level"] + np.nan_to_num(lin)}
+                bases = {**bases, "linear_residual": _ridge_base(bases["level"], lin)}
             for b, kind in zip(self._cache["extra"], kinds, strict=True):
                 w = ramp if kind == "linear_residual" else 1.0
                 total, count = total + w * (b.predict(X) + bases[kind]), count + w
@@ -250,6 +250,12 @@ def p50_bases(feats: pd.DataFrame, relative: bool) -> dict[str, np.ndarray]:
     now = (feats["load_nowcast"].to_numpy(dtype=float) if "load_nowcast" in feats
            else np.full(len(feats), np.nan))
     return {"level": level, "nowcast": np.where(np.isfinite(now), now, level)}
+
+
+def _ridge_base(level: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+    """Base of the "linear_residual" member: the level plus the ridge's prediction (the level
+    alone in hours without a fitted ridge), the same in training and prediction."""
+    return level + np.nan_to_num(ridge)
 
 
 def _level(feats: pd.DataFrame) -> np.ndarray:
@@ -370,7 +376,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     linear = (fit_linear(X, y, names, issue_day.to_numpy(), cfg.features.weather_cols)
               if "linear" in cfg.p50_members else None)
     if linear is not None:
-        bases["linear_residual"] = bases["level"] + np.nan_to_num(linear.predict(X))
+        bases["linear_residual"] = _ridge_base(bases["level"], linear.predict(X))
     tree_kinds = tuple(k for k in cfg.p50_members[1:] if k != "linear")
     extra = []
     for k, kind in enumerate(tree_kinds, start=1):

@@ -130,7 +130,7 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
         raise ConfigError(f"[env.{env.name}.forecast] model_params: unknown key(s) "
                           f"{', '.join(bad)}; known: {', '.join(sorted(known))}")
     params = dict(fs.model_params)
-    if "p50_members" in params:  # e.g. ["level", "nowcast"]: P50 without the linear member
+    if "p50_members" in params:  # e.g. ["level", "nowcast"]: P50 without the ridge
         members = params["p50_members"]
         params["p50_members"] = tuple(members) if isinstance(members, list) else (members,)
         try:
