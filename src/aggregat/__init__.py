@@ -1,10 +1,119 @@
-"""aggregat: forecast an energy aggregator's consumption from Météo-France weather forecasts."""
+"""aggregat: forecast an energy aggregator's consumption from Météo-France weather forecasts.
 
+The public API is this namespace (``__all__``), documented in ``docs/api.md``::
+
+    import aggregat
+
+    env = aggregat.open_env("local")
+    report = aggregat.daily(env)
+    frame = aggregat.forecasts(env, "portfolio", start, end)
+
+Names are imported on first use (PEP 562), so ``import aggregat`` and the CLI's ``--help`` stay
+fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("aggregat")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        ["open_env", "daily", "intraday", "weekly", "backfill", "weather", "load", "forecasts",
+         "train", "predict", "default_issue_time", "models", "promote", "backtest",
+         "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
+         "publish", "import_load", "health", "run_demo"], "aggregat.api"),
+    **dict.fromkeys(
+        ["RunReport", "StepReport", "TrainResult", "PredictResult", "ModelVersion",
+         "BacktestReport"], "aggregat.results"),
+    "Horizon": "aggregat.timeutil",
+    "Environment": "aggregat.config",
+    "HealthReport": "aggregat.ops.health",
+    "FetchReport": "aggregat.weather.fetch",
+    "ExtractReport": "aggregat.weather.extract",
+    "SyncReport": "aggregat.energy.sync",
+    "PublishReport": "aggregat.energy.publish",
+    **dict.fromkeys(
+        ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
+         "EnergyDBError", "ModelError", "LockedError", "PartialRunError"], "aggregat.errors"),
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "weather":  # the subpackage, callable as aggregat.api.weather (its docstring)
+        return import_module("aggregat.weather")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aggregat' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from aggregat.api import (  # noqa: F401
+        backfill,
+        backtest,
+        backtest_env,
+        daily,
+        default_issue_time,
+        extract,
+        extract_files,
+        fetch,
+        forecasts,
+        health,
+        import_load,
+        intraday,
+        load,
+        models,
+        open_env,
+        predict,
+        promote,
+        publish,
+        read_backtest_csv,
+        run_demo,
+        sync,
+        train,
+        weather,
+        weekly,
+    )
+    from aggregat.config import Environment  # noqa: F401
+    from aggregat.energy.publish import PublishReport  # noqa: F401
+    from aggregat.energy.sync import SyncReport  # noqa: F401
+    from aggregat.errors import (  # noqa: F401
+        AggregatError,
+        BankError,
+        ConfigError,
+        EnergyDBError,
+        FetchError,
+        GribError,
+        InputError,
+        LockedError,
+        ModelError,
+        PartialRunError,
+    )
+    from aggregat.ops.health import HealthReport  # noqa: F401
+    from aggregat.results import (  # noqa: F401
+        BacktestReport,
+        ModelVersion,
+        PredictResult,
+        RunReport,
+        StepReport,
+        TrainResult,
+    )
+    from aggregat.timeutil import Horizon  # noqa: F401
+    from aggregat.weather.extract import ExtractReport  # noqa: F401
+    from aggregat.weather.fetch import FetchReport  # noqa: F401

@@ -231,6 +231,11 @@ def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
     return int(len(frame))
 
 
+def forecast_targets(bank: Bank) -> list[str]:
+    """Target ids present in the ``forecast`` dataset (``<id>@intraday`` for intraday ones)."""
+    return _key_values(bank, FORECAST, "target")
+
+
 def read_forecast(bank: Bank, target_ids: Collection[str] | None = None,
                   issue_time: datetime | str | None = None,
                   start: datetime | str | None = None, end: datetime | str | None = None,

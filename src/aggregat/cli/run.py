@@ -36,7 +36,9 @@ def _time(text: str | None, what: str) -> datetime | None:
 
 
 def _finish(result) -> None:
-    result.ledger.timing.print(console, title=f"{result.job}: timing")
+    from aggregat.ops.timing import Timing
+
+    Timing.of_steps(result.steps).print(console, title=f"{result.job}: timing")
     result.raise_for_problems()
     console.print(f"[green]{result.job}: ok[/]")
 

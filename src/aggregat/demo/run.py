@@ -69,7 +69,7 @@ def demo_environment(env: Environment) -> Environment:
 def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
              now: datetime | None = None, log: Callable[[str], None] = print) -> DemoReport:
     """Run the whole chain on ``env``; returns what each step did and how long it took."""
-    from aggregat.ops import jobs
+    from aggregat import api
 
     now = now or datetime.now(UTC)
     today = now.date()
@@ -108,21 +108,21 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
         # The past days first; today comes with the daily run, after training.
         yesterday = today - timedelta(days=1)
         if days > 1:
-            report.timed("run backfill", lambda: _job(jobs.backfill(env, first_day.date(),
-                                                                    yesterday)))
-        report.timed("run weekly (train)", lambda: _job(jobs.weekly(env)))
-        report.timed("run daily", lambda: _job(jobs.daily(env, today)))
+            report.timed("run backfill", lambda: _job(api.backfill(env, first_day.date(),
+                                                                   until=yesterday)))
+        report.timed("run weekly (train)", lambda: _job(api.weekly(env)))
+        report.timed("run daily", lambda: _job(api.daily(env, today)))
 
-    from aggregat.ops.health import check_health
-
-    report.health = check_health(env)
+    report.health = api.health(env)
     report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
                     "energy DB": env.energy_db, "sites": env.sites}
     return report
 
 
 def _job(result) -> str:
-    timing = result.ledger.timing
+    from aggregat.ops.timing import Timing
+
+    timing = Timing.of_steps(result.steps)
     ran = [r for r in timing.rows if r.status not in ("done",)]
     steps = ", ".join(f"{step} {secs:.1f}s" for step, secs in timing.by_step().items())
     result.raise_for_problems()

@@ -45,6 +45,39 @@ class BacktestResult:
     report: dict
 
 
+def check_backtest_options(*, tz: str, issue_hour: float, holidays: str | None,
+                           school_holidays: str | None, every_h: float, hours: float,
+                           test_weeks: int) -> tuple[str | None, str | None]:
+    """Check a backtest's options (errors name the parameter); returns the public- and
+    school-holiday codes (None for none)."""
+    import zoneinfo
+
+    from aggregat.errors import ConfigError
+    from aggregat.forecast.calendar import calendar_code, parse_holiday_code, school_zones
+
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"tz {tz!r}: unknown time zone; use an IANA name such as "
+                          "Europe/Paris") from None
+    if not 0 <= issue_hour < 24:
+        raise ConfigError(f"issue_hour {issue_hour:g}: must be within [0, 24)")
+    if not (0 < every_h <= 24 and 0 < hours <= 72):
+        raise ConfigError(f"every_h {every_h:g} / hours {hours:g}: use 0 < every_h <= 24 and "
+                          "0 < hours <= 72")
+    if test_weeks < 1:
+        raise ConfigError(f"test_weeks {test_weeks}: must be at least 1")
+    cal, school = calendar_code(holidays), calendar_code(school_holidays)
+    if cal:
+        parse_holiday_code(cal)
+    if school:
+        try:
+            school_zones(school)
+        except ConfigError as exc:
+            raise ConfigError(f"school_holidays: {exc}") from None
+    return cal, school
+
+
 def expand_paths(paths: Sequence[str]) -> list[Path]:
     """CSV paths, with glob patterns expanded (sorted), duplicates dropped."""
     out: list[Path] = []

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, PartialRunError
-from aggregat.ops.ledger import Ledger
+from aggregat.ops.ledger import Ledger, one_line_error
 from aggregat.ops.lock import RunLock
+from aggregat.results import RunReport, StepReport
 from aggregat.weather.products import get_product
 
 log = logging.getLogger(__name__)
@@ -28,27 +28,6 @@ log = logging.getLogger(__name__)
 # How far back a daily run looks for forecasts that were predicted but not yet published.
 PUBLISH_CATCH_UP_DAYS = 7
 DAY_AHEAD, INTRADAY = "day-ahead", "intraday"
-
-
-@dataclass
-class JobResult:
-    """What a job did: every step attempted, and the problems (step, partition, error)."""
-
-    job: str
-    ledger: Ledger
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-    planned: list[tuple[str, str]] = field(default_factory=list)  # dry runs
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def raise_for_problems(self) -> None:
-        if self.problems:
-            names = "; ".join(f"{s} {p}: {e}" for s, p, e in self.problems[:5])
-            more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-            raise PartialRunError(f"{self.job}: {len(self.problems)} step(s) failed or partial: "
-                                  f"{names}{more}; `aggregat run backfill` retries them")
 
 
 class _Job:
@@ -60,7 +39,8 @@ class _Job:
 
         self.env, self.ledger, self.force = env, ledger, force
         self.bank, self.datalake = Bank(env.bank), Datalake(env.datalake)
-        self.result = JobResult(ledger.job or "job", ledger)
+        self.result = RunReport(ledger.job or "job", ledger.run_id)
+        self._errors: dict[tuple[str, str], str] = {}  # (step, partition) -> error
         self._locations = None
 
     def step(self, step: str, partition: str, fn: Callable, force: bool | None = None) -> bool:
@@ -72,12 +52,26 @@ class _Job:
                     fn(run)
             return run.status in ("ok", "skipped") or run.skip
         except AggregatError as exc:
-            self.result.problems.append((step, partition, str(exc)))
+            self._errors[(step, partition)] = one_line_error(exc)
             log.warning("%s %s: %s", step, partition, exc)
         except Exception as exc:  # a bug or an unexpected library error: recorded, job goes on
-            self.result.problems.append((step, partition, f"{type(exc).__name__}: {exc}"))
+            self._errors[(step, partition)] = one_line_error(f"{type(exc).__name__}: {exc}")
             log.exception("%s %s failed", step, partition)
         return False
+
+    def report(self) -> RunReport:
+        """The run's steps in the order they ended (``done``: finished by an earlier run)."""
+        steps, seen = [], set()
+        for row in self.ledger.timing.rows:
+            key = (row.step, row.partition)
+            seen.add(key)
+            steps.append(StepReport(row.step, row.partition, row.status, round(row.seconds, 3),
+                                    row.rows, self._errors.get(key)))
+        # A step that failed before the ledger recorded it (a bad partition name, say).
+        steps += [StepReport(s, p, "failed", 0.0, None, e) for (s, p), e in self._errors.items()
+                  if (s, p) not in seen]
+        self.result.steps = steps
+        return self.result
 
     @property
     def locations(self):
@@ -288,7 +282,7 @@ def _locked(env: Environment, job: str):
 
 
 def daily(env: Environment, day: date | None = None, *, force: bool = False,
-          publish: bool = True) -> JobResult:
+          publish: bool = True) -> RunReport:
     """fetch -> extract -> sync -> predict -> publish for ``day`` (default: today, UTC)."""
     day = day or datetime.now(UTC).date()
     lock = _locked(env, "daily")
@@ -303,13 +297,13 @@ def daily(env: Environment, day: date | None = None, *, force: bool = False,
             job.catch_up_publishes(issue)
             if predicted:
                 job.publish(issue)
-        return job.result
+        return job.report()
     finally:
         lock.release()
 
 
 def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
-             force: bool = False, publish: bool = True) -> JobResult:
+             force: bool = False, publish: bool = True) -> RunReport:
     """fetch -> extract -> sync -> predict -> publish of the intraday horizon, for the newest
     intraday issue time at or before ``at`` (default: now). Needs ``forecast.intraday``."""
     require_intraday(env)
@@ -321,7 +315,7 @@ def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
             job.weather(run, model)
         job.sync(issue.date())
         job.forecast(issue, INTRADAY, publish)
-        return job.result
+        return job.report()
     finally:
         lock.release()
 
@@ -348,7 +342,7 @@ def _train(env: Environment, force: bool, horizon: str) -> Callable:
 
 
 def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = None
-           ) -> JobResult:
+           ) -> RunReport:
     """Train each target whose production model is older than ``forecast.retrain_after_days``
     (or every target with ``force``), validate, and apply the promotion rule; then the intraday
     models (step ``train-intraday``) when ``forecast.intraday`` is on."""
@@ -362,14 +356,14 @@ def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = 
         job.step("train", week, _train(env, force, DAY_AHEAD))
         if env.forecast.intraday:
             job.step(step_name("train", INTRADAY), week, _train(env, force, INTRADAY))
-        return job.result
+        return job.report()
     finally:
         lock.release()
 
 
 def backfill(env: Environment, since: date, until: date | None = None, *, dry_run: bool = False,
              force: bool = False, publish: bool = True, now: pd.Timestamp | None = None
-             ) -> JobResult:
+             ) -> RunReport:
     """Run the steps whose partitions are missing or failed between ``since`` and ``until``:
     weather runs, the day-ahead issue of each day and, with ``forecast.intraday``, every intraday
     issue of those (local) days that is not after ``now`` (default: the current time).
@@ -386,7 +380,7 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         days = [since + timedelta(days=i) for i in range((until - since).days + 1)]
         if dry_run:
             job.result.planned = plan_backfill(job, days, now=now, publish=publish)
-            return job.result
+            return job.report()
         for day in days:
             for model, run in runs_of(env, day):
                 part = f"{model}/{run:%Y-%m-%dT%HZ}"
@@ -395,7 +389,7 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
             job.forecast(issue, horizon, publish)
-        return job.result
+        return job.report()
     finally:
         lock.release()
 

@@ -66,6 +66,11 @@ class Timing:
         finally:
             self.add(step, partition, time.perf_counter() - start, m.status, m.rows)
 
+    @classmethod
+    def of_steps(cls, steps) -> Timing:
+        """The timing of a run's :class:`~aggregat.results.StepReport` list."""
+        return cls([TimingRow(s.step, s.partition, s.seconds, s.status, s.rows) for s in steps])
+
     @property
     def total_s(self) -> float:
         return sum(r.seconds for r in self.rows)

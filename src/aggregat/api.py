@@ -1,0 +1,475 @@
+"""The front door: everything a user, the CLI, the scheduler, the demo and the dashboard do with an
+environment, as plain functions with typed results.
+
+Rules that hold for every function here:
+
+- Times are aware: a naive ``datetime`` or ``Timestamp`` is refused with an error naming the
+  parameter (the command line applies its own rule, :func:`aggregat.timeutil.parse_cli_time`,
+  before calling in). Dates (``day``, ``since``) are calendar days.
+- Results are eager and typed (lists of dataclasses, DataFrames): nothing happens lazily.
+- Errors are :class:`~aggregat.errors.AggregatError` subclasses whose messages name the
+  parameter (``issue_time``, ``horizon``); the CLI maps them to its flags.
+- Data readers read only the bank partitions their window needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from aggregat.config import Environment, load_environment
+from aggregat.errors import ConfigError, InputError
+from aggregat.results import (
+    BacktestReport,
+    ModelVersion,
+    PredictResult,
+    RunReport,
+    TrainResult,
+    model_version,
+    predict_result,
+    train_result,
+)
+from aggregat.timeutil import Horizon, as_utc
+
+if TYPE_CHECKING:
+    from aggregat.bank import Bank
+    from aggregat.demo.run import DemoReport
+    from aggregat.energy.publish import PublishReport
+    from aggregat.energy.sync import SyncReport
+    from aggregat.load_import import ImportReport
+    from aggregat.ops.health import HealthReport
+    from aggregat.weather.extract import ExtractReport
+    from aggregat.weather.fetch import FetchReport
+
+TimeLike = datetime | pd.Timestamp | str
+
+
+# -- environments ------------------------------------------------------------------------------
+def open_env(name: str | None = None, config: str | os.PathLike[str] | None = None
+             ) -> Environment:
+    """The environment ``name`` of ``config`` (default: ``$AGGREGAT_CONFIG`` or
+    ``./aggregat.toml``; name: ``$AGGREGAT_ENV``, the file's ``default_env``, else the embedded
+    ``local`` under ``./aggregat-data``), as ``--env`` and ``--config`` resolve it."""
+    return load_environment(name, config)
+
+
+def _env(env: Environment | str | None) -> Environment:
+    if isinstance(env, Environment):
+        return env
+    if env is None or isinstance(env, str):
+        return open_env(env)
+    raise ConfigError(f"env: expected an Environment (aggregat.open_env(...)) or its name, got "
+                      f"{type(env).__name__}")
+
+
+def _bank(env: Environment) -> Bank:
+    from aggregat.bank import Bank
+
+    return Bank(env.bank)
+
+
+def _ids(value: str | Collection[str] | None, param: str) -> list[str] | None:
+    """One id or a collection of ids as a list (a single string is one id, never its letters)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    ids = list(value)
+    bad = [v for v in ids if not isinstance(v, str) or not v]
+    if bad:
+        raise InputError(f"{param}: ids must be non-empty strings, got {bad[0]!r}")
+    return ids
+
+
+def _day(value: date | datetime | str | None, param: str) -> date | None:
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    if isinstance(value, datetime):
+        raise InputError(f"{param}: give a calendar day (datetime.date), not a time: {value}")
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(f"{param} {value!r} is not a day: write it like 2026-11-28") from None
+
+
+# -- jobs --------------------------------------------------------------------------------------
+def daily(env: Environment, day: date | str | None = None, force: bool = False, *,
+          publish: bool = True) -> RunReport:
+    """fetch -> extract -> sync -> predict -> publish for ``day`` (default: today, UTC)."""
+    from aggregat.ops import jobs
+
+    return jobs.daily(_env(env), _day(day, "day"), force=force, publish=publish)
+
+
+def intraday(env: Environment, at: TimeLike | None = None, *, force: bool = False,
+             publish: bool = True) -> RunReport:
+    """The intraday job for the newest intraday issue at or before ``at`` (aware; default now).
+    Needs ``forecast.intraday = true``."""
+    from aggregat.ops import jobs
+
+    return jobs.intraday(_env(env), None if at is None else as_utc(at, param="at"),
+                         force=force, publish=publish)
+
+
+def weekly(env: Environment, force: bool = False) -> RunReport:
+    """Retrain the models due (``forecast.retrain_after_days``), validate, promote if better."""
+    from aggregat.ops import jobs
+
+    return jobs.weekly(_env(env), force=force)
+
+
+def backfill(env: Environment, since: date | str, dry_run: bool = False, *,
+             until: date | str | None = None, force: bool = False,
+             publish: bool = True) -> RunReport:
+    """Run the steps whose partitions are missing or failed from ``since`` to ``until`` (default
+    today); ``dry_run`` only lists them in ``RunReport.planned``."""
+    from aggregat.ops import jobs
+
+    return jobs.backfill(_env(env), _day(since, "since"), _day(until, "until"), dry_run=dry_run,
+                         force=force, publish=publish)
+
+
+# -- data --------------------------------------------------------------------------------------
+def weather(env: Environment, start: TimeLike, end: TimeLike, models: Collection[str] | None = None,
+            *, sites: Collection[str] | None = None, issued_before: TimeLike | None = None,
+            latest: bool = False) -> pd.DataFrame:
+    """Weather forecast rows with ``start <= valid_time < end`` (every run reaching the window;
+    ``latest``: the newest run per model, site and time; ``issued_before``: only runs available
+    then)."""
+    from aggregat.bank import read_weather
+
+    e = _env(env)
+    return read_weather(_bank(e), as_utc(start, param="start"), as_utc(end, param="end"),
+                        models=_ids(models, "models"), locations=_ids(sites, "sites"),
+                        max_lead_h=e.forecast.max_lead_h, latest=latest,
+                        issued_before=(None if issued_before is None
+                                       else as_utc(issued_before, param="issued_before")))
+
+
+def load(env: Environment, targets: str | Collection[str] | None = None,
+         start: TimeLike | None = None, end: TimeLike | None = None) -> pd.DataFrame:
+    """Measured load rows (``target_id, time, load_mw, ...``) with ``start <= time < end``."""
+    from aggregat.bank import read_load
+
+    return read_load(_bank(_env(env)), _ids(targets, "targets"),
+                     None if start is None else as_utc(start, param="start"),
+                     None if end is None else as_utc(end, param="end"))
+
+
+def forecasts(env: Environment, targets: str | Collection[str] | None = None,
+              start: TimeLike | None = None, end: TimeLike | None = None,
+              horizon: Horizon | str = Horizon.DAY_AHEAD, *,
+              issue_time: TimeLike | None = None) -> pd.DataFrame:
+    """Forecast rows of ``horizon`` (``target_id`` without the ``@intraday`` suffix) with
+    ``start <= valid_time < end``, or of one ``issue_time``."""
+    from aggregat.bank import read_forecast
+    from aggregat.bank.window import forecast_targets
+    from aggregat.forecast.pipeline import model_key
+
+    h = Horizon.parse(horizon)
+    bank = _bank(_env(env))
+    ids = _ids(targets, "targets")
+    if ids is None:
+        ids = [t for t in forecast_targets(bank) if (("@" in t) == (h is Horizon.INTRADAY))]
+    keys = [model_key(t.split("@", 1)[0], h) for t in ids]
+    frame = read_forecast(bank, keys,
+                          None if issue_time is None else as_utc(issue_time, param="issue_time"),
+                          None if start is None else as_utc(start, param="start"),
+                          None if end is None else as_utc(end, param="end"))
+    if len(frame):
+        frame["target_id"] = frame["target_id"].str.split("@", n=1).str[0]
+    return frame
+
+
+# -- models ------------------------------------------------------------------------------------
+def train(env: Environment, targets: str | Collection[str] | None = None,
+          horizon: Horizon | str = Horizon.DAY_AHEAD, force: bool = False, *,
+          if_older: pd.Timedelta | str | None = None, workers: int | None = None,
+          on_result: Callable[[TrainResult], None] | None = None) -> list[TrainResult]:
+    """Train each target (or ``targets``) on its bank history, save to the registry and promote
+    when better; ``if_older`` (``"7d"``, a Timedelta) skips younger models. One result per
+    target, failures included (``status == "failed"``); ``on_result`` sees each as it ends."""
+    from aggregat.forecast.pipeline import parse_age, train_targets
+
+    age = if_older if isinstance(if_older, pd.Timedelta) else parse_age(if_older)
+    out = []
+    for summary in train_targets(_env(env), _ids(targets, "targets"), force=force,
+                                 if_older=age, workers=workers,
+                                 horizon=Horizon.parse(horizon)):
+        result = train_result(summary)
+        out.append(result)
+        if on_result:
+            on_result(result)
+    return out
+
+
+def default_issue_time(env: Environment, now: TimeLike | None = None) -> pd.Timestamp:
+    """Today's issue time (``forecast.issue_hour_local`` in ``forecast.timezone``), in UTC."""
+    from aggregat.forecast.pipeline import default_issue_time as issue_of
+
+    return issue_of(_env(env), None if now is None else as_utc(now, param="now"))
+
+
+def predict(env: Environment, issue_time: TimeLike | None = None,
+            targets: str | Collection[str] | None = None,
+            horizon: Horizon | str = Horizon.DAY_AHEAD, *, workers: int | None = None,
+            on_result: Callable[[PredictResult], None] | None = None) -> list[PredictResult]:
+    """Forecast each target from ``issue_time`` (aware; default: today's issue time) with its
+    current model, into the bank's ``forecast`` dataset."""
+    from aggregat.forecast.pipeline import predict_targets
+
+    e = _env(env)
+    issue = default_issue_time(e) if issue_time is None else as_utc(issue_time,
+                                                                    param="issue_time")
+    out = []
+    for summary in predict_targets(e, issue, _ids(targets, "targets"), workers=workers,
+                                   horizon=Horizon.parse(horizon)):
+        result = predict_result(summary)
+        out.append(result)
+        if on_result:
+            on_result(result)
+    return out
+
+
+def models(env: Environment, target: str | None = None) -> list[ModelVersion]:
+    """Registry versions (all targets, or one), with their metrics; ``current`` marks the live
+    one."""
+    from aggregat.forecast.registry import Registry
+
+    return [model_version(r) for r in Registry(_env(env).registry).list(target)]
+
+
+def promote(env: Environment, target: str, version: str) -> None:
+    """Make ``version`` the live model of ``target`` (e.g. to roll back)."""
+    from aggregat.forecast.pipeline import promote as do_promote
+
+    do_promote(_env(env), target, version)
+
+
+def backtest(frame: pd.DataFrame, *, load_col: str, weather_cols: Sequence[str] = (),
+             known_cols: Sequence[str] = (), name: str = "backtest",
+             horizon: Horizon | str = Horizon.DAY_AHEAD, holidays: str | None = "FR",
+             school_holidays: str | None = None, tz: str = "Europe/Paris",
+             issue_hour: float = 10.0, test_weeks: int = 8, every_h: float = 6.0,
+             hours: float = 36.0, blend: bool = True,
+             progress: Callable[[str], None] | None = None) -> BacktestReport:
+    """The production pipeline on a plain DataFrame indexed by aware times: weekly retrains on
+    everything before each test week, an issue every day at ``issue_hour`` (local ``tz``) of D-1
+    for D (intraday: every ``every_h`` hours for ``hours``). ``weather_cols`` count as forecasts
+    available at every issue; ``known_cols`` are known in advance (a holiday flag)."""
+    from aggregat.forecast.backtest import check_backtest_options
+    from aggregat.forecast.csv_import import backtest_csv, check_columns
+
+    h = Horizon.parse(horizon)
+    wcols, kcols = list(weather_cols), list(known_cols)
+    cal, school = check_backtest_options(tz=tz, issue_hour=issue_hour, holidays=holidays,
+                                         school_holidays=school_holidays, every_h=every_h,
+                                         hours=hours, test_weeks=test_weeks)
+    overlap = set(wcols) & set(kcols)
+    if overlap:
+        raise InputError(f"weather_cols and known_cols both list {', '.join(sorted(overlap))}")
+    check_columns([*wcols, *kcols])
+    missing = [c for c in (load_col, *wcols, *kcols) if c not in frame.columns]
+    if missing:
+        raise InputError(f"frame: no column {missing[0]!r} (columns: "
+                         f"{', '.join(map(str, frame.columns[:12]))})")
+    if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
+        raise InputError("frame: index it by aware times (a DatetimeIndex with a time zone, "
+                         "e.g. frame.tz_localize('Europe/Paris'))")
+    data = frame.set_axis(frame.index.tz_convert("UTC"))
+    data = data[~data.index.duplicated(keep="last")].sort_index()
+    load_series = pd.Series(pd.to_numeric(data[load_col], errors="coerce").to_numpy(),
+                            index=data.index, name="load_mw")
+    weather = data[[*wcols, *kcols]].reset_index(drop=True).assign(valid_time=data.index)
+    result = backtest_csv(load_series, weather, wcols, kcols, tz=tz, issue_hour=issue_hour,
+                          holidays=cal, test_weeks=test_weeks, horizon=h,
+                          intraday_every_h=every_h, intraday_hours=hours,
+                          school_holidays=school, intraday_blend=blend, progress=progress)
+    return BacktestReport(name, result.report, result.forecasts, tz)
+
+
+def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
+                      time_col: str = "time", weather_cols: Sequence[str] = (),
+                      known_cols: Sequence[str] = (), tz: str = "UTC") -> pd.DataFrame:
+    """CSV file(s) (globs allowed; later files win on duplicate times) as the frame
+    :func:`backtest` takes: indexed by UTC time, with the load and the named columns. Times
+    without an offset are in ``tz``."""
+    from aggregat.forecast.backtest import read_csv_inputs
+
+    load_series, weather = read_csv_inputs([str(p) for p in paths], time_col, load_col,
+                                           list(weather_cols), list(known_cols), naive_tz=tz)
+    frame = weather.set_index("valid_time")
+    frame.index.name = "time"
+    frame.insert(0, load_col, load_series.to_numpy())
+    return frame
+
+
+def backtest_env(env: Environment, targets: str | Collection[str] | None = None, *,
+                 test_weeks: int = 8, horizon: Horizon | str = Horizon.DAY_AHEAD,
+                 blend: bool | None = None,
+                 progress: Callable[[str], None] | None = None) -> list[BacktestReport]:
+    """The production pipeline replayed on the environment's bank, one report per target."""
+    from aggregat.forecast.pipeline import backtest_target
+    from aggregat.forecast.targets import resolve_targets
+
+    e = _env(env)
+    if blend is not None:
+        e = e.model_copy(update={"forecast": e.forecast.model_copy(
+            update={"intraday_blend": blend})})
+    chosen = resolve_targets(e, _bank(e), _ids(targets, "targets"))
+    if not chosen:
+        raise ConfigError(f"no target in env {e.name}: configure [env.{e.name}.forecast] "
+                          "targets or import load into the bank")
+    out = []
+    for t in chosen:
+        result = backtest_target(e, t, test_weeks, horizon=Horizon.parse(horizon),
+                                 progress=progress)
+        result.report["inputs"]["bank"] = e.bank
+        out.append(BacktestReport(t.id, result.report, result.forecasts, e.forecast.timezone))
+    return out
+
+
+# -- weather -----------------------------------------------------------------------------------
+def fetch(env: Environment, model: str, run: TimeLike | None = None,
+          packages: Sequence[str] | None = None, *, base_url: str | None = None,
+          workers: int | None = None, retries: int | None = None,
+          progress: bool = False) -> FetchReport:
+    """Download one run of ``model`` (aware ``run``; None: the newest complete run at the
+    source) into the datalake: parallel, retried, resumed, verified."""
+    from aggregat.errors import FetchError
+    from aggregat.weather.datalake import Datalake
+    from aggregat.weather.fetch import fetch_run, find_latest_run
+    from aggregat.weather.products import get_product, parse_run
+
+    e = _env(env)
+    w = e.weather
+    product = get_product(model)
+    pkgs = list(packages or w.packages.get(product.id) or product.default_packages)
+    base = base_url or w.base_url
+    n_workers = workers or w.download_workers
+    if run is None:
+        found = find_latest_run(product, base, pkgs, min_run_age_h=w.min_run_age_h,
+                                workers=n_workers, timeout_s=min(w.timeout_s, 20.0),
+                                backoff_s=w.retry_backoff_s)
+        if found is None:
+            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last 48 h "
+                             f"at {base}; check weather.base_url or fetch an older run")
+        run_time = found
+    else:
+        run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
+    return fetch_run(product, run_time, Datalake(e.datalake), base_url=base, packages=pkgs,
+                     workers=n_workers, retries=w.retries if retries is None else retries,
+                     timeout_s=w.timeout_s, backoff_s=w.retry_backoff_s,
+                     backoff_max_s=w.retry_backoff_max_s, progress=progress)
+
+
+def extract(env: Environment, model: str, run: TimeLike | None = None,
+            packages: Sequence[str] | None = None, *, sites: str | None = None,
+            areas: str | None = None, method: str | None = None, workers: int | None = None,
+            scheduler: str | None = None, progress=None) -> ExtractReport:
+    """Extract one run (None: the newest in the datalake) at the environment's sites and areas
+    into the bank's ``weather_forecast`` dataset."""
+    from aggregat.weather.datalake import Datalake
+    from aggregat.weather.extract import extract_run
+    from aggregat.weather.products import get_product, parse_run
+    from aggregat.weather.sites import load_locations
+
+    e = _env(env)
+    product = get_product(model)
+    datalake = Datalake(e.datalake)
+    if run is None:
+        runs = datalake.runs(product)
+        if not runs:
+            raise InputError(f"no {product.id} run in the datalake {e.datalake}: fetch one first")
+        run_time = runs[-1]
+    else:
+        run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
+    locations = load_locations(sites or e.sites, areas or e.areas)
+    return extract_run(product, run_time, datalake=datalake, bank=_bank(e), locations=locations,
+                       packages=packages, method=method or e.weather.method,
+                       workers=workers or e.workers, scheduler=scheduler or e.scheduler,
+                       progress=progress)
+
+
+def extract_files(paths: Sequence[str | os.PathLike[str]], sites: str | os.PathLike[str] | None,
+                  method: str = "nearest", *, areas: str | None = None,
+                  variables: Sequence[str] | None = None, workers: int | None = None,
+                  scheduler: str | None = None, progress=None) -> pd.DataFrame:
+    """Any GRIB1/GRIB2 files of any centre at the sites (a CSV ``id,name,lat,lon``) as one
+    frame; the :class:`ExtractReport` is in ``frame.attrs["report"]``."""
+    from aggregat.weather.extract import extract_files as extract
+    from aggregat.weather.sites import load_locations
+
+    locations = load_locations(sites, areas)
+    frame, report = extract([str(p) for p in paths], locations, variables=variables,
+                            method=method, workers=workers, scheduler=scheduler,
+                            progress=progress)
+    frame.attrs["report"] = report
+    return frame
+
+
+# -- energy DB ---------------------------------------------------------------------------------
+def sync(env: Environment, full: bool = False) -> SyncReport:
+    """Copy new and corrected measured load from the energy DB into the bank (incremental)."""
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.sync import sync_load
+
+    e = _env(env)
+    engine = make_engine(e.energy_db, e.energy)
+    try:
+        return sync_load(engine, _bank(e), e.energy, full=full)
+    finally:
+        engine.dispose()
+
+
+def publish(env: Environment, issue_time: TimeLike,
+            targets: str | Collection[str] | None = None) -> PublishReport:
+    """Write the bank's forecasts of ``issue_time`` into the energy DB in one transaction
+    (default: every day-ahead target; ``<id>@intraday`` names an intraday forecast)."""
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.publish import publish_forecast
+
+    e = _env(env)
+    when = as_utc(issue_time, param="issue_time").to_pydatetime()
+    engine = make_engine(e.energy_db, e.energy)
+    try:
+        return publish_forecast(engine, _bank(e), e.energy, when,
+                                target_ids=_ids(targets, "targets"))
+    finally:
+        engine.dispose()
+
+
+def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) -> ImportReport:
+    """Measured load from a CSV file into the bank (see :func:`aggregat.load_import.read_load_csv`
+    for ``options``: column names, time zone of times without offset, ...)."""
+    from aggregat.load_import import import_load_csv
+
+    return import_load_csv(_bank(_env(env)), path, **options)
+
+
+# -- operations --------------------------------------------------------------------------------
+def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int = 365,
+         log: Callable[[str], None] = print) -> DemoReport:
+    """The whole chain offline on ``env`` (default: the embedded ``local``): a simulated world,
+    energy DB and Météo-France archive served on 127.0.0.1, then backfill, weekly and daily;
+    rerunning redoes nothing that is done."""
+    from aggregat.demo.run import run_demo as run
+
+    if not 1 <= days <= 30:
+        raise InputError(f"days {days}: use 1 to 30")
+    if not 30 <= history_days <= 1500:
+        raise InputError(f"history_days {history_days}: use 30 to 1500")
+    return run(_env(env), days=days, history_days=history_days, log=log)
+
+
+def health(env: Environment, now: TimeLike | None = None) -> HealthReport:
+    """Freshness of every dataset, last runs and steps, model ages, run lock: one
+    :class:`HealthReport` whose ``exit_code`` is 0 (ok), 1 (warning) or 2 (failed)."""
+    from aggregat.ops.health import check_health
+
+    return check_health(_env(env), None if now is None
+                        else as_utc(now, param="now").to_pydatetime())
