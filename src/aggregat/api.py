@@ -37,15 +37,24 @@ from aggregat.timeutil import Horizon, as_utc
 
 if TYPE_CHECKING:
     from aggregat.bank import Bank
+    from aggregat.bank.copy import CopyReport
     from aggregat.demo.run import DemoReport
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
     from aggregat.load_import import ImportReport
+    from aggregat.ops.envcheck import Check
     from aggregat.ops.health import HealthReport
     from aggregat.weather.extract import ExtractReport
     from aggregat.weather.fetch import FetchReport
 
 TimeLike = datetime | pd.Timestamp | str
+
+
+def run_label(run: datetime) -> str:
+    """A weather run as Météo-France names it (``2026-11-28T00:00:00Z``)."""
+    from aggregat.weather.products import run_label as label
+
+    return label(run)
 
 
 # -- environments ------------------------------------------------------------------------------
@@ -296,15 +305,17 @@ def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
                       time_col: str = "time", weather_cols: Sequence[str] = (),
                       known_cols: Sequence[str] = (), tz: str = "UTC") -> pd.DataFrame:
     """CSV file(s) (globs allowed; later files win on duplicate times) as the frame
-    :func:`backtest` takes: indexed by UTC time, with the load and the named columns. Times
-    without an offset are in ``tz``."""
-    from aggregat.forecast.backtest import read_csv_inputs
+    :func:`backtest` takes: indexed by UTC time, with the load and the named columns (the files
+    read are in ``frame.attrs["paths"]``). Times without an offset are in ``tz``."""
+    from aggregat.forecast.backtest import expand_paths, read_csv_inputs
 
-    load_series, weather = read_csv_inputs([str(p) for p in paths], time_col, load_col,
-                                           list(weather_cols), list(known_cols), naive_tz=tz)
+    files = [str(p) for p in expand_paths([str(p) for p in paths])]
+    load_series, weather = read_csv_inputs(files, time_col, load_col, list(weather_cols),
+                                           list(known_cols), naive_tz=tz)
     frame = weather.set_index("valid_time")
     frame.index.name = "time"
     frame.insert(0, load_col, load_series.to_numpy())
+    frame.attrs["paths"] = files
     return frame
 
 
@@ -451,7 +462,105 @@ def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) 
     return import_load_csv(_bank(_env(env)), path, **options)
 
 
+def init_energy_db(env: Environment) -> tuple[list[str], str]:
+    """Create the default load and forecast tables in the energy DB (existing ones are kept);
+    returns the tables created and the DB's address, password masked."""
+    from aggregat.energy.db import make_engine, safe_url, with_retries
+    from aggregat.energy.schema import create_default_tables
+
+    e = _env(env)
+    engine = make_engine(e.energy_db, e.energy)
+    try:
+        created = with_retries(lambda: create_default_tables(engine, e.energy), e.energy,
+                               "energy init-db", engine)
+    finally:
+        engine.dispose()
+    return created, safe_url(engine.url)
+
+
+# -- the bank ----------------------------------------------------------------------------------
+def open_bank(env: Environment) -> Bank:
+    """The environment's data bank (datasets, partitions, ``read``, ``partition_stats``)."""
+    return _bank(_env(env))
+
+
+def dataset_keys(bank: Bank, dataset: str) -> list[str]:
+    """The partition keys of ``dataset`` (declared, else as found in the bank)."""
+    from aggregat.bank.datasets import get_dataset
+
+    spec = get_dataset(dataset)
+    if spec is not None:
+        return list(spec.keys)
+    parts = bank.partitions(dataset)
+    return list(parts[0]) if parts else []
+
+
+def copy_bank(source: Environment, target: Environment, datasets: Sequence[str] | None = None,
+              since: date | str | None = None, *, dry_run: bool = False,
+              on_partition: Callable[[Any], None] | None = None) -> CopyReport:
+    """Copy bank partitions from ``source`` to ``target``: resumable, idempotent, verified by
+    row count and checksum; holds the target's run lock (not for a dry run)."""
+    from aggregat.bank.copy import copy_bank as copy
+    from aggregat.ops.lock import RunLock
+
+    src, dst = _env(source), _env(target)
+    if src.bank == dst.bank:
+        raise ConfigError(f"source and target share the bank {src.bank}: pick two environments")
+    day = _day(since, "since")
+    if dry_run:
+        return copy(_bank(src), _bank(dst), datasets, day, dry_run=True,
+                    on_partition=on_partition)
+    with RunLock.for_environment(dst, command=f"bank copy from {src.name}"):
+        return copy(_bank(src), _bank(dst), datasets, day, on_partition=on_partition)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> str:
+    """Write ``frame`` as Parquet or CSV (by the file name's suffix), atomically; returns the
+    path."""
+    import io
+    from pathlib import Path
+
+    from aggregat.storage import Store
+
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InputError(f"output {out}: use a .parquet or .csv file name")
+    buffer = io.BytesIO()
+    if suffix == ".csv":
+        frame.to_csv(buffer, index=False)
+    else:
+        frame.to_parquet(buffer, index=False)
+    Store(str(out.resolve().parent)).write_bytes(out.name, buffer.getvalue())
+    return str(out)
+
+
 # -- operations --------------------------------------------------------------------------------
+def check_env(env: Environment, *, offline: bool = False, timeout_s: float = 5.0) -> list[Check]:
+    """Every connection reachable and writable, settings complete: one :class:`Check` each
+    (``status``: ok, warning, problem, skipped)."""
+    from aggregat.ops.envcheck import check_environment
+
+    return check_environment(_env(env), offline=offline, timeout_s=timeout_s)
+
+
+def schedule(env: Environment, *, once: bool = False,
+             log: Callable[[str], None] = print) -> None:
+    """Run the daily, weekly (and intraday) jobs at their configured times, in the foreground
+    (``once``: the daily job, then the intraday one when enabled, and return)."""
+    from aggregat.ops.schedule import run_schedule
+
+    run_schedule(_env(env), once=once, log=log)
+
+
+def next_runs(env: Environment, now: TimeLike | None = None) -> dict[str, datetime]:
+    """When each scheduled job runs next (aware times in ``forecast.timezone``)."""
+    from aggregat.ops.schedule import next_runs as upcoming
+
+    when = pd.Timestamp.now(tz="UTC") if now is None else as_utc(now, param="now")
+    return upcoming(_env(env), when.to_pydatetime())
+
+
 def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int = 365,
          log: Callable[[str], None] = print) -> DemoReport:
     """The whole chain offline on ``env`` (default: the embedded ``local``): a simulated world,

@@ -15,9 +15,9 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _bank(env: str | None, config: str | None):
-    from aggregat.bank import Bank
+    from aggregat import api
 
-    return Bank(environment(env, config).bank)
+    return api.open_bank(environment(env, config))
 
 
 def _size(n: int) -> str:
@@ -106,17 +106,12 @@ def show(
     config: ConfigOption = None,
 ) -> None:
     """Show the first rows of a dataset, optionally filtered by partition keys or columns."""
-    from aggregat.bank.datasets import get_dataset
+    from aggregat import api
 
     bank = _bank(env, config)
     _check_dataset(bank, dataset)
     filters = _parse_where(where)
-    spec = get_dataset(dataset)
-    if spec is not None:
-        key_names = set(spec.keys)
-    else:
-        parts = bank.partitions(dataset)
-        key_names = set(parts[0]) if parts else set()
+    key_names = set(api.dataset_keys(bank, dataset))
     keys = {k: v for k, v in filters.items() if k in key_names}
     conds, params = [], []
     for col, values in filters.items():

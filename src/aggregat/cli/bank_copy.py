@@ -42,15 +42,12 @@ def copy(
     Partitions already identical in the target (same rows and checksum) are skipped; each copied
     partition is verified by row count and checksum. Holds the target environment's run lock.
     """
-    from aggregat.bank import Bank
-    from aggregat.bank.copy import copy_bank
-    from aggregat.ops.lock import RunLock
+    from aggregat import api
 
     if source == target:
         raise ConfigError(f"--from and --to are both {source!r}: pick two environments")
     src_env, dst_env = environment(source, config), environment(target, config)
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
-    src, dst = Bank(src_env.bank), Bank(dst_env.bank)
 
     def show(item) -> None:
         if not as_json and item.action != "same":
@@ -61,11 +58,8 @@ def copy(
             console.print(f"[{style}]{escape(text)}[/]" if style else escape(text),
                           highlight=False)
 
-    if dry_run:
-        report = copy_bank(src, dst, names, _since(since), dry_run=True, on_partition=show)
-    else:
-        with RunLock.for_environment(dst_env, command=f"bank copy --from {source}"):
-            report = copy_bank(src, dst, names, _since(since), on_partition=show)
+    report = api.copy_bank(src_env, dst_env, names, _since(since), dry_run=dry_run,
+                           on_partition=show)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:

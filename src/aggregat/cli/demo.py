@@ -24,7 +24,7 @@ def demo(
 
     from rich.table import Table
 
-    from aggregat.demo.run import run_demo
+    from aggregat.api import run_demo
 
     if logging.getLogger("aggregat").level > logging.DEBUG:  # the table says what happened
         logging.getLogger("aggregat").setLevel(logging.WARNING)

@@ -31,17 +31,9 @@ def parse_issue_time(value: str) -> datetime:
 @app.command("init-db")
 def init_db(env: EnvOption = None, config: ConfigOption = None) -> None:
     """Create the default load and forecast tables in the energy DB (existing ones are kept)."""
-    from aggregat.energy.db import make_engine, safe_url, with_retries
-    from aggregat.energy.schema import create_default_tables
+    from aggregat import api
 
-    environ = environment(env, config)
-    engine = make_engine(environ.energy_db, environ.energy)
-    try:
-        created = with_retries(lambda: create_default_tables(engine, environ.energy),
-                               environ.energy, "energy init-db", engine)
-    finally:
-        engine.dispose()
-    where = safe_url(engine.url)
+    created, where = api.init_energy_db(environment(env, config))
     if created:
         console.print(f"created {', '.join(created)} in {where}")
     else:
@@ -56,16 +48,9 @@ def sync(
                                        "again (idempotent).")] = False,
 ) -> None:
     """Copy new and corrected measured load from the energy DB into the bank (incremental)."""
-    from aggregat.bank import Bank
-    from aggregat.energy.db import make_engine
-    from aggregat.energy.sync import sync_load
+    from aggregat import api
 
-    environ = environment(env, config)
-    engine = make_engine(environ.energy_db, environ.energy)
-    try:
-        report = sync_load(engine, Bank(environ.bank), environ.energy, full=full)
-    finally:
-        engine.dispose()
+    report = api.sync(environment(env, config), full=full)
     console.print(report.summary())
 
 
@@ -81,16 +66,8 @@ def publish(
     config: ConfigOption = None,
 ) -> None:
     """Write the bank's forecasts of one issue time into the energy DB in one transaction."""
-    from aggregat.bank import Bank
-    from aggregat.energy.db import make_engine
-    from aggregat.energy.publish import publish_forecast
+    from aggregat import api
 
     when = parse_issue_time(issue_time)
-    environ = environment(env, config)
-    engine = make_engine(environ.energy_db, environ.energy)
-    try:
-        report = publish_forecast(engine, Bank(environ.bank), environ.energy, when,
-                                  target_ids=target or None)
-    finally:
-        engine.dispose()
+    report = api.publish(environment(env, config), when, target or None)
     console.print(report.summary())

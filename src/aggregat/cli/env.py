@@ -52,11 +52,11 @@ def check(env: EnvOption = None, config: ConfigOption = None,
     from rich.markup import escape
     from rich.table import Table
 
-    from aggregat.ops.envcheck import check_environment, problems
+    from aggregat import api
 
     settings = environment(env, config)
-    checks = check_environment(settings, offline=offline, timeout_s=timeout)
-    bad = problems(checks)
+    checks = api.check_env(settings, offline=offline, timeout_s=timeout)
+    bad = [c for c in checks if c.status == "problem"]
     if as_json:
         typer.echo(json.dumps({"env": settings.name, "ok": not bad,
                                "checks": [c.as_dict() for c in checks]}, indent=2))

@@ -26,10 +26,10 @@ def health(
     from rich.markup import escape
     from rich.table import Table
 
-    from aggregat.ops.health import check_health
+    from aggregat import api
 
     settings = environment(env, config)
-    report = check_health(settings)
+    report = api.health(settings)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:

@@ -31,12 +31,11 @@ def import_(
     config: ConfigOption = None,
 ) -> None:
     """Validate a load CSV and upsert it into the bank dataset ``load`` (re-import replaces)."""
-    from aggregat.bank import Bank
-    from aggregat.load_import import import_load_csv
+    from aggregat import api
 
     environ = environment(env, config)
-    report = import_load_csv(
-        Bank(environ.bank), file, target=target, time_col=time_col, value_col=value_col,
+    report = api.import_load(
+        environ, file, target=target, time_col=time_col, value_col=value_col,
         target_col=target_col, unit=unit, tz=tz, time_format=time_format, sep=sep,
         decimal=decimal,
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 from aggregat.cli.model import app
 from aggregat.errors import ConfigError, PartialRunError
 
@@ -31,10 +31,10 @@ WorkersOption = Annotated[
 ]
 
 
-def _failed(results: list[dict], what: str) -> None:
-    bad = [r for r in results if r.get("status") == "failed"]
+def _failed(results: list, what: str) -> None:
+    bad = [r for r in results if r.failed]
     if bad:
-        names = ", ".join(f"{r['target']} ({r['error']})" for r in bad)
+        names = ", ".join(f"{r.target} ({r.error})" for r in bad)
         raise PartialRunError(f"{what} failed for {len(bad)} of {len(results)} target(s): {names}")
 
 
@@ -51,22 +51,21 @@ def train(
     config: ConfigOption = None,
 ) -> None:
     """Train each target on its bank history, save it to the registry, promote if better."""
-    from aggregat.forecast.pipeline import parse_age, train_targets
+    from aggregat import api
 
-    e = environment(env, config)
-    age = parse_age(if_older)
-    results = []
-    for r in train_targets(e, target, force=force, if_older=age, workers=workers,
-                           horizon=horizon):
-        results.append(r)
-        if r["status"] == "skipped":
-            console.print(f"{r['target']}: skipped, {r['reason']}")
-        elif r["status"] == "trained":
-            mark = "promoted" if r["promoted"] else "kept current"
-            console.print(f"{r['target']}: trained {r['version']} in {r['seconds']:.1f} s, "
-                          f"{mark} ({r['reason']})")
+    def show(r) -> None:
+        if r.status == "skipped":
+            console.print(f"{r.target}: skipped, {r.reason}")
+        elif r.status == "trained":
+            mark = "promoted" if r.promoted else "kept current"
+            console.print(f"{r.target}: trained {r.version} in {r.seconds:.1f} s, {mark} "
+                          f"({r.reason})")
         else:
-            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+            console.print(f"[red]{r.target}: failed[/] {r.error}")
+
+    with flags(if_older="--if-older", horizon="--horizon", targets="--target"):
+        results = api.train(environment(env, config), target, horizon, force, if_older=if_older,
+                            workers=workers, on_result=show)
     _failed(results, "training")
 
 
@@ -77,22 +76,21 @@ def list_models(
     config: ConfigOption = None,
 ) -> None:
     """Versions in the environment's registry; '*' marks the current (production) one."""
-    from aggregat.forecast.registry import Registry
+    from aggregat import api
 
     e = environment(env, config)
-    reg = Registry(e.registry)
-    rows = reg.list(target)
+    rows = api.models(e, target)
     if not rows:
         console.print(f"no model in {e.registry}; run `aggregat model train`")
         return
     table = Table("", "target", "version", "trained at (UTC)", "data", "val MAE", "coverage",
                   "code", title=f"registry {e.registry}")
     for r in rows:
-        val = (r.get("metrics") or {}).get("validation") or {}
-        data = f"{str(r.get('data_start'))[:10]}..{str(r.get('data_end'))[:10]}"
-        table.add_row("*" if r["current"] else "", r["target"], r["version"],
-                      str(r.get("trained_at"))[:19], data, _num(val.get("mae")),
-                      _num(val.get("coverage_10_90")), str(r.get("code_version")))
+        val = r.metrics.get("validation") or {}
+        data = f"{str(r.data_start)[:10]}..{str(r.data_end)[:10]}"
+        table.add_row("*" if r.current else "", r.target, r.version, str(r.trained_at)[:19],
+                      data, _num(val.get("mae")), _num(val.get("coverage_10_90")),
+                      str(r.code_version))
     console.print(table)
 
 
@@ -115,11 +113,11 @@ def predict(
     model; writes dataset forecast."""
     import pandas as pd
 
-    from aggregat.forecast.pipeline import default_issue_time, predict_targets
+    from aggregat import api
 
     e = environment(env, config)
     if issue_time is None:
-        issue = default_issue_time(e)
+        issue = api.default_issue_time(e)
     else:
         try:
             issue = pd.Timestamp(issue_time)
@@ -130,16 +128,18 @@ def predict(
             issue = issue.tz_localize(e.forecast.timezone, ambiguous=True,
                                       nonexistent="shift_forward")
         issue = issue.tz_convert("UTC")
-    results = []
-    for r in predict_targets(e, issue, target, workers=workers, horizon=horizon):
-        results.append(r)
-        if r["status"] == "predicted":
-            flag = f", {r['baseline_rows']} baseline rows" if r["baseline_rows"] else ""
-            note = f" [yellow]({r['note']})[/]" if r.get("note") else ""
-            console.print(f"{r['target']}: {r['rows']} rows issued {issue:%Y-%m-%dT%H:%MZ} with "
-                          f"{r['version']}{flag}{note}")
+
+    def show(r) -> None:
+        if r.status == "predicted":
+            flag = f", {r.baseline_rows} baseline rows" if r.baseline_rows else ""
+            note = f" [yellow]({r.note})[/]" if r.note else ""
+            console.print(f"{r.target}: {r.rows} rows issued {issue:%Y-%m-%dT%H:%MZ} with "
+                          f"{r.version}{flag}{note}")
         else:
-            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+            console.print(f"[red]{r.target}: failed[/] {r.error}")
+
+    with flags(issue_time="--issue-time", horizon="--horizon", targets="--target"):
+        results = api.predict(e, issue, target, horizon, workers=workers, on_result=show)
     _failed(results, "prediction")
 
 
@@ -152,8 +152,7 @@ def promote(
     config: ConfigOption = None,
 ) -> None:
     """Make a version the production model of a target (e.g. to roll back)."""
-    from aggregat.forecast.pipeline import promote as do_promote
+    from aggregat import api
 
-    e = environment(env, config)
-    do_promote(e, target, version)
+    api.promote(environment(env, config), target, version)
     console.print(f"{target}: current model is now {version}")

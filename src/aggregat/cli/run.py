@@ -52,9 +52,9 @@ def daily(
     config: ConfigOption = None,
 ) -> None:
     """fetch -> extract -> sync -> predict -> publish for one day."""
-    from aggregat.ops.jobs import daily as run_daily
+    from aggregat import api
 
-    _finish(run_daily(environment(env, config), _day(day, "--date"), force=force,
+    _finish(api.daily(environment(env, config), _day(day, "--date"), force=force,
                       publish=not no_publish))
 
 
@@ -70,9 +70,9 @@ def intraday(
 ) -> None:
     """fetch -> extract -> sync -> predict -> publish of the newest intraday issue (needs
     forecast.intraday = true)."""
-    from aggregat.ops.jobs import intraday as run_intraday
+    from aggregat import api
 
-    _finish(run_intraday(environment(env, config), _time(at, "--at"), force=force,
+    _finish(api.intraday(environment(env, config), _time(at, "--at"), force=force,
                          publish=not no_publish))
 
 
@@ -80,9 +80,9 @@ def intraday(
 def weekly(force: ForceOption = False, env: EnvOption = None, config: ConfigOption = None) -> None:
     """Retrain models older than forecast.retrain_after_days (and the intraday ones when
     forecast.intraday is on), evaluate, apply the promotion rule."""
-    from aggregat.ops.jobs import weekly as run_weekly
+    from aggregat import api
 
-    _finish(run_weekly(environment(env, config), force=force))
+    _finish(api.weekly(environment(env, config), force=force))
 
 
 @app.command("backfill")
@@ -95,10 +95,10 @@ def backfill(
     config: ConfigOption = None,
 ) -> None:
     """Run the missing or failed steps since a day, reading the datalake archive first."""
-    from aggregat.ops.jobs import backfill as run_backfill
+    from aggregat import api
 
-    result = run_backfill(environment(env, config), _day(since, "--since"), _day(until, "--until"),
-                          dry_run=dry_run, force=force)
+    result = api.backfill(environment(env, config), _day(since, "--since"), dry_run,
+                          until=_day(until, "--until"), force=force)
     if dry_run:
         for step, part in result.planned:
             console.print(f"would run {step:8s} {part}")
@@ -115,15 +115,15 @@ def schedule(
     config: ConfigOption = None,
 ) -> None:
     """Run the daily, weekly (and intraday) jobs at their configured times, in the foreground."""
-    from aggregat.ops.schedule import INTRADAY_START_AFTER, run_schedule
+    from aggregat import api
 
     settings = environment(env, config)
     fs = settings.forecast
-    intraday = (f", intraday {INTRADAY_START_AFTER.seconds // 60} min after each issue, every "
-                f"{fs.intraday_every_h:g} h aligned on {fs.issue_hour_local:g} h" if fs.intraday
-                else "")
+    upcoming = api.next_runs(settings)
+    intraday = (f", intraday every {fs.intraday_every_h:g} h (next at "
+                f"{upcoming['intraday']:%Y-%m-%d %H:%M})" if "intraday" in upcoming else "")
     console.print(f"schedule for env {settings.name}: daily at {settings.jobs.daily_at}, weekly "
                   f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
                   f"({fs.timezone}); Ctrl-C to stop")
-    run_schedule(settings, once=once, log=lambda m: console.print(
+    api.schedule(settings, once=once, log=lambda m: console.print(
         f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True)
 def _fetch_table(report):  # -> rich.table.Table
     from rich.table import Table
 
-    from aggregat.weather.products import run_label
+    from aggregat.api import run_label
 
     state = "complete" if report.complete else "PARTIAL"
     table = Table(title=f"{report.product} run {run_label(report.run)}: {state}",
@@ -60,40 +60,20 @@ def fetch(
 
     Exit code 3 when the run is partial (missing or failed files are named).
     """
-    from aggregat.errors import ConfigError, FetchError
-    from aggregat.weather.datalake import Datalake
-    from aggregat.weather.fetch import fetch_run, find_latest_run
-    from aggregat.weather.products import get_product, parse_run, run_label
+    from aggregat import api
+    from aggregat.errors import ConfigError
 
-    settings = environment(env, config)
-    weather = settings.weather
-    product = get_product(model)
     if (run is None) == (not latest):
         raise ConfigError("weather fetch: give either --run 2026-11-28T00 or --latest")
-    if packages:
-        pkgs = [p.strip() for p in packages.split(",") if p.strip()]
-    else:
-        pkgs = list(weather.packages.get(product.id) or product.default_packages)
-    base = base_url or weather.base_url
-    n_workers = workers or weather.download_workers
-    n_retries = weather.retries if retries is None else retries
-    # Backoff settings are optional in the config (weather.retry_backoff_s / retry_backoff_max_s).
-    backoff_s = float(getattr(weather, "retry_backoff_s", 0.5))
-    backoff_max_s = float(getattr(weather, "retry_backoff_max_s", 30.0))
+    with flags(run="--run", packages="--packages", base_url="--base-url", workers="--workers",
+               retries="--retries"):
+        report = api.fetch(environment(env, config), model, run, _csv(packages),
+                           base_url=base_url, workers=workers, retries=retries, progress=True)
     if latest:
-        found = find_latest_run(product, base, pkgs, min_run_age_h=weather.min_run_age_h,
-                                workers=n_workers, timeout_s=min(weather.timeout_s, 20.0),
-                                backoff_s=backoff_s)
-        if found is None:
-            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last 48 h "
-                             f"at {base}; check weather.base_url or fetch an older --run")
-        run_time = found
-        console.print(f"newest complete run: {product.id} {run_label(run_time)}")
-    else:
-        run_time = parse_run(run or "")
-    report = fetch_run(product, run_time, Datalake(settings.datalake), base_url=base,
-                       packages=pkgs, workers=n_workers, retries=n_retries,
-                       timeout_s=weather.timeout_s, backoff_s=backoff_s,
-                       backoff_max_s=backoff_max_s, progress=True)
+        console.print(f"newest complete run: {report.product} {api.run_label(report.run)}")
     console.print(_fetch_table(report))
     report.raise_for_partial()
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 from aggregat.cli.progress import progress_bar
 from aggregat.cli.weather import app
-from aggregat.errors import ConfigError, InputError, PartialRunError
-from aggregat.weather.extract import ExtractReport
+from aggregat.errors import ConfigError, PartialRunError
 
 MethodOption = Annotated[str | None, typer.Option("--method", help="nearest or bilinear.")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", "-j",
@@ -25,7 +23,7 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _print_report(report: ExtractReport) -> None:
+def _print_report(report) -> None:
     console.print(report.summary())
     for issue in report.issues:
         console.print(f"  [yellow]catalogue:[/] {issue}")
@@ -55,37 +53,21 @@ def extract(
     config: ConfigOption = None,
 ) -> None:
     """Extract a run from the datalake at the sites/areas into the bank (weather_forecast)."""
-    from aggregat.bank import Bank
-    from aggregat.weather.datalake import Datalake
-    from aggregat.weather.extract import extract_run
-    from aggregat.weather.products import get_product, parse_run
-    from aggregat.weather.sites import load_locations
+    from aggregat import api
 
     settings = environment(env, config)
-    product = get_product(model)
-    datalake = Datalake(settings.datalake)
     if latest == bool(run):
         raise ConfigError("give exactly one of --run or --latest")
-    if latest:
-        runs = datalake.runs(product)
-        if not runs:
-            raise InputError(f"no {product.id} run in the datalake {settings.datalake}: "
-                             "fetch one first")
-        run_time = runs[-1]
-    else:
-        run_time = parse_run(run)
-    locations = load_locations(sites or settings.sites, areas or settings.areas)
-    with progress_bar(f"extract {product.id}") as start:
-        report = extract_run(
-            product, run_time, datalake=datalake, bank=Bank(settings.bank), locations=locations,
-            packages=_csv(packages), method=method or settings.weather.method,
-            workers=workers or settings.workers, scheduler=scheduler or settings.scheduler,
-            progress=start,
-        )
+    with progress_bar(f"extract {model}") as start, flags(
+            run="--run", packages="--packages", sites="--sites", areas="--areas",
+            method="--method", workers="--workers", scheduler="--scheduler"):
+        report = api.extract(settings, model, run, _csv(packages), sites=sites, areas=areas,
+                             method=method, workers=workers, scheduler=scheduler,
+                             progress=start)
     _print_report(report)
     if report.partial:
         raise PartialRunError(
-            f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, "
+            f"{report.model} run {report.run_time:%Y-%m-%dT%H}: partial, "
             f"{len(report.bad_files)} bad file(s) "
             f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
 
@@ -104,23 +86,17 @@ def extract_file(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Extract any regular lat/lon GRIB file(s) of any centre at the sites into a table."""
-    from aggregat.storage import Store
-    from aggregat.weather.extract import extract_files
-    from aggregat.weather.sites import load_locations
+    from aggregat import api
 
-    locations = load_locations(sites, areas)
-    with progress_bar("extract") as start:
-        frame, report = extract_files([str(f) for f in files], locations,
-                                      variables=_csv(variables), method=method or "nearest",
-                                      workers=workers, scheduler=scheduler, progress=start)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
-    buffer = io.BytesIO()
-    if out.suffix.lower() == ".csv":
-        frame.to_csv(buffer, index=False)
-    else:
-        frame.to_parquet(buffer, index=False)
-    Store(str(out.resolve().parent)).write_bytes(out.name, buffer.getvalue())
+    with progress_bar("extract") as start, flags(sites="--sites", areas="--areas",
+                                                  variables="--variables", method="--method"):
+        frame = api.extract_files(files, sites, method or "nearest", areas=areas,
+                                  variables=_csv(variables), workers=workers,
+                                  scheduler=scheduler, progress=start)
+    report = frame.attrs.pop("report")
+    api.write_table(frame, out)
     _print_report(report)
     console.print(f"wrote {len(frame)} rows to {out}")
     if report.partial:
