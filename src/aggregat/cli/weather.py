@@ -91,7 +91,8 @@ def fetch(
         console.print(f"newest complete run: {product.id} {run_label(run_time)}")
     else:
         run_time = parse_run(run or "")
-    report = fetch_run(product, run_time, Datalake(settings.datalake), base_url=base,
+    datalake = Datalake(settings.datalake, quarantine=settings.quarantine)
+    report = fetch_run(product, run_time, datalake, base_url=base,
                        packages=pkgs, workers=n_workers, retries=n_retries,
                        timeout_s=weather.timeout_s, backoff_s=backoff_s,
                        backoff_max_s=backoff_max_s, progress=True)

@@ -35,6 +35,11 @@ def _print_report(report: ExtractReport) -> None:
         console.print(f"  [red]missing file:[/] {name} (fetch it, then extract again)")
     for moved in report.quarantined:
         console.print(f"  quarantined -> {moved}")
+    for name, count in report.kept:
+        console.print(f"  kept {count} stored values for file {name}")
+    for name in report.unverified:
+        console.print(f"  [yellow]unverified:[/] {name} is not in the run's manifest "
+                      "(copied by hand?): extracted without a hash check")
     if report.missing_values:
         console.print(f"  [yellow]{report.missing_values} values missing (bitmap) left as NaN[/]")
 
@@ -63,7 +68,7 @@ def extract(
 
     settings = environment(env, config)
     product = get_product(model)
-    datalake = Datalake(settings.datalake)
+    datalake = Datalake(settings.datalake, quarantine=settings.quarantine)
     if latest == bool(run):
         raise ConfigError("give exactly one of --run or --latest")
     if latest:
@@ -86,8 +91,9 @@ def extract(
     if report.partial:
         raise PartialRunError(
             f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, "
-            f"{len(report.bad_files)} bad file(s) "
-            f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
+            f"{len(report.bad_files)} bad file(s) ({len(report.quarantined)} quarantined in "
+            f"{settings.quarantine}), {len(report.missing_files)} missing; fetch again, then "
+            "extract again")
 
 
 @app.command("extract-file")
@@ -108,13 +114,13 @@ def extract_file(
     from aggregat.weather.extract import extract_files
     from aggregat.weather.sites import load_locations
 
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
     locations = load_locations(sites, areas)
     with progress_bar("extract") as start:
         frame, report = extract_files([str(f) for f in files], locations,
                                       variables=_csv(variables), method=method or "nearest",
                                       workers=workers, scheduler=scheduler, progress=start)
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise ConfigError(f"--out {out}: use a .parquet or .csv file name")
     buffer = io.BytesIO()
     if out.suffix.lower() == ".csv":
         frame.to_csv(buffer, index=False)
