@@ -8,6 +8,7 @@ the history (issue 3: the legacy scanned all history and took 40 min for 14 days
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -17,6 +18,8 @@ import pandas as pd
 from aggregat.bank.datasets import check_keys, conform
 from aggregat.bank.store import Bank
 from aggregat.errors import BankError
+
+log = logging.getLogger(__name__)
 
 WEATHER = "weather_forecast"
 LOAD = "load"
@@ -124,7 +127,11 @@ def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
         if not len(df):
             return None, kept, 0
         return write_weather_run(bank, model, run, df), kept, len(df)
-    old = bank.read_partition(WEATHER, keys, part=f"run={run:%H}")
+    try:
+        old = bank.read_partition(WEATHER, keys, part=f"run={run:%H}")
+    except BankError as exc:  # an unreadable old part must not block a new extraction
+        log.warning("%s: stored values cannot be kept (%s)", rel, exc)
+        return write_weather_run(bank, model, run, df), kept, len(df)
     old = old.astype({"step_h": "int64"}).set_index(["step_h", "location"])
     new = df.copy()
     if "step_h" not in new:
@@ -132,6 +139,8 @@ def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
     new = new.astype({"step_h": "int64"}).set_index(["step_h", "location"])
     steps = {step for cells in keep.values() for _, step in cells}
     extra = old.index[old.index.get_level_values(0).isin(steps)].difference(new.index)
+    if len(new):  # sites removed since the last extraction stay removed
+        extra = extra[extra.get_level_values(1).isin(new.index.get_level_values(1))]
     merged = new.reindex(new.index.append(extra))
     for label, cells in keep.items():
         for column, step in cells:

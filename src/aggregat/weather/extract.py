@@ -81,8 +81,11 @@ class ExtractReport:
 
 def _fail(report: ExtractReport, path: str, exc: BaseException) -> None:
     """Record a bad file once; a CorruptFileError proves the file itself wrong (quarantine)."""
-    if any(p == path for p, _ in report.bad_files):
+    known = [i for i, (p, _) in enumerate(report.bad_files) if p == path]
+    if known and (path in report.corrupt or not isinstance(exc, CorruptFileError)):
         return
+    if known:  # a proof about the file outranks an earlier failure of ours
+        del report.bad_files[known[0]]
     message = str(exc) if isinstance(exc, GribError) else (
         f"{os.path.basename(path)}: {type(exc).__name__}: {exc} (not a fault of the file: "
         "left in place)")
@@ -131,15 +134,19 @@ def execute(tasks: list[Task], *, workers: int | None, scheduler: str | None,
             ) -> list[TaskResult]:
     """Run the tasks; a failed chunk (or hash) marks its whole file bad, its chunks dropped."""
     results: list[TaskResult] = []
+    config: tuple[str, AggregatError] | None = None
     for task, result, error in run_tasks(run_task, tasks, workers=workers, scheduler=scheduler):
         if error is not None:
             if isinstance(error, AggregatError) and not isinstance(error, GribError):
-                raise error  # a configuration problem (a site outside the grid): stop everything
-            _fail(report, task.path, error)
+                config = config or (task.path, error)  # a site outside the grid: stop, unless
+            else:                                      # the file is proven corrupt meanwhile
+                _fail(report, task.path, error)
         else:
             results.append(result)
         if on_done:
             on_done()
+    if config is not None and config[0] not in report.corrupt:
+        raise config[1]
     bad_paths = {p for p, _ in report.bad_files}
     return [r for r in results if r.path not in bad_paths]
 
