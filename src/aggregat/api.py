@@ -372,7 +372,8 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
         run_time = found
     else:
         run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
-    return fetch_run(product, run_time, Datalake(e.datalake), base_url=base, packages=pkgs,
+    return fetch_run(product, run_time, Datalake(e.datalake, quarantine=e.quarantine),
+                     base_url=base, packages=pkgs,
                      workers=n_workers, retries=w.retries if retries is None else retries,
                      timeout_s=w.timeout_s, backoff_s=w.retry_backoff_s,
                      backoff_max_s=w.retry_backoff_max_s, progress=progress)
@@ -391,7 +392,7 @@ def extract(env: Environment, model: str, run: TimeLike | None = None,
 
     e = _env(env)
     product = get_product(model)
-    datalake = Datalake(e.datalake)
+    datalake = Datalake(e.datalake, quarantine=e.quarantine)
     if run is None:
         runs = datalake.runs(product)
         if not runs:

@@ -158,7 +158,7 @@ class Environment(_Section):
     datalake: str
     bank: str
     registry: str
-    quarantine: str
+    quarantine: str  # where `weather extract` moves corrupt datalake files (+ a .reason each)
     energy_db: str
     sites: str | None = None
     areas: str | None = None

@@ -29,6 +29,12 @@ class GribError(InputError):
     """A GRIB file is truncated, corrupt or not what the catalogue expects."""
 
 
+class CorruptFileError(GribError):
+    """A file's content is proven wrong (framing, size or hash against its manifest, decoding,
+    grid header, physical bounds): only these files are quarantined, never for our own bugs or
+    a store/network failure."""
+
+
 class BankError(AggregatError):
     """A data bank dataset or partition is missing or unreadable."""
 

@@ -198,7 +198,7 @@ def test_corrupt_files_are_rejected_or_quarantined_then_backfill_heals(archive, 
                                                    "run_date": "2026-11-27"})
         third = aggregat(config, *BACKFILL)
         assert third.returncode == 3, third.stderr
-        quarantined = list((tmp_path / "data" / "datalake" / "quarantine").rglob(name))
+        quarantined = list((tmp_path / "data" / "quarantine").rglob(name))  # the env's setting
         assert quarantined and not local.exists()
         assert len(read_weather(bank, *far)) == 2 * 52 * 3 - 6 * 3  # the day completed partially
         fourth = aggregat(config, *BACKFILL)  # the archive lacks one file: fetched again

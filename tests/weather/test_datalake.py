@@ -129,9 +129,22 @@ def test_corrupt_manifest_means_nothing_verified(lake):
 def test_quarantine_moves_file_and_records_reason(lake):
     rel = _put(lake, "SP1", PRODUCT.groups[0], b"GRIB-bad")
     moved = lake.quarantine(rel, "truncated at message 3")
-    assert moved == f"quarantine/{rel}"
+    assert moved == lake.store.uri(f"quarantine/{rel}")  # no setting: inside the datalake
     assert not lake.exists(rel)
-    assert lake.store.read_bytes(moved) == b"GRIB-bad"
-    assert b"truncated at message 3" in lake.store.read_bytes(moved + ".reason")
+    assert lake.store.read_bytes(f"quarantine/{rel}") == b"GRIB-bad"
+    assert b"truncated at message 3" in lake.store.read_bytes(f"quarantine/{rel}.reason")
     assert lake.run_files(PRODUCT, RUN) == []
     assert lake.runs(PRODUCT) == [RUN]  # the quarantine folder is not a run
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_quarantine_goes_to_the_setting(lake, tmp_path, where):
+    target = (str(tmp_path / "elsewhere") if where == "local"
+              else f"memory://quarantine-{uuid.uuid4().hex}")
+    lake = Datalake(lake.url, quarantine=target)
+    rel = _put(lake, "SP1", PRODUCT.groups[0], b"GRIB-bad")
+    moved = lake.quarantine(rel, "sha256 does not match")
+    assert moved == lake.quarantine_store.uri(rel) and moved.startswith(target)
+    assert not lake.exists(rel) and not lake.exists(f"quarantine/{rel}")
+    assert lake.quarantine_store.read_bytes(rel) == b"GRIB-bad"
+    assert b"sha256" in lake.quarantine_store.read_bytes(f"{rel}.reason")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -218,3 +219,160 @@ def test_cli_fetch_and_extract_in_a_real_process(archive, tmp_path):
     frame = read_weather(Bank(str(tmp_path / "data" / "bank")), RUN, END)
     assert sorted(frame["location"].unique()) == sorted(IDS)
     assert Path(tmp_path / "data" / "datalake" / "arome-0025").is_dir()
+
+
+# -- integrity and quarantine (audit findings 1, 2, 9a) --------------------------------------------
+def _victim(datalake: Datalake, package: str, group: str) -> str:
+    return next(r for r in datalake.run_files(PRODUCT, RUN) if package in r and group in r)
+
+
+def _flip_data_bytes(path: Path) -> None:
+    """Change bytes inside the data section of the second message: same size, framing intact."""
+    from aggregat.weather.datalake import message_offsets
+
+    data = bytearray(path.read_bytes())
+    offsets = message_offsets(path) + [len(data)]
+    at = offsets[1] + (offsets[2] - offsets[1]) * 2 // 3
+    for k in range(at, at + 6):
+        data[k] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_same_size_corruption_fails_the_hash_and_is_quarantined(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    victim = _victim(datalake, "SP1", "07H12H")
+    path = datalake.local_path(victim)
+    size = path.stat().st_size
+    _flip_data_bytes(path)
+    assert path.stat().st_size == size  # the size check alone cannot see it
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=2)
+    assert report.partial
+    assert [os.path.basename(f) for f, _ in report.bad_files] == [path.name]
+    assert "sha256 does not match the manifest" in report.bad_files[0][1]
+    moved = tmp_path / "datalake" / "quarantine" / victim
+    assert not path.exists() and moved.exists()
+    assert "sha256" in Path(f"{moved}.reason").read_text()
+    frame = read_weather(Bank(str(tmp_path / "bank")), RUN, END)
+    assert frame[frame.step_h.between(7, 12)]["t2m_c"].isna().all()  # no value from that file
+
+
+def test_every_file_proven_bad_is_quarantined_with_its_reason(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    resized = _victim(datalake, "SP1", "00H06H")  # the manifest says another size
+    manifest = datalake.read_manifest(PRODUCT, RUN)
+    manifest["files"][datalake.manifest_key(PRODUCT, RUN, resized)]["size"] += 1
+    datalake.write_manifest(PRODUCT, RUN, manifest)
+    truncated = _victim(datalake, "SP1", "13H18H")
+    data = datalake.local_path(truncated).read_bytes()
+    datalake.local_path(truncated).write_bytes(data[:-100])
+    flipped = _victim(datalake, "SP2", "07H12H")
+    _flip_data_bytes(datalake.local_path(flipped))
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=2)
+    assert report.missing_files == []  # bad, not missing
+    names = {rel.rsplit("/", 1)[-1] for rel in (resized, truncated, flipped)}
+    assert {os.path.basename(f) for f, _ in report.bad_files} == names
+    assert len(report.quarantined) == 3
+    for rel in (resized, truncated, flipped):
+        assert not datalake.local_path(rel).exists()
+        assert (tmp_path / "datalake" / "quarantine" / f"{rel}.reason").read_text().strip()
+
+
+def test_a_failure_that_is_not_about_the_file_does_not_quarantine(archive, tmp_path,
+                                                                  monkeypatch):
+    from aggregat.weather import decode_task
+
+    datalake = _fetched(archive, tmp_path)
+
+    def broken(header, task):  # our own bug, in the worker (workers=1 runs in this process)
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(decode_task, "_sampler", broken)
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=1)
+    assert report.partial and report.bad_files
+    assert all("RuntimeError" in e for _, e in report.bad_files)
+    assert report.quarantined == []
+    assert len(datalake.run_files(PRODUCT, RUN)) == len(archive["files"])
+
+
+def test_unlisted_file_is_unverified_and_out_of_bounds_values_make_a_file_bad(archive, tmp_path,
+                                                                           grib_reader):
+    import eccodes
+
+    datalake = _fetched(archive, tmp_path)
+    listed_by_hand = _victim(datalake, "SP2", "00H06H")
+    hot = _victim(datalake, "SP1", "07H12H")
+    manifest = datalake.read_manifest(PRODUCT, RUN)
+    for rel in (listed_by_hand, hot):
+        del manifest["files"][datalake.manifest_key(PRODUCT, RUN, rel)]
+    datalake.write_manifest(PRODUCT, RUN, manifest)
+    path = datalake.local_path(hot)
+    out = bytearray()
+    with open(path, "rb") as fh:  # t2m 300 K too warm, re-encoded: a valid GRIB, wrong values
+        while (h := eccodes.codes_grib_new_from_file(fh)) is not None:
+            if eccodes.codes_get_long(h, "parameterCategory") == 0 and \
+                    eccodes.codes_get_long(h, "level") == 2:
+                eccodes.codes_set_values(h, eccodes.codes_get_values(h) + 300.0)
+            out += eccodes.codes_get_message(h)
+            eccodes.codes_release(h)
+    path.write_bytes(bytes(out))
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=2)
+    assert sorted(report.unverified) == sorted(r.rsplit("/", 1)[-1] for r in (listed_by_hand, hot))
+    assert [os.path.basename(f) for f, _ in report.bad_files] == [path.name]
+    assert "physical bounds" in report.bad_files[0][1]
+    assert report.quarantined and not path.exists()
+    frame = read_weather(Bank(str(tmp_path / "bank")), RUN, END)
+    assert frame[frame.step_h.between(0, 6)]["lcc_pct"].notna().all()  # unverified, but used
+
+
+def test_reextracting_with_bad_or_missing_files_keeps_the_stored_values(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    locations = _locations(archive["driver"])
+    first = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                        workers=2)
+    assert not first.partial
+    before = read_weather(bank, RUN, END).set_index(["step_h", "location"]).sort_index()
+    corrupt = _victim(datalake, "SP1", "07H12H")
+    _flip_data_bytes(datalake.local_path(corrupt))
+    gone = _victim(datalake, "SP2", "13H18H")
+    datalake.local_path(gone).unlink()
+    second = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                         workers=2)
+    assert second.partial
+    kept = dict(second.kept)
+    assert kept[corrupt.rsplit("/", 1)[-1]] > 0 and kept[gone.rsplit("/", 1)[-1]] > 0
+    after = read_weather(bank, RUN, END).set_index(["step_h", "location"]).sort_index()
+    assert len(after) == len(before)
+    pd.testing.assert_frame_equal(before, after)  # nothing lost, nothing changed
+
+
+def test_quarantine_is_the_environment_setting(archive, tmp_path):
+    sites = tmp_path / "sites.csv"
+    sites.write_text("id,name,lat,lon\n" + "\n".join(
+        f"{i},{i},{la},{lo}" for i, la, lo in zip(IDS, LATS, LONS, strict=True)) + "\n")
+    (tmp_path / "aggregat.toml").write_text(
+        f'[env.test]\nroot = "data"\nsites = "sites.csv"\n'
+        f'[env.test.weather]\nbase_url = "{archive["server"].base_url}"\n')
+    env = child_env(AGGREGAT_ENV="test")
+    cli = [sys.executable, "-m", "aggregat.cli.main"]
+    shown = subprocess.run(cli + ["env", "show"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True)
+    assert shown.returncode == 0, shown.stderr
+    quarantine = tmp_path / "data" / "quarantine"
+    assert str(quarantine) in shown.stdout
+    fetch = subprocess.run(cli + ["weather", "fetch", "--model", "arome-0025", "--run",
+                                  "2026-11-28T00", "--packages", "SP1"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert fetch.returncode == 0, fetch.stderr
+    datalake = Datalake(str(tmp_path / "data" / "datalake"))
+    victim = _victim(datalake, "SP1", "07H12H")
+    _flip_data_bytes(datalake.local_path(victim))
+    extract = subprocess.run(cli + ["weather", "extract", "--model", "arome-0025", "--latest"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert extract.returncode == 3, extract.stderr
+    assert (quarantine / victim).exists() and (quarantine / f"{victim}.reason").exists()
+    assert not (tmp_path / "data" / "datalake" / "quarantine").exists()

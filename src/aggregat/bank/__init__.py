@@ -19,6 +19,7 @@ from aggregat.bank.datasets import (
 )
 from aggregat.bank.store import Bank
 from aggregat.bank.window import (
+    merge_weather_run,
     nominal_available_at,
     read_forecast,
     read_load,
@@ -31,6 +32,7 @@ from aggregat.bank.window import (
 
 __all__ = [
     "DATASETS", "FORECAST", "LOAD", "WEATHER_FORECAST", "WEATHER_VARIABLES", "Bank", "Column",
-    "Dataset", "conform", "get_dataset", "nominal_available_at", "read_forecast", "read_load",
-    "read_weather", "register_dataset", "utc", "write_forecast", "write_load", "write_weather_run",
+    "Dataset", "conform", "get_dataset", "merge_weather_run", "nominal_available_at",
+    "read_forecast", "read_load", "read_weather", "register_dataset", "utc", "write_forecast",
+    "write_load", "write_weather_run",
 ]

@@ -8,8 +8,9 @@ the history (issue 3: the legacy scanned all history and took 40 min for 14 days
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -17,6 +18,8 @@ import pandas as pd
 from aggregat.bank.datasets import check_keys, conform
 from aggregat.bank.store import Bank
 from aggregat.errors import BankError
+
+log = logging.getLogger(__name__)
 
 WEATHER = "weather_forecast"
 LOAD = "load"
@@ -103,6 +106,62 @@ def write_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
                         "duplicate (location, valid_time) rows")
     keys = {"model": model, "run_date": f"{run:%Y-%m-%d}"}
     return bank.write_partition(WEATHER, keys, df, part=f"run={run:%H}")
+
+
+def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.DataFrame,
+                      keep: Mapping[str, Collection[tuple[str, int]]]
+                      ) -> tuple[str | None, dict[str, int], int]:
+    """Write a run like :func:`write_weather_run`, keeping stored values the new rows lack.
+
+    ``keep`` maps a label (the file that should have provided them) to (column, step_h) cells; for
+    those cells a value missing in ``df`` (NaN, or no row at all) is taken from the partition
+    already stored, so re-extracting a run with a bad file never replaces good values with
+    missing ones. New values always win. Returns the part's path (None: nothing stored, nothing
+    new, nothing written), the values kept per label and the rows written.
+    """
+    run = utc(run_time, "run_time")
+    keys = {"model": model, "run_date": f"{run:%Y-%m-%d}"}
+    rel = bank.part_path(WEATHER, keys, part=f"run={run:%H}")
+    kept = {label: 0 for label in keep}
+    if not bank.store.exists(rel) or not any(keep.values()):
+        if not len(df):
+            return None, kept, 0
+        return write_weather_run(bank, model, run, df), kept, len(df)
+    try:
+        old = bank.read_partition(WEATHER, keys, part=f"run={run:%H}")
+    except BankError as exc:  # an unreadable old part must not block a new extraction
+        log.warning("%s: stored values cannot be kept (%s)", rel, exc)
+        return write_weather_run(bank, model, run, df), kept, len(df)
+    old = old.astype({"step_h": "int64"}).set_index(["step_h", "location"])
+    new = df.copy()
+    if "step_h" not in new:
+        new["step_h"] = ((new["valid_time"] - run) / pd.Timedelta(hours=1)).round()
+    new = new.astype({"step_h": "int64"}).set_index(["step_h", "location"])
+    steps = {step for cells in keep.values() for _, step in cells}
+    extra = old.index[old.index.get_level_values(0).isin(steps)].difference(new.index)
+    if len(new):  # sites removed since the last extraction stay removed
+        extra = extra[extra.get_level_values(1).isin(new.index.get_level_values(1))]
+    merged = new.reindex(new.index.append(extra))
+    for label, cells in keep.items():
+        for column, step in cells:
+            if column not in old:
+                continue
+            if column not in merged:
+                merged[column] = float("nan")
+            rows = merged.index.get_level_values(0) == step
+            stored = old[column].reindex(merged.index[rows])
+            fill = merged.loc[rows, column].isna().to_numpy() & stored.notna().to_numpy()
+            if fill.any():
+                merged.loc[merged.index[rows][fill], column] = stored.to_numpy()[fill]
+                kept[label] += int(fill.sum())
+    merged = merged.reset_index()
+    merged["valid_time"] = run + pd.to_timedelta(merged["step_h"], unit="h")
+    for col in ("model", "run_time", "available_at"):
+        if col in df and len(df):
+            merged[col] = df[col].iloc[0]
+        elif col in old:
+            merged[col] = old[col].iloc[0]
+    return write_weather_run(bank, model, run, merged), kept, len(merged)
 
 
 def read_weather(bank: Bank, start: datetime | str, end: datetime | str,

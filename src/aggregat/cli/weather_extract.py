@@ -33,6 +33,11 @@ def _print_report(report) -> None:
         console.print(f"  [red]missing file:[/] {name} (fetch it, then extract again)")
     for moved in report.quarantined:
         console.print(f"  quarantined -> {moved}")
+    for name, count in report.kept:
+        console.print(f"  kept {count} stored values for file {name}")
+    for name in report.unverified:
+        console.print(f"  [yellow]unverified:[/] {name} is not in the run's manifest "
+                      "(copied by hand?): extracted without a hash check")
     if report.missing_values:
         console.print(f"  [yellow]{report.missing_values} values missing (bitmap) left as NaN[/]")
 
@@ -68,8 +73,9 @@ def extract(
     if report.partial:
         raise PartialRunError(
             f"{report.model} run {report.run_time:%Y-%m-%dT%H}: partial, "
-            f"{len(report.bad_files)} bad file(s) "
-            f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
+            f"{len(report.bad_files)} bad file(s) ({len(report.quarantined)} quarantined in "
+            f"{settings.quarantine}), {len(report.missing_files)} missing; fetch again, then "
+            "extract again")
 
 
 @app.command("extract-file")

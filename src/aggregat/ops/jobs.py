@@ -38,7 +38,8 @@ class _Job:
         from aggregat.weather.datalake import Datalake
 
         self.env, self.ledger, self.force = env, ledger, force
-        self.bank, self.datalake = Bank(env.bank), Datalake(env.datalake)
+        self.bank = Bank(env.bank)
+        self.datalake = Datalake(env.datalake, quarantine=env.quarantine)
         self.result = RunReport(ledger.job or "job", ledger.run_id)
         self._errors: dict[tuple[str, str], str] = {}  # (step, partition) -> error
         self._locations = None

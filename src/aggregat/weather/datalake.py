@@ -4,13 +4,18 @@ Layout below the datalake URL (a local folder or any fsspec URL, through :class:
 
     {product.id}/{YYYY-MM-DD}T{HH}Z/{PKG}/{original Météo-France file name}
     {product.id}/{YYYY-MM-DD}T{HH}Z/manifest.json
-    quarantine/{same relative path}           # files the extractor found corrupt (+ .reason)
+
+Files the extractor proves corrupt move to the quarantine, ``{quarantine}/{same relative path}``
+with a ``{name}.reason`` note beside them. The quarantine is the environment's ``quarantine``
+setting (default ``{root}/quarantine``, shown by ``aggregat env show``); a Datalake built without
+one (library use) quarantines under ``{datalake}/quarantine``.
 
 The manifest of a run maps each file (path relative to the run folder, ``SP1/arome__...grib2``) to
-``{"size", "sha256", "url", "fetched_at"}``; a file counts as present only when it is listed there
-with the size found on disk, so a file copied in by hand or half-written is never mistaken for a
-verified one. :func:`check_grib_framing` is the cheap structural check (``GRIB`` ... ``7777`` for
-every message) shared by the fetcher and the extractor.
+``{"size", "sha256", "url", "fetched_at"}``; :meth:`Datalake.run_files` lists a file only when it
+is there with the size found on disk, so a file copied in by hand or half-written is never mistaken
+for a verified one. The extractor checks size and sha256 of every file before using its values
+(:meth:`Datalake.run_listing`, :func:`verify_file`). :func:`check_grib_framing` is the cheap
+structural check (``GRIB`` ... ``7777`` for every message) shared by the fetcher and the extractor.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from aggregat.errors import GribError
+from aggregat.errors import CorruptFileError, GribError
 from aggregat.storage import Store
 from aggregat.weather.products import Product, as_utc, get_product
 
@@ -74,7 +80,7 @@ def message_offsets(source: str | os.PathLike[str] | bytes | bytearray | memoryv
 
 def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
     if size == 0:
-        raise GribError(f"{label}: empty file, not GRIB; fetch it again")
+        raise CorruptFileError(f"{label}: empty file, not GRIB; fetch it again")
     offset = count = 0
     offsets: list[int] = []
     while offset < size:
@@ -83,24 +89,25 @@ def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
         where = f"{label}: message {count + 1} at byte {offset}"
         if head[:4] != b"GRIB":
             what = "does not start with GRIB" if count == 0 else "trailing bytes are not GRIB"
-            raise GribError(f"{where}: {what} (corrupt file); fetch it again")
+            raise CorruptFileError(f"{where}: {what} (corrupt file); fetch it again")
         edition = head[7] if len(head) > 7 else None
         if edition == 1:
             length = int.from_bytes(head[4:7], "big")
         elif edition == 2 and len(head) >= 16:
             length = int.from_bytes(head[8:16], "big")
         else:
-            raise GribError(f"{where}: truncated header or unknown GRIB edition {edition}")
+            raise CorruptFileError(f"{where}: truncated header or unknown GRIB edition {edition}")
         if length < 12:
-            raise GribError(f"{where}: impossible message length {length} (corrupt file)")
+            raise CorruptFileError(f"{where}: impossible message length {length} (corrupt file)")
         end = offset + length
         if end > size:
-            raise GribError(
+            raise CorruptFileError(
                 f"{where}: truncated ({size - offset} of {length} bytes); fetch it again"
             )
         fh.seek(end - 4)
         if fh.read(4) != b"7777":
-            raise GribError(f"{where}: does not end with 7777 (corrupt file); fetch it again")
+            raise CorruptFileError(f"{where}: does not end with 7777 (corrupt file); "
+                                   "fetch it again")
         offsets.append(offset)
         offset = end
         count += 1
@@ -116,6 +123,42 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(hashlib algorithm, hex digest) a manifest entry records, None if it records none.
+
+    ``"sha256": hex`` is what fetch writes; ``"hash": "algo:hex"`` is accepted for a faster
+    algorithm later, so that manifests of both kinds verify.
+    """
+    tagged = entry.get("hash")
+    if isinstance(tagged, str) and ":" in tagged:
+        algorithm, digest = tagged.split(":", 1)
+        return algorithm, digest
+    digest = entry.get("sha256")
+    return ("sha256", digest) if isinstance(digest, str) and digest else None
+
+
+def verify_file(source: str | os.PathLike[str] | bytes, expect: tuple[int, str, str],
+                name: str) -> None:
+    """Raise CorruptFileError unless ``source`` has the (size, algorithm, hex digest) expected."""
+    size, algorithm, digest = expect
+    digest_of = hashlib.new(algorithm)
+    if isinstance(source, bytes):
+        found = len(source)
+        digest_of.update(source)
+    else:
+        found = 0
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                found += len(block)
+                digest_of.update(block)
+    if found != size:
+        raise CorruptFileError(f"{name}: {found} bytes, the manifest says {size}; the file is "
+                               "corrupt, fetch it again")
+    if digest_of.hexdigest() != digest:
+        raise CorruptFileError(f"{name}: {algorithm} does not match the manifest (same size, "
+                               "content changed); the file is corrupt, fetch it again")
+
+
 def _as_product(product: str | Product) -> Product:
     return get_product(product) if isinstance(product, str) else product
 
@@ -128,9 +171,11 @@ def run_folder(run: datetime) -> str:
 class Datalake:
     """Raw GRIB files by product and run, on a local folder or any fsspec URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, quarantine: str | None = None) -> None:
         self.store = Store(url)
         self.url = self.store.url
+        # The environment's ``quarantine`` setting; a library caller gets one inside the datalake.
+        self.quarantine_store = Store(quarantine or self.store.uri(QUARANTINE))
 
     def __repr__(self) -> str:
         return f"Datalake({self.url!r})"
@@ -247,6 +292,26 @@ class Datalake:
                 out.append(rel)
         return out
 
+    def run_listing(self, product: str | Product, run: datetime,
+                    packages: Sequence[str] | None = None) -> list[tuple[str, dict | None]]:
+        """Every GRIB file of the run on disk, with its manifest entry (None: not in the manifest).
+
+        Unlike :meth:`run_files`, nothing is dropped: the extractor verifies each file (size and
+        hash) and quarantines those that fail, and decodes unlisted ones as unverified.
+        """
+        product = _as_product(product)
+        files = self.read_manifest(product, run)["files"]
+        wanted = [product.check_package(p) for p in packages] if packages else None
+        prefix = self.run_prefix(product, run)
+        out = []
+        for package in sorted(self.store.listdir(prefix)):
+            if package == MANIFEST or (wanted is not None and package not in wanted):
+                continue
+            for name in sorted(self.store.listdir(f"{prefix}/{package}")):
+                if name.endswith((".grib2", ".grib", ".grb2", ".grb")):  # not .part downloads
+                    out.append((f"{prefix}/{package}/{name}", files.get(f"{package}/{name}")))
+        return out
+
     def runs(self, product: str | Product) -> list[datetime]:
         """Runs that have a folder in the datalake, oldest first."""
         out = []
@@ -258,13 +323,20 @@ class Datalake:
         return sorted(out)
 
     def quarantine(self, rel: str, reason: str) -> str:
-        """Move a bad file to ``quarantine/{rel}`` with a ``.reason`` note; return its new path.
+        """Move a bad file to ``{quarantine}/{rel}`` with a ``.reason`` note; return its new URI.
 
         The manifest is left alone: the file is simply no longer present, so the next fetch
         downloads it again and :meth:`run_files` no longer lists it.
         """
-        target = f"{QUARANTINE}/{rel}"
-        self.store.move(rel, target)
+        target = self.quarantine_store
+        if self.is_local and target.is_local:
+            dst = target.local_path(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(self.local_path(rel), dst)  # a rename, or a copy across file systems
+        else:
+            with self.open(rel) as src, target.atomic_writer(rel) as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            self.store.remove(rel)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        self.store.write_bytes(f"{target}.reason", f"{stamp} {reason}\n".encode())
-        return target
+        target.write_bytes(f"{rel}.reason", f"{stamp} {reason}\n".encode())
+        return target.uri(rel)

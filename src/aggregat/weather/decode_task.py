@@ -2,7 +2,10 @@
 
 Runs in a worker process (local pool or Dask). Headers are read without decoding; only the
 messages asked for are decoded, and each decoded field is reduced at once to the locations, so a
-worker holds one field at a time and returns a few kilobytes.
+worker holds one field at a time and returns a few kilobytes. A task may also carry the file's
+expected size and hash: the worker verifies it (in parallel with the other chunks; the parent drops
+every chunk of a file that fails). Everything proven wrong about a file (framing, hash, decoding,
+grid header, values outside the catalogue's physical bounds) raises CorruptFileError.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from dataclasses import dataclass, field
 import eccodes
 import numpy as np
 
-from aggregat.errors import GribError
+from aggregat.errors import CorruptFileError
 from aggregat.weather import ccsds
+from aggregat.weather.datalake import verify_file
 from aggregat.weather.grib import (
     MessageHeader,
+    check_geometry,
     decode_raw,
     iter_messages,
     read_header,
     with_geometry,
 )
 from aggregat.weather.grib2_header import fast_header
+from aggregat.weather.products import PHYSICAL_BOUNDS
 from aggregat.weather.sampling import Sampler, build_sampler
 from aggregat.weather.sites import Locations
 
@@ -41,6 +47,7 @@ class Task:
     wanted: frozenset[str] | None = None  # aggregat parameter names; None: every message
     offsets: tuple[int, ...] | None = None  # byte offsets of the chunk's messages; None: all
     grid_name: str = "the grid"
+    expect: tuple[int, str, str] | None = None  # (size, hash algorithm, hex digest) to verify
 
 
 @dataclass
@@ -65,20 +72,26 @@ def _read_message(fh, offset: int, name: str) -> bytes:
     fh.seek(offset)
     head = fh.read(16)
     if head[:4] != b"GRIB" or len(head) < 16:
-        raise GribError(f"{name}: no GRIB message at byte {offset}; re-fetch the file")
+        raise CorruptFileError(f"{name}: no GRIB message at byte {offset}; re-fetch the file")
     length = int.from_bytes(head[8:16] if head[7] == 2 else head[4:7], "big")
     message = head + fh.read(length - 16)
     if len(message) != length:
-        raise GribError(f"{name}: message at byte {offset} is truncated; re-fetch the file")
+        raise CorruptFileError(f"{name}: message at byte {offset} is truncated; re-fetch the file")
     return message
 
 
-def _open(path: str):
+def _open(path: str, expect: tuple[int, str, str] | None = None):
+    """The file for reading; a remote one is read whole (and verified on those bytes)."""
     if "://" in path and not path.startswith("file://"):
         import fsspec
 
         with fsspec.open(path, "rb") as fh:
-            return io.BytesIO(fh.read())
+            data = fh.read()
+        if expect is not None:
+            verify_file(data, expect, os.path.basename(path))
+        return io.BytesIO(data)
+    if expect is not None:
+        verify_file(path, expect, os.path.basename(path))
     return open(path, "rb")
 
 
@@ -88,6 +101,7 @@ def _sampler(header: MessageHeader, task: Task) -> Sampler:
     if sampler is None:
         if len(_SAMPLERS) > 32:
             _SAMPLERS.clear()
+        check_geometry(header.geometry, os.path.basename(task.path))  # before blaming a site
         sampler = build_sampler(header.geometry, task.locations, task.method, task.grid_name)
         _SAMPLERS[key] = sampler
     return sampler
@@ -97,7 +111,7 @@ def run_task(task: Task) -> TaskResult:
     """Read, select, decode and sample the messages of one task."""
     result = TaskResult(task.path)
     name = os.path.basename(task.path)
-    with _open(task.path) as fh:
+    with _open(task.path, task.expect) as fh:
         if task.offsets is None:
             for index, handle in iter_messages(fh, task.path):
                 try:
@@ -117,7 +131,7 @@ def run_task(task: Task) -> TaskResult:
                 try:
                     handle = eccodes.codes_new_from_message(message)
                 except eccodes.CodesInternalError as exc:
-                    raise GribError(f"{name}: message at byte {offset} is corrupt ({exc}); "
+                    raise CorruptFileError(f"{name}: message at byte {offset} is corrupt ({exc}); "
                                     "re-fetch the file") from None
                 try:
                     if header is None:
@@ -145,9 +159,7 @@ def _fast_decode(task: Task, result: TaskResult, header: MessageHeader, message:
     picked = ccsds.pick(message, sampler.idx, header.geometry.ni * header.geometry.nj)
     if picked is None:
         return False
-    sampled = sampler.reduce(picked)
-    result.missing_at_locations += int(np.isnan(sampled).sum())
-    result.fields.append(Field(header, sampled))
+    _keep(task, result, header, sampler.reduce(picked))
     return True
 
 
@@ -158,9 +170,25 @@ def _decode(task: Task, result: TaskResult, handle: int, header: MessageHeader) 
     try:
         values = decode_raw(handle)
     except eccodes.CodesInternalError as exc:
-        raise GribError(f"{os.path.basename(task.path)}: cannot decode {header.label} ({exc}); "
-                        "the file is corrupt, re-fetch it") from None
-    sampled = _sampler(header, task).sample(values)
+        raise CorruptFileError(f"{os.path.basename(task.path)}: cannot decode {header.label} "
+                               f"({exc}); the file is corrupt, re-fetch it") from None
+    _keep(task, result, header, _sampler(header, task).sample(values))
+
+
+def _keep(task: Task, result: TaskResult, header: MessageHeader, sampled: np.ndarray) -> None:
+    """Add a sampled field, after checking it against the catalogue's physical bounds."""
+    bounds = PHYSICAL_BOUNDS.get(header.param or "")
+    if bounds is not None:
+        scaled = sampled * header.unit_scale
+        with np.errstate(invalid="ignore"):
+            bad = (scaled < bounds[0]) | (scaled > bounds[1])
+        if bad.any():
+            k = int(np.argmax(bad))
+            where = task.locations.ids[k] if k < len(task.locations.ids) else k
+            raise CorruptFileError(
+                f"{os.path.basename(task.path)}: {header.label} is {float(scaled[k]):.6g} at "
+                f"{where}, outside its physical bounds {bounds[0]:g}..{bounds[1]:g}; the file is "
+                "corrupt, re-fetch it")
     result.missing_at_locations += int(np.isnan(sampled).sum())
     result.fields.append(Field(header, sampled))
 

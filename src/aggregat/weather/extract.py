@@ -1,9 +1,16 @@
 """Extract a run (or any GRIB files) at the sites and areas, in parallel, into the bank.
 
-Flow: list the run's verified files in the datalake -> check each file's GRIB framing (a truncated
-file is quarantined and named, the rest goes on) -> split files into chunks of messages -> decode
-and sample the chunks on all cores or a Dask cluster -> de-accumulate and convert units -> validate
-against the catalogue -> write the run's partition of ``weather_forecast`` atomically.
+Flow: list the run's files in the datalake -> check each file's size against the manifest and its
+GRIB framing -> split files into chunks of messages, plus one task per file that verifies its hash
+(in parallel with its chunks) -> decode and sample the chunks on all cores or a Dask cluster, each
+value checked against the catalogue's physical bounds -> de-accumulate and convert units ->
+validate against the catalogue -> write the run's partition of ``weather_forecast`` atomically,
+keeping the stored values of the cells a bad or missing file would have provided.
+
+A file proven corrupt (size, hash, framing, decoding, grid header, bounds) is named in the report
+and quarantined with its reason; a failure that is not about the file (a bug, a store error) is
+named but the file stays. A file on disk that the manifest does not list is decoded and reported
+as unverified.
 """
 
 from __future__ import annotations
@@ -17,12 +24,18 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from aggregat.errors import AggregatError, GribError, InputError
+from aggregat.errors import AggregatError, CorruptFileError, GribError, InputError
 from aggregat.ops.executor import default_workers, run_tasks
 from aggregat.weather.assemble import assemble_run
-from aggregat.weather.datalake import Datalake, message_offsets
+from aggregat.weather.datalake import Datalake, manifest_digest, message_offsets
 from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up
-from aggregat.weather.products import DEFAULT_VARIABLES, Product, get_product, run_label
+from aggregat.weather.products import (
+    DEFAULT_VARIABLES,
+    DERIVED_COLUMNS,
+    Product,
+    get_product,
+    run_label,
+)
 from aggregat.weather.sites import Locations
 from aggregat.weather.validate import validate_run
 
@@ -49,6 +62,9 @@ class ExtractReport:
     issues: list[str] = field(default_factory=list)  # catalogue differences (warnings)
     missing_values: int = 0  # NaN values at locations because of bitmaps
     partition: str | None = None
+    unverified: list[str] = field(default_factory=list)  # decoded without a manifest entry
+    kept: list[tuple[str, int]] = field(default_factory=list)  # (bad/missing file, stored values)
+    corrupt: set[str] = field(default_factory=set)  # bad files proven corrupt: quarantined
 
     @property
     def partial(self) -> bool:
@@ -63,9 +79,31 @@ class ExtractReport:
                 + (f", {len(self.missing_files)} missing file(s)" if self.missing_files else ""))
 
 
+def _fail(report: ExtractReport, path: str, exc: BaseException) -> None:
+    """Record a bad file once; a CorruptFileError proves the file itself wrong (quarantine)."""
+    known = [i for i, (p, _) in enumerate(report.bad_files) if p == path]
+    if known and (path in report.corrupt or not isinstance(exc, CorruptFileError)):
+        return
+    if known:  # a proof about the file outranks an earlier failure of ours
+        del report.bad_files[known[0]]
+    message = str(exc) if isinstance(exc, GribError) else (
+        f"{os.path.basename(path)}: {type(exc).__name__}: {exc} (not a fault of the file: "
+        "left in place)")
+    report.bad_files.append((path, message))
+    if isinstance(exc, CorruptFileError):
+        report.corrupt.add(path)
+
+
 def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wanted, workers: int,
-               grid_name: str, bad: list[tuple[str, str]]) -> list[Task]:
-    """Check framing and split files into chunks of messages; bad files go to ``bad``."""
+               grid_name: str | None, report: ExtractReport,
+               expect: dict[str, tuple[int, str, str]] | None = None) -> list[Task]:
+    """Check framing and split files into chunks of messages; bad files go to the report.
+
+    ``expect``: (size, hash algorithm, digest) per path; a local file gets one more task that
+    verifies it (run in parallel with its chunks), a remote one is verified by its only task.
+    ``grid_name`` None: each file's own grid is named in messages.
+    """
+    expect = expect or {}
     offsets: dict[str, list[int]] = {}
     for path in paths:
         if "://" in path:  # remote: one task per file, read whole by the worker
@@ -74,39 +112,67 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
         try:
             offsets[path] = message_offsets(path)
         except GribError as exc:
-            bad.append((path, str(exc)))
+            _fail(report, path, exc)
     total = sum(len(v) for v in offsets.values())
     per_chunk = max(1, -(-total // max(1, workers * _CHUNKS_PER_WORKER)))
-    tasks = []
+    checks, tasks = [], []
     for path, offs in offsets.items():
+        grid = grid_name or f"the grid of {os.path.basename(path)}"
         if not offs:
-            tasks.append(Task(path, locations, method, wanted, None, grid_name))
+            tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path)))
             continue
+        if path in expect:  # first, so that hashing starts with the decoding
+            checks.append(Task(path, locations, method, wanted, (), grid, expect[path]))
         for i in range(0, len(offs), per_chunk):
             tasks.append(Task(path, locations, method, wanted, tuple(offs[i:i + per_chunk]),
-                              grid_name))
-    return tasks
+                              grid))
+    return checks + tasks
 
 
 def execute(tasks: list[Task], *, workers: int | None, scheduler: str | None,
-            bad: list[tuple[str, str]], on_done: Callable[[], None] | None = None
+            report: ExtractReport, on_done: Callable[[], None] | None = None
             ) -> list[TaskResult]:
-    """Run the tasks; a failed chunk marks its whole file bad (its other chunks are dropped)."""
+    """Run the tasks; a failed chunk (or hash) marks its whole file bad, its chunks dropped."""
     results: list[TaskResult] = []
+    config: tuple[str, AggregatError] | None = None
     for task, result, error in run_tasks(run_task, tasks, workers=workers, scheduler=scheduler):
         if error is not None:
             if isinstance(error, AggregatError) and not isinstance(error, GribError):
-                raise error  # a configuration problem (a site outside the grid): stop everything
-            message = str(error) if isinstance(error, GribError) else (
-                f"{os.path.basename(task.path)}: {type(error).__name__}: {error}")
-            if not any(p == task.path for p, _ in bad):
-                bad.append((task.path, message))
+                config = config or (task.path, error)  # a site outside the grid: stop, unless
+            else:                                      # the file is proven corrupt meanwhile
+                _fail(report, task.path, error)
         else:
             results.append(result)
         if on_done:
             on_done()
-    bad_paths = {p for p, _ in bad}
+    if config is not None and config[0] not in report.corrupt:
+        raise config[1]
+    bad_paths = {p for p, _ in report.bad_files}
     return [r for r in results if r.path not in bad_paths]
+
+
+def _file_cells(product: Product, name: str, variables: Sequence[str]) -> set[tuple[str, int]]:
+    """(column, step) cells a run's file provides (a de-accumulated value also needs the file
+    of the step before, so the first step after the file's group counts too)."""
+    parts = name.split("__")
+    if len(parts) < 4 or parts[2] not in product.packages:
+        return set()
+    try:
+        group = product.group_of(parts[3])
+    except Exception:  # noqa: BLE001 - not a catalogue file name: nothing to keep
+        return set()
+    later = [s for s in product.steps if s > group[1]]
+    cells: set[tuple[str, int]] = set()
+    for param in product.parameters(parts[2]):
+        if variables and param.name not in variables:
+            continue
+        steps = set(product.expected_steps(param, group))
+        if param.accumulated_from_start and later:
+            steps.add(later[0])
+        columns = [param.column] + [c for c, needs in DERIVED_COLUMNS.items()
+                                    if param.name in needs]
+        cells |= {(c, s) for c in columns for s in steps}
+    return cells
 
 
 def extract_run(
@@ -125,61 +191,84 @@ def extract_run(
     progress: Callable[[int], Callable[[], None]] | None = None,
 ) -> ExtractReport:
     """Extract one run from the datalake into the bank's ``weather_forecast`` dataset."""
-    from aggregat.bank import write_weather_run
+    from aggregat.bank import merge_weather_run, write_weather_run
 
     product = get_product(product) if isinstance(product, str) else product
     run = product.check_run(run)
     started = time.perf_counter()
     report = ExtractReport(product.id, run)
-    rels = datalake.run_files(product, run, packages)
-    if not rels:
+    listing = datalake.run_listing(product, run, packages)
+    if not listing:
         raise InputError(f"no files of {product.id} run {run_label(run)} in the datalake "
                          f"{datalake.store.url}: run `aggregat weather fetch --model {product.id} "
                          f"--run {run:%Y-%m-%dT%H}` first")
-    present = set(rels)
-    pkgs = list(packages) if packages else sorted({r.rsplit("/", 2)[-2] for r in rels})
+    present = {rel for rel, _ in listing}
+    pkgs = list(packages) if packages else sorted({r.rsplit("/", 2)[-2] for r in present})
     report.missing_files = [
         datalake.file_rel(product, run, pkg, group).rsplit("/", 1)[-1]
         for pkg, group in datalake.expected_files(product, run, pkgs)
         if datalake.file_rel(product, run, pkg, group) not in present]
-    paths = [str(datalake.local_path(r)) if datalake.is_local else datalake.store.uri(r)
-             for r in rels]
-    rel_of = dict(zip(paths, rels, strict=True))
-    report.files = len(paths)
+    paths, rel_of, expect = [], {}, {}
+    for rel, entry in listing:
+        path = str(datalake.local_path(rel)) if datalake.is_local else datalake.store.uri(rel)
+        rel_of[path] = rel
+        digest = manifest_digest(entry) if entry else None
+        if digest is None:  # copied in by hand: used, but said so
+            report.unverified.append(rel.rsplit("/", 1)[-1])
+        else:
+            size = datalake.store.size(rel)  # a stat here; the hash is done by the workers
+            if size != entry.get("size"):
+                _fail(report, path, CorruptFileError(
+                    f"{os.path.basename(path)}: {size} bytes, the manifest says "
+                    f"{entry.get('size')}; the file is corrupt, fetch it again"))
+                continue
+            expect[path] = (size, *digest)
+        paths.append(path)
+    report.files = len(listing)
+    for name in report.unverified:
+        log.warning("%s is not in the run's manifest: extracted unverified", name)
     results = _extract(paths, locations, method=method, variables=variables, workers=workers,
                        scheduler=scheduler, grid_name=f"the {product.id} grid", report=report,
-                       progress=progress)
+                       progress=progress, expect=expect)
+    for _path, error in report.bad_files:  # extract-file prints them in its report (or error)
+        log.error("%s", error)
     report.issues = validate_run(product, [rel_of[r.path] for r in results], results)
     fields = [f for r in results for f in r.fields]
     frame = assemble_run(fields, locations.ids, model=product.id, run_time=run,
                          available_at=run + timedelta(hours=product.availability_delay_h),
                          expected_steps=product.steps)
-    report.rows = len(frame)
-    if report.rows:
+    # Cells of bad or missing files keep the values a previous extraction stored.
+    lost = [os.path.basename(p) for p, _ in report.bad_files] + report.missing_files
+    keep = {name: _file_cells(product, name, variables) for name in lost}
+    if keep and any(keep.values()):
+        report.partition, kept, report.rows = merge_weather_run(bank, product.id, run, frame,
+                                                                keep)
+        report.kept = [(name, n) for name, n in kept.items() if n]
+    elif len(frame):
         report.partition = write_weather_run(bank, product.id, run, frame)
+        report.rows = len(frame)
     if quarantine:
         for path, reason in report.bad_files:
             rel = rel_of.get(path)
-            if rel is not None and datalake.exists(rel):
+            if path in report.corrupt and rel is not None and datalake.exists(rel):
                 report.quarantined.append(datalake.quarantine(rel, reason))
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
-             grid_name, report: ExtractReport, progress) -> list[TaskResult]:
+             grid_name, report: ExtractReport, progress, expect=None) -> list[TaskResult]:
     if len(locations) == 0:
         raise InputError("no sites or areas to extract: set `sites` in aggregat.toml or pass "
                          "--sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,
-                       grid_name=grid_name, bad=report.bad_files)
+                       grid_name=grid_name, report=report, expect=expect)
     if tasks and scheduler is None:
         warm_up(tasks[0].path)
     tick = progress(len(tasks)) if progress else None
-    results = execute(tasks, workers=workers, scheduler=scheduler, bad=report.bad_files,
-                      on_done=tick)
+    results = execute(tasks, workers=workers, scheduler=scheduler, report=report, on_done=tick)
     for r in results:
         report.messages += len(r.headers)
         report.decoded += len(r.fields)
@@ -190,8 +279,6 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
     if report.missing_values:
         log.warning("%d extracted values are missing (outside the model domain, bitmap): "
                     "left as NaN", report.missing_values)
-    for _path, error in report.bad_files:
-        log.error("%s", error)
     return results
 
 
@@ -205,15 +292,34 @@ def extract_files(
     scheduler: str | None = None,
     progress=None,
 ) -> tuple[pd.DataFrame, ExtractReport]:
-    """Extract any regular lat/lon GRIB1/GRIB2 files (any centre); one frame over all their runs."""
+    """Extract any regular lat/lon GRIB1/GRIB2 files (any centre); one frame over all their runs.
+
+    A file whose messages are all on another grid (Lambert, Gaussian...) and an input that gives
+    no value at all are InputErrors (nothing to write); some bad files among good ones make the
+    report partial.
+    """
     report = ExtractReport("file", None, files=len(paths))
     started = time.perf_counter()
     missing = [p for p in paths if "://" not in p and not os.path.isfile(p)]
     if missing:
         raise InputError(f"GRIB file {missing[0]} does not exist")
     results = _extract(list(paths), locations, method=method, variables=variables,
-                       workers=workers, scheduler=scheduler, grid_name="the file's grid",
+                       workers=workers, scheduler=scheduler, grid_name=None,
                        report=report, progress=progress)
+    decoded = {r.path for r in results if r.fields}
+    for r in results:
+        if r.skipped_grids and r.path not in decoded:
+            raise InputError(f"{r.path}: {r.skipped_grids[0]} is not on a regular lat/lon grid; "
+                             "only regular lat/lon grids are supported today: regrid the file "
+                             "first")
+    if not decoded:
+        if report.bad_files:
+            more = len(report.bad_files) - 1
+            raise InputError(report.bad_files[0][1] + (f" (and {more} more bad file(s))"
+                                                       if more else ""))
+        raise InputError(f"no message of {', '.join(paths)} matches "
+                         f"{', '.join(variables) if variables else 'the catalogue'}: nothing "
+                         "extracted; check --variables")
     by_run: dict[datetime, list[Field]] = {}
     for r in results:
         for f in r.fields:

@@ -15,7 +15,7 @@ from typing import BinaryIO
 import eccodes
 import numpy as np
 
-from aggregat.errors import GribError
+from aggregat.errors import CorruptFileError
 from aggregat.weather.products import PARAMETERS, Parameter
 
 # Decoded missing points get this value; no physical field reaches it (the default 9999 can).
@@ -210,14 +210,14 @@ def decode(handle: int) -> np.ndarray:
 def iter_messages(fh: BinaryIO, name: str, headers_only: bool = False) -> Iterator[tuple[int, int]]:
     """Yield (index, handle) for each message of an open file; the caller releases each handle.
 
-    A truncated or corrupt message raises GribError naming the file and message.
+    A truncated or corrupt message raises CorruptFileError naming the file and message.
     """
     index = 0
     while True:
         try:
             handle = eccodes.codes_grib_new_from_file(fh, headers_only=headers_only)
         except (eccodes.CodesInternalError, EOFError) as exc:
-            raise GribError(f"{name}: message #{index} is truncated or corrupt ({exc}); "
+            raise CorruptFileError(f"{name}: message #{index} is truncated or corrupt ({exc}); "
                             "re-fetch the file") from None
         if handle is None:
             return
@@ -235,6 +235,39 @@ def scan_file(path: str) -> list[MessageHeader]:
             finally:
                 eccodes.codes_release(handle)
     return headers
+
+
+def check_geometry(geom: GridGeometry, name: str) -> None:
+    """Raise CorruptFileError naming ``name`` if a regular grid's header contradicts itself.
+
+    Coordinates must be on Earth, and the last point must lie where the first point plus
+    (count - 1) increments puts it; a flipped byte in section 3 breaks one of these. The tolerance
+    allows GRIB1's millidegree rounding of increments (0.0005 degree per step).
+    """
+    problem = None
+    if geom.ni < 1 or geom.nj < 1:
+        problem = f"{geom.ni} x {geom.nj} points"
+    elif not (0.0 < geom.dlat <= 90.0 and 0.0 < geom.dlon <= 360.0):
+        problem = f"increments {geom.dlat} x {geom.dlon} degrees"
+    elif max(abs(geom.lat_first), abs(geom.lat_last)) > 90.0 + 1e-6:
+        problem = f"latitudes {geom.lat_first}..{geom.lat_last}"
+    elif geom.dlon * (geom.ni - 1) > 360.0 + geom.dlon:
+        problem = f"{geom.ni} columns of {geom.dlon} degrees"
+    else:
+        lat_sign = 1.0 if geom.j_positive else -1.0
+        lon_sign = -1.0 if geom.i_negative else 1.0
+        lat_gap = geom.lat_last - (geom.lat_first + lat_sign * (geom.nj - 1) * geom.dlat)
+        lon_end = geom.lon_first + lon_sign * (geom.ni - 1) * geom.dlon
+        lon_gap = (geom.lon_last - lon_end + 180.0) % 360.0 - 180.0
+        if abs(lat_gap) > 0.5 * geom.dlat + 5e-4 * geom.nj:
+            problem = (f"latitudes {geom.lat_first}..{geom.lat_last} do not match {geom.nj} rows "
+                       f"of {geom.dlat} degrees")
+        elif abs(lon_gap) > 0.5 * geom.dlon + 5e-4 * geom.ni:
+            problem = (f"longitudes {geom.lon_first}..{geom.lon_last} do not match {geom.ni} "
+                       f"columns of {geom.dlon} degrees")
+    if problem:
+        raise CorruptFileError(f"{name}: the grid header is corrupt ({problem}); re-fetch the "
+                               "file (the sites are not at fault)")
 
 
 def valid_time(header: MessageHeader) -> datetime:

@@ -100,6 +100,27 @@ PARAMETERS: dict[str, Parameter] = {
     ]
 }
 
+# Physical bounds of decoded values, in GRIB units (accumulations from the run start up to 102 h):
+# a value outside proves the file corrupt (a second guard after the manifest's hash, and the only
+# one for files without a manifest). Wide enough for ECMWF conventions (clouds 0-1, tp in m).
+PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
+    "t2m": (180.0, 340.0),  # K
+    "rh2m": (0.0, 105.0),  # %
+    "u10": (-120.0, 120.0),  # m s-1
+    "v10": (-120.0, 120.0),
+    "ws10": (0.0, 120.0),
+    "gust10": (0.0, 150.0),
+    "msl": (85_000.0, 110_000.0),  # Pa
+    "ssrd": (-1.0e5, 6.0e8),  # J m-2 (1400 W m-2 for 102 h), packing noise below 0
+    "tp": (-1.0, 3000.0),  # kg m-2
+    "tcc": (-1.0, 101.0),  # %
+    "lcc": (-1.0, 101.0),
+    "mcc": (-1.0, 101.0),
+    "hcc": (-1.0, 101.0),
+    "t850": (180.0, 330.0),  # K
+    "z500": (40_000.0, 65_000.0),  # m2 s-2
+}
+
 # Columns derived from others at extraction time.
 DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u10", "v10")}
 
