@@ -15,7 +15,6 @@ from aggregat.weather.simulate import (
     PointDriver,
     crop_for_points,
     domain_mask,
-    file_rel,
     grid_axes,
     nearest_index,
     simulate_archive,
@@ -50,7 +49,7 @@ def test_files_follow_the_catalogue_layout(sim_arome):
     assert set(sim_arome["plain"]) == expected
     assert all(p.exists() for p in expected)
     assert product.url("https://x", RUN, "SP1", (7, 12)).endswith(
-        file_rel(product, RUN, "SP1", (7, 12)))
+        product.archive_rel(RUN, "SP1", (7, 12)))
     assert not list(out.rglob(".tmp-*"))
 
 

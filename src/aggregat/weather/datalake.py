@@ -32,11 +32,10 @@ from typing import IO, Any
 
 from aggregat.errors import CorruptFileError, GribError
 from aggregat.storage import Store
-from aggregat.weather.products import Product, as_utc, get_product
+from aggregat.weather.products import RUN_FOLDER_FORMAT, Product, get_product, run_folder
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"
-RUN_FORMAT = "%Y-%m-%dT%HZ"
 
 _SECTION0 = 16  # GRIB2 section 0 is 16 bytes; GRIB1's is 8, so 16 covers both
 
@@ -163,11 +162,6 @@ def _as_product(product: str | Product) -> Product:
     return get_product(product) if isinstance(product, str) else product
 
 
-def run_folder(run: datetime) -> str:
-    """``2026-11-28T00Z``: the run segment of datalake paths."""
-    return as_utc(run).strftime(RUN_FORMAT)
-
-
 class Datalake:
     """Raw GRIB files by product and run, on a local folder or any fsspec URL."""
 
@@ -187,14 +181,12 @@ class Datalake:
     # -- paths ---------------------------------------------------------------------------------
     def run_prefix(self, product: str | Product, run: datetime) -> str:
         """``arome-0025/2026-11-28T00Z``."""
-        return f"{_as_product(product).id}/{run_folder(run)}"
+        return _as_product(product).run_prefix(run)
 
     def file_rel(self, product: str | Product, run: datetime, package: str,
                  group: tuple[int, int]) -> str:
         """Path of one Météo-France file relative to the datalake root."""
-        product = _as_product(product)
-        package = product.check_package(package)
-        return f"{self.run_prefix(product, run)}/{package}/{product.filename(run, package, group)}"
+        return _as_product(product).datalake_rel(run, package, group)
 
     def expected_files(self, product: str | Product, run: datetime,
                        packages: Iterable[str] | None = None) -> list[tuple[str, tuple[int, int]]]:
@@ -317,7 +309,7 @@ class Datalake:
         out = []
         for name in self.store.listdir(_as_product(product).id):
             try:
-                out.append(datetime.strptime(name, RUN_FORMAT).replace(tzinfo=UTC))
+                out.append(datetime.strptime(name, RUN_FOLDER_FORMAT).replace(tzinfo=UTC))
             except ValueError:
                 continue
         return sorted(out)

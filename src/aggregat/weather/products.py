@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from aggregat.errors import ConfigError
 
+RUN_FOLDER_FORMAT = "%Y-%m-%dT%HZ"  # the run segment of datalake paths
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -191,10 +193,24 @@ class Product:
         return (f"{self.model}__{self.res}__{package}__{self.group_label(group)}__"
                 f"{run_label(run)}.grib2")
 
+    def archive_rel(self, run: datetime, package: str, group: tuple[int, int]) -> str:
+        """``{run}/{model}/{res}/{PKG}/{file}``: the path below the open-data base URL (and
+        under a simulated archive's root)."""
+        return (f"{run_label(run)}/{self.model}/{self.res}/{package}/"
+                f"{self.filename(run, package, group)}")
+
     def url(self, base_url: str, run: datetime, package: str, group: tuple[int, int]) -> str:
         """``{base}/{run}/{model}/{res}/{PKG}/{model}__{res}__{PKG}__{group}__{run}.grib2``."""
-        return (f"{base_url.rstrip('/')}/{run_label(run)}/{self.model}/{self.res}/{package}/"
-                f"{self.filename(run, package, group)}")
+        return f"{base_url.rstrip('/')}/{self.archive_rel(run, package, group)}"
+
+    def run_prefix(self, run: datetime) -> str:
+        """``arome-0025/2026-11-28T00Z``: a run's folder in the datalake."""
+        return f"{self.id}/{run_folder(run)}"
+
+    def datalake_rel(self, run: datetime, package: str, group: tuple[int, int]) -> str:
+        """``arome-0025/2026-11-28T00Z/SP1/{file}``: a file's path in the datalake."""
+        package = self.check_package(package)
+        return f"{self.run_prefix(run)}/{package}/{self.filename(run, package, group)}"
 
     def parameters(self, package: str) -> tuple[Parameter, ...]:
         return tuple(PARAMETERS[name] for name in self.packages[self.check_package(package)])
@@ -210,6 +226,11 @@ class Product:
 def run_label(run: datetime) -> str:
     """``2026-05-11T00:00:00Z``, the run segment of Météo-France URLs."""
     return as_utc(run).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_folder(run: datetime) -> str:
+    """``2026-11-28T00Z``: the run segment of datalake paths."""
+    return as_utc(run).strftime(RUN_FOLDER_FORMAT)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -50,7 +50,6 @@ from aggregat.weather.products import (
     Product,
     as_utc,
     get_product,
-    run_label,
 )
 from aggregat.weather.simfields import SyntheticWeather
 
@@ -318,17 +317,11 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
                                                                previous.get(step, 0)))
             for pkg in packages:
                 if chunks[pkg]:
-                    written.append(_atomic_write(out_dir / file_rel(product, run, pkg, group),
+                    written.append(_atomic_write(out_dir / product.archive_rel(run, pkg, group),
                                                  chunks[pkg]))
     finally:
         encoder.close()
     return written
-
-
-def file_rel(product: Product, run: datetime, package: str, group: tuple[int, int]) -> str:
-    """Relative path of a file under an archive root: the URL path below the base URL."""
-    return (f"{run_label(run)}/{product.model}/{product.res}/{package}/"
-            f"{product.filename(run, package, group)}")
 
 
 def _atomic_write(path: Path, chunks: list[bytes]) -> Path:
