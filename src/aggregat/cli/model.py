@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.config import mask_json
 from aggregat.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -161,7 +161,7 @@ def _write_outputs(result, run_name: str, folder: Path, tz: str, t0: float) -> N
     report["name"] = run_name
     report["timing_s"]["wall"] = round(time.perf_counter() - t0, 2)
     store = Store(str(folder.resolve()))
-    store.write_bytes("report.json", json.dumps(report, indent=1, default=str).encode())
+    store.write_bytes("report.json", mask_json(report, indent=1, default=str).encode())
     f = result.forecasts.copy()
     for c in ("issue_time", "valid_time"):
         f[c] = f[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
