@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -104,3 +105,42 @@ def test_bad_toml_is_one_line(config_file):
                           env=child_env())
     assert proc.returncode == 2
     assert "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+ODD = "p@ss/w:o#r%d'\"é€"
+
+
+def test_userinfo_placeholders_are_percent_encoded_elsewhere_raw(tmp_path, monkeypatch):
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aggregat.toml").write_text(
+        '[env.dev]\nroot = "data"\n'
+        'energy_db = "postgresql+pg8000://${DB_USER}:${DB_PASSWORD}@db.example:5432/energy"\n'
+        'scheduler = "tcp://${SCHED_HOST}:8786"\n')
+    monkeypatch.setenv("AGGREGAT_DEV_DB_USER", "agg@reg:at")
+    monkeypatch.setenv("AGGREGAT_DEV_DB_PASSWORD", ODD)
+    monkeypatch.setenv("AGGREGAT_DEV_SCHED_HOST", "dask:x")
+    env = load_environment("dev")
+    url = make_url(env.energy_db)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "agg@reg:at", ODD, "db.example", 5432, "energy")
+    assert quote(ODD, safe="") in env.energy_db
+    assert env.scheduler == "tcp://dask:x:8786"  # outside a URL's userinfo: raw
+
+
+@pytest.mark.parametrize("secret", [ODD, "two words+more@x"])
+@pytest.mark.parametrize("encode", [
+    str, lambda v: quote(v, safe=""), quote, quote_plus, lambda v: json.dumps(v)[1:-1],
+], ids=["raw", "quote-all", "quote", "quote_plus", "json"])
+def test_mask_hides_every_form_of_a_registered_secret(secret, encode):
+    from aggregat.config import register_secret
+
+    register_secret(secret)
+    assert mask(f"failed with {encode(secret)} on host") == "failed with *** on host"
+
+
+def test_mask_url_password_containing_at_signs():
+    # Not registered: the URL pattern alone hides it, up to the last @ before the host.
+    text = "connect postgresql://bob:Zz@9@x:k@db.example:5432/energy failed (bob@work)"
+    assert mask(text) == "connect postgresql://bob:***@db.example:5432/energy failed (bob@work)"

@@ -16,7 +16,9 @@ Layout of the file::
 
 Secrets never live in the file: ``${NAME}`` in any string is replaced by the environment variable
 ``AGGREGAT_<ENV>_<NAME>`` (e.g. ``AGGREGAT_DEV_ENERGY_DB_PASSWORD``), and every resolved secret is
-masked by :func:`mask` wherever text is printed or logged.
+masked by :func:`mask` wherever text is printed, logged or stored. A placeholder in the userinfo
+of a URL (``scheme://${USER}:${PASSWORD}@host``) is substituted percent-encoded, so a secret may
+hold any character (``@ / : # %``, quotes, non-ASCII); SQLAlchemy's ``make_url`` decodes it.
 
 With no config file, the embedded environment ``local`` keeps everything under ``./aggregat-data``
 (or ``$AGGREGAT_HOME``): local folders for the datalake and bank, SQLite for the energy DB.
@@ -24,11 +26,13 @@ With no config file, the embedded environment ``local`` keeps everything under `
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,8 +43,11 @@ CONFIG_FILENAME = "aggregat.toml"
 DEFAULT_BASE_URL = "https://object.data.gouv.fr/meteofrance-pnt/pnt"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# user:password@ in a URL; a literal password there is a secret in the file.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s]+)@")
+# user:password@ in a URL; a literal password there is a secret in the file. The password runs to
+# the last @ before the host (it may hold @ itself), never past a / or a space.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^/\s]+)@")
+# The userinfo of a URL in the file, before substitution (placeholders hold no @ or /).
+_USERINFO = re.compile(r"[a-z][a-z0-9+.\-]*://(?P<userinfo>[^/?#@\s]*)@", re.IGNORECASE)
 
 # Every secret value resolved in this process; mask() hides them all.
 _SECRETS: set[str] = set()
@@ -172,7 +179,7 @@ class Environment(_Section):
 
     def masked_dump(self) -> dict[str, Any]:
         """Settings as a dict with every secret masked (for ``env show``)."""
-        return _mask_tree(self.model_dump())
+        return mask_tree(self.model_dump())
 
 
 def _join(root: str, name: str) -> str:
@@ -286,21 +293,33 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
             f"{secret_var(env_name, 'NAME')}"
         )
 
+    userinfo = [m.span("userinfo") for m in _USERINFO.finditer(tree)]
+
     def substitute(match: re.Match[str]) -> str:
         var = secret_var(env_name, match.group(1))
         value = os.environ.get(var)
         if value is None:
             raise ConfigError(f"{where}: secret {match.group(0)} is not set; export {var}")
         register_secret(value)
+        if any(a <= match.start() and match.end() <= b for a, b in userinfo):
+            # In a URL's user or password, @ / : # % would end it early: percent-encode.
+            return quote(value, safe="")
         return value
 
     return _PLACEHOLDER.sub(substitute, tree)
 
 
+def secret_forms(value: str) -> set[str]:
+    """``value`` as it can be written out: raw, percent-encoded (urllib, SQLAlchemy), JSON, repr."""
+    return {value, quote(value, safe=""), quote(value), quote(value, safe=" +"), quote_plus(value),
+            json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+            repr(value)[1:-1]} - {""}
+
+
 def register_secret(value: str) -> None:
-    """Remember ``value`` as a secret so that :func:`mask` hides it."""
+    """Remember ``value`` (and its encoded forms) as a secret so that :func:`mask` hides it."""
     if value:
-        _SECRETS.add(value)
+        _SECRETS.update(secret_forms(value))
 
 
 def mask(text: str) -> str:
@@ -310,9 +329,19 @@ def mask(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
 
 
-def _mask_tree(tree: Any) -> Any:
+def mask_tree(tree: Any) -> Any:
+    """``tree`` (dicts, lists, scalars) with every string masked, keys included."""
     if isinstance(tree, dict):
-        return {k: _mask_tree(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_mask_tree(v) for v in tree]
+        return {mask(k) if isinstance(k, str) else k: mask_tree(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [mask_tree(v) for v in tree]
     return mask(tree) if isinstance(tree, str) else tree
+
+
+def mask_json(tree: Any, **dumps: Any) -> str:
+    """``json.dumps`` of ``tree`` with every string masked (for files that are stored), also
+    those that ``dumps["default"]`` makes of other objects."""
+    if dumps.get("default") is not None:
+        convert = dumps["default"]
+        dumps["default"] = lambda value: mask_tree(convert(value))
+    return json.dumps(mask_tree(tree), **dumps)

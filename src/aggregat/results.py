@@ -7,7 +7,6 @@ Results of the lower layers that were already typed are re-exported by ``aggrega
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,8 +187,10 @@ class BacktestReport:
 
     def to_json(self, path: str | Path) -> Path:
         """Write the report as JSON (atomically); returns the path."""
-        return _write(path, json.dumps({**self.report, "name": self.name}, indent=1,
-                                       default=str).encode())
+        from aggregat.config import mask_json
+
+        return _write(path, mask_json({**self.report, "name": self.name}, indent=1,
+                                      default=str).encode())
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the forecasts as CSV, times in UTC with a Z (atomically); returns the path."""

@@ -36,9 +36,9 @@ def health(
         table = Table("section", "check", "status", "value", "detail",
                       title=f"health of env {settings.name} at {report.checked_at:%Y-%m-%d %H:%M}Z")
         for item in report.items:
-            style = _STYLE.get(item.status, "")
-            table.add_row(item.section, escape(item.name), f"[{style}]{item.status}[/]",
-                          escape(item.value), escape(item.as_dict()["detail"]))
+            style, shown = _STYLE.get(item.status, ""), item.as_dict()
+            table.add_row(item.section, escape(shown["name"]), f"[{style}]{item.status}[/]",
+                          escape(shown["value"]), escape(shown["detail"]))
         console.print(table)
         style = _STYLE[report.status]
         console.print(f"env {settings.name}: [{style}]{report.status}[/] "

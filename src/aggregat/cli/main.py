@@ -67,6 +67,9 @@ def _root(
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one masked line and an exit code."""
+    from aggregat.logs import mask_streams
+
+    mask_streams()  # whatever any command prints, secrets never reach the terminal
     try:
         # standalone_mode=False returns typer.Exit codes instead of exiting: pass them on.
         rc = app(standalone_mode=False)

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from aggregat.config import mask_json
 from aggregat.errors import ModelError
 from aggregat.storage import Store
 
@@ -118,7 +119,7 @@ class Registry:
         self.store.write_bytes(f"{base}/{MODEL_FILE}", blob)
         # meta.json last: its presence marks a complete version.
         self.store.write_bytes(f"{base}/{META_FILE}",
-                               json.dumps(full, indent=1, default=_json_default).encode())
+                               mask_json(full, indent=1, default=_json_default).encode())
         return version
 
     def promote(self, target: str, version: str) -> None:

@@ -40,7 +40,7 @@ class Check:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "status": self.status, "message": self.message,
+        return {"name": self.name, "status": self.status, "message": mask(self.message),
                 "seconds": round(self.seconds, 3)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from aggregat.config import Environment, mask
+from aggregat.config import Environment, mask_tree
 
 OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
 _RANK = {INFO: 0, OK: 0, WARNING: 1, FAILED: 2}
@@ -45,8 +45,9 @@ class Item:
     data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"section": self.section, "name": self.name, "status": self.status,
-                "value": self.value, "detail": mask(self.detail), "data": self.data}
+        """The item as shown (table or JSON): every text masked, its data included."""
+        return mask_tree({"section": self.section, "name": self.name, "status": self.status,
+                          "value": self.value, "detail": self.detail, "data": self.data})
 
 
 @dataclass

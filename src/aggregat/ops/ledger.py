@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from aggregat import __version__
 from aggregat.bank.datasets import Column, Dataset, check_value, register_dataset
-from aggregat.config import mask
+from aggregat.config import mask, mask_json
 from aggregat.errors import BankError, PartialRunError
 from aggregat.ops.timing import Timing
 
@@ -171,8 +171,10 @@ class StepRun:
 
 
 def _record(entry: Entry) -> dict[str, Any]:
-    rec = {k: getattr(entry, k) for k in _FIELDS}
-    rec["details"] = json.dumps(entry.details, default=str, sort_keys=True)
+    """The stored row of ``entry``: every text masked here, whatever step wrote it."""
+    rec = {k: mask(v) if isinstance(v, str) else v for k in _FIELDS
+           for v in [getattr(entry, k)]}
+    rec["details"] = mask_json(entry.details, default=str, sort_keys=True)
     return rec
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from aggregat.config import mask_json
 from aggregat.errors import CorruptFileError, GribError
 from aggregat.storage import Store
 from aggregat.weather.products import RUN_FOLDER_FORMAT, Product, get_product, run_folder
@@ -230,7 +231,7 @@ class Datalake:
     def write_manifest(self, product: str | Product, run: datetime,
                        manifest: dict[str, Any]) -> None:
         """Replace the run's manifest atomically."""
-        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        body = mask_json(manifest, indent=1, sort_keys=True).encode()  # URLs may hold a token
         self.store.write_bytes(self.manifest_rel(product, run), body)
 
     def manifest_key(self, product: str | Product, run: datetime, rel: str) -> str:
