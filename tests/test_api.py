@@ -42,13 +42,14 @@ def demo_env(tmp_path_factory):
 
 def test_walkthrough(demo_env):
     """docs/api.md, as a notebook runs it."""
-    env, demo = demo_env
+    _, demo = demo_env
+    env = demo.env  # the demo's models and packages, the configured (unreachable) source
     assert demo.health.exit_code in (0, 1)  # ok, or a warning about the short history
 
     # Jobs return typed reports; a rerun redoes nothing.
     today = dt.datetime.now(dt.UTC).date()
     run = aggregat.daily(env, today)
-    assert isinstance(run, aggregat.RunReport) and run.ok and run.exit_code == 0
+    assert isinstance(run, aggregat.RunReport) and run.ok and run.exit_code == 0, run.problems
     assert run.steps and all(isinstance(s, aggregat.StepReport) for s in run.steps)
     assert {s.status for s in run.steps} <= {"done", "ok", "skipped"}
     plan = aggregat.backfill(env, today - dt.timedelta(days=1), dry_run=True)

@@ -45,6 +45,7 @@ class DemoReport:
     steps: list[DemoStep] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)
     health: object | None = None
+    env: Environment | None = None  # the environment as the demo configured it (models, sites)
 
     def timed(self, name: str, fn: Callable[[], str]) -> None:
         started = time.perf_counter()
@@ -73,6 +74,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
 
     now = now or datetime.now(UTC)
     today = now.date()
+    base_url = env.weather.base_url
     env = demo_environment(env)
     report = DemoReport()
     locations = load_locations(env.sites)
@@ -113,6 +115,8 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
         report.timed("run weekly (train)", lambda: _job(api.weekly(env)))
         report.timed("run daily", lambda: _job(api.daily(env, today)))
 
+    report.env = env.model_copy(update={"weather": env.weather.model_copy(
+        update={"base_url": base_url})})
     report.health = api.health(env)
     report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
                     "energy DB": env.energy_db, "sites": env.sites}
