@@ -88,6 +88,9 @@ class EnergySettings(_Section):
     # Sync: rows fetched per round trip (server-side cursor) and rows per bank write + watermark.
     sync_fetch_rows: int = 20000
     sync_batch_rows: int = 200000
+    # Plausibility of measured load (aggregat.plausibility): values above this (MW), or a
+    # target's own max_mw, are rejected by `load import` and `energy sync`, never stored.
+    max_load_mw: float = 1e5
 
 
 class TargetSettings(_Section):
@@ -101,6 +104,12 @@ class TargetSettings(_Section):
     # skipped. Empty list: calendar and load lags only.
     weather_cols: list[str] = Field(default_factory=lambda: [
         "t2m_c", "rh2m_pct", "wind_speed_10m_ms", "ssrd_wm2", "tcc_pct"])
+    # Plausible load (MW), checked on import and sync (aggregat.plausibility): max_mw defaults
+    # to [energy] max_load_mw; negative values are implausible unless net_load (on-site
+    # generation can exceed consumption), then min_mw defaults to -max.
+    min_mw: float | None = None
+    max_mw: float | None = None
+    net_load: bool = False
 
 
 class ForecastSettings(_Section):
