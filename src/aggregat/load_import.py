@@ -21,18 +21,19 @@ target/time, newest ``updated_at`` wins) and never duplicates them.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 
 from aggregat.errors import InputError
 from aggregat.plausibility import MAX_EXAMPLES, Plausibility
 
 UNITS_TO_MW = {"mw": 1.0, "kw": 1e-3, "w": 1e-6}
+_FIRST, _LAST = "1900-01-01", "2199-12-31"  # plausible measurement times
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
@@ -136,7 +137,7 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
     empty = (text == "").to_numpy()
     numbers = text.str.replace(decimal, ".", regex=False) if decimal != "." else text
     values = pd.to_numeric(numbers.where(~empty, "nan"), errors="coerce").to_numpy(float)
-    bad = ~empty & ~pd.Series(values).map(math.isfinite).to_numpy()
+    bad = ~empty & ~np.isfinite(values)
     if bad.any():
         i = int(bad.argmax())
         raise _fail(path, int(lines[i]), value_col,
@@ -176,6 +177,13 @@ def _parse_times(path: Path, text: pd.Series, lines, column: str, time_format: s
         hint = f"expected format {time_format!r}" if time_format else \
             "expected ISO 8601 (2026-01-31 13:00); give --time-format for another layout"
         raise _fail(path, int(lines[i]), column, f"cannot read {text.iloc[i]!r} as a time; {hint}")
+    utc = "UTC" if has_offset.any() else None
+    outside = ((parsed < pd.Timestamp(_FIRST, tz=utc)) | (parsed > pd.Timestamp(_LAST, tz=utc))
+               ).to_numpy()
+    if outside.any():  # a typo in the year (pandas' nanosecond times stop in 1677 and 2262)
+        i = int(outside.argmax())
+        raise _fail(path, int(lines[i]), column, f"time {text.iloc[i]!r} is not between "
+                    f"{_FIRST} and {_LAST}; check the year")
     if has_offset.any():
         return parsed.dt.tz_convert("UTC")
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")

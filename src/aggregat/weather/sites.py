@@ -72,35 +72,46 @@ def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]
     if not path.is_file():
         raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
                          "pass --sites")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
-                             f"expected id,name,lat,lon[,weight,group]")
-        reader.fieldnames = header
-        ids: list[str] = []
-        lats: list[float] = []
-        lons: list[float] = []
-        attrs: dict[str, dict[str, object]] = {}
-        for line, row in enumerate(reader, start=2):
-            site_id = (row.get("id") or "").strip()
-            if not site_id:
-                raise InputError(f"{path} line {line}: empty id")
-            if site_id in attrs:
-                raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
-            lat = _number(row.get("lat"), path, line, "lat")
-            lon = _number(row.get("lon"), path, line, "lon")
-            if not -90 <= lat <= 90 or not -180 <= lon <= 360:
-                raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
-                                 "outside the globe (lat -90..90, lon -180..360)")
-            weight = _number(row.get("weight") or "1", path, line, "weight")
-            ids.append(site_id)
-            lats.append(lat)
-            lons.append(lon)
-            attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
-                              "group": (row.get("group") or "").strip() or None}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return _read_sites(csv.DictReader(fh), path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8"
+                         ) from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _read_sites(reader: csv.DictReader, path: Path
+                ) -> tuple[Locations, dict[str, dict[str, object]]]:
+    """The rows of an open sites CSV (see :func:`load_sites`)."""
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
+                         f"expected id,name,lat,lon[,weight,group]")
+    reader.fieldnames = header
+    ids: list[str] = []
+    lats: list[float] = []
+    lons: list[float] = []
+    attrs: dict[str, dict[str, object]] = {}
+    for line, row in enumerate(reader, start=2):
+        site_id = (row.get("id") or "").strip()
+        if not site_id:
+            raise InputError(f"{path} line {line}: empty id")
+        if site_id in attrs:
+            raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
+        lat = _number(row.get("lat"), path, line, "lat")
+        lon = _number(row.get("lon"), path, line, "lon")
+        if not -90 <= lat <= 90 or not -180 <= lon <= 360:
+            raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
+                             "outside the globe (lat -90..90, lon -180..360)")
+        weight = _number(row.get("weight") or "1", path, line, "weight")
+        ids.append(site_id)
+        lats.append(lat)
+        lons.append(lon)
+        attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
+                          "group": (row.get("group") or "").strip() or None}
     if not ids:
         raise InputError(f"{path}: no sites (the file has a header but no rows)")
     return Locations(tuple(ids), np.array(lats), np.array(lons), source=str(path)), attrs
