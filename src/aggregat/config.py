@@ -218,6 +218,7 @@ def load_environment(
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
     name = name or os.environ.get("AGGREGAT_ENV") or raw.get("default_env") or DEFAULT_ENV
     envs = raw.get("env", {})
+    _check_shape(raw, name, path)
     if name in envs:
         section = _deep_merge(raw.get("defaults", {}), envs[name])
     elif name == DEFAULT_ENV:
@@ -228,6 +229,9 @@ def load_environment(
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
     section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
     root = section.pop("root", None) or _default_root()
+    if not isinstance(root, str):
+        raise ConfigError(f"{path or 'config'} [env.{name}] setting 'root': give a folder or URL "
+                          "as a string")
     base = Path(path).parent if path else Path.cwd()
     root = _absolute(root, base)
     settings: dict[str, Any] = {
@@ -258,6 +262,20 @@ def load_environment(
         raise ConfigError(
             f"{path or 'config'} [env.{name}] setting {loc!r}: {first['msg']}"
         ) from None
+
+
+def _check_shape(raw: dict[str, Any], name: Any, path: Path | None) -> None:
+    """The tables the loader walks are tables (a fuzzed file raised TypeError here)."""
+    where = path or "config"
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: default_env = {name!r}: give an environment name as a string")
+    envs = raw.get("env", {})
+    for key, value in [("env", envs), ("defaults", raw.get("defaults", {})),
+                       *((f"env.{k}", v) for k, v in (envs.items() if isinstance(envs, dict)
+                                                      else ()))]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table ([{key}] with settings), "
+                              f"not {type(value).__name__}")
 
 
 def _absolute(value: str, base: Path) -> str:
