@@ -16,7 +16,7 @@ from aggregat.config import Environment, load_environment
 from aggregat.errors import AggregatError
 from aggregat.plausibility import Plausibility
 
-FUZZ = settings(max_examples=200, deadline=2000, derandomize=True, database=None,
+FUZZ = settings(max_examples=120, deadline=2000, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

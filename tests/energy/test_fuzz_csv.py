@@ -163,3 +163,45 @@ def test_sites_reader_is_a_result_or_one_error(tmp_path, text, raw, use_raw):
         _one_line(exc)
         return
     assert len(locations) == len(attrs) > 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3), max_leaves=10)
+coords = st.lists(st.lists(st.floats(-200, 200) | json_values, min_size=0, max_size=3),
+                  max_size=5)
+feature = st.fixed_dictionaries({}, optional={
+    "id": json_values, "bbox": st.lists(st.floats() | json_values, max_size=5) | json_values,
+    "properties": st.fixed_dictionaries({}, optional={"id": json_values}) | json_values,
+    "geometry": st.fixed_dictionaries({}, optional={
+        "type": st.sampled_from(["Polygon", "MultiPolygon", "Point"]) | json_values,
+        "coordinates": st.lists(coords, max_size=2) | st.lists(st.lists(coords, max_size=2),
+                                                               max_size=2) | json_values,
+        "bbox": json_values}) | json_values,
+}) | json_values
+geojson = st.fixed_dictionaries({"type": st.just("FeatureCollection"),
+                                 "features": st.lists(feature, max_size=3)}) | json_values
+
+
+@FUZZ
+@given(doc=geojson)
+@example(doc={"features": [5]})
+@example(doc={"features": [{"id": "a", "geometry": 5}]})
+@example(doc={"features": [{"id": "a", "bbox": [0, 0, "x", 1]}]})  # found: these 3 raised
+@example(doc={"features": [{"id": "a", "geometry": {"type": "Polygon", "coordinates": [[]]}}]})
+@example(doc={"features": [{"id": "a", "geometry": {"type": "Polygon",
+                                                    "coordinates": [["12", "34", "56"]]}}]})
+def test_areas_reader_is_a_result_or_one_error(tmp_path, doc):
+    import json
+
+    from aggregat.weather.sites import load_areas
+
+    path = tmp_path / "areas.geojson"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        areas = load_areas(path)
+    except AggregatError as exc:
+        _one_line(exc)
+        return
+    assert all(a.rings and all(a.rings) for a in areas)

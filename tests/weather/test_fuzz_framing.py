@@ -21,7 +21,7 @@ from aggregat.weather.grib import MessageHeader
 from aggregat.weather.grib2_header import fast_header
 
 DATA = Path(__file__).parent.parent / "data"
-FUZZ = settings(max_examples=200, deadline=2000, derandomize=True, database=None,
+FUZZ = settings(max_examples=150, deadline=2000, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

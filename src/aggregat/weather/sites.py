@@ -143,7 +143,10 @@ def load_areas(path: str | Path) -> tuple[Area, ...]:
     areas: list[Area] = []
     seen: set[str] = set()
     for n, feature in enumerate(features):
-        props = feature.get("properties") or {}
+        props = feature.get("properties") or {} if isinstance(feature, dict) else None
+        if not isinstance(props, dict) or not isinstance(feature.get("geometry") or {}, dict):
+            raise InputError(f"{path} feature #{n}: not a GeoJSON feature (an object with "
+                             "id, properties and geometry objects)")
         area_id = str(feature.get("id") or props.get("id") or "").strip()
         if not area_id:
             raise InputError(f"{path} feature #{n}: no id (set feature.id or properties.id)")
@@ -158,11 +161,12 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
     geometry = feature.get("geometry")
     bbox = feature.get("bbox") or (geometry or {}).get("bbox")
     if geometry is None and bbox:
-        if len(bbox) != 4:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in bbox)
+        except (TypeError, ValueError):
             raise InputError(f"{path} area {area_id!r}: bbox must be "
-                             "[lon_min, lat_min, lon_max, lat_max]")
-        x0, y0, x1, y1 = (float(v) for v in bbox)
-        if x0 >= x1 or y0 >= y1:
+                             "[lon_min, lat_min, lon_max, lat_max]") from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 >= x1 or y0 >= y1:
             raise InputError(f"{path} area {area_id!r}: empty bbox {bbox}")
         return (((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)),)
     kind = (geometry or {}).get("type")
@@ -176,9 +180,21 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
                          "MultiPolygon or bbox")
     try:
         # Outer rings only: holes are rare for sites' areas and would need even-odd bookkeeping.
-        return tuple(tuple((float(x), float(y)) for x, y, *_ in poly[0]) for poly in polygons)
-    except (TypeError, ValueError, IndexError):
+        rings = tuple(tuple(_point(p) for p in poly[0]) for poly in polygons)
+    except (TypeError, ValueError, IndexError, KeyError):
         raise InputError(f"{path} area {area_id!r}: malformed coordinates") from None
+    if not rings or any(len(r) < 3 or not np.isfinite(r).all() for r in rings):
+        raise InputError(f"{path} area {area_id!r}: a ring needs at least 3 finite (lon, lat) "
+                         "points")
+    return rings
+
+
+def _point(p: object) -> tuple[float, float]:
+    """(lon, lat) of a GeoJSON position: numbers only (a string "12" is not two digits)."""
+    if not isinstance(p, list | tuple) or len(p) < 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in p[:2]):
+        raise ValueError(p)
+    return float(p[0]), float(p[1])
 
 
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
