@@ -59,11 +59,14 @@ def sync(
     from aggregat.bank import Bank
     from aggregat.energy.db import make_engine
     from aggregat.energy.sync import sync_load
+    from aggregat.plausibility import Plausibility
 
     environ = environment(env, config)
+    bounds = Plausibility.from_env(environ)
     engine = make_engine(environ.energy_db, environ.energy)
     try:
-        report = sync_load(engine, Bank(environ.bank), environ.energy, full=full)
+        report = sync_load(engine, Bank(environ.bank), environ.energy, full=full,
+                           plausibility=bounds)
     finally:
         engine.dispose()
     console.print(report.summary())

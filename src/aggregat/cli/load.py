@@ -21,7 +21,7 @@ def import_(
     value_col: Annotated[str, typer.Option("--value-col", help="Load column.")] = "load_mw",
     target_col: Annotated[str, typer.Option("--target-col", help="Target id column.")] =
         "target_id",
-    unit: Annotated[str, typer.Option("--unit", help="Unit of the values: kW or MW.")] = "MW",
+    unit: Annotated[str, typer.Option("--unit", help="Unit of the values: W, kW or MW.")] = "MW",
     tz: Annotated[str, typer.Option("--tz", help="Time zone of times without offset.")] = "UTC",
     time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
                            "the times (default ISO 8601), e.g. '%d/%m/%Y %H:%M'.")] = None,
@@ -33,11 +33,12 @@ def import_(
     """Validate a load CSV and upsert it into the bank dataset ``load`` (re-import replaces)."""
     from aggregat.bank import Bank
     from aggregat.load_import import import_load_csv
+    from aggregat.plausibility import Plausibility
 
     environ = environment(env, config)
     report = import_load_csv(
-        Bank(environ.bank), file, target=target, time_col=time_col, value_col=value_col,
-        target_col=target_col, unit=unit, tz=tz, time_format=time_format, sep=sep,
-        decimal=decimal,
+        Bank(environ.bank), file, plausibility=Plausibility.from_env(environ), target=target,
+        time_col=time_col, value_col=value_col, target_col=target_col, unit=unit, tz=tz,
+        time_format=time_format, sep=sep, decimal=decimal,
     )
     console.print(report.summary())

@@ -73,7 +73,8 @@ def _parse_times(col: pd.Series, naive_tz: str, where: str) -> pd.Series:
         t = pd.to_datetime(raw, format="mixed")
         return t.dt.tz_localize(naive_tz, ambiguous="infer", nonexistent="NaT").dt.tz_convert("UTC")
     except (ValueError, TypeError) as exc:
-        raise InputError(f"{where} does not parse as date-times ({exc})") from exc
+        raise InputError(f"{where} does not parse as date-times "
+                         f"({' '.join(str(exc).split())})") from None  # quoted cells span lines
 
 
 def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
@@ -90,7 +91,8 @@ def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
         try:
             df = pd.read_csv(path)
         except Exception as exc:  # pandas raises many types for malformed files
-            raise InputError(f"{path}: cannot read as CSV ({exc})") from exc
+            raise InputError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})"
+                             ) from None  # pandas' messages span lines
         col = time_col or df.columns[0]
         need = [col, load_col, *weather_cols, *known_cols]
         missing = [c for c in need if c not in df.columns]

@@ -54,6 +54,7 @@ from aggregat.forecast.validation import (
     validation_scores,
 )
 from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.plausibility import Bounds, Plausibility
 
 BASELINE_VERSION = "baseline"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
@@ -140,12 +141,20 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     return dataclasses.replace(cfg, **params)
 
 
-def _load_series(df: pd.DataFrame, what: str) -> pd.Series:
-    if df.empty or df["load_mw"].notna().sum() < 3:
+def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> pd.Series:
+    """The bank's load as a series; with ``bounds``, implausible values (stored before the check
+    or under looser bounds) are missing, never learnt from (aggregat.plausibility)."""
+    if df.empty:
         raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
                          "import` or `aggregat energy sync`")
-    return pd.Series(df["load_mw"].to_numpy(dtype=float),
+    load = pd.Series(df["load_mw"].to_numpy(dtype=float),
                      index=pd.DatetimeIndex(df["time"]).tz_convert("UTC"), name="load_mw")
+    if bounds is not None:
+        load = load.where((load >= bounds.min_mw) & (load <= bounds.max_mw))
+    if load.notna().sum() < 3:
+        raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
+                         "import` or `aggregat energy sync`")
+    return load
 
 
 def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
@@ -178,7 +187,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}")
+    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}",
+                        Plausibility.from_env(env).bounds(target.id))
     start, end = load.index.min(), load.index.max()
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
                             max_lead_h=fs.max_lead_h, span=_span(env, horizon))
@@ -276,7 +286,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     hist = pd.Timedelta(days=fs.history_days_for_predict)
     load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
-                        f"{issue:%Y-%m-%dT%H:%MZ}")
+                        f"{issue:%Y-%m-%dT%H:%MZ}", Plausibility.from_env(env).bounds(target.id))
     key = model_key(target.id, horizon)
     model, version, note = _current_model(reg, key, env, load, horizon)
     # The runs this issue uses, and those of the days before it that cover the weather history

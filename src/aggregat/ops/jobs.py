@@ -147,11 +147,16 @@ class _Job:
 
     def sync(self, day: date) -> None:
         from aggregat.energy.sync import sync_load
+        from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine(), self.bank, self.env.energy)
+            report = sync_load(self.engine(), self.bank, self.env.energy,
+                               plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
+            if report.rows_rejected:  # implausible load, not stored: named for the operator
+                step.details["rejected_implausible"] = report.rows_rejected
+                step.details["rejected_examples"] = report.rejected_examples
 
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
         self.step("sync", f"{day:%Y-%m-%d}", run, force=True)

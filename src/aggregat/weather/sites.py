@@ -72,35 +72,46 @@ def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]
     if not path.is_file():
         raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
                          "pass --sites")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
-                             f"expected id,name,lat,lon[,weight,group]")
-        reader.fieldnames = header
-        ids: list[str] = []
-        lats: list[float] = []
-        lons: list[float] = []
-        attrs: dict[str, dict[str, object]] = {}
-        for line, row in enumerate(reader, start=2):
-            site_id = (row.get("id") or "").strip()
-            if not site_id:
-                raise InputError(f"{path} line {line}: empty id")
-            if site_id in attrs:
-                raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
-            lat = _number(row.get("lat"), path, line, "lat")
-            lon = _number(row.get("lon"), path, line, "lon")
-            if not -90 <= lat <= 90 or not -180 <= lon <= 360:
-                raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
-                                 "outside the globe (lat -90..90, lon -180..360)")
-            weight = _number(row.get("weight") or "1", path, line, "weight")
-            ids.append(site_id)
-            lats.append(lat)
-            lons.append(lon)
-            attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
-                              "group": (row.get("group") or "").strip() or None}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return _read_sites(csv.DictReader(fh), path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8"
+                         ) from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _read_sites(reader: csv.DictReader, path: Path
+                ) -> tuple[Locations, dict[str, dict[str, object]]]:
+    """The rows of an open sites CSV (see :func:`load_sites`)."""
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
+                         f"expected id,name,lat,lon[,weight,group]")
+    reader.fieldnames = header
+    ids: list[str] = []
+    lats: list[float] = []
+    lons: list[float] = []
+    attrs: dict[str, dict[str, object]] = {}
+    for line, row in enumerate(reader, start=2):
+        site_id = (row.get("id") or "").strip()
+        if not site_id:
+            raise InputError(f"{path} line {line}: empty id")
+        if site_id in attrs:
+            raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
+        lat = _number(row.get("lat"), path, line, "lat")
+        lon = _number(row.get("lon"), path, line, "lon")
+        if not -90 <= lat <= 90 or not -180 <= lon <= 360:
+            raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
+                             "outside the globe (lat -90..90, lon -180..360)")
+        weight = _number(row.get("weight") or "1", path, line, "weight")
+        ids.append(site_id)
+        lats.append(lat)
+        lons.append(lon)
+        attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
+                          "group": (row.get("group") or "").strip() or None}
     if not ids:
         raise InputError(f"{path}: no sites (the file has a header but no rows)")
     return Locations(tuple(ids), np.array(lats), np.array(lons), source=str(path)), attrs
@@ -132,7 +143,10 @@ def load_areas(path: str | Path) -> tuple[Area, ...]:
     areas: list[Area] = []
     seen: set[str] = set()
     for n, feature in enumerate(features):
-        props = feature.get("properties") or {}
+        props = feature.get("properties") or {} if isinstance(feature, dict) else None
+        if not isinstance(props, dict) or not isinstance(feature.get("geometry") or {}, dict):
+            raise InputError(f"{path} feature #{n}: not a GeoJSON feature (an object with "
+                             "id, properties and geometry objects)")
         area_id = str(feature.get("id") or props.get("id") or "").strip()
         if not area_id:
             raise InputError(f"{path} feature #{n}: no id (set feature.id or properties.id)")
@@ -147,11 +161,12 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
     geometry = feature.get("geometry")
     bbox = feature.get("bbox") or (geometry or {}).get("bbox")
     if geometry is None and bbox:
-        if len(bbox) != 4:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in bbox)
+        except (TypeError, ValueError):
             raise InputError(f"{path} area {area_id!r}: bbox must be "
-                             "[lon_min, lat_min, lon_max, lat_max]")
-        x0, y0, x1, y1 = (float(v) for v in bbox)
-        if x0 >= x1 or y0 >= y1:
+                             "[lon_min, lat_min, lon_max, lat_max]") from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 >= x1 or y0 >= y1:
             raise InputError(f"{path} area {area_id!r}: empty bbox {bbox}")
         return (((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)),)
     kind = (geometry or {}).get("type")
@@ -165,9 +180,21 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
                          "MultiPolygon or bbox")
     try:
         # Outer rings only: holes are rare for sites' areas and would need even-odd bookkeeping.
-        return tuple(tuple((float(x), float(y)) for x, y, *_ in poly[0]) for poly in polygons)
-    except (TypeError, ValueError, IndexError):
+        rings = tuple(tuple(_point(p) for p in poly[0]) for poly in polygons)
+    except (TypeError, ValueError, IndexError, KeyError):
         raise InputError(f"{path} area {area_id!r}: malformed coordinates") from None
+    if not rings or any(len(r) < 3 or not np.isfinite(r).all() for r in rings):
+        raise InputError(f"{path} area {area_id!r}: a ring needs at least 3 finite (lon, lat) "
+                         "points")
+    return rings
+
+
+def _point(p: object) -> tuple[float, float]:
+    """(lon, lat) of a GeoJSON position: numbers only (a string "12" is not two digits)."""
+    if not isinstance(p, list | tuple) or len(p) < 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in p[:2]):
+        raise ValueError(p)
+    return float(p[0]), float(p[1])
 
 
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
