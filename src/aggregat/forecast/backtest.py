@@ -35,6 +35,7 @@ from aggregat.forecast.models import (
     predict_frame,
     training_issues,
 )
+from aggregat.timeutil import parse_times
 
 
 @dataclass
@@ -61,29 +62,18 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     return out
 
 
-def _parse_times(col: pd.Series, naive_tz: str, where: str) -> pd.Series:
-    """UTC times from strings with an offset, or without one (then in ``naive_tz``)."""
-    raw = col.astype(str).str.strip()
-    offset = raw.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-    try:
-        if offset.all():
-            return pd.to_datetime(raw, utc=True, format="mixed")
-        if offset.any():
-            raise InputError(f"{where}: some times have a UTC offset and others not; use one form")
-        t = pd.to_datetime(raw, format="mixed")
-        return t.dt.tz_localize(naive_tz, ambiguous="infer", nonexistent="NaT").dt.tz_convert("UTC")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{where} does not parse as date-times ({exc})") from exc
-
-
 def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
                     weather_cols: Sequence[str] = (), known_cols: Sequence[str] = (),
-                    naive_tz: str = "UTC") -> tuple[pd.Series, pd.DataFrame]:
+                    naive_tz: str = "UTC", *, time_format: str | None = None,
+                    ambiguous: str | None = None, nonexistent: str | None = None
+                    ) -> tuple[pd.Series, pd.DataFrame]:
     """Load series and weather frame from one or more CSV files (concatenated, later rows win).
 
-    The time column must parse as dates; times without offset are in ``naive_tz`` (UTC). An
-    empty ``time_col`` means the first column (an unnamed index). Weather values count as
-    forecasts available before any issue time (``available_at`` = -inf).
+    Times are read by :func:`aggregat.timeutil.parse_times` (ISO 8601 unless ``time_format``;
+    without offset in ``naive_tz``, UTC by default, in file order; ``ambiguous``/``nonexistent``
+    for DST times the file cannot resolve). An empty ``time_col`` means the first column (an
+    unnamed index). Weather values count as forecasts available before any issue time
+    (``available_at`` = -inf).
     """
     frames = []
     for path in expand_paths(paths):
@@ -97,11 +87,9 @@ def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
         if missing:
             raise InputError(f"{path}: no column(s) {', '.join(map(repr, missing))}; columns are "
                              f"{', '.join(map(str, df.columns[:30]))}")
-        t = _parse_times(df[col], naive_tz, f"{path}: column {col!r}")
-        if t.isna().any():
-            raise InputError(f"{path}: column {col!r} has {int(t.isna().sum())} empty or "
-                             "invalid times")
-        part = pd.DataFrame({"time": t})
+        t = parse_times(df[col], tz=naive_tz, source=str(path), column=str(col),
+                        time_format=time_format, ambiguous=ambiguous, nonexistent=nonexistent)
+        part = pd.DataFrame({"time": t}, index=df.index)
         for c in [load_col, *weather_cols, *known_cols]:
             v = df[c]
             if v.dtype == bool or v.dtype == object and set(v.dropna().unique()) <= {
@@ -114,7 +102,7 @@ def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
                 raise InputError(f"{path}: column {c!r} has non-numeric values such as "
                                  f"{v[bad].iloc[0]!r}")
             part[c] = num.astype(float)
-        frames.append(part)
+        frames.append(part[~t.isna()])  # NaT: a DST row dropped on request
     data = pd.concat(frames, ignore_index=True).drop_duplicates("time", keep="last")
     data = data.sort_values("time").reset_index(drop=True)
     load = pd.Series(data[load_col].to_numpy(), index=pd.DatetimeIndex(data["time"]),
