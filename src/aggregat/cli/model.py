@@ -12,6 +12,7 @@ import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.errors import ConfigError
+from aggregat.timeutil import Horizon
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -68,7 +69,7 @@ def backtest(
                           "weeks; retrain weekly on all earlier data.")] = 8,
     horizon: Annotated[str, typer.Option("--horizon", help="day-ahead (issued at --issue-hour "
                        "of D-1 for day D) or intraday (an issue every --every-h hours for the "
-                       "next --hours).")] = "day-ahead",
+                       "next --hours).")] = Horizon.DAY_AHEAD,
     every_h: Annotated[float, typer.Option("--every-h", help="Intraday: hours between "
                        "issues (aligned on --issue-hour).")] = 6.0,
     hours: Annotated[float, typer.Option("--hours", help="Intraday: hours each issue "

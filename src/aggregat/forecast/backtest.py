@@ -35,7 +35,7 @@ from aggregat.forecast.models import (
     predict_frame,
     training_issues,
 )
-from aggregat.timeutil import parse_times
+from aggregat.timeutil import Horizon, parse_times
 
 
 @dataclass
@@ -127,7 +127,7 @@ def test_issues(days: pd.DatetimeIndex, cfg: FeatureConfig) -> pd.DatetimeIndex:
     start = days[0].tz_localize(cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
     end = (days[-1] + pd.Timedelta(days=1)).tz_localize(
         cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
-    if cfg.horizon == "intraday":
+    if cfg.horizon == Horizon.INTRADAY:
         return issue_schedule(start, end - pd.Timedelta(hours=cfg.intraday_hours), cfg)
     return pd.DatetimeIndex([issue_time_for_day(d, cfg.tz, cfg.issue_hour) for d in days])
 
@@ -167,7 +167,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         if not len(block):
             continue
         train_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
-        if fc.horizon == "intraday":  # old issues thinned as in production
+        if fc.horizon == Horizon.INTRADAY:  # old issues thinned as in production
             train_rows &= feats["issue_time"].isin(trained_on).to_numpy()
         model = fit_frame(feats.loc[train_rows], actual[train_rows], config, res,
                           persistence_errors(s[s.index + res <= cutoff]))
@@ -186,7 +186,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         parts.append(pred)
     fc_all = pd.concat(parts, ignore_index=True)
     blended = None
-    if day_ahead is not None and fc.horizon == "intraday":
+    if day_ahead is not None and fc.horizon == Horizon.INTRADAY:
         fc_all, blended = blend.blend_with_day_ahead(fc_all, day_ahead)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
     if not np.isfinite(fc_all["actual_mw"]).any():
@@ -196,7 +196,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     report = {
         "protocol": {"horizon": fc.horizon, "issue_hour_local": fc.issue_hour, "tz": fc.tz,
                      **({"every_h": fc.intraday_every_h, "hours": fc.intraday_hours}
-                        if fc.horizon == "intraday" else {}),
+                        if fc.horizon == Horizon.INTRADAY else {}),
                      **({"day_ahead_blend": {"rows": blended, "max_weight": blend.MAX_WEIGHT,
                                              "ramp_h": blend.RAMP_H}}
                         if blended is not None else {}),
