@@ -67,8 +67,8 @@ def intraday(
     require_intraday(settings)
     tz = settings.forecast.timezone
     when = parse_cli_time(at, tz, param="--at") if at is not None else pd.Timestamp.now(tz="UTC")
-    console.print(f"--at {fmt_time(when, tz)}: intraday issue "
-                  f"{fmt_time(intraday_issue_at(settings, when), tz)}")
+    console.print(f"--at {fmt_time(when, tz)}")
+    console.print(f"intraday issue {fmt_time(intraday_issue_at(settings, when), tz)}")
     _finish(run_intraday(settings, when, force=force, publish=not no_publish))
 
 
@@ -122,4 +122,4 @@ def schedule(
                   f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
                   f"({fs.timezone}); Ctrl-C to stop")
     run_schedule(settings, once=once, log=lambda m: console.print(
-        f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))
+        f"[dim]{datetime.now().astimezone():%Y-%m-%d %H:%M:%S%z}[/] {m}"))

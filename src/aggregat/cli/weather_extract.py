@@ -85,7 +85,7 @@ def extract(
     _print_report(report)
     if report.partial:
         raise PartialRunError(
-            f"{product.id} run {run_time:%Y-%m-%dT%H}: partial, "
+            f"{product.id} run {run_time:%Y-%m-%dT%H}Z: partial, "
             f"{len(report.bad_files)} bad file(s) "
             f"quarantined, {len(report.missing_files)} missing; fetch again, then extract again")
 
