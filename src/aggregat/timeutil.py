@@ -39,12 +39,13 @@ class Horizon(StrEnum):
     INTRADAY = "intraday"
 
     @classmethod
-    def parse(cls, value: str, *, param: str = "horizon") -> Horizon:
-        """``value`` as a Horizon, or a one-line ConfigError naming ``param`` and the choices."""
+    def parse(cls, value: str, *, param: str = "horizon",
+              error: type[AggregatError] = ConfigError) -> Horizon:
+        """``value`` as a Horizon, or a one-line ``error`` naming ``param`` and the choices."""
         try:
             return cls(value)
         except ValueError:
-            raise ConfigError(f"{param} {value!r}: use one of "
+            raise error(f"{param} {value!r}: use one of "
                               f"{', '.join(h.value for h in cls)}") from None
 
 

@@ -68,7 +68,7 @@ class FeatureConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        Horizon.parse(self.horizon)
+        Horizon.parse(self.horizon, error=InputError)
         if self.horizon == Horizon.INTRADAY and not (0 < self.intraday_every_h <= 24
                                                and 0 < self.intraday_hours <= 72):
             raise InputError("intraday horizon: every_h must be in (0, 24] and hours in (0, 72]")
