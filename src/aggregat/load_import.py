@@ -6,8 +6,10 @@ editor counts them: the header is line 1) and the column, never a silent wrong n
 
 - times are ISO 8601 unless ``time_format`` (a strptime format) is given, so ``01/02/2026`` is
   never guessed as January or February; times with an offset (``Z``, ``+01:00``) are instants,
-  naive times are local to ``tz`` (default UTC; an ambiguous or missing local time at a DST change
-  is an error unless the series is regular enough for pandas to infer the repeated hour);
+  naive times are local to ``tz`` (default UTC), read in file order for each target: of the
+  repeated October hour the first rows are summer time, the next winter time; a time in the
+  March gap, or a repeated-hour time present once, is an error naming its line unless
+  ``nonexistent`` / ``ambiguous`` say what to do (:func:`aggregat.timeutil.parse_times`);
 - values are numbers in ``unit`` (W, kW or MW) converted to MW; empty values are skipped and
   counted;
 - a (target, time) present twice is an error naming both lines;
@@ -21,20 +23,18 @@ target/time, newest ``updated_at`` wins) and never duplicates them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from aggregat.errors import InputError
+from aggregat.errors import ConfigError, InputError
 from aggregat.plausibility import MAX_EXAMPLES, Plausibility
+from aggregat.timeutil import parse_times, zone
 
 UNITS_TO_MW = {"mw": 1.0, "kw": 1e-3, "w": 1e-6}
 _FIRST, _LAST = "1900-01-01", "2199-12-31"  # plausible measurement times
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
 @dataclass
@@ -72,20 +72,25 @@ def read_load_csv(
     path: str | Path, *, target: str | None = None, time_col: str = "time",
     value_col: str = "load_mw", target_col: str = "target_id", unit: str = "MW",
     tz: str = "UTC", time_format: str | None = None, sep: str = ",", decimal: str = ".",
+    ambiguous: str | None = None, nonexistent: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Read and validate a load CSV; returns (frame in the bank ``load`` schema, empty values).
+
+    ``ambiguous``/``nonexistent``: what to do with DST times the file cannot resolve (see
+    :func:`aggregat.timeutil.parse_times`).
 
     The frame has ``target_id``, ``time`` (UTC), ``load_mw`` (float64), ``updated_at`` (now).
     Plausibility is not checked here (:func:`import_load_csv` does).
     """
     frame, empty = _read(path, target=target, time_col=time_col, value_col=value_col,
                          target_col=target_col, unit=unit, tz=tz, time_format=time_format,
-                         sep=sep, decimal=decimal)
+                         sep=sep, decimal=decimal, ambiguous=ambiguous, nonexistent=nonexistent)
     return frame.drop(columns="line"), empty
 
 
 def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str,
           target_col: str, unit: str, tz: str, time_format: str | None, sep: str, decimal: str,
+          ambiguous: str | None = None, nonexistent: str | None = None,
           ) -> tuple[pd.DataFrame, int]:
     """:func:`read_load_csv` keeping each row's ``line`` (for the plausibility messages)."""
     path = Path(path)
@@ -93,10 +98,9 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
     if factor is None:
         raise InputError(f"unit {unit!r} is not supported; use W, kW or MW")
     try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"time zone {tz!r} is unknown; use an IANA name such as "
-                         "Europe/Paris or UTC") from None
+        zone(tz)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
@@ -132,7 +136,15 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
                 raise _fail(path, None, target_col, f"no row for target {target!r}")
             raw, targets, lines = raw[keep], targets[keep], lines[keep.to_numpy()]
 
-    times = _parse_times(path, raw[time_col], lines, time_col, time_format, zone, targets)
+    times = parse_times(raw[time_col], tz=tz, source=str(path), column=time_col, lines=lines,
+                        by=targets.to_numpy(), time_format=time_format, ambiguous=ambiguous,
+                        nonexistent=nonexistent)
+    outside = np.asarray((times < pd.Timestamp(_FIRST, tz="UTC"))
+                         | (times > pd.Timestamp(_LAST, tz="UTC")))
+    if outside.any():  # a typo in the year (pandas' nanosecond times stop in 1677 and 2262)
+        i = int(outside.argmax())
+        raise _fail(path, int(lines[i]), time_col, f"time {raw[time_col].iloc[i]!r} is not "
+                    f"between {_FIRST} and {_LAST}; check the year")
     text = raw[value_col]
     empty = (text == "").to_numpy()
     numbers = text.str.replace(decimal, ".", regex=False) if decimal != "." else text
@@ -147,7 +159,7 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
         "time": times,
         "load_mw": values * factor,
         "line": lines,
-    })[~empty]
+    })[~empty & ~times.isna()]  # NaT: a DST row dropped on request
     dup = frame.duplicated(["target_id", "time"], keep=False)
     if dup.any():
         rows = frame[dup].sort_values(["target_id", "time", "line"])
@@ -160,48 +172,6 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
     return frame, int(empty.sum())
 
 
-def _parse_times(path: Path, text: pd.Series, lines, column: str, time_format: str | None,
-                 zone: ZoneInfo, targets: pd.Series) -> pd.Series:
-    """Text -> UTC timestamps, with the line of the first bad value in the error."""
-    fmt = time_format or "ISO8601"
-    has_offset = text.str.contains(_OFFSET)
-    if has_offset.any() and not has_offset.all():
-        i = int((~has_offset).to_numpy().argmax() if has_offset.iloc[0] else has_offset.argmax())
-        raise _fail(path, int(lines[i]), column,
-                    f"{text.iloc[i]!r} mixes times with and without UTC offset in one file; "
-                    "use one convention")
-    parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=bool(has_offset.any()))
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        i = int(bad.argmax())
-        hint = f"expected format {time_format!r}" if time_format else \
-            "expected ISO 8601 (2026-01-31 13:00); give --time-format for another layout"
-        raise _fail(path, int(lines[i]), column, f"cannot read {text.iloc[i]!r} as a time; {hint}")
-    utc = "UTC" if has_offset.any() else None
-    outside = ((parsed < pd.Timestamp(_FIRST, tz=utc)) | (parsed > pd.Timestamp(_LAST, tz=utc))
-               ).to_numpy()
-    if outside.any():  # a typo in the year (pandas' nanosecond times stop in 1677 and 2262)
-        i = int(outside.argmax())
-        raise _fail(path, int(lines[i]), column, f"time {text.iloc[i]!r} is not between "
-                    f"{_FIRST} and {_LAST}; check the year")
-    if has_offset.any():
-        return parsed.dt.tz_convert("UTC")
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    for _, idx in parsed.groupby(targets.to_numpy()).groups.items():
-        local = parsed.loc[idx].sort_values()
-        try:
-            aware = local.dt.tz_localize(zone, ambiguous="infer", nonexistent="raise")
-        except Exception:  # ambiguous or non-existent local times (DST changes)
-            probe = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-            bad_idx = probe.index[probe.isna()][0]
-            i = text.index.get_loc(bad_idx)
-            raise _fail(path, int(lines[i]), column,
-                        f"local time {text.iloc[i]!r} is ambiguous or does not exist in {zone.key} "
-                        "(DST change); give times in UTC or with an offset") from None
-        out.loc[aware.index] = aware.dt.tz_convert("UTC")
-    return out
-
-
 def import_load_csv(bank, path: str | Path, *, plausibility: Plausibility | None = None,
                     **options) -> ImportReport:
     """Validate ``path`` (see :func:`read_load_csv`), reject implausible values (module doc)
@@ -210,7 +180,7 @@ def import_load_csv(bank, path: str | Path, *, plausibility: Plausibility | None
 
     defaults = {"target": None, "time_col": "time", "value_col": "load_mw",
                 "target_col": "target_id", "unit": "MW", "tz": "UTC", "time_format": None,
-                "sep": ",", "decimal": "."}
+                "sep": ",", "decimal": ".", "ambiguous": None, "nonexistent": None}
     frame, skipped = _read(path, **{**defaults, **options})
     plausibility = plausibility or Plausibility()
     bad = plausibility.implausible(frame["target_id"], frame["load_mw"].to_numpy())

@@ -18,6 +18,7 @@ import pandas as pd
 from aggregat.bank.datasets import check_keys, conform
 from aggregat.bank.store import Bank
 from aggregat.errors import BankError
+from aggregat.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,8 @@ _US = pd.Timedelta(microseconds=1)
 
 
 def utc(value: datetime | str | pd.Timestamp, what: str = "time") -> pd.Timestamp:
-    """A tz-aware UTC Timestamp; naive values are refused (no silent local-time mix-ups)."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise BankError(f"{what} {value!r} is not a time") from None
-    if ts.tzinfo is None:
-        raise BankError(f"{what} {value!r} has no time zone; give it in UTC (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    """A tz-aware UTC Timestamp; naive values are refused (:func:`aggregat.timeutil.as_utc`)."""
+    return as_utc(value, param=what, error=BankError)
 
 
 def _days(first: pd.Timestamp, last: pd.Timestamp, fmt: str = "%Y-%m-%d") -> list[str]:

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
-from aggregat.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def parse_issue_time(value: str) -> datetime:
-    """``--issue-time`` as a UTC instant; an offset (``Z``, ``+01:00``) is required."""
-    import pandas as pd  # lazily: keeps `aggregat --help` fast
-
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise InputError(f"--issue-time {value!r} is not a time; use e.g. 2026-11-28T10:00Z") \
-            from None
-    if ts.tzinfo is None:
-        raise InputError(f"--issue-time {value!r} has no time zone; add Z for UTC "
-                         "(e.g. 2026-11-28T10:00Z) or an offset")
-    return ts.tz_convert("UTC").to_pydatetime()
 
 
 @app.command("init-db")
@@ -75,7 +58,9 @@ def sync(
 @app.command("publish")
 def publish(
     issue_time: Annotated[str, typer.Option("--issue-time", help="Issue time of the forecast to "
-                                            "publish, UTC (e.g. 2026-11-28T10:00Z).")],
+                                            "publish: local to forecast.timezone "
+                                            "(2026-11-28T10:00) unless it has an offset "
+                                            "(2026-11-28T09:00Z).")],
     target: Annotated[list[str] | None, typer.Option("--target", help="Only this target "
                                                      "(repeatable; <id>@intraday for an "
                                                      "intraday forecast); default: all "
@@ -87,9 +72,12 @@ def publish(
     from aggregat.bank import Bank
     from aggregat.energy.db import make_engine
     from aggregat.energy.publish import publish_forecast
+    from aggregat.timeutil import fmt_time, parse_cli_time
 
-    when = parse_issue_time(issue_time)
     environ = environment(env, config)
+    tz = environ.forecast.timezone
+    when = parse_cli_time(issue_time, tz, param="--issue-time")
+    console.print(f"issue time {fmt_time(when, tz)}")
     engine = make_engine(environ.energy_db, environ.energy)
     try:
         report = publish_forecast(engine, Bank(environ.bank), environ.energy, when,

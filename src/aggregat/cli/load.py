@@ -25,6 +25,11 @@ def import_(
     tz: Annotated[str, typer.Option("--tz", help="Time zone of times without offset.")] = "UTC",
     time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
                            "the times (default ISO 8601), e.g. '%d/%m/%Y %H:%M'.")] = None,
+    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
+                         "local time the file order cannot resolve (it occurs once): first "
+                         "(summer time), second (winter time) or drop.")] = None,
+    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
+                           "March DST gap: shift_forward or drop (default: an error).")] = None,
     sep: Annotated[str, typer.Option("--sep", help="Field separator.")] = ",",
     decimal: Annotated[str, typer.Option("--decimal", help="Decimal mark of the values.")] = ".",
     env: EnvOption = None,
@@ -39,6 +44,7 @@ def import_(
     report = import_load_csv(
         Bank(environ.bank), file, plausibility=Plausibility.from_env(environ), target=target,
         time_col=time_col, value_col=value_col, target_col=target_col, unit=unit, tz=tz,
-        time_format=time_format, sep=sep, decimal=decimal,
+        time_format=time_format, sep=sep, decimal=decimal, ambiguous=ambiguous,
+        nonexistent=nonexistent,
     )
     console.print(report.summary())

@@ -12,6 +12,7 @@ import typer
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.config import mask_json
 from aggregat.errors import ConfigError
+from aggregat.timeutil import Horizon
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -55,13 +56,20 @@ def backtest(
                   "hour.")] = "Europe/Paris",
     csv_tz: Annotated[str, typer.Option("--csv-tz", help="Time zone of CSV times written "
                       "without an offset.")] = "UTC",
+    time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
+                           "the CSV times (default ISO 8601; one format per file).")] = None,
+    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
+                         "local time the file order cannot resolve: first, second or "
+                         "drop.")] = None,
+    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
+                           "March DST gap: shift_forward or drop (default: an error).")] = None,
     issue_hour: Annotated[float, typer.Option("--issue-hour", help="Local hour of D-1 at which "
                           "the forecast of day D is issued.")] = 10.0,
     test_weeks: Annotated[int, typer.Option("--test-weeks", min=1, help="Test on the last N "
                           "weeks; retrain weekly on all earlier data.")] = 8,
     horizon: Annotated[str, typer.Option("--horizon", help="day-ahead (issued at --issue-hour "
                        "of D-1 for day D) or intraday (an issue every --every-h hours for the "
-                       "next --hours).")] = "day-ahead",
+                       "next --hours).")] = Horizon.DAY_AHEAD,
     every_h: Annotated[float, typer.Option("--every-h", help="Intraday: hours between "
                        "issues (aligned on --issue-hour).")] = 6.0,
     hours: Annotated[float, typer.Option("--hours", help="Intraday: hours each issue "
@@ -117,7 +125,8 @@ def backtest(
         raise ConfigError(f"--weather-cols and --known-cols both list {', '.join(overlap)}")
     check_columns([*wcols, *kcols])
     load, weather = read_csv_inputs([str(p) for p in paths], time_col, load_col, wcols, kcols,
-                                    naive_tz=csv_tz)
+                                    naive_tz=csv_tz, time_format=time_format,
+                                    ambiguous=ambiguous, nonexistent=nonexistent)
     console.print(f"{run_name}: {len(load)} rows from {len(paths)} file(s), "
                   f"{load.index[0]:%Y-%m-%d} .. {load.index[-1]:%Y-%m-%d} UTC")
     # The same pipeline as bank mode, on a temporary bank holding the CSV (removed after).

@@ -41,6 +41,7 @@ from aggregat.config import Environment, ForecastSettings
 from aggregat.errors import ConfigError, InputError
 from aggregat.forecast.features import FeatureConfig
 from aggregat.forecast.targets import DAY_AHEAD_SPAN, WEATHER_DATASET, Target, forecast_span
+from aggregat.timeutil import Horizon
 
 CSV_MODEL = "csv"  # pseudo weather model of the imported columns
 CSV_TARGET = "csv"  # target id of the imported load
@@ -155,7 +156,7 @@ def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
 def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[str] = (),
                  known_cols: Sequence[str] = (), *, tz: str = "Europe/Paris",
                  issue_hour: float = 10.0, holidays: str | None = "FR", test_weeks: int = 8,
-                 model_params: dict[str, Any] | None = None, horizon: str = "day-ahead",
+                 model_params: dict[str, Any] | None = None, horizon: str = Horizon.DAY_AHEAD,
                  intraday_every_h: float = 6.0, intraday_hours: float = 36.0,
                  school_holidays: str | None = None, intraday_blend: bool = True,
                  progress: Callable[[str], None] | None = None):

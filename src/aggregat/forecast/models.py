@@ -37,6 +37,7 @@ from aggregat.forecast.features import (
     target_day,
 )
 from aggregat.forecast.linear import LinearMember, fit_linear
+from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
 # What ModelConfig.p50_members may hold.
@@ -361,7 +362,7 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     all_lo, all_hi, all_lead = map(np.concatenate, (s_lo, s_hi, s_lead))
     margins = (_conformal_margin(all_lo, 0.9), _conformal_margin(all_hi, 0.9))
     lead_margins = (_lead_margins(all_lo, all_hi, all_lead)
-                    if cfg.features.horizon == "intraday" else ())
+                    if cfg.features.horizon == Horizon.INTRADAY else ())
     # Refit on everything, scaling rounds with the amount of data (more data, more rounds).
     scale = len(y) / max(int((~cal).sum()), 1)
     everything = np.ones(len(y), dtype=bool)
@@ -415,10 +416,10 @@ def training_issues(load: pd.Series, cfg: FeatureConfig, until: pd.Timestamp,
     day-ahead's cost instead of 4-24 times more rows.
     """
     first = load.index[0] + pd.Timedelta(days=7)
-    if cfg.horizon == "intraday":
+    if cfg.horizon == Horizon.INTRADAY:
         last = until - pd.Timedelta(hours=cfg.intraday_hours)
         issues = issue_schedule(first, last, cfg)
-        daily = issue_schedule(first, last, dataclasses.replace(cfg, horizon="day-ahead"))
+        daily = issue_schedule(first, last, dataclasses.replace(cfg, horizon=Horizon.DAY_AHEAD))
         dense = issues >= last - pd.Timedelta(days=INTRADAY_DENSE_DAYS)
         return issues[dense | issues.isin(daily)]
     first_day = target_day(load.index[0], cfg.tz) + pd.Timedelta(days=7)

@@ -32,7 +32,6 @@ from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast.blend import blend_with_day_ahead
 from aggregat.forecast.calendar import calendar_code, school_zones
 from aggregat.forecast.features import (
-    HORIZONS,
     FeatureConfig,
     issue_time_for_day,
     prepare_load,
@@ -55,6 +54,7 @@ from aggregat.forecast.validation import (
 )
 from aggregat.ops.executor import default_workers, run_tasks
 from aggregat.plausibility import Bounds, Plausibility
+from aggregat.timeutil import Horizon, as_utc
 
 BASELINE_VERSION = "baseline"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
@@ -79,11 +79,9 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
     return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
 
 
-def check_horizon(horizon: str) -> str:
-    """``horizon`` if it is one of HORIZONS, else a one-line ConfigError."""
-    if horizon not in HORIZONS:
-        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
-    return horizon
+def check_horizon(horizon: str) -> Horizon:
+    """``horizon`` as a :class:`Horizon`, else a one-line ConfigError naming --horizon."""
+    return Horizon.parse(horizon, param="--horizon")
 
 
 def _span(env: Environment, horizon: str) -> pd.Timedelta:
@@ -91,16 +89,16 @@ def _span(env: Environment, horizon: str) -> pd.Timedelta:
     return forecast_span(horizon, float(env.forecast.intraday_hours))
 
 
-def model_key(target_id: str, horizon: str = "day-ahead") -> str:
+def model_key(target_id: str, horizon: str = Horizon.DAY_AHEAD) -> str:
     """Registry and ``forecast`` dataset id of a target's model for ``horizon``: the target id
     for day-ahead, ``<id>@intraday`` for intraday (both live side by side)."""
     check_horizon(horizon)
-    return target_id if horizon == "day-ahead" else f"{target_id}@{horizon}"
+    return target_id if horizon == Horizon.DAY_AHEAD else f"{target_id}@{horizon}"
 
 
 def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
                  known_cols: Sequence[str] = (), issue_hour: float | None = None,
-                 horizon: str = "day-ahead") -> ModelConfig:
+                 horizon: str = Horizon.DAY_AHEAD) -> ModelConfig:
     """The core's settings for a target of ``env`` with the weather columns found in the bank.
 
     ``known_cols``: bank columns known in advance (a holiday flag), used as they are;
@@ -171,7 +169,7 @@ def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFra
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
                  until: pd.Timestamp | None = None, n_jobs: int = 1,
-                 horizon: str = "day-ahead") -> dict[str, Any]:
+                 horizon: str = Horizon.DAY_AHEAD) -> dict[str, Any]:
     """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
     (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds).
 
@@ -246,7 +244,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
 
 
 def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
-                  horizon: str = "day-ahead") -> pd.DatetimeIndex:
+                  horizon: str = Horizon.DAY_AHEAD) -> pd.DatetimeIndex:
     """The issue times training uses (the core's), to select the weather runs."""
     fc = model_config(env, (), issue_hour=issue_hour, horizon=horizon).features
     s = prepare_load(load)
@@ -266,7 +264,7 @@ def _fmt_age(td: pd.Timedelta) -> str:
 
 # --------------------------------------------------------------------------------- predict
 def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | str,
-                   registry: Registry | None = None, horizon: str = "day-ahead"
+                   registry: Registry | None = None, horizon: str = Horizon.DAY_AHEAD
                    ) -> dict[str, Any]:
     """Forecast ``target`` for the day after ``issue_time`` (intraday: the next
     ``intraday_hours``) and write dataset ``forecast`` (target id :func:`model_key`).
@@ -277,10 +275,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     """
     t0 = time.perf_counter()
     fs = env.forecast
-    issue = pd.Timestamp(issue_time)
-    if issue.tzinfo is None:
-        raise ConfigError(f"issue time {issue_time!r} has no time zone; give it in UTC (...Z)")
-    issue = issue.tz_convert("UTC")
+    issue = as_utc(issue_time, param="issue_time", error=ConfigError)
     reg = registry or Registry(env.registry)
     bank = Bank(env.bank)
     hist = pd.Timedelta(days=fs.history_days_for_predict)
@@ -305,7 +300,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
         out = _predict(model, load, weather, issue)
     blended = 0
-    if horizon == "intraday" and fs.intraday_blend:
+    if horizon == Horizon.INTRADAY and fs.intraday_blend:
         out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
     out.insert(0, "target_id", key)
     out["model_version"] = version
@@ -350,7 +345,7 @@ def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, h
                 f"{exc}; weekly baseline used")
 
 
-def _baseline_model(env: Environment, load: pd.Series, horizon: str = "day-ahead"
+def _baseline_model(env: Environment, load: pd.Series, horizon: str = Horizon.DAY_AHEAD
                     ) -> ForecastModel:
     """Same time last week (else two weeks), with an interval from its recent errors."""
     s = prepare_load(load)
@@ -392,7 +387,7 @@ def _workers(env: Environment, n: int, workers: int | None) -> int:
 
 def train_targets(env: Environment, only: Sequence[str] | None = None, *, force: bool = False,
                   if_older: pd.Timedelta | None = None, workers: int | None = None,
-                  horizon: str = "day-ahead") -> Iterator[dict[str, Any]]:
+                  horizon: str = Horizon.DAY_AHEAD) -> Iterator[dict[str, Any]]:
     """Train every target (or ``only`` these) in parallel; yields one summary per target."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
@@ -408,7 +403,7 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
 
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
-                    *, workers: int | None = None, horizon: str = "day-ahead"
+                    *, workers: int | None = None, horizon: str = Horizon.DAY_AHEAD
                     ) -> Iterator[dict[str, Any]]:
     """Predict every target (or ``only`` these) for ``issue_time`` in parallel."""
     targets = resolve_targets(env, Bank(env.bank), only)
@@ -427,7 +422,7 @@ def promote(env: Environment, target: str, version: str) -> None:
 
 def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                     progress=None, *, known_cols: Sequence[str] = (),
-                    issue_hour: float | None = None, horizon: str = "day-ahead"):
+                    issue_hour: float | None = None, horizon: str = Horizon.DAY_AHEAD):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
     data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`.
@@ -442,7 +437,7 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
     day_ahead = None
-    if horizon == "intraday" and env.forecast.intraday_blend:
+    if horizon == Horizon.INTRADAY and env.forecast.intraday_blend:
         if progress:
             progress("day-ahead backtest first: intraday forecasts are blended with it")
         day_ahead = backtest_target(env, target, test_weeks, progress=progress,

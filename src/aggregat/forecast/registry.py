@@ -37,6 +37,7 @@ import pandas as pd
 from aggregat.config import mask_json
 from aggregat.errors import ModelError
 from aggregat.storage import Store
+from aggregat.timeutil import as_utc
 
 MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
@@ -107,9 +108,9 @@ class Registry:
         _check(target, "target")
         blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(blob).hexdigest()
-        when = pd.Timestamp(trained_at if trained_at is not None
-                            else (meta or {}).get("trained_at") or pd.Timestamp.now(tz="UTC"))
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        when = as_utc(trained_at if trained_at is not None
+                      else (meta or {}).get("trained_at") or pd.Timestamp.now(tz="UTC"),
+                      param="trained_at", error=ModelError)
         version = f"{when:%Y%m%dT%H%M%SZ}-{digest[:8]}"
         full = {**(meta or {}), "target": target, "version": version,
                 "trained_at": when.isoformat(), "sha256": digest, "size": len(blob),

@@ -29,16 +29,17 @@ from aggregat.bank import Bank, nominal_available_at, read_weather
 from aggregat.config import Environment, TargetSettings
 from aggregat.errors import ConfigError, ModelError
 from aggregat.forecast.features import is_direction
+from aggregat.timeutil import Horizon
 
 LOAD_DATASET = "load"
 WEATHER_DATASET = "weather_forecast"
 DAY_AHEAD_SPAN = pd.Timedelta(hours=48)  # a day-ahead issue never looks further than this
 
 
-def forecast_span(horizon: str = "day-ahead", intraday_hours: float = 36.0) -> pd.Timedelta:
+def forecast_span(horizon: str = Horizon.DAY_AHEAD, intraday_hours: float = 36.0) -> pd.Timedelta:
     """How far past its issue time a forecast of ``horizon`` reaches: the end of day D for a
     day-ahead issue (:data:`DAY_AHEAD_SPAN`), ``intraday_hours`` for an intraday one."""
-    return DAY_AHEAD_SPAN if horizon == "day-ahead" else pd.Timedelta(hours=intraday_hours)
+    return DAY_AHEAD_SPAN if horizon == Horizon.DAY_AHEAD else pd.Timedelta(hours=intraday_hours)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from aggregat.config import Environment, mask_tree
+from aggregat.timeutil import Horizon
 
 OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
 _RANK = {INFO: 0, OK: 0, WARNING: 1, FAILED: 2}
@@ -29,7 +30,7 @@ _ISSUE_PART = re.compile(r"^issue=(\d{2})(\d{2})\.parquet$")
 # Intraday forecasts (``<id>@intraday``, with ``forecast.intraday`` on) are issued every
 # ``intraday_every_h`` hours: stale once 2 issues in a row are missing (warning) or 4 (failed),
 # plus an hour for the job's own run time, instead of the day-ahead [jobs] thresholds.
-INTRADAY_SUFFIX = "@intraday"  # forecast.pipeline.model_key(id, "intraday")
+INTRADAY_SUFFIX = f"@{Horizon.INTRADAY}"  # forecast.pipeline.model_key(id, Horizon.INTRADAY)
 INTRADAY_WARN_ISSUES, INTRADAY_FAIL_ISSUES, INTRADAY_GRACE_H = 2, 4, 1.0
 
 

@@ -44,6 +44,7 @@ from aggregat.bank.datasets import Column, Dataset, check_value, register_datase
 from aggregat.config import mask, mask_json
 from aggregat.errors import BankError, PartialRunError
 from aggregat.ops.timing import Timing
+from aggregat.timeutil import as_utc
 
 T = TypeVar("T")
 
@@ -350,9 +351,7 @@ class Ledger:
     def entries(self, step: str | None = None, since: datetime | str | None = None,
                 job: str | None = None) -> list[Entry]:
         """Records (of one step, started at or after ``since``), oldest first."""
-        since_ts = None if since is None else pd.Timestamp(since)
-        if since_ts is not None and since_ts.tzinfo is None:
-            since_ts = since_ts.tz_localize(UTC)
+        since_ts = None if since is None else as_utc(since, param="since", error=BankError)
         where = {"step": step} if step else None
         out: list[Entry] = []
         with self._mutex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aggregat import timeutil
 from aggregat.errors import ConfigError
 
 
@@ -212,10 +213,9 @@ def run_label(run: datetime) -> str:
     return as_utc(run).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+def as_utc(value: datetime, param: str = "run") -> datetime:
+    """``value`` (aware: :func:`aggregat.timeutil.as_utc`) as a UTC datetime."""
+    return timeutil.as_utc(value, param=param).to_pydatetime()
 
 
 def _groups(bounds: list[int]) -> tuple[tuple[int, int], ...]:
