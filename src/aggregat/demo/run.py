@@ -188,8 +188,3 @@ def _simulate_archive(archive: Path, runs: list[pd.Timestamp], locations, weathe
     return (f"{count} GRIB2 files ({len(runs)} days x {len(DEMO_PACKAGES)} models, CCSDS)"
             + (f", {skipped} runs already there" if skipped else ""))
 
-
-def demo_days_back(days: int) -> list[datetime]:
-    """The 00 UTC run days of a ``days``-day demo ending today (for docs and tests)."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return [today - timedelta(days=d) for d in range(days - 1, -1, -1)]

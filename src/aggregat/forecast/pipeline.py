@@ -12,7 +12,7 @@
   available at the issue time, recent load), loads the current model, and writes dataset
   ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
 - :func:`train_targets` / :func:`predict_targets` run targets in parallel with
-  :func:`aggregat.ops.executor.run_tasks` (local processes, or the Dask cluster of the env).
+  :func:`aggregat.parallel.run_tasks` (local processes, or the Dask cluster of the env).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from aggregat.forecast.validation import (
     unseen_issues,
     validation_scores,
 )
-from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.parallel import default_workers, run_tasks
 
 BASELINE_VERSION = "baseline"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)

@@ -258,7 +258,3 @@ def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
     out = combine_models(mean, list(target.weather_models))
     return out[["valid_time", "available_at", *cols, "model", "run_time"]]
 
-
-def present_weather_cols(weather: pd.DataFrame, target: Target) -> tuple[str, ...]:
-    """The target's weather columns that :func:`target_weather` found in the bank."""
-    return tuple(c for c in target.weather_cols if c in weather.columns)

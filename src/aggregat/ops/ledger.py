@@ -11,7 +11,7 @@ details JSON. Jobs use :meth:`Ledger.step` so a finished step is not redone unle
             ...
         else:
             st.rows = extract(...)
-    ledger.timing.print()
+    ledger.timing.print(console)
 
 Storage: partition ``{step=…, month=YYYY-MM}`` (month of the first date in the partition name,
 ``nodate`` if it has none), one Parquet part rewritten whole (atomically) on every change. Writes

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from aggregat.errors import AggregatError, GribError, InputError
-from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.parallel import default_workers, run_tasks
 from aggregat.weather.assemble import assemble_run
 from aggregat.weather.datalake import Datalake, message_offsets
 from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up

@@ -100,9 +100,6 @@ PARAMETERS: dict[str, Parameter] = {
     ]
 }
 
-# Columns derived from others at extraction time.
-DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u10", "v10")}
-
 # What `weather extract` keeps by default (the rest of a package is skipped without decoding).
 DEFAULT_VARIABLES = ("t2m", "rh2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc",
                      "hcc", "tcc")

@@ -34,12 +34,6 @@ class Area:
         lats = [p[1] for ring in self.rings for p in ring]
         return min(lons), min(lats), max(lons), max(lats)
 
-    @property
-    def centroid(self) -> tuple[float, float]:
-        """(lat, lon) of the bounding-box centre, for messages and fallbacks."""
-        lon_min, lat_min, lon_max, lat_max = self.bbox
-        return (lat_min + lat_max) / 2, (lon_min + lon_max) / 2
-
 
 @dataclass(frozen=True)
 class Locations:
