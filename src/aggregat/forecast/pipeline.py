@@ -44,7 +44,7 @@ from aggregat.forecast.models import (
     persistence_errors,
     training_issues,
 )
-from aggregat.forecast.registry import Registry, code_version
+from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
 from aggregat.forecast.validation import (
     fit_and_validate,
@@ -54,6 +54,7 @@ from aggregat.forecast.validation import (
     validation_scores,
 )
 from aggregat.parallel import default_workers, run_tasks
+from aggregat.version import code_version
 
 BASELINE_VERSION = "baseline"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
