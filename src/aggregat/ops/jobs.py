@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from aggregat.bank import has_weather_run
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, PartialRunError
 from aggregat.ops.ledger import Ledger
@@ -120,8 +121,8 @@ class _Job:
         complete = len(self.datalake.run_files(product, run, packages)) == len(expected)
         fetch_ok = self.step("fetch", part, fetch, force=self.force or not complete)
         # A partition the ledger calls done but the bank lacks (deleted, lost) is redone.
-        extract_force = self.force or fetched["report"] is not None or not self._has_run(
-            product.id, run)
+        extract_force = self.force or fetched["report"] is not None or not has_weather_run(
+            self.bank, product.id, run)
         if not fetch_ok and not self.datalake.run_files(product, run, packages):
             return  # nothing to extract; the fetch problem is already recorded
 
@@ -137,12 +138,6 @@ class _Job:
                 raise PartialRunError(report.summary())
 
         self.step("extract", part, extract, force=extract_force)
-
-    def _has_run(self, model: str, run: datetime) -> bool:
-        rel = self.bank.part_path("weather_forecast", {"model": model,
-                                                        "run_date": f"{run:%Y-%m-%d}"},
-                                  f"run={run:%H}")
-        return self.bank.store.exists(rel)
 
     def sync(self, day: date) -> None:
         from aggregat.energy.sync import sync_load
