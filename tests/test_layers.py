@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import aggregat
@@ -55,3 +56,25 @@ def test_the_check_sees_function_level_imports(tmp_path):
     module.write_text("def f():\n    from aggregat.cli.common import console\n"
                       "    import aggregat.ops\n")
     assert [m for _, m in _imports(module)] == ["aggregat.cli.common.console", "aggregat.ops"]
+
+
+def _raised_text(node: ast.Raise) -> str:
+    """The literal text of a raise statement's strings (f-string values left out)."""
+    return "".join(c.value for c in ast.walk(node) if isinstance(c, ast.Constant)
+                   and isinstance(c.value, str))
+
+
+def test_library_errors_name_parameters_not_cli_flags():
+    # A flag is the CLI's business; `aggregat ... --flag` inside backquotes is a command to run.
+    flag = re.compile(r"(?<![\w-])--[a-z][\w-]*")
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "cli":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise):
+                text = re.sub(r"`[^`]*`", "", _raised_text(node))
+                found += [f"{rel}:{node.lineno} {m}" for m in flag.findall(text)]
+    assert not found, "library errors naming CLI flags:\n" + "\n".join(found)

@@ -67,7 +67,8 @@ def parse_age(text: str | None) -> pd.Timedelta | None:
         return None
     m = _AGE.match(str(text))
     if not m:
-        raise ConfigError(f"--if-older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w")
+        raise ConfigError(f"if_older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w",
+                          param="if_older")
     return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
 
 
@@ -82,7 +83,8 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
 def check_horizon(horizon: str) -> str:
     """``horizon`` if it is one of HORIZONS, else a one-line ConfigError."""
     if horizon not in HORIZONS:
-        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+        raise ConfigError(f"horizon {horizon!r}: use one of {', '.join(HORIZONS)}",
+                          param="horizon")
     return horizon
 
 

@@ -373,7 +373,8 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
     """
     until = until or datetime.now(UTC).date()
     if since > until:
-        raise AggregatError(f"backfill --since {since} is after {until}: nothing to do")
+        raise AggregatError(f"backfill since {since} is after {until}: nothing to do",
+                            param="since")
     now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     lock = _locked(env, "backfill")
     try:
@@ -385,7 +386,8 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         for day in days:
             for model, run in runs_of(env, day):
                 part = f"{model}/{run:%Y-%m-%dT%HZ}"
-                if force or not (job.ledger.done("extract", part) and job._has_run(model, run)):
+                if force or not (job.ledger.done("extract", part)
+                                 and has_weather_run(job.bank, model, run)):
                     job.weather(run, model)
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
@@ -421,7 +423,7 @@ def plan_backfill(job: _Job, days: list[date], now: pd.Timestamp | None = None,
             part = f"{model}/{run:%Y-%m-%dT%HZ}"
             if not job.ledger.done("fetch", part):
                 plan.append(("fetch", part))
-            if not (job.ledger.done("extract", part) and job._has_run(model, run)):
+            if not (job.ledger.done("extract", part) and has_weather_run(job.bank, model, run)):
                 plan.append(("extract", part))
     for issue, horizon in backfill_issues(job.env, days, now):
         part = _issue_part(issue)

@@ -169,8 +169,8 @@ def extract_run(
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
              grid_name, report: ExtractReport, progress) -> list[TaskResult]:
     if len(locations) == 0:
-        raise InputError("no sites or areas to extract: set `sites` in aggregat.toml or pass "
-                         "--sites")
+        raise InputError("nothing to extract (no site or area list): set `sites` in "
+                         "aggregat.toml or pass sites", param="sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,

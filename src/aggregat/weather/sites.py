@@ -64,8 +64,8 @@ def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]
     """Read a sites CSV: the locations, and each site's name, weight and group."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
-                         "pass --sites")
+        raise InputError(f"file {path} (site list) does not exist: set `sites` in "
+                         "aggregat.toml or pass sites", param="sites")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
@@ -167,8 +167,8 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
     """Sites and areas together; at least one of them must be given."""
     if not sites and not areas:
-        raise InputError("no sites: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
-                         "pass --sites")
+        raise InputError("no site list: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
+                         "pass sites", param="sites")
     located = load_sites(sites)[0] if sites else Locations()
     extra = load_areas(areas) if areas else ()
     ids = set(located.site_ids)
