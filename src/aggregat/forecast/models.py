@@ -43,11 +43,8 @@ QUANTILES = (0.1, 0.5, 0.9)
 # What ModelConfig.p50_members may hold.
 P50_MEMBERS = ("level", "nowcast", "linear", "linear_residual")
 INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, then one a day
-# The ridge pools all leads of an hour of the day and uses the last observed value far less
-# sharply than the trees: at lead 0 it scored 114 MW on vic_elec against 67 for the trees. Its
-# members weigh lead / 6 h until then (intraday vic_elec, first hour: 79 -> 67 MW; 0-36 h:
-# 106.8 -> 106.2; openstef_307 2.215 -> 2.220). Day-ahead leads (>= 14 h at 10:00) are not
-# affected.
+# The ridge uses the last observed value poorly (it pools all leads of an hour): its members
+# fade in over the first 6 h of lead (figures: docs/forecasting.md, "Measured figures").
 RIDGE_FULL_LEAD_H = 6.0
 MARGIN_LEAD_BLOCK_H = 6.0  # intraday conformal margins per 6 h of lead ...
 MIN_SCORES_PER_BLOCK = 200  # ... when a block has enough calibration scores
@@ -61,9 +58,8 @@ class ModelConfig:
     min_train_days: int = 28       # below this, the baseline is used (and flagged)
     calibration_days: int = 28     # recent window for early stopping and conformal margins
     calibration_windows: int = 2   # windows of calibration_days giving conformal scores
-    # P50 minimises squared error: on both reference sets it beat the median objective (vic_elec
-    # MAE 117 vs 125), whose sign-only gradients fit the day-level swings slowly. "quantile"
-    # gives the median model instead.
+    # P50 minimises squared error: the median objective's sign-only gradients fit day-level
+    # swings slowly. "quantile" gives the median model instead.
     p50_objective: str = "regression"
     learning_rate: float = 0.05
     # P10/P90 take twice the step: their rounds were 2/3 of the training time (a P90 needs
@@ -74,24 +70,20 @@ class ModelConfig:
     min_rounds: int = 50           # floor for early stopping on a short, noisy window
     num_leaves: int = 31
     min_data_in_leaf: int = 50
-    # P50 is the mean of its members. Trees relative to different bases, each with its own
-    # bagging seed: "level" (the 7-day mean) and "nowcast" (the 7-day mean of the same time of
-    # day plus the last deviation faded with the lead). A single model's MAE moves ~3 % with
-    # the seed on vic_elec; two seeds on the level base cut MAE by ~1 %, one model per base by
-    # ~2 % on both reference sets (vic 114.7 -> 112.5, 307 2.422 -> 2.379, measured with the
-    # profile alone, which nowcast equals a day ahead to ~10 % of the deviation). "linear":
-    # ridge regressions by hour relative to the level (forecast/linear.py), which err unlike
-    # the trees: with it vic 113.4 -> 105.8, 307 2.373 -> 2.324. "linear_residual": a tree
-    # learning what the ridge misses (its base is the ridge's prediction), so it extrapolates
-    # like the ridge and bends like a tree: with it vic 107.2 -> 106.4, 307 2.27 -> 2.24
+    # P50 is the mean of its members, which err differently (figures: docs/forecasting.md,
+    # "Measured figures"). Trees relative to different bases, each with its own bagging seed:
+    # "level" (the 7-day mean) and "nowcast" (the 7-day mean of the same time of day plus the
+    # last deviation faded with the lead). "linear": ridge regressions by hour relative to the
+    # level (forecast/linear.py). "linear_residual": a tree learning what the ridge misses (its
+    # base is the ridge's prediction), so it extrapolates like the ridge and bends like a tree
     # (needs "linear"). The first member is "level".
     p50_members: tuple[str, ...] = ("level", "nowcast", "linear", "linear_residual")
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
     max_bin: int = 127
-    # One thread: on a busy machine OpenMP threads spin-wait and 2 threads ran 13x slower than 1;
-    # targets train in parallel processes instead.
+    # One thread: on a busy machine OpenMP threads spin-wait; targets train in parallel
+    # processes instead.
     n_jobs: int = 1
     # Learn the load minus its mean over the 7 days before issue (trees cannot extrapolate a
     # trend, a season change or a growing portfolio): True, False, or "auto" = the better on the
@@ -535,7 +527,7 @@ def predict_frame(model: ForecastModel, feats: pd.DataFrame) -> pd.DataFrame:
         p50 = model.predict_p50(X, bases)
         # The band comes from the quantile trees, the median from the members' mean, which
         # leaves the band where the ridge extrapolates: widen the band to it rather than clip
-        # it (clipping cost 1 % of MAE on openstef_307, on 6 % of the rows).
+        # it (clipping cost accuracy).
         stack = np.vstack([np.minimum(lo_q, p50), p50, np.maximum(hi_q, p50)])
         lo, hi = _row_margins(model, feats["lead_h"].to_numpy(dtype=float))
         w_lo, w_hi, _ = _half_widths(stack, model.width_floors, model.config.conformal)
