@@ -62,10 +62,11 @@ class ImportReport:
                 f"from {self.path}: {span}{skipped}")
 
 
-def _fail(path: Path, line: int | None, column: str | None, what: str) -> InputError:
+def _fail(path: Path, line: int | None, column: str | None, what: str,
+          param: str | tuple[str, ...] = ()) -> InputError:
     where = str(path) + (f" line {line}" if line is not None else "")
     where += f" column {column!r}" if column else ""
-    return InputError(f"{where}: {what}")
+    return InputError(f"{where}: {what}", param=param)
 
 
 def read_load_csv(
@@ -108,13 +109,14 @@ def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise _fail(path, None, None, f"not a readable CSV ({str(exc).strip()[:120]})") from None
     use_target_col = target_col in header
-    for col, option in ((time_col, "--time-col"), (value_col, "--value-col")):
+    for col, option in ((time_col, "time_col"), (value_col, "value_col")):
         if col not in header:
             raise _fail(path, 1, col, f"column not found (columns: {', '.join(header)}); "
-                        f"name the right one with {option}")
+                        f"name the right one with {option}", param=option)
     if target is None and not use_target_col:
         raise _fail(path, 1, target_col, f"column not found (columns: {', '.join(header)}); "
-                    "name it with --target-col or give one --target ID")
+                    "name it with target_col or give one target ID",
+                    param=("target_col", "target"))
     usecols = [time_col, value_col] + ([target_col] if use_target_col else [])
     try:
         raw = pd.read_csv(path, sep=sep, usecols=usecols, dtype=str, keep_default_na=False,

@@ -46,7 +46,7 @@ class Horizon(StrEnum):
             return cls(value)
         except ValueError:
             raise error(f"{param} {value!r}: use one of "
-                              f"{', '.join(h.value for h in cls)}") from None
+                        f"{', '.join(h.value for h in cls)}", param=param) from None
 
 
 def zone(tz: str, *, param: str = "time zone") -> ZoneInfo:

@@ -63,7 +63,7 @@ def test_empty_values_are_skipped_and_counted(tmp_path, bank):
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {"value_col": "mw"},
      r"load\.csv line 1 column 'mw': column not found \(columns: time, load_mw\)"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {},
-     r"load\.csv line 1 column 'target_id': column not found.*--target"),
+     r"load\.csv line 1 column 'target_id': column not found.*target_col or give one target"),
     ("time,load_mw\n2026-01-05 00:00,1\n05/01/2026 01:00,2\n", {"target": "t"},
      r"load\.csv line 3 column 'time': cannot read '05/01/2026 01:00' as a time"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n2026-01-05T01:00Z,1.2.3\n", {"target": "t"},

@@ -279,7 +279,7 @@ def test_promotion_rule():
 def test_parse_age():
     assert pipeline.parse_age("7d") == pd.Timedelta(days=7)
     assert pipeline.parse_age("36h") == pd.Timedelta(hours=36)
-    with pytest.raises(ConfigError, match="--if-older"):
+    with pytest.raises(ConfigError, match="^if_older 'soon'"):
         pipeline.parse_age("soon")
 
 
@@ -479,7 +479,7 @@ def test_intraday_model_lives_beside_the_day_ahead_one(trained):
     off = _with(env, intraday_blend=False)
     assert pipeline.predict_target(off, _target(off), ISSUE, horizon="intraday")[
         "blended_rows"] == 0
-    with pytest.raises(ConfigError, match="--horizon 'hourly'"):
+    with pytest.raises(ConfigError, match="^horizon 'hourly'"):
         pipeline.train_target(env, _target(env), horizon="hourly")
 
 

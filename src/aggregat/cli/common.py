@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from aggregat.config import Environment, load_environment
+from aggregat.errors import AggregatError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -27,3 +29,24 @@ ConfigOption = Annotated[
 def environment(env: str | None, config: str | None = None) -> Environment:
     """Resolve the environment a command runs in."""
     return load_environment(env, config)
+
+
+# Library parameters the CLI takes as these flags: its errors name the flag, the library's the
+# parameter.
+FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "sites": "--sites",
+         "test_weeks": "--test-weeks", "since": "--since", "scheduler": "--scheduler",
+         "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
+         "target": "--target", "time_format": "--time-format"}
+
+
+def error_line(exc: AggregatError) -> str:
+    """The error's message with the parameters it names shown as the CLI's flags.
+
+    Only whole words are replaced, not inside a path (``load.csv``) or a `setting`.
+    """
+    message = str(exc)
+    for param in getattr(exc, "params", ()):
+        if param in FLAGS:
+            message = re.sub(rf"(?<![\w`./-]){re.escape(param)}(?![\w`/-])(?!\.\w)",
+                             FLAGS[param], message)
+    return message

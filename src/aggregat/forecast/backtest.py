@@ -52,11 +52,11 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     for p in paths:
         hits = sorted(glob.glob(p)) if any(ch in p for ch in "*?[") else [p]
         if not hits:
-            raise InputError(f"--csv {p}: no file matches this pattern")
+            raise InputError(f"csv {p}: no file matches this pattern", param="csv")
         for h in hits:
             path = Path(h)
             if not path.is_file():
-                raise InputError(f"--csv {h}: file not found")
+                raise InputError(f"csv {h}: file not found", param="csv")
             if path not in out:
                 out.append(path)
     return out
@@ -152,7 +152,8 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     observed = s.dropna()
     if len(tests) == 0 or tests[0] <= observed.index[0] + pd.Timedelta(days=8):
         raise InputError(f"backtest: {test_weeks} test weeks leave no training history "
-                         f"(data starts {observed.index[0]:%Y-%m-%d}); use fewer --test-weeks")
+                         f"(data starts {observed.index[0]:%Y-%m-%d}); use fewer test_weeks",
+                         param="test_weeks")
     step = pd.Timedelta(days=retrain_days)
     cutoffs = [tests[0] + k * step for k in range(int((tests[-1] - tests[0]) / step) + 1)]
     # Every issue a retrain learns from (intraday thins the old ones), then the test issues.

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from aggregat.bank import Bank, nominal_available_at, write_load
+from aggregat.bank import Bank, nominal_available_at, weather_run_partition, write_load
 from aggregat.config import Environment, ForecastSettings
 from aggregat.errors import ConfigError, InputError
 from aggregat.forecast.features import FeatureConfig
@@ -129,8 +129,8 @@ def _write_run(bank: Bank, model: str, location: str, run: pd.Timestamp, part: p
     out = out.append_column("available_at", pa.array(np.full(n, avail.value // 1000), ts))
     out = out.append_column("step_h", pa.array(step))
     out = out.append_column("location", pa.array([location] * n, pa.string()))
-    bank.write_partition(WEATHER_DATASET, {"model": model, "run_date": f"{run:%Y-%m-%d}"},
-                         out, part=f"run={run:%H}")
+    keys, name = weather_run_partition(model, run)
+    bank.write_partition(WEATHER_DATASET, keys, out, part=name)
 
 
 def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,

@@ -12,7 +12,7 @@
   available at the issue time, recent load), loads the current model, and writes dataset
   ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
 - :func:`train_targets` / :func:`predict_targets` run targets in parallel with
-  :func:`aggregat.ops.executor.run_tasks` (local processes, or the Dask cluster of the env).
+  :func:`aggregat.parallel.run_tasks` (local processes, or the Dask cluster of the env).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from aggregat.forecast.models import (
     persistence_errors,
     training_issues,
 )
-from aggregat.forecast.registry import Registry, code_version
+from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
 from aggregat.forecast.validation import (
     fit_and_validate,
@@ -52,9 +52,10 @@ from aggregat.forecast.validation import (
     unseen_issues,
     validation_scores,
 )
-from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.parallel import default_workers, run_tasks
 from aggregat.plausibility import Bounds, Plausibility
 from aggregat.timeutil import Horizon, as_utc
+from aggregat.version import code_version
 
 BASELINE_VERSION = "baseline"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
@@ -67,7 +68,8 @@ def parse_age(text: str | None) -> pd.Timedelta | None:
         return None
     m = _AGE.match(str(text))
     if not m:
-        raise ConfigError(f"--if-older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w")
+        raise ConfigError(f"if_older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w",
+                          param="if_older")
     return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
 
 
@@ -80,8 +82,8 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
 
 
 def check_horizon(horizon: str) -> Horizon:
-    """``horizon`` as a :class:`Horizon`, else a one-line ConfigError naming --horizon."""
-    return Horizon.parse(horizon, param="--horizon")
+    """``horizon`` as a :class:`Horizon`, else a one-line ConfigError naming the parameter."""
+    return Horizon.parse(horizon, param="horizon", error=ConfigError)
 
 
 def _span(env: Environment, horizon: str) -> pd.Timedelta:

@@ -27,9 +27,7 @@ import hashlib
 import json
 import pickle
 import re
-import subprocess
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -38,6 +36,7 @@ from aggregat.config import mask_json
 from aggregat.errors import ModelError
 from aggregat.storage import Store
 from aggregat.timeutil import as_utc
+from aggregat.version import code_version
 
 MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
@@ -57,26 +56,6 @@ def _check(name: str, what: str) -> str:
         raise ModelError(f"registry: {what} {name!r} is not a safe name (letters, digits, "
                          "'_', '.', ':', '+', '@', '-')")
     return name
-
-
-def code_version() -> str:
-    """``aggregat.__version__`` plus the git commit of the source tree when there is one."""
-    from aggregat import __version__
-
-    sha = git_sha()
-    return f"{__version__}+g{sha}" if sha else __version__
-
-
-def git_sha() -> str | None:
-    """Short commit of the checkout the package runs from, or None (installed from a wheel)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=here,
-                             capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else None
 
 
 def _json_default(obj: Any) -> Any:

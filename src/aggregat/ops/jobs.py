@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from aggregat.bank import has_weather_run
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, PartialRunError
 from aggregat.ops.ledger import Ledger
@@ -121,8 +122,8 @@ class _Job:
         complete = len(self.datalake.run_files(product, run, packages)) == len(expected)
         fetch_ok = self.step("fetch", part, fetch, force=self.force or not complete)
         # A partition the ledger calls done but the bank lacks (deleted, lost) is redone.
-        extract_force = self.force or fetched["report"] is not None or not self._has_run(
-            product.id, run)
+        extract_force = self.force or fetched["report"] is not None or not has_weather_run(
+            self.bank, product.id, run)
         if not fetch_ok and not self.datalake.run_files(product, run, packages):
             return  # nothing to extract; the fetch problem is already recorded
 
@@ -138,12 +139,6 @@ class _Job:
                 raise PartialRunError(report.summary())
 
         self.step("extract", part, extract, force=extract_force)
-
-    def _has_run(self, model: str, run: datetime) -> bool:
-        rel = self.bank.part_path("weather_forecast", {"model": model,
-                                                        "run_date": f"{run:%Y-%m-%d}"},
-                                  f"run={run:%H}")
-        return self.bank.store.exists(rel)
 
     def sync(self, day: date) -> None:
         from aggregat.energy.sync import sync_load
@@ -379,7 +374,8 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
     """
     until = until or datetime.now(UTC).date()
     if since > until:
-        raise AggregatError(f"backfill --since {since} is after {until}: nothing to do")
+        raise AggregatError(f"backfill since {since} is after {until}: nothing to do",
+                            param="since")
     now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
     lock = _locked(env, "backfill")
     try:
@@ -391,7 +387,8 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         for day in days:
             for model, run in runs_of(env, day):
                 part = f"{model}/{run:%Y-%m-%dT%HZ}"
-                if force or not (job.ledger.done("extract", part) and job._has_run(model, run)):
+                if force or not (job.ledger.done("extract", part)
+                                 and has_weather_run(job.bank, model, run)):
                     job.weather(run, model)
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
@@ -427,7 +424,7 @@ def plan_backfill(job: _Job, days: list[date], now: pd.Timestamp | None = None,
             part = f"{model}/{run:%Y-%m-%dT%HZ}"
             if not job.ledger.done("fetch", part):
                 plan.append(("fetch", part))
-            if not (job.ledger.done("extract", part) and job._has_run(model, run)):
+            if not (job.ledger.done("extract", part) and has_weather_run(job.bank, model, run)):
                 plan.append(("extract", part))
     for issue, horizon in backfill_issues(job.env, days, now):
         part = _issue_part(issue)

@@ -34,12 +34,6 @@ class Area:
         lats = [p[1] for ring in self.rings for p in ring]
         return min(lons), min(lats), max(lons), max(lats)
 
-    @property
-    def centroid(self) -> tuple[float, float]:
-        """(lat, lon) of the bounding-box centre, for messages and fallbacks."""
-        lon_min, lat_min, lon_max, lat_max = self.bbox
-        return (lat_min + lat_max) / 2, (lon_min + lon_max) / 2
-
 
 @dataclass(frozen=True)
 class Locations:
@@ -70,8 +64,8 @@ def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]
     """Read a sites CSV: the locations, and each site's name, weight and group."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
-                         "pass --sites")
+        raise InputError(f"file {path} (site list) does not exist: set `sites` in "
+                         "aggregat.toml or pass sites", param="sites")
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             return _read_sites(csv.DictReader(fh), path)
@@ -200,8 +194,8 @@ def _point(p: object) -> tuple[float, float]:
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
     """Sites and areas together; at least one of them must be given."""
     if not sites and not areas:
-        raise InputError("no sites: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
-                         "pass --sites")
+        raise InputError("no site list: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
+                         "pass sites", param="sites")
     located = load_sites(sites)[0] if sites else Locations()
     extra = load_areas(areas) if areas else ()
     ids = set(located.site_ids)
