@@ -101,7 +101,7 @@ def generate(product_id: str, workdir: Path, datalake: Datalake) -> list[str]:
         archive = workdir / "archive"
         paths = simulate_run(product, RUN, archive, packages=("SP1", "SP2"))
         print(f"[{product_id}] generated {len(paths)} files in {time.perf_counter() - t0:.1f} s")
-        from aggregat.weather.datalake import sha256_file
+        from aggregat.weather.datalake import HASH, file_digest
 
         manifest = {"files": {}}
         for path in paths:
@@ -111,8 +111,8 @@ def generate(product_id: str, workdir: Path, datalake: Datalake) -> list[str]:
             target = datalake.local_path(rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
-            manifest["files"][rel.split("/", 2)[2]] = {"size": target.stat().st_size,
-                                                       "sha256": sha256_file(target)}
+            manifest["files"][rel.split("/", 2)[2]] = {
+                "size": target.stat().st_size, "hash": f"{HASH}:{file_digest(target)}"}
         datalake.write_manifest(product, RUN, manifest)
         marker.touch()
     return datalake.run_files(product, RUN)

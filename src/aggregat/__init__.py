@@ -15,18 +15,15 @@ fast.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("aggregat")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+from aggregat.version import __version__
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
-        ["open_env", "daily", "intraday", "weekly", "backfill", "weather", "load", "forecasts",
+        ["open_env", "daily", "intraday", "intraday_issue_at", "weekly", "backfill", "weather",
+         "load", "forecasts",
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
@@ -83,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         import_load,
         init_energy_db,
         intraday,
+        intraday_issue_at,
         load,
         models,
         next_runs,

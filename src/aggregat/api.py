@@ -30,8 +30,6 @@ from aggregat.results import (
     RunReport,
     TrainResult,
     model_version,
-    predict_result,
-    train_result,
 )
 from aggregat.timeutil import Horizon, as_utc
 
@@ -124,6 +122,17 @@ def intraday(env: Environment, at: TimeLike | None = None, *, force: bool = Fals
                          force=force, publish=publish)
 
 
+def intraday_issue_at(env: Environment, at: TimeLike | None = None) -> pd.Timestamp:
+    """The intraday issue :func:`intraday` forecasts at ``at`` (aware; default now): the newest
+    at or before it. Needs ``forecast.intraday = true``."""
+    from aggregat.ops import jobs
+
+    e = _env(env)
+    jobs.require_intraday(e)
+    when = pd.Timestamp.now(tz="UTC") if at is None else as_utc(at, param="at")
+    return jobs.intraday_issue_at(e, when)
+
+
 def weekly(env: Environment, force: bool = False) -> RunReport:
     """Retrain the models due (``forecast.retrain_after_days``), validate, promote if better."""
     from aggregat.ops import jobs
@@ -175,15 +184,15 @@ def forecasts(env: Environment, targets: str | Collection[str] | None = None,
               issue_time: TimeLike | None = None) -> pd.DataFrame:
     """Forecast rows of ``horizon`` (``target_id`` without the ``@intraday`` suffix) with
     ``start <= valid_time < end``, or of one ``issue_time``."""
-    from aggregat.bank import read_forecast
-    from aggregat.bank.window import forecast_targets
+    from aggregat.bank import read_forecast, target_ids
     from aggregat.forecast.pipeline import model_key
 
     h = Horizon.parse(horizon)
     bank = _bank(_env(env))
     ids = _ids(targets, "targets")
     if ids is None:
-        ids = [t for t in forecast_targets(bank) if (("@" in t) == (h is Horizon.INTRADAY))]
+        ids = [t for t in target_ids(bank, "forecast")
+               if ("@" in t) == (h is Horizon.INTRADAY)]
     keys = [model_key(t.split("@", 1)[0], h) for t in ids]
     frame = read_forecast(bank, keys,
                           None if issue_time is None else as_utc(issue_time, param="issue_time"),
@@ -205,15 +214,8 @@ def train(env: Environment, targets: str | Collection[str] | None = None,
     from aggregat.forecast.pipeline import parse_age, train_targets
 
     age = if_older if isinstance(if_older, pd.Timedelta) else parse_age(if_older)
-    out = []
-    for summary in train_targets(_env(env), _ids(targets, "targets"), force=force,
-                                 if_older=age, workers=workers,
-                                 horizon=Horizon.parse(horizon)):
-        result = train_result(summary)
-        out.append(result)
-        if on_result:
-            on_result(result)
-    return out
+    return train_targets(_env(env), _ids(targets, "targets"), force=force, if_older=age,
+                         workers=workers, horizon=Horizon.parse(horizon), on_result=on_result)
 
 
 def default_issue_time(env: Environment, now: TimeLike | None = None) -> pd.Timestamp:
@@ -234,14 +236,8 @@ def predict(env: Environment, issue_time: TimeLike | None = None,
     e = _env(env)
     issue = default_issue_time(e) if issue_time is None else as_utc(issue_time,
                                                                     param="issue_time")
-    out = []
-    for summary in predict_targets(e, issue, _ids(targets, "targets"), workers=workers,
-                                   horizon=Horizon.parse(horizon)):
-        result = predict_result(summary)
-        out.append(result)
-        if on_result:
-            on_result(result)
-    return out
+    return predict_targets(e, issue, _ids(targets, "targets"), workers=workers,
+                           horizon=Horizon.parse(horizon), on_result=on_result)
 
 
 def models(env: Environment, target: str | None = None) -> list[ModelVersion]:
@@ -303,15 +299,20 @@ def backtest(frame: pd.DataFrame, *, load_col: str, weather_cols: Sequence[str] 
 
 def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
                       time_col: str = "time", weather_cols: Sequence[str] = (),
-                      known_cols: Sequence[str] = (), tz: str = "UTC") -> pd.DataFrame:
+                      known_cols: Sequence[str] = (), tz: str = "UTC",
+                      time_format: str | None = None, ambiguous: str | None = None,
+                      nonexistent: str | None = None) -> pd.DataFrame:
     """CSV file(s) (globs allowed; later files win on duplicate times) as the frame
     :func:`backtest` takes: indexed by UTC time, with the load and the named columns (the files
-    read are in ``frame.attrs["paths"]``). Times without an offset are in ``tz``."""
+    read are in ``frame.attrs["paths"]``). Times without an offset are in ``tz``, read in file
+    order (see :func:`aggregat.timeutil.parse_times` for ``ambiguous`` and ``nonexistent``)."""
     from aggregat.forecast.backtest import expand_paths, read_csv_inputs
 
     files = [str(p) for p in expand_paths([str(p) for p in paths])]
     load_series, weather = read_csv_inputs(files, time_col, load_col, list(weather_cols),
-                                           list(known_cols), naive_tz=tz)
+                                           list(known_cols), naive_tz=tz,
+                                           time_format=time_format, ambiguous=ambiguous,
+                                           nonexistent=nonexistent)
     frame = weather.set_index("valid_time")
     frame.index.name = "time"
     frame.insert(0, load_col, load_series.to_numpy())
@@ -429,11 +430,13 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
     """Copy new and corrected measured load from the energy DB into the bank (incremental)."""
     from aggregat.energy.db import make_engine
     from aggregat.energy.sync import sync_load
+    from aggregat.plausibility import Plausibility
 
     e = _env(env)
     engine = make_engine(e.energy_db, e.energy)
     try:
-        return sync_load(engine, _bank(e), e.energy, full=full)
+        return sync_load(engine, _bank(e), e.energy, full=full,
+                         plausibility=Plausibility.from_env(e))
     finally:
         engine.dispose()
 
@@ -457,10 +460,13 @@ def publish(env: Environment, issue_time: TimeLike,
 
 def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) -> ImportReport:
     """Measured load from a CSV file into the bank (see :func:`aggregat.load_import.read_load_csv`
-    for ``options``: column names, time zone of times without offset, ...)."""
+    for ``options``: column names, time zone of times without offset, ...); values outside the
+    targets' plausible bounds are rejected and counted."""
     from aggregat.load_import import import_load_csv
+    from aggregat.plausibility import Plausibility
 
-    return import_load_csv(_bank(_env(env)), path, **options)
+    e = _env(env)
+    return import_load_csv(_bank(e), path, plausibility=Plausibility.from_env(e), **options)
 
 
 def init_energy_db(env: Environment) -> tuple[list[str], str]:

@@ -95,6 +95,9 @@ class EnergySettings(_Section):
     # Sync: rows fetched per round trip (server-side cursor) and rows per bank write + watermark.
     sync_fetch_rows: int = 20000
     sync_batch_rows: int = 200000
+    # Plausibility of measured load (aggregat.plausibility): values above this (MW), or a
+    # target's own max_mw, are rejected by `load import` and `energy sync`, never stored.
+    max_load_mw: float = 1e5
 
 
 class TargetSettings(_Section):
@@ -108,6 +111,12 @@ class TargetSettings(_Section):
     # skipped. Empty list: calendar and load lags only.
     weather_cols: list[str] = Field(default_factory=lambda: [
         "t2m_c", "rh2m_pct", "wind_speed_10m_ms", "ssrd_wm2", "tcc_pct"])
+    # Plausible load (MW), checked on import and sync (aggregat.plausibility): max_mw defaults
+    # to [energy] max_load_mw; negative values are implausible unless net_load (on-site
+    # generation can exceed consumption), then min_mw defaults to -max.
+    min_mw: float | None = None
+    max_mw: float | None = None
+    net_load: bool = False
 
 
 class ForecastSettings(_Section):
@@ -132,7 +141,7 @@ class ForecastSettings(_Section):
     intraday_every_h: float = 6.0
     intraday_hours: float = 36.0
     # Blend intraday forecasts with the newest day-ahead forecast issued before them (weight 0
-    # at lead 0 up to 1/2 from 6 h; forecast.blend): vic_elec intraday MAE 107.2 -> 105.8.
+    # at lead 0 up to 1/2 from 6 h; forecast.blend): the two err differently.
     intraday_blend: bool = True
     # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...;
     # p50_members = ["level", "nowcast"] leaves out the members built on the ridge).
@@ -216,6 +225,7 @@ def load_environment(
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
     name = name or os.environ.get("AGGREGAT_ENV") or raw.get("default_env") or DEFAULT_ENV
     envs = raw.get("env", {})
+    _check_shape(raw, name, path)
     if name in envs:
         section = _deep_merge(raw.get("defaults", {}), envs[name])
     elif name == DEFAULT_ENV:
@@ -226,6 +236,9 @@ def load_environment(
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
     section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
     root = section.pop("root", None) or _default_root()
+    if not isinstance(root, str):
+        raise ConfigError(f"{path or 'config'} [env.{name}] setting 'root': give a folder or URL "
+                          "as a string")
     base = Path(path).parent if path else Path.cwd()
     root = _absolute(root, base)
     settings: dict[str, Any] = {
@@ -256,6 +269,20 @@ def load_environment(
         raise ConfigError(
             f"{path or 'config'} [env.{name}] setting {loc!r}: {first['msg']}"
         ) from None
+
+
+def _check_shape(raw: dict[str, Any], name: Any, path: Path | None) -> None:
+    """The tables the loader walks are tables (a fuzzed file raised TypeError here)."""
+    where = path or "config"
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: default_env = {name!r}: give an environment name as a string")
+    envs = raw.get("env", {})
+    for key, value in [("env", envs), ("defaults", raw.get("defaults", {})),
+                       *((f"env.{k}", v) for k, v in (envs.items() if isinstance(envs, dict)
+                                                      else ()))]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table ([{key}] with settings), "
+                              f"not {type(value).__name__}")
 
 
 def _absolute(value: str, base: Path) -> str:

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 
 class AggregatError(Exception):
-    """Base of all errors a user can act on."""
+    """Base of all errors a user can act on.
+
+    ``param``: the function parameter(s) the message names (``if_older``, ``sites``); the CLI
+    shows them as its flags (``--if-older``), the library never names a flag.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, param: str | tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.params = (param,) if isinstance(param, str) else tuple(param)
 
 
 class ConfigError(AggregatError):

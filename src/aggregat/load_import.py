@@ -6,10 +6,16 @@ editor counts them: the header is line 1) and the column, never a silent wrong n
 
 - times are ISO 8601 unless ``time_format`` (a strptime format) is given, so ``01/02/2026`` is
   never guessed as January or February; times with an offset (``Z``, ``+01:00``) are instants,
-  naive times are local to ``tz`` (default UTC; an ambiguous or missing local time at a DST change
-  is an error unless the series is regular enough for pandas to infer the repeated hour);
-- values are numbers in ``unit`` (kW or MW) converted to MW; empty values are skipped and counted;
-- a (target, time) present twice is an error naming both lines.
+  naive times are local to ``tz`` (default UTC), read in file order for each target: of the
+  repeated October hour the first rows are summer time, the next winter time; a time in the
+  March gap, or a repeated-hour time present once, is an error naming its line unless
+  ``nonexistent`` / ``ambiguous`` say what to do (:func:`aggregat.timeutil.parse_times`);
+- values are numbers in ``unit`` (W, kW or MW) converted to MW; empty values are skipped and
+  counted;
+- a (target, time) present twice is an error naming both lines;
+- values outside the target's plausible bounds (:mod:`aggregat.plausibility`) are rejected,
+  counted and named by line in the summary; when ALL are implausible the file is an error (most
+  likely a unit mistake, which the message names) and nothing is imported.
 
 Rows get ``updated_at`` = import time, so a re-import replaces earlier values (the bank upserts by
 target/time, newest ``updated_at`` wins) and never duplicates them.
@@ -17,18 +23,18 @@ target/time, newest ``updated_at`` wins) and never duplicates them.
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 
-from aggregat.errors import InputError
+from aggregat.errors import ConfigError, InputError
+from aggregat.plausibility import MAX_EXAMPLES, Plausibility
+from aggregat.timeutil import parse_times, zone
 
-UNITS_TO_MW = {"mw": 1.0, "kw": 1e-3}
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+UNITS_TO_MW = {"mw": 1.0, "kw": 1e-3, "w": 1e-6}
+_FIRST, _LAST = "1900-01-01", "2199-12-31"  # plausible measurement times
 
 
 @dataclass
@@ -41,39 +47,61 @@ class ImportReport:
     targets: list[str]
     start: pd.Timestamp | None
     end: pd.Timestamp | None
+    rejected: int = 0
+    rejected_examples: list[str] = field(default_factory=list)  # "line N target ...: why"
 
     def summary(self) -> str:
         span = f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC" if self.rows else "-"
         skipped = f", {self.skipped_empty} empty value(s) skipped" if self.skipped_empty else ""
+        if self.rejected:
+            more = " ..." if self.rejected > len(self.rejected_examples) else ""
+            skipped += (f"; {self.rejected} implausible value(s) rejected, not stored "
+                        f"({'; '.join(self.rejected_examples)}{more})")
         return (f"imported {self.rows} rows for {len(self.targets)} target(s) "
                 f"({', '.join(self.targets[:5])}{' ...' if len(self.targets) > 5 else ''}) "
                 f"from {self.path}: {span}{skipped}")
 
 
-def _fail(path: Path, line: int | None, column: str | None, what: str) -> InputError:
+def _fail(path: Path, line: int | None, column: str | None, what: str,
+          param: str | tuple[str, ...] = ()) -> InputError:
     where = str(path) + (f" line {line}" if line is not None else "")
     where += f" column {column!r}" if column else ""
-    return InputError(f"{where}: {what}")
+    return InputError(f"{where}: {what}", param=param)
 
 
 def read_load_csv(
     path: str | Path, *, target: str | None = None, time_col: str = "time",
     value_col: str = "load_mw", target_col: str = "target_id", unit: str = "MW",
     tz: str = "UTC", time_format: str | None = None, sep: str = ",", decimal: str = ".",
+    ambiguous: str | None = None, nonexistent: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Read and validate a load CSV; returns (frame in the bank ``load`` schema, empty values).
 
+    ``ambiguous``/``nonexistent``: what to do with DST times the file cannot resolve (see
+    :func:`aggregat.timeutil.parse_times`).
+
     The frame has ``target_id``, ``time`` (UTC), ``load_mw`` (float64), ``updated_at`` (now).
+    Plausibility is not checked here (:func:`import_load_csv` does).
     """
+    frame, empty = _read(path, target=target, time_col=time_col, value_col=value_col,
+                         target_col=target_col, unit=unit, tz=tz, time_format=time_format,
+                         sep=sep, decimal=decimal, ambiguous=ambiguous, nonexistent=nonexistent)
+    return frame.drop(columns="line"), empty
+
+
+def _read(path: str | Path, *, target: str | None, time_col: str, value_col: str,
+          target_col: str, unit: str, tz: str, time_format: str | None, sep: str, decimal: str,
+          ambiguous: str | None = None, nonexistent: str | None = None,
+          ) -> tuple[pd.DataFrame, int]:
+    """:func:`read_load_csv` keeping each row's ``line`` (for the plausibility messages)."""
     path = Path(path)
     factor = UNITS_TO_MW.get(unit.lower())
     if factor is None:
-        raise InputError(f"unit {unit!r} is not supported; use kW or MW")
+        raise InputError(f"unit {unit!r} is not supported; use W, kW or MW")
     try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"time zone {tz!r} is unknown; use an IANA name such as "
-                         "Europe/Paris or UTC") from None
+        zone(tz)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
@@ -81,13 +109,14 @@ def read_load_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise _fail(path, None, None, f"not a readable CSV ({str(exc).strip()[:120]})") from None
     use_target_col = target_col in header
-    for col, option in ((time_col, "--time-col"), (value_col, "--value-col")):
+    for col, option in ((time_col, "time_col"), (value_col, "value_col")):
         if col not in header:
             raise _fail(path, 1, col, f"column not found (columns: {', '.join(header)}); "
-                        f"name the right one with {option}")
+                        f"name the right one with {option}", param=option)
     if target is None and not use_target_col:
         raise _fail(path, 1, target_col, f"column not found (columns: {', '.join(header)}); "
-                    "name it with --target-col or give one --target ID")
+                    "name it with target_col or give one target ID",
+                    param=("target_col", "target"))
     usecols = [time_col, value_col] + ([target_col] if use_target_col else [])
     try:
         raw = pd.read_csv(path, sep=sep, usecols=usecols, dtype=str, keep_default_na=False,
@@ -109,12 +138,20 @@ def read_load_csv(
                 raise _fail(path, None, target_col, f"no row for target {target!r}")
             raw, targets, lines = raw[keep], targets[keep], lines[keep.to_numpy()]
 
-    times = _parse_times(path, raw[time_col], lines, time_col, time_format, zone, targets)
+    times = parse_times(raw[time_col], tz=tz, source=str(path), column=time_col, lines=lines,
+                        by=targets.to_numpy(), time_format=time_format, ambiguous=ambiguous,
+                        nonexistent=nonexistent)
+    outside = np.asarray((times < pd.Timestamp(_FIRST, tz="UTC"))
+                         | (times > pd.Timestamp(_LAST, tz="UTC")))
+    if outside.any():  # a typo in the year (pandas' nanosecond times stop in 1677 and 2262)
+        i = int(outside.argmax())
+        raise _fail(path, int(lines[i]), time_col, f"time {raw[time_col].iloc[i]!r} is not "
+                    f"between {_FIRST} and {_LAST}; check the year")
     text = raw[value_col]
     empty = (text == "").to_numpy()
     numbers = text.str.replace(decimal, ".", regex=False) if decimal != "." else text
     values = pd.to_numeric(numbers.where(~empty, "nan"), errors="coerce").to_numpy(float)
-    bad = ~empty & ~pd.Series(values).map(math.isfinite).to_numpy()
+    bad = ~empty & ~np.isfinite(values)
     if bad.any():
         i = int(bad.argmax())
         raise _fail(path, int(lines[i]), value_col,
@@ -124,7 +161,7 @@ def read_load_csv(
         "time": times,
         "load_mw": values * factor,
         "line": lines,
-    })[~empty]
+    })[~empty & ~times.isna()]  # NaT: a DST row dropped on request
     dup = frame.duplicated(["target_id", "time"], keep=False)
     if dup.any():
         rows = frame[dup].sort_values(["target_id", "time", "line"])
@@ -132,51 +169,32 @@ def read_load_csv(
         raise _fail(path, int(second["line"]), time_col,
                     f"time {first['time']:%Y-%m-%dT%H:%MZ} appears twice for target "
                     f"{first['target_id']!r} (first at line {int(first['line'])})")
-    frame = frame.drop(columns="line").sort_values(["target_id", "time"]).reset_index(drop=True)
+    frame = frame.sort_values(["target_id", "time"]).reset_index(drop=True)
     frame["updated_at"] = pd.Timestamp.now(tz="UTC")
     return frame, int(empty.sum())
 
 
-def _parse_times(path: Path, text: pd.Series, lines, column: str, time_format: str | None,
-                 zone: ZoneInfo, targets: pd.Series) -> pd.Series:
-    """Text -> UTC timestamps, with the line of the first bad value in the error."""
-    fmt = time_format or "ISO8601"
-    has_offset = text.str.contains(_OFFSET)
-    if has_offset.any() and not has_offset.all():
-        i = int((~has_offset).to_numpy().argmax() if has_offset.iloc[0] else has_offset.argmax())
-        raise _fail(path, int(lines[i]), column,
-                    f"{text.iloc[i]!r} mixes times with and without UTC offset in one file; "
-                    "use one convention")
-    parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=bool(has_offset.any()))
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        i = int(bad.argmax())
-        hint = f"expected format {time_format!r}" if time_format else \
-            "expected ISO 8601 (2026-01-31 13:00); give --time-format for another layout"
-        raise _fail(path, int(lines[i]), column, f"cannot read {text.iloc[i]!r} as a time; {hint}")
-    if has_offset.any():
-        return parsed.dt.tz_convert("UTC")
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    for _, idx in parsed.groupby(targets.to_numpy()).groups.items():
-        local = parsed.loc[idx].sort_values()
-        try:
-            aware = local.dt.tz_localize(zone, ambiguous="infer", nonexistent="raise")
-        except Exception:  # ambiguous or non-existent local times (DST changes)
-            probe = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-            bad_idx = probe.index[probe.isna()][0]
-            i = text.index.get_loc(bad_idx)
-            raise _fail(path, int(lines[i]), column,
-                        f"local time {text.iloc[i]!r} is ambiguous or does not exist in {zone.key} "
-                        "(DST change); give times in UTC or with an offset") from None
-        out.loc[aware.index] = aware.dt.tz_convert("UTC")
-    return out
-
-
-def import_load_csv(bank, path: str | Path, **options) -> ImportReport:
-    """Validate ``path`` (see :func:`read_load_csv`) and upsert it into the bank's ``load``."""
+def import_load_csv(bank, path: str | Path, *, plausibility: Plausibility | None = None,
+                    **options) -> ImportReport:
+    """Validate ``path`` (see :func:`read_load_csv`), reject implausible values (module doc)
+    and upsert the rest into the bank's ``load``."""
     from aggregat.bank import write_load
 
-    frame, skipped = read_load_csv(path, **options)
+    defaults = {"target": None, "time_col": "time", "value_col": "load_mw",
+                "target_col": "target_id", "unit": "MW", "tz": "UTC", "time_format": None,
+                "sep": ",", "decimal": ".", "ambiguous": None, "nonexistent": None}
+    frame, skipped = _read(path, **{**defaults, **options})
+    plausibility = plausibility or Plausibility()
+    bad = plausibility.implausible(frame["target_id"], frame["load_mw"].to_numpy())
+    rejected = frame[bad].sort_values("line")
+    examples = [f"line {int(r.line)} target {r.target_id!r} {r.time:%Y-%m-%dT%H:%MZ}: "
+                f"{plausibility.describe(r.target_id, r.load_mw)}"
+                for r in rejected.head(MAX_EXAMPLES).itertuples()]
+    if len(rejected) and bad.all():
+        raise InputError(f"{path}: all {len(rejected)} values are implausible, nothing imported "
+                         f"(first: {examples[0]}); "
+                         f"{_unit_hint(frame, plausibility, options.get('unit', 'MW'))}")
+    frame = frame[~bad].drop(columns="line")
     if not frame.empty:
         write_load(bank, frame)
     return ImportReport(
@@ -184,4 +202,16 @@ def import_load_csv(bank, path: str | Path, **options) -> ImportReport:
         targets=sorted(frame["target_id"].unique()),
         start=frame["time"].min() if len(frame) else None,
         end=frame["time"].max() if len(frame) else None,
+        rejected=len(rejected), rejected_examples=examples,
     )
+
+
+def _unit_hint(frame: pd.DataFrame, plausibility: Plausibility, unit: str) -> str:
+    """The unit in which every value would be plausible, if there is one."""
+    given = UNITS_TO_MW[unit.lower()]
+    for name, factor in (("MW", 1.0), ("kW", 1e-3), ("W", 1e-6)):
+        scaled = frame["load_mw"].to_numpy() * factor / given
+        if factor != given and not plausibility.implausible(frame["target_id"], scaled).any():
+            return f"the values look like {name}, not {unit}: give --unit {name}"
+    return ("check the unit (--unit W, kW or MW) and the bounds ([energy] max_load_mw, the "
+            "target's min_mw / max_mw / net_load)")

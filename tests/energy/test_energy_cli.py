@@ -78,8 +78,14 @@ retries = 0
     assert done.returncode == 0, done.stderr
     assert "48 rows" in done.stdout
 
-    done = aggregat(tmp_path, "energy", "publish", "--issue-time", "2026-01-10T10:00")
-    assert done.returncode == 2 and "has no time zone" in done.stderr
+    # Without offset: forecast.timezone (Europe/Paris), as every command reads a time.
+    done = aggregat(tmp_path, "energy", "publish", "--issue-time", "2026-01-10T11:00")
+    assert done.returncode == 0, done.stderr
+    assert "issue time 2026-01-10 11:00+01:00 (10:00 UTC)" in done.stdout
+    assert "48 rows" in done.stdout
+    done = aggregat(tmp_path, "energy", "publish", "--issue-time", "2026-03-29T02:30")
+    assert done.returncode == 2 and "--issue-time 2026-03-29 02:30 does not exist in " \
+        "Europe/Paris (DST gap)" in done.stderr.replace("\n", "")
 
     done = aggregat(tmp_path, "energy", "publish", "--env", "down",
                     "--issue-time", "2026-01-10T10:00Z")

@@ -63,7 +63,7 @@ def test_empty_values_are_skipped_and_counted(tmp_path, bank):
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {"value_col": "mw"},
      r"load\.csv line 1 column 'mw': column not found \(columns: time, load_mw\)"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {},
-     r"load\.csv line 1 column 'target_id': column not found.*--target"),
+     r"load\.csv line 1 column 'target_id': column not found.*target_col or give one target"),
     ("time,load_mw\n2026-01-05 00:00,1\n05/01/2026 01:00,2\n", {"target": "t"},
      r"load\.csv line 3 column 'time': cannot read '05/01/2026 01:00' as a time"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n2026-01-05T01:00Z,1.2.3\n", {"target": "t"},
@@ -75,7 +75,7 @@ def test_empty_values_are_skipped_and_counted(tmp_path, bank):
     ("time,load_mw\n2026-01-05 00:00,1\n2026-01-05 00:00,2\n", {"target": "t"},
      r"line 3 column 'time': time 2026-01-05T00:00Z appears twice .*first at line 2"),
     ("time,load_mw\n2026-03-29 02:30,1\n", {"target": "t", "tz": "Europe/Paris"},
-     r"line 2 column 'time': local time '2026-03-29 02:30' is ambiguous or does not exist"),
+     r"line 2 column 'time': 2026-03-29 02:30 does not exist in Europe/Paris \(DST gap\)"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {"target": "t", "unit": "GWh"},
      r"unit 'GWh' is not supported"),
     ("time,load_mw\n2026-01-05T00:00Z,1\n", {"target": "t", "tz": "Paris"},
@@ -97,3 +97,25 @@ def test_explicit_time_format_reads_day_first(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="nope.csv: file not found"):
         read_load_csv(tmp_path / "nope.csv", target="t")
+
+
+def test_french_local_csv_in_file_order_is_accepted_at_the_october_hour(tmp_path):
+    # As utilities export it: long format, both targets at each time, the repeated hour twice.
+    hours = ["01:00", "01:30", "02:00", "02:30", "02:00", "02:30", "03:00"]
+    rows = ["time,target_id,load_mw"] + [f"2026-10-25 {h},{t},{i}" for i, h in enumerate(hours)
+                                         for t in ("a", "b")]
+    frame, _ = read_load_csv(write(tmp_path, "\n".join(rows) + "\n"), tz="Europe/Paris")
+    for _, part in frame.groupby("target_id"):
+        assert part["time"].tolist() == list(pd.date_range("2026-10-24T23:00Z", periods=7,
+                                                           freq="30min"))
+        assert part["load_mw"].tolist() == list(range(7))  # file order: summer 02:00 first
+
+
+def test_march_gap_names_the_line_and_the_options(tmp_path):
+    rows = ["time,load_mw"] + [f"2026-03-29 {h},1" for h in ("01:00", "01:30", "02:30", "03:00")]
+    with pytest.raises(InputError, match=r"load\.csv line 4 column 'time': 2026-03-29 02:30 does "
+                       r"not exist in Europe/Paris \(DST gap\).*--nonexistent"):
+        read_load_csv(write(tmp_path, "\n".join(rows) + "\n"), target="t", tz="Europe/Paris")
+    frame, _ = read_load_csv(write(tmp_path, "\n".join(rows) + "\n"), target="t",
+                             tz="Europe/Paris", nonexistent="drop")
+    assert len(frame) == 3

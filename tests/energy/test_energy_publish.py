@@ -13,7 +13,7 @@ import aggregat.energy.publish as publish_module
 from aggregat.bank import write_forecast
 from aggregat.energy.db import make_engine
 from aggregat.energy.publish import publish_forecast
-from aggregat.errors import BankError, ConfigError, EnergyDBError
+from aggregat.errors import BankError, ConfigError, EnergyDBError, InputError
 
 ISSUE = datetime(2026, 1, 10, 10, tzinfo=UTC)
 OTHER_ISSUE = ISSUE + timedelta(days=1)
@@ -117,6 +117,12 @@ def test_db_down_keeps_the_forecast_and_the_next_run_publishes_it(energy_url, ba
 def test_nothing_to_publish_is_a_clear_error(engine, bank, settings):
     with pytest.raises(BankError, match="no forecast for issue time 2026-01-10T10:00Z"):
         publish_forecast(engine, bank, settings, ISSUE)
+
+
+def test_a_naive_issue_time_is_refused_not_taken_as_utc(engine, bank, settings):
+    write_forecast(bank, forecast_frame())
+    with pytest.raises(InputError, match=r"issue_time 2026-01-10 10:00 has no time zone"):
+        publish_forecast(engine, bank, settings, ISSUE.replace(tzinfo=None))
 
 
 def test_injection_in_forecast_table_is_rejected(engine, bank, settings):

@@ -89,12 +89,12 @@ def test_without_updated_column_recent_corrections_are_picked_up(engine, bank, s
         conn.execute(table.update().where(table.c.target_id == "b",
                                           table.c.time_utc == to_db(engine, [
                                               {"t": T0 + timedelta(hours=47)}])[0]["t"])
-                     .values(value_mw=-1.0))
+                     .values(value_mw=999.0))
     report = sync_load(engine, bank, settings)
     assert report.rows_read == 2 * 7  # hours 41..47 of each target
     df = bank_load(bank)
     assert len(df) == 96
-    assert df[df.target_id == "b"]["load_mw"].iloc[-1] == -1.0
+    assert df[df.target_id == "b"]["load_mw"].iloc[-1] == 999.0
 
 
 def test_rerun_without_changes_is_idempotent(source, bank, settings):

@@ -29,10 +29,41 @@ def test_csv_inputs_naive_local_times_and_errors(tmp_path):
     with pytest.raises(InputError, match="non-numeric"):
         read_csv_inputs([str(p)], "t", "mw")
     p.write_text("t,mw\nyesterday,1\n")
-    with pytest.raises(InputError, match="date-times"):
+    with pytest.raises(InputError, match=r"x\.csv line 2 column 't': cannot read 'yesterday' as "
+                       "a time"):
         read_csv_inputs([str(p)], "t", "mw")
     with pytest.raises(InputError, match="no file matches"):
         read_csv_inputs([str(tmp_path / "nothing-*.csv")], "t", "mw")
+
+
+def test_csv_inputs_local_times_in_file_order_across_the_october_hour(tmp_path):
+    p = tmp_path / "x.csv"
+    hours = ["01:00", "01:30", "02:00", "02:30", "02:00", "02:30", "03:00"]
+    p.write_text("t,mw\n" + "".join(f"2026-10-25 {h},{i}\n" for i, h in enumerate(hours)))
+    load, _ = read_csv_inputs([str(p)], "t", "mw", naive_tz="Europe/Paris")
+    assert list(load.index) == list(pd.date_range("2026-10-24T23:00Z", periods=7, freq="30min"))
+    assert load.tolist() == list(range(7))  # each value at its own instant
+
+
+def test_csv_inputs_dst_gap_and_other_formats_are_errors_with_their_line(tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("t,mw\n2026-03-29 01:30,1\n2026-03-29 02:30,2\n2026-03-29 03:30,3\n")
+    with pytest.raises(InputError, match=r"x\.csv line 3 column 't': 2026-03-29 02:30 does not "
+                       r"exist in Europe/Paris \(DST gap\)"):
+        read_csv_inputs([str(p)], "t", "mw", naive_tz="Europe/Paris")
+    load, _ = read_csv_inputs([str(p)], "t", "mw", naive_tz="Europe/Paris",
+                              nonexistent="drop")
+    assert load.tolist() == [1.0, 3.0]
+    # No format="mixed" guessing: a second layout in the file, or a day/month order, is refused.
+    p.write_text("t,mw\n2026-01-05 00:00,1\n05/01/2026 01:00,2\n")
+    with pytest.raises(InputError, match=r"x\.csv line 3 column 't': cannot read "
+                       "'05/01/2026 01:00' as a time"):
+        read_csv_inputs([str(p)], "t", "mw")
+    p.write_text("t,mw\n01/02/2026 00:00,1\n")
+    with pytest.raises(InputError, match=r"line 2 column 't': cannot read '01/02/2026 00:00'"):
+        read_csv_inputs([str(p)], "t", "mw")
+    load, _ = read_csv_inputs([str(p)], "t", "mw", time_format="%d/%m/%Y %H:%M")
+    assert load.index[0] == pd.Timestamp("2026-02-01T00:00Z")
 
 
 def test_backtest_protocol_and_weekly_retrains(load, weather, small_cfg):

@@ -293,3 +293,36 @@ def test_backfill_covers_the_issues_of_local_days_also_when_clocks_change(offlin
             (f"{day:%d} 10:00", "day-ahead"), (f"{day:%d} 04:00", "intraday"),
             (f"{day:%d} 10:00", "intraday"), (f"{day:%d} 16:00", "intraday"),
             (f"{day:%d} 22:00", "intraday")]
+
+
+def test_cli_reads_a_naive_time_alike_in_run_intraday_and_model_predict(archive, measured,
+                                                                         tmp_path):
+    """`run intraday --at T` and `model predict --issue-time T`: a T without offset is the
+    environment's forecast.timezone (Europe/Paris) in both, and both print the instant."""
+    from typer.testing import CliRunner
+
+    from aggregat.cli.main import app
+
+    with serve_folder(archive) as base_url:
+        config = make_env(tmp_path, base_url, measured, extra=ON)
+        common = ["--env", "test", "--config", str(config)]
+        run = CliRunner().invoke(app, ["run", "intraday", "--at", "2026-11-27T10:00",
+                                       "--no-publish", *common])
+        assert run.exit_code == 0, run.output
+        earlier = CliRunner().invoke(app, ["run", "intraday", "--at", "2026-11-27T09:30",
+                                           "--no-publish", *common])
+        assert earlier.exit_code == 0, earlier.output
+    predict = CliRunner().invoke(app, ["model", "predict", "--issue-time", "2026-11-27T10:00",
+                                       "--horizon", "intraday", *common])
+    assert predict.exit_code == 0, predict.output
+    shown = "2026-11-27 10:00+01:00 (09:00 UTC)"  # ISSUE
+    assert f"--at {shown}" in run.output and f"intraday issue {shown}" in run.output
+    assert f"issue time {shown}" in predict.output
+    # 09:30 Paris is 08:30 UTC: the newest intraday issue by then is 04:00 Paris (03:00 UTC).
+    assert "--at 2026-11-27 09:30+01:00 (08:30 UTC)" in earlier.output
+    assert "intraday issue 2026-11-27 04:00+01:00 (03:00 UTC)" in earlier.output
+    env = _env(config)
+    parts = {e.partition for e in Ledger(Bank(env.bank)).entries() if e.step == "predict-intraday"}
+    assert parts == {PART, "2026-11-27T0300Z"}
+    assert set(read_forecast(Bank(env.bank))["issue_time"]) == {
+        ISSUE, pd.Timestamp("2026-11-27T03:00Z")}

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+import xxhash
 from archive_server import grib2_messages
 
-from aggregat.errors import GribError
-from aggregat.weather.datalake import Datalake, check_grib_framing, message_offsets
+from aggregat.errors import CorruptFileError, GribError
+from aggregat.weather import datalake as datalake_mod
+from aggregat.weather.datalake import (
+    HASH,
+    Datalake,
+    check_grib_framing,
+    file_digest,
+    manifest_digest,
+    message_offsets,
+    verify_file,
+)
 from aggregat.weather.products import get_product
 
 PRODUCT = get_product("arome-0025")
@@ -148,3 +159,55 @@ def test_quarantine_goes_to_the_setting(lake, tmp_path, where):
     assert not lake.exists(rel) and not lake.exists(f"quarantine/{rel}")
     assert lake.quarantine_store.read_bytes(rel) == b"GRIB-bad"
     assert b"sha256" in lake.quarantine_store.read_bytes(f"{rel}.reason")
+
+
+# -- integrity hash --------------------------------------------------------------------------
+def test_file_digest_is_xxh3_on_paths_files_and_bytes_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(datalake_mod, "_BLOCK", 1000)  # many blocks, a short last one
+    data = bytes(range(256)) * 37
+    path = tmp_path / "f.grib2"
+    path.write_bytes(data)
+    want = xxhash.xxh3_128(data).hexdigest()
+    assert HASH == "xxh3_128"
+    assert file_digest(path) == file_digest(str(path)) == file_digest(data) == want
+    assert file_digest(io.BytesIO(data)) == want
+    assert file_digest(path, "sha256") == hashlib.sha256(data).hexdigest()
+
+
+def test_datalake_digest_on_any_store(lake):
+    rel = _put(lake, "SP1", PRODUCT.groups[0], b"GRIB-abc")
+    assert lake.digest(rel) == xxhash.xxh3_128(b"GRIB-abc").hexdigest()
+    assert lake.digest(rel, "sha256") == hashlib.sha256(b"GRIB-abc").hexdigest()
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"hash": "xxh3_128:ab12"}, ("xxh3_128", "ab12")),
+    ({"sha256": "cd34"}, ("sha256", "cd34")),  # manifests written before xxh3
+    ({"size": 3}, None),
+])
+def test_manifest_digest_reads_new_and_legacy_entries(entry, expected):
+    assert manifest_digest(entry) == expected
+
+
+@pytest.mark.parametrize("algorithm", ["xxh3_128", "sha256"])
+def test_verify_file_catches_a_flipped_byte_with_either_algorithm(tmp_path, algorithm):
+    data = b"GRIB" + bytes(5000) + b"7777"
+    path = tmp_path / "f.grib2"
+    path.write_bytes(data)
+    expect = (len(data), algorithm, file_digest(data, algorithm))
+    verify_file(path, expect, "f.grib2")
+    verify_file(data, expect, "f.grib2")
+    flipped = bytearray(data)
+    flipped[2000] ^= 1
+    path.write_bytes(bytes(flipped))
+    for source in (path, bytes(flipped)):
+        with pytest.raises(CorruptFileError, match=f"f.grib2: {algorithm} does not match"):
+            verify_file(source, expect, "f.grib2")
+
+
+def test_unknown_hash_algorithm_is_not_a_proof_of_corruption(tmp_path):
+    path = tmp_path / "f.grib2"
+    path.write_bytes(b"GRIB7777")
+    with pytest.raises(GribError, match="f.grib2: the manifest names an unknown hash") as info:
+        verify_file(path, (8, "nohash", "00"), "f.grib2")
+    assert not isinstance(info.value, CorruptFileError)  # so the file is not quarantined

@@ -238,8 +238,24 @@ def _flip_data_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_same_size_corruption_fails_the_hash_and_is_quarantined(archive, tmp_path):
+def _legacy_manifest(datalake: Datalake) -> None:
+    """Rewrite the run's manifest as fetch wrote it before xxh3: ``"sha256": hex``."""
+    import hashlib
+
+    manifest = datalake.read_manifest(PRODUCT, RUN)
+    prefix = datalake.run_prefix(PRODUCT, RUN)
+    for key, entry in manifest["files"].items():
+        del entry["hash"]
+        data = datalake.local_path(f"{prefix}/{key}").read_bytes()
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+    datalake.write_manifest(PRODUCT, RUN, manifest)
+
+
+@pytest.mark.parametrize("algorithm", ["xxh3_128", "sha256"])
+def test_same_size_corruption_fails_the_hash_and_is_quarantined(archive, tmp_path, algorithm):
     datalake = _fetched(archive, tmp_path)
+    if algorithm == "sha256":
+        _legacy_manifest(datalake)
     victim = _victim(datalake, "SP1", "07H12H")
     path = datalake.local_path(victim)
     size = path.stat().st_size
@@ -249,12 +265,21 @@ def test_same_size_corruption_fails_the_hash_and_is_quarantined(archive, tmp_pat
                          locations=_locations(archive["driver"]), workers=2)
     assert report.partial
     assert [os.path.basename(f) for f, _ in report.bad_files] == [path.name]
-    assert "sha256 does not match the manifest" in report.bad_files[0][1]
+    assert f"{algorithm} does not match the manifest" in report.bad_files[0][1]
     moved = tmp_path / "datalake" / "quarantine" / victim
     assert not path.exists() and moved.exists()
-    assert "sha256" in Path(f"{moved}.reason").read_text()
+    assert algorithm in Path(f"{moved}.reason").read_text()
     frame = read_weather(Bank(str(tmp_path / "bank")), RUN, END)
     assert frame[frame.step_h.between(7, 12)]["t2m_c"].isna().all()  # no value from that file
+
+
+def test_a_legacy_sha256_manifest_still_verifies(archive, tmp_path):
+    datalake = _fetched(archive, tmp_path)
+    _legacy_manifest(datalake)
+    report = extract_run(PRODUCT, RUN, datalake=datalake, bank=Bank(str(tmp_path / "bank")),
+                         locations=_locations(archive["driver"]), workers=2)
+    assert not report.partial and report.bad_files == [] and report.unverified == []
+    assert report.rows > 0 and report.quarantined == []
 
 
 def test_every_file_proven_bad_is_quarantined_with_its_reason(archive, tmp_path):

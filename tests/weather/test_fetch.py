@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import xxhash
 from archive_server import ArchiveServer, Failure, archive_rel, write_archive
 
 from aggregat.errors import FetchError, PartialRunError
@@ -74,7 +75,8 @@ def test_full_fetch_then_refetch_skips_without_any_get(server, archive, lake):
         rel = lake_rel(lake, arel)
         assert lake.local_path(rel).read_bytes() == body
         entry = manifest["files"][lake.manifest_key(PRODUCT, RUN, rel)]
-        assert entry["sha256"] == hashlib.sha256(body).hexdigest()
+        assert entry["hash"] == f"xxh3_128:{xxhash.xxh3_128(body).hexdigest()}"
+        assert "sha256" not in entry  # nothing needs it: the fast hash is the only one
         assert entry["size"] == len(body) and entry["url"].endswith(arel)
         assert datetime.fromisoformat(entry["fetched_at"]).tzinfo is not None
     assert len(lake.run_files(PRODUCT, RUN)) == N_FILES
@@ -91,11 +93,32 @@ def test_refetch_replaces_a_file_that_no_longer_matches_its_manifest(server, arc
     fetch(server, lake)
     arel = rel_of("SP1", 2)
     path = lake.local_path(lake_rel(lake, arel))
-    path.write_bytes(bytes(len(data[arel])))  # same size, other bytes: only sha256 tells
+    path.write_bytes(bytes(len(data[arel])))  # same size, other bytes: only the hash tells
     report = fetch(server, lake)
     assert result_for(report, arel).status == "downloaded"
     assert report.skipped == N_FILES - 1
     assert path.read_bytes() == data[arel]
+
+
+def test_a_legacy_sha256_manifest_still_verifies_on_refetch(server, archive, lake):
+    _, data = archive
+    fetch(server, lake)
+    manifest = lake.read_manifest(PRODUCT, RUN)
+    for arel, body in data.items():  # as fetch wrote them before xxh3
+        entry = manifest["files"][lake.manifest_key(PRODUCT, RUN, lake_rel(lake, arel))]
+        del entry["hash"]
+        entry["sha256"] = hashlib.sha256(body).hexdigest()
+    lake.write_manifest(PRODUCT, RUN, manifest)
+    arel = rel_of("SP2", 1)
+    path = lake.local_path(lake_rel(lake, arel))
+    path.write_bytes(bytes(len(data[arel])))
+    report = fetch(server, lake)
+    assert report.skipped == N_FILES - 1  # the legacy hashes match: no request for those
+    assert result_for(report, arel).status == "downloaded"
+    assert path.read_bytes() == data[arel]
+    entry = lake.read_manifest(PRODUCT, RUN)["files"][lake.manifest_key(PRODUCT, RUN,
+                                                                         lake_rel(lake, arel))]
+    assert entry["hash"].startswith("xxh3_128:") and "sha256" not in entry
 
 
 # -- missing and failing files ---------------------------------------------------------------

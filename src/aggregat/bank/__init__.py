@@ -19,12 +19,20 @@ from aggregat.bank.datasets import (
 )
 from aggregat.bank.store import Bank
 from aggregat.bank.window import (
+    forecast_issue_dates,
+    forecast_issues,
+    has_weather_run,
+    load_months,
     merge_weather_run,
     nominal_available_at,
     read_forecast,
     read_load,
     read_weather,
+    target_ids,
     utc,
+    weather_run_dates,
+    weather_run_partition,
+    weather_runs,
     write_forecast,
     write_load,
     write_weather_run,
@@ -32,7 +40,9 @@ from aggregat.bank.window import (
 
 __all__ = [
     "DATASETS", "FORECAST", "LOAD", "WEATHER_FORECAST", "WEATHER_VARIABLES", "Bank", "Column",
-    "Dataset", "conform", "get_dataset", "merge_weather_run", "nominal_available_at",
-    "read_forecast", "read_load", "read_weather", "register_dataset", "utc", "write_forecast",
-    "write_load", "write_weather_run",
+    "Dataset", "conform", "forecast_issue_dates", "forecast_issues", "get_dataset",
+    "has_weather_run", "load_months", "merge_weather_run", "nominal_available_at",
+    "read_forecast", "read_load", "read_weather", "register_dataset", "target_ids", "utc",
+    "weather_run_dates", "weather_run_partition", "weather_runs", "write_forecast", "write_load",
+    "write_weather_run",
 ]

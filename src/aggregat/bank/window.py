@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
@@ -18,6 +19,7 @@ import pandas as pd
 from aggregat.bank.datasets import check_keys, conform
 from aggregat.bank.store import Bank
 from aggregat.errors import BankError
+from aggregat.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +34,8 @@ _US = pd.Timedelta(microseconds=1)
 
 
 def utc(value: datetime | str | pd.Timestamp, what: str = "time") -> pd.Timestamp:
-    """A tz-aware UTC Timestamp; naive values are refused (no silent local-time mix-ups)."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise BankError(f"{what} {value!r} is not a time") from None
-    if ts.tzinfo is None:
-        raise BankError(f"{what} {value!r} has no time zone; give it in UTC (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    """A tz-aware UTC Timestamp; naive values are refused (:func:`aggregat.timeutil.as_utc`)."""
+    return as_utc(value, param=what, error=BankError)
 
 
 def _days(first: pd.Timestamp, last: pd.Timestamp, fmt: str = "%Y-%m-%d") -> list[str]:
@@ -62,11 +58,81 @@ def _key_values(bank: Bank, dataset: str, key: str) -> list[str]:
     return [n[len(prefix):] for n in bank.store.listdir(dataset) if n.startswith(prefix)]
 
 
+def _ids(values: str | Collection[str] | None) -> list[str] | None:
+    """A collection of ids; one string is one id (not its letters)."""
+    if values is None:
+        return None
+    return [values] if isinstance(values, str) else list(values)
+
+
+def _dated_parts(bank: Bank, dataset: str, where: dict[str, str], date_key: str,
+                 first: pd.Timestamp | None, last: pd.Timestamp | None, part_re: re.Pattern[str]
+                 ) -> list[tuple[pd.Timestamp, str]]:
+    """(time, part file) of the parts of a series, date partitions ``first``..``last`` (whole
+    days; all when None), sorted by time; the time is the date key plus the part's HH[MM]."""
+    if first is not None or last is not None:
+        dates = _days(utc(first if first is not None else last),
+                      utc(last if last is not None else first))
+        if not dates:
+            return []
+        where = {**where, date_key: dates}
+    out = []
+    for rel in bank.files(dataset, where):
+        folder, name = rel.rsplit("/", 1)
+        match = part_re.match(name)
+        if match is None:
+            continue
+        day = dict(s.split("=", 1) for s in folder.split("/")[1:])[date_key]
+        hh, mm = match.group(1), match.group(2) or "00"
+        out.append((pd.Timestamp(f"{day}T{hh}:{mm}:00Z"), rel))
+    return sorted(out)
+
+
+def _key_dates(bank: Bank, dataset: str, where: dict[str, str], key: str) -> list[str]:
+    return sorted({p[key] for p in bank.partitions(dataset, where)})
+
+
+# -- what the other layers may ask about partitions ----------------------------------------------
+def target_ids(bank: Bank, dataset: str = LOAD) -> list[str]:
+    """Target ids with data in ``dataset`` (``load`` or ``forecast``), sorted."""
+    if dataset not in (LOAD, FORECAST):
+        raise BankError(f"{dataset}: dataset is not partitioned by target (use {LOAD!r} or "
+                        f"{FORECAST!r})")
+    return sorted(_key_values(bank, dataset, "target"))
+
+
 def _in(column: str, values: Sequence[str]) -> str:
     return f'"{column}" IN ({", ".join("?" for _ in values)})'
 
 
 # -- weather_forecast ----------------------------------------------------------------------------
+_RUN_PART = re.compile(r"^run=(\d{2})()\.parquet$")
+
+
+def weather_run_partition(model: str, run_time: datetime | str) -> tuple[dict[str, str], str]:
+    """(partition keys, part) of one model run: where :func:`write_weather_run` writes it."""
+    run = utc(run_time, "run_time")
+    return {"model": model, "run_date": f"{run:%Y-%m-%d}"}, f"run={run:%H}"
+
+
+def has_weather_run(bank: Bank, model: str, run_time: datetime | str) -> bool:
+    """True when the bank holds the rows of this model run."""
+    keys, part = weather_run_partition(model, run_time)
+    return bank.store.exists(bank.part_path(WEATHER, keys, part))
+
+
+def weather_run_dates(bank: Bank, model: str) -> list[str]:
+    """Days (``YYYY-MM-DD``) with at least one run of ``model``, sorted."""
+    return _key_dates(bank, WEATHER, {"model": model}, "run_date")
+
+
+def weather_runs(bank: Bank, model: str, first: datetime | str | None = None,
+                 last: datetime | str | None = None) -> list[tuple[pd.Timestamp, str]]:
+    """(run time, part file) of the runs of ``model`` made on the days of ``first``..``last``
+    (all runs when both are None), sorted by run time."""
+    return _dated_parts(bank, WEATHER, {"model": model}, "run_date", first, last, _RUN_PART)
+
+
 def nominal_available_at(model: str, run_time: pd.Timestamp) -> pd.Timestamp:
     """When a run is normally published (run time + the model family's usual delay)."""
     family = model.split("-", 1)[0].lower()
@@ -104,8 +170,8 @@ def write_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
     if dups.any():
         raise BankError(f"{WEATHER}: run {model} {run:%Y-%m-%dT%HZ} has {int(dups.sum())} "
                         "duplicate (location, valid_time) rows")
-    keys = {"model": model, "run_date": f"{run:%Y-%m-%d}"}
-    return bank.write_partition(WEATHER, keys, df, part=f"run={run:%H}")
+    keys, part = weather_run_partition(model, run)
+    return bank.write_partition(WEATHER, keys, df, part=part)
 
 
 def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.DataFrame,
@@ -165,8 +231,8 @@ def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
 
 
 def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
-                 models: Collection[str] | None = None,
-                 locations: Collection[str] | None = None, max_lead_h: float = 102,
+                 models: str | Collection[str] | None = None,
+                 locations: str | Collection[str] | None = None, max_lead_h: float = 102,
                  issued_before: datetime | str | None = None,
                  columns: list[str] | None = None, latest: bool = False) -> pd.DataFrame:
     """Forecast rows with ``start <= valid_time < end``, reading only the runs that can reach it.
@@ -183,7 +249,7 @@ def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
     if issued_before is not None:
         cutoff = utc(issued_before, "issued_before")
         last = min(last, cutoff)
-    models = list(models) if models is not None else _key_values(bank, WEATHER, "model")
+    models = _ids(models) if models is not None else _key_values(bank, WEATHER, "model")
     dates = _days(first, last)
     if t1 <= t0 or not models or not dates:
         return bank.read_files(WEATHER, [], columns)
@@ -194,7 +260,7 @@ def read_weather(bank: Bank, start: datetime | str, end: datetime | str,
         conds.append("available_at <= ?")
         params.append(cutoff)
     if locations is not None:
-        locations = list(locations)
+        locations = _ids(locations)
         if not locations:
             return bank.read_files(WEATHER, [], columns)
         conds.append(_in("location", locations))
@@ -232,11 +298,11 @@ def write_load(bank: Bank, df: pd.DataFrame) -> int:
     return int(len(frame.drop_duplicates(["target_id", "time"])))
 
 
-def read_load(bank: Bank, target_ids: Collection[str] | None = None,
+def read_load(bank: Bank, target_ids: str | Collection[str] | None = None,
               start: datetime | str | None = None,
               end: datetime | str | None = None) -> pd.DataFrame:
     """Load rows with ``start <= time < end`` (open ends allowed), reading only those months."""
-    targets = list(target_ids) if target_ids is not None else _key_values(bank, LOAD, "target")
+    targets = _ids(target_ids) if target_ids is not None else _key_values(bank, LOAD, "target")
     if not targets:
         return bank.read_files(LOAD, [])
     where: dict[str, list[str]] = {"target": targets}
@@ -270,7 +336,28 @@ def _prune_months(files: list[str], t0: pd.Timestamp | None, t1: pd.Timestamp | 
     return out
 
 
+def load_months(bank: Bank, target: str) -> list[str]:
+    """Months (``YYYY-MM``, UTC) with measured load of ``target``, sorted."""
+    return _key_dates(bank, LOAD, {"target": target}, "month")
+
+
 # -- forecast ------------------------------------------------------------------------------------
+_ISSUE_PART = re.compile(r"^issue=(\d{2})(\d{2})\.parquet$")
+
+
+def forecast_issue_dates(bank: Bank, target: str) -> list[str]:
+    """Days (``YYYY-MM-DD``, UTC) with at least one forecast issue of ``target``, sorted."""
+    return _key_dates(bank, FORECAST, {"target": target}, "issue_date")
+
+
+def forecast_issues(bank: Bank, target: str, first: datetime | str | None = None,
+                    last: datetime | str | None = None) -> list[tuple[pd.Timestamp, str]]:
+    """(issue time, part file) of the forecasts of ``target`` issued on the days of
+    ``first``..``last`` (all when both are None), sorted by issue time."""
+    return _dated_parts(bank, FORECAST, {"target": target}, "issue_date", first, last,
+                        _ISSUE_PART)
+
+
 def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
     """Write (replace) the forecasts of each (target_id, issue_time) in ``df``; returns rows.
 
@@ -290,12 +377,7 @@ def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
     return int(len(frame))
 
 
-def forecast_targets(bank: Bank) -> list[str]:
-    """Target ids present in the ``forecast`` dataset (``<id>@intraday`` for intraday ones)."""
-    return _key_values(bank, FORECAST, "target")
-
-
-def read_forecast(bank: Bank, target_ids: Collection[str] | None = None,
+def read_forecast(bank: Bank, target_ids: str | Collection[str] | None = None,
                   issue_time: datetime | str | None = None,
                   start: datetime | str | None = None, end: datetime | str | None = None,
                   max_horizon_h: float = 168) -> pd.DataFrame:
@@ -304,7 +386,7 @@ def read_forecast(bank: Bank, target_ids: Collection[str] | None = None,
     With a window and no issue time, only issue dates from ``start - max_horizon_h`` to ``end``
     are read.
     """
-    targets = list(target_ids) if target_ids is not None else _key_values(bank, FORECAST,
+    targets = _ids(target_ids) if target_ids is not None else _key_values(bank, FORECAST,
                                                                           "target")
     if not targets:
         return bank.read_files(FORECAST, [])

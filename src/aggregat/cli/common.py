@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 from collections.abc import Iterator
 from typing import Annotated
@@ -34,18 +33,36 @@ def environment(env: str | None, config: str | None = None) -> Environment:
     return load_environment(env, config)
 
 
+# Library parameters the CLI takes as these flags: its errors name the flag, the library's the
+# parameter.
+FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "sites": "--sites",
+         "test_weeks": "--test-weeks", "since": "--since", "scheduler": "--scheduler",
+         "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
+         "target": "--target", "time_format": "--time-format"}
+
+
+def error_line(exc: AggregatError) -> str:
+    """The error's message with the parameters it names shown as the CLI's flags (those of
+    :data:`FLAGS`, or of the command's :func:`flags`).
+
+    Only whole words are replaced, not inside a path (``load.csv``) or a `setting`.
+    """
+    names = {**FLAGS, **getattr(exc, "cli_flags", {})}
+    message = str(exc)
+    for param in getattr(exc, "params", ()) or tuple(getattr(exc, "cli_flags", {})):
+        if param in names:
+            message = re.sub(rf"(?<![\w`./-]){re.escape(param)}(?![\w`/-])(?!\.\w)",
+                             names[param], message)
+    return message
+
+
 @contextlib.contextmanager
 def flags(**names: str) -> Iterator[None]:
-    """Errors of the library name its parameters (``every_h``); the command line says them as
-    its flags (``--every-h``): ``with flags(every_h="--every-h"): api.backtest(...)``."""
+    """The flags a command takes for the library's parameters where they differ from
+    :data:`FLAGS` (``with flags(tz="--csv-tz"): api.read_backtest_csv(...)``); the innermost
+    block wins."""
     try:
         yield
     except AggregatError as exc:
-        text = str(exc)
-        for param, flag in names.items():
-            text = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, text)
-        if text == str(exc):
-            raise
-        clone = copy.copy(exc)
-        clone.args = (text,)
-        raise clone from None
+        exc.cli_flags = {**names, **getattr(exc, "cli_flags", {})}
+        raise

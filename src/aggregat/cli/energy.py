@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
-from aggregat.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def parse_issue_time(value: str) -> datetime:
-    """``--issue-time`` as a UTC instant; an offset (``Z``, ``+01:00``) is required."""
-    import pandas as pd  # lazily: keeps `aggregat --help` fast
-
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise InputError(f"--issue-time {value!r} is not a time; use e.g. 2026-11-28T10:00Z") \
-            from None
-    if ts.tzinfo is None:
-        raise InputError(f"--issue-time {value!r} has no time zone; add Z for UTC "
-                         "(e.g. 2026-11-28T10:00Z) or an offset")
-    return ts.tz_convert("UTC").to_pydatetime()
 
 
 @app.command("init-db")
@@ -57,7 +40,9 @@ def sync(
 @app.command("publish")
 def publish(
     issue_time: Annotated[str, typer.Option("--issue-time", help="Issue time of the forecast to "
-                                            "publish, UTC (e.g. 2026-11-28T10:00Z).")],
+                                            "publish: local to forecast.timezone "
+                                            "(2026-11-28T10:00) unless it has an offset "
+                                            "(2026-11-28T09:00Z).")],
     target: Annotated[list[str] | None, typer.Option("--target", help="Only this target "
                                                      "(repeatable; <id>@intraday for an "
                                                      "intraday forecast); default: all "
@@ -67,7 +52,11 @@ def publish(
 ) -> None:
     """Write the bank's forecasts of one issue time into the energy DB in one transaction."""
     from aggregat import api
+    from aggregat.timeutil import fmt_time, parse_cli_time
 
-    when = parse_issue_time(issue_time)
-    report = api.publish(environment(env, config), when, target or None)
+    environ = environment(env, config)
+    tz = environ.forecast.timezone
+    when = parse_cli_time(issue_time, tz, param="--issue-time")
+    console.print(f"issue time {fmt_time(when, tz)}")
+    report = api.publish(environ, when, target or None)
     console.print(report.summary())

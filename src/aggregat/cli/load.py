@@ -21,10 +21,15 @@ def import_(
     value_col: Annotated[str, typer.Option("--value-col", help="Load column.")] = "load_mw",
     target_col: Annotated[str, typer.Option("--target-col", help="Target id column.")] =
         "target_id",
-    unit: Annotated[str, typer.Option("--unit", help="Unit of the values: kW or MW.")] = "MW",
+    unit: Annotated[str, typer.Option("--unit", help="Unit of the values: W, kW or MW.")] = "MW",
     tz: Annotated[str, typer.Option("--tz", help="Time zone of times without offset.")] = "UTC",
     time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
                            "the times (default ISO 8601), e.g. '%d/%m/%Y %H:%M'.")] = None,
+    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
+                         "local time the file order cannot resolve (it occurs once): first "
+                         "(summer time), second (winter time) or drop.")] = None,
+    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
+                           "March DST gap: shift_forward or drop (default: an error).")] = None,
     sep: Annotated[str, typer.Option("--sep", help="Field separator.")] = ",",
     decimal: Annotated[str, typer.Option("--decimal", help="Decimal mark of the values.")] = ".",
     env: EnvOption = None,
@@ -37,6 +42,6 @@ def import_(
     report = api.import_load(
         environ, file, target=target, time_col=time_col, value_col=value_col,
         target_col=target_col, unit=unit, tz=tz, time_format=time_format, sep=sep,
-        decimal=decimal,
+        decimal=decimal, ambiguous=ambiguous, nonexistent=nonexistent,
     )
     console.print(report.summary())

@@ -23,7 +23,7 @@ from aggregat.cli import (
     weather,
     weather_extract,  # noqa: F401  (registers extract commands)
 )
-from aggregat.cli.common import err_console
+from aggregat.cli.common import err_console, error_line
 from aggregat.config import mask
 from aggregat.errors import AggregatError
 
@@ -75,7 +75,7 @@ def main() -> None:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except AggregatError as exc:
-        err_console.print(f"[bold red]error:[/] {mask(str(exc))}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {mask(error_line(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
+from aggregat.timeutil import Horizon
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -41,13 +42,20 @@ def backtest(
                   "hour.")] = "Europe/Paris",
     csv_tz: Annotated[str, typer.Option("--csv-tz", help="Time zone of CSV times written "
                       "without an offset.")] = "UTC",
+    time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
+                           "the CSV times (default ISO 8601; one format per file).")] = None,
+    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
+                         "local time the file order cannot resolve: first, second or "
+                         "drop.")] = None,
+    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
+                           "March DST gap: shift_forward or drop (default: an error).")] = None,
     issue_hour: Annotated[float, typer.Option("--issue-hour", help="Local hour of D-1 at which "
                           "the forecast of day D is issued.")] = 10.0,
     test_weeks: Annotated[int, typer.Option("--test-weeks", min=1, help="Test on the last N "
                           "weeks; retrain weekly on all earlier data.")] = 8,
     horizon: Annotated[str, typer.Option("--horizon", help="day-ahead (issued at --issue-hour "
                        "of D-1 for day D) or intraday (an issue every --every-h hours for the "
-                       "next --hours).")] = "day-ahead",
+                       "next --hours).")] = Horizon.DAY_AHEAD,
     every_h: Annotated[float, typer.Option("--every-h", help="Intraday: hours between "
                        "issues (aligned on --issue-hour).")] = 6.0,
     hours: Annotated[float, typer.Option("--hours", help="Intraday: hours each issue "
@@ -84,7 +92,9 @@ def backtest(
         wcols, kcols = _cols(weather_cols), _cols(known_cols)
         with flags(tz="--csv-tz", paths="--csv"):
             frame = api.read_backtest_csv(csv, time_col=time_col, load_col=load_col,
-                                          weather_cols=wcols, known_cols=kcols, tz=csv_tz)
+                                          weather_cols=wcols, known_cols=kcols, tz=csv_tz,
+                                          time_format=time_format, ambiguous=ambiguous,
+                                          nonexistent=nonexistent)
         paths = frame.attrs["paths"]
         run_name = name or Path(paths[0]).stem
         console.print(f"{run_name}: {len(frame)} rows from {len(paths)} file(s), "

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 from aggregat.cli.model import app
-from aggregat.errors import ConfigError, PartialRunError
+from aggregat.errors import PartialRunError
+from aggregat.timeutil import Horizon
 
 TargetOption = Annotated[
     list[str] | None,
@@ -46,7 +47,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Retrain even if the model is young "
                      "(after a deployment: retrains only, no dataset rebuild).")] = False,
     workers: WorkersOption = None,
-    horizon: HorizonOption = "day-ahead",
+    horizon: HorizonOption = Horizon.DAY_AHEAD,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -100,41 +101,32 @@ def _num(x) -> str:
 
 @app.command("predict")
 def predict(
-    issue_time: Annotated[str | None, typer.Option("--issue-time", help="Issue time: UTC "
-                          "(2026-11-28T09:00Z), or local to forecast.timezone without offset; "
-                          "default: today at forecast.issue_hour_local.")] = None,
+    issue_time: Annotated[str | None, typer.Option("--issue-time", help="Issue time: local to "
+                          "forecast.timezone (2026-11-28T10:00) unless it has an offset "
+                          "(2026-11-28T09:00Z); default: today at forecast.issue_hour_local."
+                          )] = None,
     target: TargetOption = None,
     workers: WorkersOption = None,
-    horizon: HorizonOption = "day-ahead",
+    horizon: HorizonOption = Horizon.DAY_AHEAD,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Forecast the next day (or the next hours, intraday) of each target with its current
     model; writes dataset forecast."""
-    import pandas as pd
-
     from aggregat import api
+    from aggregat.timeutil import fmt_time, parse_cli_time
 
     e = environment(env, config)
-    if issue_time is None:
-        issue = api.default_issue_time(e)
-    else:
-        try:
-            issue = pd.Timestamp(issue_time)
-        except (ValueError, TypeError):
-            raise ConfigError(f"--issue-time {issue_time!r} is not a date-time "
-                              "(e.g. 2026-11-28T10:00)") from None
-        if issue.tzinfo is None:
-            issue = issue.tz_localize(e.forecast.timezone, ambiguous=True,
-                                      nonexistent="shift_forward")
-        issue = issue.tz_convert("UTC")
+    tz = e.forecast.timezone
+    issue = (api.default_issue_time(e) if issue_time is None
+             else parse_cli_time(issue_time, tz, param="--issue-time"))
+    console.print(f"issue time {fmt_time(issue, tz)}")
 
     def show(r) -> None:
         if r.status == "predicted":
             flag = f", {r.baseline_rows} baseline rows" if r.baseline_rows else ""
             note = f" [yellow]({r.note})[/]" if r.note else ""
-            console.print(f"{r.target}: {r.rows} rows issued {issue:%Y-%m-%dT%H:%MZ} with "
-                          f"{r.version}{flag}{note}")
+            console.print(f"{r.target}: {r.rows} rows with {r.version}{flag}{note}")
         else:
             console.print(f"[red]{r.target}: failed[/] {r.error}")
 

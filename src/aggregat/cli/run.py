@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import typer
@@ -22,17 +22,6 @@ def _day(text: str | None, what: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{what} {text!r} is not a date: write it like 2026-11-28") from None
-
-
-def _time(text: str | None, what: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{what} {text!r} is not a time: write it like 2026-11-28T10:00 (UTC) "
-                          "or 2026-11-28T11:00+01:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _finish(result) -> None:
@@ -61,8 +50,8 @@ def daily(
 @app.command("intraday")
 def intraday(
     at: Annotated[str | None, typer.Option(
-        "--at", help="Time (UTC unless it has an offset), default now: the newest intraday issue "
-        "at or before it is forecast.")] = None,
+        "--at", help="Time (local to forecast.timezone unless it has an offset), default now: "
+        "the newest intraday issue at or before it is forecast.")] = None,
     force: ForceOption = False,
     no_publish: Annotated[bool, typer.Option("--no-publish", help="Skip publishing.")] = False,
     env: EnvOption = None,
@@ -70,10 +59,17 @@ def intraday(
 ) -> None:
     """fetch -> extract -> sync -> predict -> publish of the newest intraday issue (needs
     forecast.intraday = true)."""
-    from aggregat import api
+    import pandas as pd
 
-    _finish(api.intraday(environment(env, config), _time(at, "--at"), force=force,
-                         publish=not no_publish))
+    from aggregat import api
+    from aggregat.timeutil import fmt_time, parse_cli_time
+
+    settings = environment(env, config)
+    tz = settings.forecast.timezone
+    when = parse_cli_time(at, tz, param="--at") if at is not None else pd.Timestamp.now(tz="UTC")
+    console.print(f"--at {fmt_time(when, tz)}")
+    console.print(f"intraday issue {fmt_time(api.intraday_issue_at(settings, when), tz)}")
+    _finish(api.intraday(settings, when, force=force, publish=not no_publish))
 
 
 @app.command("weekly")
@@ -126,4 +122,4 @@ def schedule(
                   f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
                   f"({fs.timezone}); Ctrl-C to stop")
     api.schedule(settings, once=once, log=lambda m: console.print(
-        f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))
+        f"[dim]{datetime.now().astimezone():%Y-%m-%d %H:%M:%S%z}[/] {m}"))

@@ -72,7 +72,7 @@ def extract(
     _print_report(report)
     if report.partial:
         raise PartialRunError(
-            f"{report.model} run {report.run_time:%Y-%m-%dT%H}: partial, "
+            f"{report.model} run {report.run_time:%Y-%m-%dT%H}Z: partial, "
             f"{len(report.bad_files)} bad file(s) ({len(report.quarantined)} quarantined in "
             f"{settings.quarantine}), {len(report.missing_files)} missing; fetch again, then "
             "extract again")

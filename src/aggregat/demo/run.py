@@ -74,7 +74,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
 
     now = now or datetime.now(UTC)
     today = now.date()
-    base_url = env.weather.base_url
+    configured_url = env.weather.base_url
     env = demo_environment(env)
     report = DemoReport()
     locations = load_locations(env.sites)
@@ -116,7 +116,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
         report.timed("run daily", lambda: _job(api.daily(env, today)))
 
     report.env = env.model_copy(update={"weather": env.weather.model_copy(
-        update={"base_url": base_url})})
+        update={"base_url": configured_url})})
     report.health = api.health(env)
     report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
                     "energy DB": env.energy_db, "sites": env.sites}
@@ -160,13 +160,12 @@ def _migrate_history(env: Environment, weather: dict, start: pd.Timestamp,
                      end: pd.Timestamp) -> str:
     """Forecast history before the archive days, written straight into the bank (the legacy
     data bank's history, copied once, as the roadmap's first item asks)."""
-    from aggregat.bank import Bank, write_weather_run
+    from aggregat.bank import Bank, has_weather_run, write_weather_run
     from aggregat.demo.truth import forecast_history
 
     bank = Bank(env.bank)
     runs = pd.date_range(start, end - pd.Timedelta(days=1), freq="D")
-    todo = [r for r in runs if not bank.store.exists(bank.part_path(
-        "weather_forecast", {"model": "arome-0025", "run_date": f"{r:%Y-%m-%d}"}, "run=00"))]
+    todo = [r for r in runs if not has_weather_run(bank, "arome-0025", r)]
     for run, frame in forecast_history(weather, pd.DatetimeIndex(todo), "arome-0025"):
         write_weather_run(bank, "arome-0025", run, frame)
     return f"{len(todo)} daily AROME runs written ({len(runs) - len(todo)} already there)"
@@ -192,8 +191,3 @@ def _simulate_archive(archive: Path, runs: list[pd.Timestamp], locations, weathe
     return (f"{count} GRIB2 files ({len(runs)} days x {len(DEMO_PACKAGES)} models, CCSDS)"
             + (f", {skipped} runs already there" if skipped else ""))
 
-
-def demo_days_back(days: int) -> list[datetime]:
-    """The 00 UTC run days of a ``days``-day demo ending today (for docs and tests)."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return [today - timedelta(days=d) for d in range(days - 1, -1, -1)]

@@ -36,6 +36,7 @@ from aggregat.config import EnergySettings
 from aggregat.energy.db import to_db_time, validate_identifier, with_retries
 from aggregat.energy.schema import FORECAST_COLUMNS, forecast_table
 from aggregat.errors import BankError, ConfigError
+from aggregat.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,8 @@ class PublishReport:
                 f"{len(self.targets)} target(s) into {self.destination} in {self.duration_s:.2f}s")
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+def _utc(value: datetime, param: str = "issue_time") -> datetime:
+    return as_utc(value, param=param).to_pydatetime()
 
 
 def forecast_records(frame: pd.DataFrame, published_at: datetime) -> list[dict]:
@@ -78,8 +77,8 @@ def forecast_records(frame: pd.DataFrame, published_at: datetime) -> list[dict]:
                                      strict=True):
         rec = {
             "target_id": str(row.target_id),
-            "issue_time": _utc(pd.Timestamp(row.issue_time).to_pydatetime()),
-            "valid_time": _utc(pd.Timestamp(row.valid_time).to_pydatetime()),
+            "issue_time": _utc(row.issue_time),
+            "valid_time": _utc(row.valid_time, "valid_time"),
             "model_version": str(version) if isinstance(version, str) and version
             else ("baseline" if bool(is_base) else "unknown"),
             "published_at": published_at,

@@ -15,6 +15,11 @@ So a crash before a bank write loses nothing (the watermark has not moved) and a
 duplicates nothing (the upsert absorbs the re-read). Rows deleted from the source are not
 propagated. The state remembers which database it came from: pointing ``energy_db`` elsewhere
 starts a full copy.
+
+Rows outside their target's plausible bounds (:mod:`aggregat.plausibility`) are rejected as
+``load import`` rejects them: not written, counted and named (target/time/value) in the report,
+the log and the job ledger; the watermark still moves past them, so a corrected row (new update
+stamp) is copied by a later sync.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from aggregat.energy.db import (
     with_retries,
 )
 from aggregat.errors import BankError, EnergyDBError
+from aggregat.plausibility import MAX_EXAMPLES, Plausibility
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +64,22 @@ class SyncReport:
     full: bool = False
     duration_s: float = 0.0
     targets: set[str] = field(default_factory=set)
+    rows_rejected: int = 0
+    # the first implausible rows: target, time (ISO), value_mw, why
+    rejected_examples: list[dict[str, object]] = field(default_factory=list)
 
     def summary(self) -> str:
         kind = "full" if self.full else "incremental"
+        rejected = ""
+        if self.rows_rejected:
+            more = " ..." if self.rows_rejected > len(self.rejected_examples) else ""
+            rejected = (f"; {self.rows_rejected} implausible row(s) rejected, not stored ("
+                        + "; ".join(f"target {r['target']!r} {r['time']}: {r['why']}"
+                                    for r in self.rejected_examples) + more + ")")
         return (f"energy sync ({kind}) from {self.table}: {self.rows_read} rows read, "
                 f"{self.rows_written} written to bank 'load' in {self.batches} batch(es), "
                 f"{len(self.targets)} target(s), watermark {_fmt(self.watermark_before)} -> "
-                f"{_fmt(self.watermark_after)}, {self.duration_s:.2f}s")
+                f"{_fmt(self.watermark_after)}, {self.duration_s:.2f}s{rejected}")
 
 
 def _fmt(value: datetime | None) -> str:
@@ -161,15 +176,34 @@ def _fetchable(column, is_time: bool, engine: sa.Engine):
     return column
 
 
-def sync_load(engine: sa.Engine, bank, settings: EnergySettings, *, full: bool = False
-              ) -> SyncReport:
-    """Copy new and updated measured load from the energy DB into the bank (see module doc)."""
-    return with_retries(lambda: _sync_once(engine, bank, settings, full), settings,
+def sync_load(engine: sa.Engine, bank, settings: EnergySettings, *, full: bool = False,
+              plausibility: Plausibility | None = None) -> SyncReport:
+    """Copy new and updated measured load from the energy DB into the bank (see module doc).
+
+    ``plausibility``: the bounds per target (:meth:`Plausibility.from_env`); default: the
+    environment-wide ``settings.max_load_mw`` and no negative load."""
+    plausibility = plausibility or Plausibility(settings.max_load_mw)
+    return with_retries(lambda: _sync_once(engine, bank, settings, full, plausibility), settings,
                         "energy sync", engine,
                         on_failure="the bank keeps what earlier runs copied; rerun later")
 
 
-def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) -> SyncReport:
+def _reject(frame: pd.DataFrame, plausibility: Plausibility, report: SyncReport) -> pd.DataFrame:
+    """``frame`` without its implausible rows, which are counted and named in ``report``."""
+    bad = plausibility.implausible(frame["target_id"], frame["load_mw"].to_numpy())
+    if not bad.any():
+        return frame
+    rejected = frame[bad]
+    report.rows_rejected += len(rejected)
+    for r in rejected.head(MAX_EXAMPLES - len(report.rejected_examples)).itertuples():
+        report.rejected_examples.append({
+            "target": r.target_id, "time": f"{r.time:%Y-%m-%dT%H:%MZ}", "value_mw": r.load_mw,
+            "why": plausibility.describe(r.target_id, r.load_mw)})
+    return frame[~bad]
+
+
+def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool,
+               plausibility: Plausibility) -> SyncReport:
     from aggregat.bank import write_load
 
     started = time.perf_counter()
@@ -231,7 +265,7 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
                                         yield_per=settings.sync_fetch_rows).execute(query)
         for chunk in result.partitions():
             frame, skipped, chunk_max = rows_to_load(chunk, settings, synced_at)
-            pending.append(frame)
+            pending.append(_reject(frame, plausibility, report))
             pending_rows += len(chunk)
             report.rows_read += len(chunk)
             report.rows_skipped_null += skipped
@@ -242,5 +276,8 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool) ->
         if pending:
             flush()
     report.duration_s = time.perf_counter() - started
-    log.debug(report.summary())
+    if report.rows_rejected:
+        log.warning(report.summary())
+    else:
+        log.debug(report.summary())
     return report

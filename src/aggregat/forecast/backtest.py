@@ -35,6 +35,7 @@ from aggregat.forecast.models import (
     predict_frame,
     training_issues,
 )
+from aggregat.timeutil import Horizon, parse_times
 
 
 @dataclass
@@ -84,57 +85,45 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     for p in paths:
         hits = sorted(glob.glob(p)) if any(ch in p for ch in "*?[") else [p]
         if not hits:
-            raise InputError(f"--csv {p}: no file matches this pattern")
+            raise InputError(f"csv {p}: no file matches this pattern", param="csv")
         for h in hits:
             path = Path(h)
             if not path.is_file():
-                raise InputError(f"--csv {h}: file not found")
+                raise InputError(f"csv {h}: file not found", param="csv")
             if path not in out:
                 out.append(path)
     return out
 
 
-def _parse_times(col: pd.Series, naive_tz: str, where: str) -> pd.Series:
-    """UTC times from strings with an offset, or without one (then in ``naive_tz``)."""
-    raw = col.astype(str).str.strip()
-    offset = raw.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-    try:
-        if offset.all():
-            return pd.to_datetime(raw, utc=True, format="mixed")
-        if offset.any():
-            raise InputError(f"{where}: some times have a UTC offset and others not; use one form")
-        t = pd.to_datetime(raw, format="mixed")
-        return t.dt.tz_localize(naive_tz, ambiguous="infer", nonexistent="NaT").dt.tz_convert("UTC")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{where} does not parse as date-times ({exc})") from exc
-
-
 def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
                     weather_cols: Sequence[str] = (), known_cols: Sequence[str] = (),
-                    naive_tz: str = "UTC") -> tuple[pd.Series, pd.DataFrame]:
+                    naive_tz: str = "UTC", *, time_format: str | None = None,
+                    ambiguous: str | None = None, nonexistent: str | None = None
+                    ) -> tuple[pd.Series, pd.DataFrame]:
     """Load series and weather frame from one or more CSV files (concatenated, later rows win).
 
-    The time column must parse as dates; times without offset are in ``naive_tz`` (UTC). An
-    empty ``time_col`` means the first column (an unnamed index). Weather values count as
-    forecasts available before any issue time (``available_at`` = -inf).
+    Times are read by :func:`aggregat.timeutil.parse_times` (ISO 8601 unless ``time_format``;
+    without offset in ``naive_tz``, UTC by default, in file order; ``ambiguous``/``nonexistent``
+    for DST times the file cannot resolve). An empty ``time_col`` means the first column (an
+    unnamed index). Weather values count as forecasts available before any issue time
+    (``available_at`` = -inf).
     """
     frames = []
     for path in expand_paths(paths):
         try:
             df = pd.read_csv(path)
         except Exception as exc:  # pandas raises many types for malformed files
-            raise InputError(f"{path}: cannot read as CSV ({exc})") from exc
+            raise InputError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})"
+                             ) from None  # pandas' messages span lines
         col = time_col or df.columns[0]
         need = [col, load_col, *weather_cols, *known_cols]
         missing = [c for c in need if c not in df.columns]
         if missing:
             raise InputError(f"{path}: no column(s) {', '.join(map(repr, missing))}; columns are "
                              f"{', '.join(map(str, df.columns[:30]))}")
-        t = _parse_times(df[col], naive_tz, f"{path}: column {col!r}")
-        if t.isna().any():
-            raise InputError(f"{path}: column {col!r} has {int(t.isna().sum())} empty or "
-                             "invalid times")
-        part = pd.DataFrame({"time": t})
+        t = parse_times(df[col], tz=naive_tz, source=str(path), column=str(col),
+                        time_format=time_format, ambiguous=ambiguous, nonexistent=nonexistent)
+        part = pd.DataFrame({"time": t}, index=df.index)
         for c in [load_col, *weather_cols, *known_cols]:
             v = df[c]
             if v.dtype == bool or v.dtype == object and set(v.dropna().unique()) <= {
@@ -147,7 +136,7 @@ def read_csv_inputs(paths: Sequence[str], time_col: str, load_col: str,
                 raise InputError(f"{path}: column {c!r} has non-numeric values such as "
                                  f"{v[bad].iloc[0]!r}")
             part[c] = num.astype(float)
-        frames.append(part)
+        frames.append(part[~t.isna()])  # NaT: a DST row dropped on request
     data = pd.concat(frames, ignore_index=True).drop_duplicates("time", keep="last")
     data = data.sort_values("time").reset_index(drop=True)
     load = pd.Series(data[load_col].to_numpy(), index=pd.DatetimeIndex(data["time"]),
@@ -172,7 +161,7 @@ def test_issues(days: pd.DatetimeIndex, cfg: FeatureConfig) -> pd.DatetimeIndex:
     start = days[0].tz_localize(cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
     end = (days[-1] + pd.Timedelta(days=1)).tz_localize(
         cfg.tz, nonexistent="shift_forward").tz_convert("UTC")
-    if cfg.horizon == "intraday":
+    if cfg.horizon == Horizon.INTRADAY:
         return issue_schedule(start, end - pd.Timedelta(hours=cfg.intraday_hours), cfg)
     return pd.DatetimeIndex([issue_time_for_day(d, cfg.tz, cfg.issue_hour) for d in days])
 
@@ -196,7 +185,8 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     observed = s.dropna()
     if len(tests) == 0 or tests[0] <= observed.index[0] + pd.Timedelta(days=8):
         raise InputError(f"backtest: {test_weeks} test weeks leave no training history "
-                         f"(data starts {observed.index[0]:%Y-%m-%d}); use fewer --test-weeks")
+                         f"(data starts {observed.index[0]:%Y-%m-%d}); use fewer test_weeks",
+                         param="test_weeks")
     step = pd.Timedelta(days=retrain_days)
     cutoffs = [tests[0] + k * step for k in range(int((tests[-1] - tests[0]) / step) + 1)]
     # Every issue a retrain learns from (intraday thins the old ones), then the test issues.
@@ -212,7 +202,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         if not len(block):
             continue
         train_rows = ((valid + res) <= cutoff) & (feats["issue_time"] < cutoff).to_numpy()
-        if fc.horizon == "intraday":  # old issues thinned as in production
+        if fc.horizon == Horizon.INTRADAY:  # old issues thinned as in production
             train_rows &= feats["issue_time"].isin(trained_on).to_numpy()
         model = fit_frame(feats.loc[train_rows], actual[train_rows], config, res,
                           persistence_errors(s[s.index + res <= cutoff]))
@@ -231,7 +221,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         parts.append(pred)
     fc_all = pd.concat(parts, ignore_index=True)
     blended = None
-    if day_ahead is not None and fc.horizon == "intraday":
+    if day_ahead is not None and fc.horizon == Horizon.INTRADAY:
         fc_all, blended = blend.blend_with_day_ahead(fc_all, day_ahead)
     fc_all.insert(2, "lead_h", lead_hours(fc_all))
     if not np.isfinite(fc_all["actual_mw"]).any():
@@ -241,7 +231,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     report = {
         "protocol": {"horizon": fc.horizon, "issue_hour_local": fc.issue_hour, "tz": fc.tz,
                      **({"every_h": fc.intraday_every_h, "hours": fc.intraday_hours}
-                        if fc.horizon == "intraday" else {}),
+                        if fc.horizon == Horizon.INTRADAY else {}),
                      **({"day_ahead_blend": {"rows": blended, "max_weight": blend.MAX_WEIGHT,
                                              "ramp_h": blend.RAMP_H}}
                         if blended is not None else {}),

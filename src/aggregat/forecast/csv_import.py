@@ -36,11 +36,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from aggregat.bank import Bank, nominal_available_at, write_load
+from aggregat.bank import Bank, nominal_available_at, weather_run_partition, write_load
 from aggregat.config import Environment, ForecastSettings
 from aggregat.errors import ConfigError, InputError
 from aggregat.forecast.features import FeatureConfig
 from aggregat.forecast.targets import DAY_AHEAD_SPAN, WEATHER_DATASET, Target, forecast_span
+from aggregat.timeutil import Horizon
 
 CSV_MODEL = "csv"  # pseudo weather model of the imported columns
 CSV_TARGET = "csv"  # target id of the imported load
@@ -128,8 +129,8 @@ def _write_run(bank: Bank, model: str, location: str, run: pd.Timestamp, part: p
     out = out.append_column("available_at", pa.array(np.full(n, avail.value // 1000), ts))
     out = out.append_column("step_h", pa.array(step))
     out = out.append_column("location", pa.array([location] * n, pa.string()))
-    bank.write_partition(WEATHER_DATASET, {"model": model, "run_date": f"{run:%Y-%m-%d}"},
-                         out, part=f"run={run:%H}")
+    keys, name = weather_run_partition(model, run)
+    bank.write_partition(WEATHER_DATASET, keys, out, part=name)
 
 
 def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
@@ -155,7 +156,7 @@ def csv_environment(root: str, tz: str, issue_hour: float, holidays: str | None,
 def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[str] = (),
                  known_cols: Sequence[str] = (), *, tz: str = "Europe/Paris",
                  issue_hour: float = 10.0, holidays: str | None = "FR", test_weeks: int = 8,
-                 model_params: dict[str, Any] | None = None, horizon: str = "day-ahead",
+                 model_params: dict[str, Any] | None = None, horizon: str = Horizon.DAY_AHEAD,
                  intraday_every_h: float = 6.0, intraday_hours: float = 36.0,
                  school_holidays: str | None = None, intraday_blend: bool = True,
                  progress: Callable[[str], None] | None = None):

@@ -38,9 +38,8 @@ from aggregat.forecast.features import EWM_HALFLIFE_H, is_temperature
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 CV_BLOCKS = 5
-# Regressions per 1, 3 or 24 hours of the day, whichever cross-validates best: per hour on
-# vic_elec (three years; pooled: MAE 193), pooled on openstef_307 (ten weeks; per hour 2.53,
-# pooled 2.33): a short history cannot feed 24 separate regressions.
+# Regressions per 1, 3 or 24 hours of the day, whichever cross-validates best: a short history
+# cannot feed 24 separate regressions.
 GROUP_HOURS = (1, 3, 24)
 CLIP_SD = 5.0
 # Half-life of the row weights, as a share of the training history's issue days (None: equal

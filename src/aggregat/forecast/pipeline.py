@@ -12,7 +12,7 @@
   available at the issue time, recent load), loads the current model, and writes dataset
   ``forecast``; with no model or an unusable one it writes the flagged weekly baseline.
 - :func:`train_targets` / :func:`predict_targets` run targets in parallel with
-  :func:`aggregat.ops.executor.run_tasks` (local processes, or the Dask cluster of the env).
+  :func:`aggregat.parallel.run_tasks` (local processes, or the Dask cluster of the env).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,6 @@ from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast.blend import blend_with_day_ahead
 from aggregat.forecast.calendar import calendar_code, school_zones
 from aggregat.forecast.features import (
-    HORIZONS,
     FeatureConfig,
     issue_time_for_day,
     prepare_load,
@@ -44,7 +43,7 @@ from aggregat.forecast.models import (
     persistence_errors,
     training_issues,
 )
-from aggregat.forecast.registry import Registry, code_version
+from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
 from aggregat.forecast.validation import (
     fit_and_validate,
@@ -53,9 +52,14 @@ from aggregat.forecast.validation import (
     unseen_issues,
     validation_scores,
 )
-from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.parallel import default_workers, run_tasks
+from aggregat.plausibility import Bounds, Plausibility
+from aggregat.results import PredictResult, TrainResult, predict_result, train_result
+from aggregat.timeutil import Horizon, as_utc
+from aggregat.version import code_version
 
 BASELINE_VERSION = "baseline"
+T = TypeVar("T")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([wdhm])\s*$", re.I)
 _UNITS = {"w": "W", "d": "D", "h": "h", "m": "min"}
 
@@ -66,7 +70,8 @@ def parse_age(text: str | None) -> pd.Timedelta | None:
         return None
     m = _AGE.match(str(text))
     if not m:
-        raise ConfigError(f"--if-older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w")
+        raise ConfigError(f"if_older {text!r}: use a number and a unit, e.g. 7d, 36h, 2w",
+                          param="if_older")
     return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
 
 
@@ -78,11 +83,9 @@ def default_issue_time(env: Environment, now: pd.Timestamp | None = None) -> pd.
     return issue_time_for_day(tomorrow, tz, env.forecast.issue_hour_local)
 
 
-def check_horizon(horizon: str) -> str:
-    """``horizon`` if it is one of HORIZONS, else a one-line ConfigError."""
-    if horizon not in HORIZONS:
-        raise ConfigError(f"--horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
-    return horizon
+def check_horizon(horizon: str) -> Horizon:
+    """``horizon`` as a :class:`Horizon`, else a one-line ConfigError naming the parameter."""
+    return Horizon.parse(horizon, param="horizon", error=ConfigError)
 
 
 def _span(env: Environment, horizon: str) -> pd.Timedelta:
@@ -90,16 +93,16 @@ def _span(env: Environment, horizon: str) -> pd.Timedelta:
     return forecast_span(horizon, float(env.forecast.intraday_hours))
 
 
-def model_key(target_id: str, horizon: str = "day-ahead") -> str:
+def model_key(target_id: str, horizon: str = Horizon.DAY_AHEAD) -> str:
     """Registry and ``forecast`` dataset id of a target's model for ``horizon``: the target id
     for day-ahead, ``<id>@intraday`` for intraday (both live side by side)."""
     check_horizon(horizon)
-    return target_id if horizon == "day-ahead" else f"{target_id}@{horizon}"
+    return target_id if horizon == Horizon.DAY_AHEAD else f"{target_id}@{horizon}"
 
 
 def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
                  known_cols: Sequence[str] = (), issue_hour: float | None = None,
-                 horizon: str = "day-ahead") -> ModelConfig:
+                 horizon: str = Horizon.DAY_AHEAD) -> ModelConfig:
     """The core's settings for a target of ``env`` with the weather columns found in the bank.
 
     ``known_cols``: bank columns known in advance (a holiday flag), used as they are;
@@ -140,12 +143,20 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     return dataclasses.replace(cfg, **params)
 
 
-def _load_series(df: pd.DataFrame, what: str) -> pd.Series:
-    if df.empty or df["load_mw"].notna().sum() < 3:
+def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> pd.Series:
+    """The bank's load as a series; with ``bounds``, implausible values (stored before the check
+    or under looser bounds) are missing, never learnt from (aggregat.plausibility)."""
+    if df.empty:
         raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
                          "import` or `aggregat energy sync`")
-    return pd.Series(df["load_mw"].to_numpy(dtype=float),
+    load = pd.Series(df["load_mw"].to_numpy(dtype=float),
                      index=pd.DatetimeIndex(df["time"]).tz_convert("UTC"), name="load_mw")
+    if bounds is not None:
+        load = load.where((load >= bounds.min_mw) & (load <= bounds.max_mw))
+    if load.notna().sum() < 3:
+        raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
+                         "import` or `aggregat energy sync`")
+    return load
 
 
 def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
@@ -162,7 +173,7 @@ def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFra
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
                  until: pd.Timestamp | None = None, n_jobs: int = 1,
-                 horizon: str = "day-ahead") -> dict[str, Any]:
+                 horizon: str = Horizon.DAY_AHEAD) -> dict[str, Any]:
     """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
     (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds).
 
@@ -178,7 +189,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}")
+    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}",
+                        Plausibility.from_env(env).bounds(target.id))
     start, end = load.index.min(), load.index.max()
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
                             max_lead_h=fs.max_lead_h, span=_span(env, horizon))
@@ -236,7 +248,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
 
 
 def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
-                  horizon: str = "day-ahead") -> pd.DatetimeIndex:
+                  horizon: str = Horizon.DAY_AHEAD) -> pd.DatetimeIndex:
     """The issue times training uses (the core's), to select the weather runs."""
     fc = model_config(env, (), issue_hour=issue_hour, horizon=horizon).features
     s = prepare_load(load)
@@ -256,7 +268,7 @@ def _fmt_age(td: pd.Timedelta) -> str:
 
 # --------------------------------------------------------------------------------- predict
 def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | str,
-                   registry: Registry | None = None, horizon: str = "day-ahead"
+                   registry: Registry | None = None, horizon: str = Horizon.DAY_AHEAD
                    ) -> dict[str, Any]:
     """Forecast ``target`` for the day after ``issue_time`` (intraday: the next
     ``intraday_hours``) and write dataset ``forecast`` (target id :func:`model_key`).
@@ -267,16 +279,13 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     """
     t0 = time.perf_counter()
     fs = env.forecast
-    issue = pd.Timestamp(issue_time)
-    if issue.tzinfo is None:
-        raise ConfigError(f"issue time {issue_time!r} has no time zone; give it in UTC (...Z)")
-    issue = issue.tz_convert("UTC")
+    issue = as_utc(issue_time, param="issue_time", error=ConfigError)
     reg = registry or Registry(env.registry)
     bank = Bank(env.bank)
     hist = pd.Timedelta(days=fs.history_days_for_predict)
     load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
-                        f"{issue:%Y-%m-%dT%H:%MZ}")
+                        f"{issue:%Y-%m-%dT%H:%MZ}", Plausibility.from_env(env).bounds(target.id))
     key = model_key(target.id, horizon)
     model, version, note = _current_model(reg, key, env, load, horizon)
     # The runs this issue uses, and those of the days before it that cover the weather history
@@ -295,7 +304,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
         out = _predict(model, load, weather, issue)
     blended = 0
-    if horizon == "intraday" and fs.intraday_blend:
+    if horizon == Horizon.INTRADAY and fs.intraday_blend:
         out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
     out.insert(0, "target_id", key)
     out["model_version"] = version
@@ -340,7 +349,7 @@ def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, h
                 f"{exc}; weekly baseline used")
 
 
-def _baseline_model(env: Environment, load: pd.Series, horizon: str = "day-ahead"
+def _baseline_model(env: Environment, load: pd.Series, horizon: str = Horizon.DAY_AHEAD
                     ) -> ForecastModel:
     """Same time last week (else two weeks), with an interval from its recent errors."""
     s = prepare_load(load)
@@ -363,17 +372,19 @@ def _predict_task(task: tuple) -> dict[str, Any]:
     return predict_target(env, target, issue, horizon=horizon)
 
 
-def _run(fn, tasks: list[tuple], env: Environment, workers: int | None
-         ) -> Iterator[dict[str, Any]]:
+def _run(fn, tasks: list[tuple], env: Environment, workers: int | None, typed: Callable[[dict], T],
+         on_result: Callable[[T], None] | None) -> list[T]:
+    """Run the tasks (in parallel); one typed result per target, failures included."""
+    out = []
     for task, result, exc in run_tasks(fn, tasks, workers=workers, scheduler=env.scheduler):
         target = task[1].id
-        if exc is None:
-            yield result
-        elif isinstance(exc, AggregatError):
-            yield {"target": target, "status": "failed", "error": str(exc)}
-        else:
-            yield {"target": target, "status": "failed",
-                   "error": f"{type(exc).__name__}: {exc}"}
+        if exc is not None:
+            error = str(exc) if isinstance(exc, AggregatError) else f"{type(exc).__name__}: {exc}"
+            result = {"target": target, "status": "failed", "error": error}
+        out.append(typed(result))
+        if on_result is not None:
+            on_result(out[-1])
+    return out
 
 
 def _workers(env: Environment, n: int, workers: int | None) -> int:
@@ -382,8 +393,10 @@ def _workers(env: Environment, n: int, workers: int | None) -> int:
 
 def train_targets(env: Environment, only: Sequence[str] | None = None, *, force: bool = False,
                   if_older: pd.Timedelta | None = None, workers: int | None = None,
-                  horizon: str = "day-ahead") -> Iterator[dict[str, Any]]:
-    """Train every target (or ``only`` these) in parallel; yields one summary per target."""
+                  horizon: str = Horizon.DAY_AHEAD,
+                  on_result: Callable[[TrainResult], None] | None = None) -> list[TrainResult]:
+    """Train every target (or ``only`` these) in parallel; one result per target (``on_result``
+    sees each as it ends)."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
         raise ModelError(f"no target to train: configure [env.{env.name}.forecast] targets or "
@@ -394,20 +407,23 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     n_jobs = 1
     check_horizon(horizon)
     tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
-    yield from _run(_train_task, tasks, env, n)
+    return _run(_train_task, tasks, env, n, train_result, on_result)
 
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
-                    *, workers: int | None = None, horizon: str = "day-ahead"
-                    ) -> Iterator[dict[str, Any]]:
-    """Predict every target (or ``only`` these) for ``issue_time`` in parallel."""
+                    *, workers: int | None = None, horizon: str = Horizon.DAY_AHEAD,
+                    on_result: Callable[[PredictResult], None] | None = None
+                    ) -> list[PredictResult]:
+    """Predict every target (or ``only`` these) for ``issue_time`` in parallel; one result per
+    target."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
         raise ModelError(f"no target to predict: configure [env.{env.name}.forecast] targets or "
                          "import load into the bank")
     check_horizon(horizon)
     tasks = [(env, t, issue_time, horizon) for t in targets]
-    yield from _run(_predict_task, tasks, env, _workers(env, len(tasks), workers))
+    return _run(_predict_task, tasks, env, _workers(env, len(tasks), workers), predict_result,
+                on_result)
 
 
 def promote(env: Environment, target: str, version: str) -> None:
@@ -417,7 +433,7 @@ def promote(env: Environment, target: str, version: str) -> None:
 
 def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                     progress=None, *, known_cols: Sequence[str] = (),
-                    issue_hour: float | None = None, horizon: str = "day-ahead"):
+                    issue_hour: float | None = None, horizon: str = Horizon.DAY_AHEAD):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
     data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`.
@@ -432,7 +448,7 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
     day_ahead = None
-    if horizon == "intraday" and env.forecast.intraday_blend:
+    if horizon == Horizon.INTRADAY and env.forecast.intraday_blend:
         if progress:
             progress("day-ahead backtest first: intraday forecasts are blended with it")
         day_ahead = backtest_target(env, target, test_weeks, progress=progress,

@@ -27,9 +27,7 @@ import hashlib
 import json
 import pickle
 import re
-import subprocess
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -37,6 +35,8 @@ import pandas as pd
 from aggregat.config import mask_json
 from aggregat.errors import ModelError
 from aggregat.storage import Store
+from aggregat.timeutil import as_utc
+from aggregat.version import code_version
 
 MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
@@ -56,26 +56,6 @@ def _check(name: str, what: str) -> str:
         raise ModelError(f"registry: {what} {name!r} is not a safe name (letters, digits, "
                          "'_', '.', ':', '+', '@', '-')")
     return name
-
-
-def code_version() -> str:
-    """``aggregat.__version__`` plus the git commit of the source tree when there is one."""
-    from aggregat import __version__
-
-    sha = git_sha()
-    return f"{__version__}+g{sha}" if sha else __version__
-
-
-def git_sha() -> str | None:
-    """Short commit of the checkout the package runs from, or None (installed from a wheel)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=here,
-                             capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else None
 
 
 def _json_default(obj: Any) -> Any:
@@ -107,9 +87,9 @@ class Registry:
         _check(target, "target")
         blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(blob).hexdigest()
-        when = pd.Timestamp(trained_at if trained_at is not None
-                            else (meta or {}).get("trained_at") or pd.Timestamp.now(tz="UTC"))
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        when = as_utc(trained_at if trained_at is not None
+                      else (meta or {}).get("trained_at") or pd.Timestamp.now(tz="UTC"),
+                      param="trained_at", error=ModelError)
         version = f"{when:%Y%m%dT%H%M%SZ}-{digest[:8]}"
         full = {**(meta or {}), "target": target, "version": version,
                 "trained_at": when.isoformat(), "sha256": digest, "size": len(blob),

@@ -25,20 +25,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aggregat.bank import Bank, nominal_available_at, read_weather
+from aggregat.bank import Bank, nominal_available_at, read_weather, target_ids, weather_runs
 from aggregat.config import Environment, TargetSettings
 from aggregat.errors import ConfigError, ModelError
 from aggregat.forecast.features import is_direction
+from aggregat.timeutil import Horizon
 
-LOAD_DATASET = "load"
 WEATHER_DATASET = "weather_forecast"
 DAY_AHEAD_SPAN = pd.Timedelta(hours=48)  # a day-ahead issue never looks further than this
 
 
-def forecast_span(horizon: str = "day-ahead", intraday_hours: float = 36.0) -> pd.Timedelta:
+def forecast_span(horizon: str = Horizon.DAY_AHEAD, intraday_hours: float = 36.0) -> pd.Timedelta:
     """How far past its issue time a forecast of ``horizon`` reaches: the end of day D for a
     day-ahead issue (:data:`DAY_AHEAD_SPAN`), ``intraday_hours`` for an intraday one."""
-    return DAY_AHEAD_SPAN if horizon == "day-ahead" else pd.Timedelta(hours=intraday_hours)
+    return DAY_AHEAD_SPAN if horizon == Horizon.DAY_AHEAD else pd.Timedelta(hours=intraday_hours)
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,6 @@ class Target:
                    weather_models=tuple(s.weather_models), weather_cols=tuple(s.weather_cols))
 
 
-def load_targets(bank: Bank) -> list[str]:
-    """Targets with load in the bank (the first partition level of dataset ``load``)."""
-    prefix = "target="
-    return [n[len(prefix):] for n in bank.store.listdir(LOAD_DATASET) if n.startswith(prefix)]
-
-
 def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = None
                     ) -> list[Target]:
     """The configured targets (or one default target per load series in the bank).
@@ -87,7 +81,7 @@ def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = N
                               f"{', '.join(sorted(dup))}")
         targets = [Target.from_settings(t) for t in configured]
     else:
-        targets = [Target(id=t, configured=False) for t in load_targets(bank)]
+        targets = [Target(id=t, configured=False) for t in target_ids(bank)]
     if only:
         known = {t.id: t for t in targets}
         missing = [t for t in only if t not in known]
@@ -202,15 +196,11 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
     if not len(issues):
         return [], 0.0
     first = issues.min() - pd.Timedelta(hours=float(max_lead_h))
-    dates = list(pd.date_range(first.floor("D"), issues.max().floor("D"), freq="D")
-                 .strftime("%Y-%m-%d"))
-    files = bank.files(WEATHER_DATASET, {"model": [model], "run_date": dates})
-    if not files:
+    found = weather_runs(bank, model, first, issues.max())  # sorted by run time
+    if not found:
         return [], 0.0
-    runs = pd.DatetimeIndex([pd.Timestamp(f"{f.split('run_date=')[1][:10]}T"
-                                          f"{f.rsplit('run=', 1)[1][:2]}:00Z") for f in files])
-    order = np.argsort(runs.as_unit("ns").asi8, kind="stable")
-    runs, files = runs[order].as_unit("ns"), [files[i] for i in order]
+    runs = pd.DatetimeIndex([r for r, _ in found]).as_unit("ns")
+    files = [f for _, f in found]
     avail = pd.DatetimeIndex([nominal_available_at(model, r) for r in runs]).as_unit("ns").asi8
     newest = np.searchsorted(avail, pd.DatetimeIndex(issues).as_unit("ns").asi8, side="right")
     picked: dict[int, pd.Timestamp] = {}
@@ -258,7 +248,3 @@ def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
     out = combine_models(mean, list(target.weather_models))
     return out[["valid_time", "available_at", *cols, "model", "run_time"]]
 
-
-def present_weather_cols(weather: pd.DataFrame, target: Target) -> tuple[str, ...]:
-    """The target's weather columns that :func:`target_weather` found in the bank."""
-    return tuple(c for c in target.weather_cols if c in weather.columns)

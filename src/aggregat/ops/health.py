@@ -13,23 +13,30 @@ series, the ledger and the registry's metadata. It never writes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
+from aggregat.bank import (
+    forecast_issue_dates,
+    forecast_issues,
+    load_months,
+    read_load,
+    target_ids,
+    weather_run_dates,
+    weather_runs,
+)
 from aggregat.config import Environment, mask_tree
+from aggregat.timeutil import Horizon
 
 OK, WARNING, FAILED, INFO = "ok", "warning", "failed", "info"
 _RANK = {INFO: 0, OK: 0, WARNING: 1, FAILED: 2}
-_RUN_PART = re.compile(r"^run=(\d{2})\.parquet$")
-_ISSUE_PART = re.compile(r"^issue=(\d{2})(\d{2})\.parquet$")
 # Intraday forecasts (``<id>@intraday``, with ``forecast.intraday`` on) are issued every
 # ``intraday_every_h`` hours: stale once 2 issues in a row are missing (warning) or 4 (failed),
 # plus an hour for the job's own run time, instead of the day-ahead [jobs] thresholds.
-INTRADAY_SUFFIX = "@intraday"  # forecast.pipeline.model_key(id, "intraday")
+INTRADAY_SUFFIX = f"@{Horizon.INTRADAY}"  # forecast.pipeline.model_key(id, Horizon.INTRADAY)
 INTRADAY_WARN_ISSUES, INTRADAY_FAIL_ISSUES, INTRADAY_GRACE_H = 2, 4, 1.0
 
 
@@ -94,16 +101,6 @@ def _grade(value: float, warn: float, fail: float) -> str:
     return FAILED if value > fail else WARNING if value > warn else OK
 
 
-def _newest_part(bank, dataset: str, where: dict[str, str], pattern: re.Pattern[str]):
-    """(part file, parsed groups) of the newest matching part in a partition, or None."""
-    best = None
-    for rel in bank.files(dataset, where):
-        match = pattern.match(rel.rsplit("/", 1)[-1])
-        if match and (best is None or match.groups() > best[1]):
-            best = (rel, match.groups())
-    return best
-
-
 # -- data freshness ------------------------------------------------------------------------
 def _part_freshness(bank, rel: str, stamp: datetime, now: datetime,
                     thresholds: tuple[float, float]) -> tuple[float, int, str]:
@@ -120,20 +117,18 @@ def _part_freshness(bank, rel: str, stamp: datetime, now: datetime,
 def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> None:
     jobs = env.jobs
     for model in env.weather.models:
-        dates = sorted(p["run_date"] for p in bank.partitions("weather_forecast",
-                                                              {"model": model}))
+        dates = weather_run_dates(bank, model)
         if not dates:
             report.add("data", f"weather {model}", FAILED, "no runs",
                        "no weather_forecast partition: run `aggregat run daily` or a backfill")
             continue
-        newest = _newest_part(bank, "weather_forecast", {"model": model, "run_date": dates[-1]},
-                              _RUN_PART)
-        if newest is None:
+        day = pd.Timestamp(dates[-1], tz="UTC")
+        newest = weather_runs(bank, model, day, day)
+        if not newest:
             report.add("data", f"weather {model}", WARNING, dates[-1],
                        "newest partition has no run=HH part")
             continue
-        rel, (hour,) = newest
-        run = datetime.fromisoformat(f"{dates[-1]}T{hour}:00+00:00")
+        run, rel = newest[-1][0].to_pydatetime(), newest[-1][1]
         age, rows, status = _part_freshness(bank, rel, run, now,
                                             (jobs.stale_warn_h, jobs.stale_fail_h))
         report.add("data", f"weather {model}", status, f"run {run:%Y-%m-%dT%HZ}",
@@ -144,7 +139,7 @@ def _weather(report: HealthReport, env: Environment, bank, now: datetime) -> Non
 
 def _targets(env: Environment, bank, dataset: str) -> list[str]:
     configured = [t.id for t in env.forecast.targets]
-    present = sorted({p["target"] for p in bank.partitions(dataset)})
+    present = target_ids(bank, dataset)
     return configured + [t for t in present if t not in configured]
 
 
@@ -155,12 +150,13 @@ def _load(report: HealthReport, env: Environment, bank, now: datetime) -> None:
         report.add("data", "load", FAILED, "no load",
                    "no measured load in the bank: run `aggregat energy sync` or `load import`")
     for target in targets:
-        months = sorted(p["month"] for p in bank.partitions("load", {"target": target}))
+        months = load_months(bank, target)
         if not months:
             report.add("data", f"load {target}", FAILED, "no load",
                        "configured target without measured load in the bank")
             continue
-        frame = bank.read("load", {"target": target, "month": months[-1]}, columns=["time"])
+        month = pd.Timestamp(f"{months[-1]}-01T00:00Z")
+        frame = read_load(bank, target, month, month + pd.offsets.MonthBegin())
         if frame.empty:
             report.add("data", f"load {target}", WARNING, months[-1], "newest month is empty")
             continue
@@ -196,16 +192,15 @@ def _forecast(report: HealthReport, env: Environment, bank, now: datetime) -> No
         report.add("data", "forecast", FAILED, "no forecast",
                    "no forecast in the bank: run `aggregat run daily`")
     for target in targets:
-        dates = sorted(p["issue_date"] for p in bank.partitions("forecast", {"target": target}))
-        newest = dates and _newest_part(bank, "forecast", {"target": target,
-                                                            "issue_date": dates[-1]}, _ISSUE_PART)
+        dates = forecast_issue_dates(bank, target)
+        day = dates and pd.Timestamp(dates[-1], tz="UTC")
+        newest = dates and forecast_issues(bank, target, day, day)
         if not newest:
             job = "intraday" if target.endswith(INTRADAY_SUFFIX) else "daily"
             report.add("data", f"forecast {target}", FAILED, "no forecast",
                        f"no forecast issued for this target: run `aggregat run {job}`")
             continue
-        rel, (hh, mm) = newest
-        issue = datetime.fromisoformat(f"{dates[-1]}T{hh}:{mm}:00+00:00")
+        issue, rel = newest[-1][0].to_pydatetime(), newest[-1][1]
         age, rows, status = _part_freshness(bank, rel, issue, now,
                                             _forecast_thresholds(env, target))
         report.add("data", f"forecast {target}", status, f"issue {issue:%Y-%m-%dT%H:%MZ}",

@@ -16,18 +16,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from aggregat.bank import has_weather_run
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, PartialRunError
 from aggregat.ops.ledger import Ledger, one_line_error
 from aggregat.ops.lock import RunLock
 from aggregat.results import RunReport, StepReport
+from aggregat.timeutil import Horizon, as_utc
 from aggregat.weather.products import get_product
 
 log = logging.getLogger(__name__)
 
 # How far back a daily run looks for forecasts that were predicted but not yet published.
 PUBLISH_CATCH_UP_DAYS = 7
-DAY_AHEAD, INTRADAY = "day-ahead", "intraday"
 
 
 class _Job:
@@ -115,8 +116,8 @@ class _Job:
         complete = len(self.datalake.run_files(product, run, packages)) == len(expected)
         fetch_ok = self.step("fetch", part, fetch, force=self.force or not complete)
         # A partition the ledger calls done but the bank lacks (deleted, lost) is redone.
-        extract_force = self.force or fetched["report"] is not None or not self._has_run(
-            product.id, run)
+        extract_force = self.force or fetched["report"] is not None or not has_weather_run(
+            self.bank, product.id, run)
         if not fetch_ok and not self.datalake.run_files(product, run, packages):
             return  # nothing to extract; the fetch problem is already recorded
 
@@ -133,47 +134,46 @@ class _Job:
 
         self.step("extract", part, extract, force=extract_force)
 
-    def _has_run(self, model: str, run: datetime) -> bool:
-        rel = self.bank.part_path("weather_forecast", {"model": model,
-                                                        "run_date": f"{run:%Y-%m-%d}"},
-                                  f"run={run:%H}")
-        return self.bank.store.exists(rel)
-
     def sync(self, day: date) -> None:
         from aggregat.energy.sync import sync_load
+        from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine(), self.bank, self.env.energy)
+            report = sync_load(self.engine(), self.bank, self.env.energy,
+                               plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
+            if report.rows_rejected:  # implausible load, not stored: named for the operator
+                step.details["rejected_implausible"] = report.rows_rejected
+                step.details["rejected_examples"] = report.rejected_examples
 
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
         self.step("sync", f"{day:%Y-%m-%d}", run, force=True)
 
-    def predict(self, issue_time: pd.Timestamp, horizon: str = DAY_AHEAD) -> bool:
+    def predict(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD) -> bool:
         """Predict every target at ``issue_time``; True when the step ended ok (or was done)."""
         from aggregat.forecast.pipeline import predict_targets
 
         def run(step) -> None:
             rows, baseline = 0, []
             for summary in predict_targets(self.env, issue_time, horizon=horizon):
-                if summary.get("error"):
-                    raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
-                rows += int(summary.get("rows") or 0)
-                if summary.get("baseline_rows"):
-                    baseline.append(summary.get("target"))
+                if summary.failed:
+                    raise PartialRunError(f"target {summary.target}: {summary.error}")
+                rows += summary.rows
+                if summary.baseline_rows:
+                    baseline.append(summary.target)
             step.rows = rows
             step.details["baseline_targets"] = baseline
 
         return self.step(step_name("predict", horizon), _issue_part(issue_time), run)
 
-    def publish(self, issue_time: pd.Timestamp, horizon: str = DAY_AHEAD) -> None:
+    def publish(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD) -> None:
         """Publish the forecasts of ``issue_time`` and ``horizon`` into the energy DB."""
         from aggregat.energy.publish import publish_forecast
 
         def run(step) -> None:
             # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
-            ids = None if horizon == DAY_AHEAD else self.forecast_ids(horizon)
+            ids = None if horizon == Horizon.DAY_AHEAD else self.forecast_ids(horizon)
             report = publish_forecast(self.engine(), self.bank, self.env.energy,
                                       issue_time.to_pydatetime(), target_ids=ids)
             step.rows = report.rows
@@ -211,13 +211,7 @@ def _issue_part(issue_time: pd.Timestamp) -> str:
 
 def step_name(step: str, horizon: str) -> str:
     """Ledger step of ``horizon``: ``predict`` for day-ahead, ``predict-intraday`` for intraday."""
-    return step if horizon == DAY_AHEAD else f"{step}-{horizon}"
-
-
-def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    """``value`` as a UTC timestamp (a naive one is taken as UTC)."""
-    value = pd.Timestamp(value)
-    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+    return step if horizon == Horizon.DAY_AHEAD else f"{step}-{horizon}"
 
 
 def issue_time_of(env: Environment, day: date) -> pd.Timestamp:
@@ -253,13 +247,13 @@ def intraday_issues(env: Environment, first: datetime | pd.Timestamp,
     from aggregat.forecast.features import issue_schedule
     from aggregat.forecast.pipeline import model_config
 
-    return issue_schedule(_utc(first), _utc(last),
-                          model_config(env, (), horizon=INTRADAY).features)
+    return issue_schedule(as_utc(first, param="first"), as_utc(last, param="last"),
+                          model_config(env, (), horizon=Horizon.INTRADAY).features)
 
 
 def intraday_issue_at(env: Environment, at: datetime | pd.Timestamp) -> pd.Timestamp:
     """The newest intraday issue time at or before ``at`` (UTC)."""
-    at = _utc(at)
+    at = as_utc(at, param="at")
     return intraday_issues(env, at - pd.Timedelta(days=1), at)[-1]
 
 
@@ -267,7 +261,7 @@ def intraday_runs(env: Environment, issue: pd.Timestamp) -> list[tuple[str, date
     """(model, run) the intraday job fetches: per model, the newest of ``weather.runs`` (of the
     issue's UTC day or the day before) published by ``issue``, i.e. run time + the product's
     ``availability_delay_h`` <= issue; runs published later are not used by that forecast."""
-    issue_dt = _utc(issue).to_pydatetime()
+    issue_dt = as_utc(issue, param="issue").to_pydatetime()
     newest: dict[str, datetime] = {}
     for day in (issue_dt.date() - timedelta(days=1), issue_dt.date()):
         for model, run in runs_of(env, day):
@@ -315,7 +309,7 @@ def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
         for model, run in intraday_runs(env, issue):
             job.weather(run, model)
         job.sync(issue.date())
-        job.forecast(issue, INTRADAY, publish)
+        job.forecast(issue, Horizon.INTRADAY, publish)
         return job.report()
     finally:
         lock.release()
@@ -329,13 +323,13 @@ def _train(env: Environment, force: bool, horizon: str) -> Callable:
         trained = promoted = 0
         for summary in train_targets(env, force=force, horizon=horizon,
                                      if_older=pd.Timedelta(days=env.forecast.retrain_after_days)):
-            if summary.get("error"):
-                raise PartialRunError(f"target {summary.get('target')}: {summary['error']}")
-            trained += summary.get("status") == "trained"
-            promoted += bool(summary.get("promoted"))
+            if summary.failed:
+                raise PartialRunError(f"target {summary.target}: {summary.error}")
+            trained += summary.status == "trained"
+            promoted += summary.promoted
             step.details.setdefault("targets", []).append(
-                {k: summary.get(k) for k in ("target", "status", "version", "promoted",
-                                             "reason")})
+                {k: getattr(summary, k) for k in ("target", "status", "version", "promoted",
+                                                  "reason")})
         step.rows = trained
         step.details["promoted"] = promoted
 
@@ -354,9 +348,10 @@ def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = 
         # One ledger partition per ISO week: a second weekly run in the same week is a no-op.
         iso = now.isocalendar()
         week = f"{iso.year}-W{iso.week:02d}"
-        job.step("train", week, _train(env, force, DAY_AHEAD))
+        job.step("train", week, _train(env, force, Horizon.DAY_AHEAD))
         if env.forecast.intraday:
-            job.step(step_name("train", INTRADAY), week, _train(env, force, INTRADAY))
+            job.step(step_name("train", Horizon.INTRADAY), week,
+                     _train(env, force, Horizon.INTRADAY))
         return job.report()
     finally:
         lock.release()
@@ -373,8 +368,9 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
     """
     until = until or datetime.now(UTC).date()
     if since > until:
-        raise AggregatError(f"backfill --since {since} is after {until}: nothing to do")
-    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+        raise AggregatError(f"backfill since {since} is after {until}: nothing to do",
+                            param="since")
+    now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
     lock = _locked(env, "backfill")
     try:
         job = _Job(env, Ledger(job_bank(env), job="backfill", run_id=lock.run_id), force)
@@ -385,7 +381,8 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         for day in days:
             for model, run in runs_of(env, day):
                 part = f"{model}/{run:%Y-%m-%dT%HZ}"
-                if force or not (job.ledger.done("extract", part) and job._has_run(model, run)):
+                if force or not (job.ledger.done("extract", part)
+                                 and has_weather_run(job.bank, model, run)):
                     job.weather(run, model)
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
@@ -399,7 +396,7 @@ def backfill_issues(env: Environment, days: list[date], now: pd.Timestamp
                     ) -> list[tuple[pd.Timestamp, str]]:
     """(issue time, horizon) a backfill over ``days`` covers: the day-ahead issue of each day up
     to a day after ``now``, then the intraday issues of those local days up to ``now``."""
-    out = [(issue, DAY_AHEAD) for issue in (issue_time_of(env, day) for day in days)
+    out = [(issue, Horizon.DAY_AHEAD) for issue in (issue_time_of(env, day) for day in days)
            if issue <= now + pd.Timedelta(days=1)]
     if env.forecast.intraday and days:
         tz = env.forecast.timezone
@@ -407,21 +404,21 @@ def backfill_issues(env: Environment, days: list[date], now: pd.Timestamp
                                                   nonexistent="shift_forward")
                       for d in (days[0], days[-1] + timedelta(days=1)))
         issues = intraday_issues(env, first, min(end, now))
-        out += [(issue, INTRADAY) for issue in issues if issue < end]
+        out += [(issue, Horizon.INTRADAY) for issue in issues if issue < end]
     return out
 
 
 def plan_backfill(job: _Job, days: list[date], now: pd.Timestamp | None = None,
                   publish: bool = True) -> list[tuple[str, str]]:
     """(step, partition) that a backfill over ``days`` would run."""
-    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
     plan = []
     for day in days:
         for model, run in runs_of(job.env, day):
             part = f"{model}/{run:%Y-%m-%dT%HZ}"
             if not job.ledger.done("fetch", part):
                 plan.append(("fetch", part))
-            if not (job.ledger.done("extract", part) and job._has_run(model, run)):
+            if not (job.ledger.done("extract", part) and has_weather_run(job.bank, model, run)):
                 plan.append(("extract", part))
     for issue, horizon in backfill_issues(job.env, days, now):
         part = _issue_part(issue)

@@ -11,7 +11,7 @@ details JSON. Jobs use :meth:`Ledger.step` so a finished step is not redone unle
             ...
         else:
             st.rows = extract(...)
-    ledger.timing.print()
+    ledger.timing.print(console)
 
 Storage: partition ``{step=…, month=YYYY-MM}`` (month of the first date in the partition name,
 ``nodate`` if it has none), one Parquet part rewritten whole (atomically) on every change. Writes
@@ -27,23 +27,22 @@ import json
 import os
 import re
 import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 
-from aggregat import __version__
 from aggregat.bank.datasets import Column, Dataset, check_value, register_dataset
 from aggregat.config import mask, mask_json
 from aggregat.errors import BankError, PartialRunError
 from aggregat.ops.timing import Timing
+from aggregat.timeutil import as_utc
+from aggregat.version import code_version
 
 T = TypeVar("T")
 
@@ -79,29 +78,6 @@ LEDGER = Dataset(
 )
 register_dataset(LEDGER)
 _FIELDS = tuple(LEDGER.schema.names)
-
-_CODE_VERSION: str | None = None
-
-
-def code_version() -> str:
-    """``aggregat.__version__`` plus the git commit when known (``0.1.0+g1a2b3c4``).
-
-    The commit comes from ``$AGGREGAT_GIT_SHA`` (set in the Docker image), ``$CI_COMMIT_SHORT_SHA``,
-    or ``git rev-parse`` when running from a checkout.
-    """
-    global _CODE_VERSION
-    if _CODE_VERSION is None:
-        sha = os.environ.get("AGGREGAT_GIT_SHA") or os.environ.get("CI_COMMIT_SHORT_SHA")
-        if not sha:
-            src = Path(__file__).resolve().parents[3]
-            if (src / ".git").exists():
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
-                                         capture_output=True, text=True, timeout=5)
-                    sha = out.stdout.strip() if out.returncode == 0 else None
-        _CODE_VERSION = f"{__version__}+g{sha[:12]}" if sha else __version__
-    return _CODE_VERSION
-
 
 def partition_month(partition: str) -> str:
     """The ledger partition holding ``partition``: its first ``YYYY-MM``, else ``nodate``."""
@@ -350,9 +326,7 @@ class Ledger:
     def entries(self, step: str | None = None, since: datetime | str | None = None,
                 job: str | None = None) -> list[Entry]:
         """Records (of one step, started at or after ``since``), oldest first."""
-        since_ts = None if since is None else pd.Timestamp(since)
-        if since_ts is not None and since_ts.tzinfo is None:
-            since_ts = since_ts.tz_localize(UTC)
+        since_ts = None if since is None else as_utc(since, param="since", error=BankError)
         where = {"step": step} if step else None
         out: list[Entry] = []
         with self._mutex:

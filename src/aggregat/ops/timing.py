@@ -1,19 +1,15 @@
 """Step timing summary: the short table every run ends with (step, partition, seconds, status).
 
 >>> timing = Timing()
->>> with timing.measure("extract", "arome-0025/2026-11-28T00") as t:
-...     t.status = "ok"
+>>> timing.add("extract", "arome-0025/2026-11-28T00", 1.5, "ok")
 >>> print(timing.text())
 
 The :class:`~aggregat.ops.ledger.Ledger` feeds one of these automatically (``ledger.timing``), so a
-job only has to call ``ledger.timing.print()`` (or ``text()`` in logs) at the end.
+job only has to call ``ledger.timing.print(console)`` (or ``text()`` in logs) at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +33,6 @@ class TimingRow:
 
 
 @dataclass
-class _Measure:
-    status: str = "ok"
-    rows: int | None = None
-
-
-@dataclass
 class Timing:
     """Rows of (step, partition, seconds, status) in the order steps finished."""
 
@@ -52,19 +42,6 @@ class Timing:
             rows: int | None = None) -> None:
         """Record one step."""
         self.rows.append(TimingRow(step, partition, float(seconds), status, rows))
-
-    @contextlib.contextmanager
-    def measure(self, step: str, partition: str = "") -> Iterator[_Measure]:
-        """Time the block; an exception records status ``failed`` and propagates."""
-        m = _Measure()
-        start = time.perf_counter()
-        try:
-            yield m
-        except BaseException:
-            m.status = "failed"
-            raise
-        finally:
-            self.add(step, partition, time.perf_counter() - start, m.status, m.rows)
 
     @classmethod
     def of_steps(cls, steps) -> Timing:
@@ -109,12 +86,9 @@ class Timing:
         lines.append(f"{'total'.ljust(width)}  {self.total_s:8.2f}s  {len(self.rows)} steps")
         return "\n".join(lines)
 
-    def print(self, console=None, title: str = "timing") -> None:
-        """Print the summary: a table on a terminal, plain text otherwise."""
-        if console is None:
-            from aggregat.cli.common import console as default_console
-
-            console = default_console
+    def print(self, console, title: str = "timing") -> None:
+        """Print the summary on ``console`` (a rich Console): a table on a terminal, plain text
+        otherwise."""
         if not self.rows:
             console.print("timing: no steps ran")
         elif console.is_terminal:

@@ -11,11 +11,13 @@ setting (default ``{root}/quarantine``, shown by ``aggregat env show``); a Datal
 one (library use) quarantines under ``{datalake}/quarantine``.
 
 The manifest of a run maps each file (path relative to the run folder, ``SP1/arome__...grib2``) to
-``{"size", "sha256", "url", "fetched_at"}``; :meth:`Datalake.run_files` lists a file only when it
-is there with the size found on disk, so a file copied in by hand or half-written is never mistaken
-for a verified one. The extractor checks size and sha256 of every file before using its values
-(:meth:`Datalake.run_listing`, :func:`verify_file`). :func:`check_grib_framing` is the cheap
-structural check (``GRIB`` ... ``7777`` for every message) shared by the fetcher and the extractor.
+``{"size", "hash": "xxh3_128:<hex>", "url", "fetched_at"}`` (older manifests: ``"sha256": hex``,
+still verified); :meth:`Datalake.run_files` lists a file only when it is there with the size found
+on disk, so a file copied in by hand or half-written is never mistaken for a verified one. The
+extractor checks size and hash of every file before using its values
+(:meth:`Datalake.run_listing`, :func:`verify_file`); :func:`file_digest` is the one place that
+knows hash algorithms. :func:`check_grib_framing` is the cheap structural check (``GRIB`` ...
+``7777`` for every message) shared by the fetcher and the extractor.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+import xxhash
 
 from aggregat.config import mask_json
 from aggregat.errors import CorruptFileError, GribError
@@ -114,20 +118,54 @@ def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
     return offsets
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a local file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+# xxh3: fast enough not to slow extraction; no security boundary here, the manifest is ours.
+HASH = "xxh3_128"
+_BLOCK = 8 << 20  # bytes read per hashing step
+
+
+def _hasher(algorithm: str) -> Any:
+    """A fresh hash object for ``algorithm`` (``xxh3_128``, or a hashlib name such as sha256)."""
+    if algorithm == HASH:
+        return xxhash.xxh3_128()
+    try:
+        return hashlib.new(algorithm)
+    except ValueError:  # not the file's fault: it is left in place, the manifest is to redo
+        raise GribError(f"the manifest names an unknown hash algorithm {algorithm!r}; fetch the "
+                        "run again to rewrite it") from None
+
+
+def _digest(source: str | os.PathLike[str] | bytes | IO[bytes], algorithm: str) -> tuple[int, str]:
+    """(bytes read, hex digest) of a path, bytes or binary file object, streamed in big blocks."""
+    digest = _hasher(algorithm)
+    if isinstance(source, bytes | bytearray | memoryview):
+        digest.update(source)
+        return len(source), digest.hexdigest()
+    if not hasattr(source, "read"):
+        with open(source, "rb") as fh:  # type: ignore[arg-type]
+            return _digest(fh, algorithm)
+    size = 0
+    if hasattr(source, "readinto"):  # one buffer reused: no fresh 8 MiB allocation per block
+        buf = memoryview(bytearray(_BLOCK))
+        while n := source.readinto(buf):
+            size += n
+            digest.update(buf[:n])
+    else:
+        while block := source.read(_BLOCK):
+            size += len(block)
             digest.update(block)
-    return digest.hexdigest()
+    return size, digest.hexdigest()
+
+
+def file_digest(source: str | os.PathLike[str] | bytes | IO[bytes], algorithm: str = HASH) -> str:
+    """Hex digest of a datalake file (path, bytes or binary file object) with ``algorithm``."""
+    return _digest(source, algorithm)[1]
 
 
 def manifest_digest(entry: dict[str, Any]) -> tuple[str, str] | None:
-    """(hashlib algorithm, hex digest) a manifest entry records, None if it records none.
+    """(algorithm, hex digest) a manifest entry records, None if it records none.
 
-    ``"sha256": hex`` is what fetch writes; ``"hash": "algo:hex"`` is accepted for a faster
-    algorithm later, so that manifests of both kinds verify.
+    ``"hash": "xxh3_128:hex"`` is what fetch writes; the ``"sha256": hex`` of older manifests
+    still verifies (more slowly).
     """
     tagged = entry.get("hash")
     if isinstance(tagged, str) and ":" in tagged:
@@ -141,20 +179,14 @@ def verify_file(source: str | os.PathLike[str] | bytes, expect: tuple[int, str, 
                 name: str) -> None:
     """Raise CorruptFileError unless ``source`` has the (size, algorithm, hex digest) expected."""
     size, algorithm, digest = expect
-    digest_of = hashlib.new(algorithm)
-    if isinstance(source, bytes):
-        found = len(source)
-        digest_of.update(source)
-    else:
-        found = 0
-        with open(source, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                found += len(block)
-                digest_of.update(block)
+    try:
+        found, got = _digest(source, algorithm)
+    except GribError as exc:
+        raise GribError(f"{name}: {exc}") from None
     if found != size:
         raise CorruptFileError(f"{name}: {found} bytes, the manifest says {size}; the file is "
                                "corrupt, fetch it again")
-    if digest_of.hexdigest() != digest:
+    if got != digest:
         raise CorruptFileError(f"{name}: {algorithm} does not match the manifest (same size, "
                                "content changed); the file is corrupt, fetch it again")
 
@@ -241,8 +273,8 @@ class Datalake:
 
     # -- content -------------------------------------------------------------------------------
     def is_verified(self, product: str | Product, run: datetime, rel: str,
-                    manifest: dict[str, Any] | None = None, check_sha256: bool = False) -> bool:
-        """True if ``rel`` is present with the size (and optionally sha256) its manifest records."""
+                    manifest: dict[str, Any] | None = None, check_hash: bool = False) -> bool:
+        """True if ``rel`` is present with the size (and optionally hash) its manifest records."""
         manifest = manifest if manifest is not None else self.read_manifest(product, run)
         entry = manifest["files"].get(self.manifest_key(product, run, rel))
         if not entry:
@@ -252,19 +284,22 @@ class Datalake:
                 return False
         except FileNotFoundError:
             return False
-        if check_sha256:
-            return self.sha256(rel) == entry.get("sha256")
+        if check_hash:
+            recorded = manifest_digest(entry)
+            if recorded is None:
+                return False
+            try:
+                return self.digest(rel, recorded[0]) == recorded[1]
+            except GribError:  # an algorithm we do not know: fetch the file again
+                return False
         return True
 
-    def sha256(self, rel: str) -> str:
-        """Hex sha256 of a datalake file (streamed)."""
+    def digest(self, rel: str, algorithm: str = HASH) -> str:
+        """Hex digest of a datalake file (streamed)."""
         if self.is_local:
-            return sha256_file(self.local_path(rel))
-        digest = hashlib.sha256()
+            return file_digest(self.local_path(rel), algorithm)
         with self.open(rel) as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return file_digest(fh, algorithm)
 
     def run_files(self, product: str | Product, run: datetime,
                   packages: Sequence[str] | None = None) -> list[str]:

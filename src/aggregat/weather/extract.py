@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from aggregat.errors import AggregatError, CorruptFileError, GribError, InputError
-from aggregat.ops.executor import default_workers, run_tasks
+from aggregat.parallel import default_workers, run_tasks
 from aggregat.weather.assemble import assemble_run
 from aggregat.weather.datalake import Datalake, manifest_digest, message_offsets
 from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up
@@ -259,8 +259,8 @@ def extract_run(
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
              grid_name, report: ExtractReport, progress, expect=None) -> list[TaskResult]:
     if len(locations) == 0:
-        raise InputError("no sites or areas to extract: set `sites` in aggregat.toml or pass "
-                         "--sites")
+        raise InputError("nothing to extract (no site or area list): set `sites` in "
+                         "aggregat.toml or pass sites", param="sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,

@@ -4,10 +4,11 @@ Each expected file (package x time group) is fetched by a worker of a thread poo
 goes to a ``.part`` file (next to its final name on a local datalake, in a local temp folder for
 remote stores), is resumed with an HTTP ``Range`` after a dropped connection (restarted when the
 server ignores ``Range``), and is published (rename, or one upload) only once its size matches
-the announced length and its GRIB framing is sound. The run's manifest then records size, sha256,
-URL and fetch time; a later fetch skips files present and matching it, without any request.
-A missing group (404) or a download that keeps failing is reported by name, and the others still
-arrive: :class:`FetchReport` says which, and the CLI exits with :class:`PartialRunError`.
+the announced length and its GRIB framing is sound. The run's manifest then records size, hash
+(xxh3_128), URL and fetch time; a later fetch skips files present and matching it, without any
+request. A missing group (404) or a download that keeps failing is reported by name, and the
+others still arrive: :class:`FetchReport` says which, and the CLI exits with
+:class:`PartialRunError`.
 
 HTTP client: urllib3, not requests or httpx. Its PoolManager is thread-safe and shared by all
 workers (one keep-alive pool per host), it streams bodies chunk by chunk, and it raises on a body
@@ -40,7 +41,7 @@ import urllib3
 
 from aggregat import __version__
 from aggregat.errors import FetchError, GribError, PartialRunError
-from aggregat.weather.datalake import Datalake, check_grib_framing, sha256_file
+from aggregat.weather.datalake import HASH, Datalake, check_grib_framing, file_digest
 from aggregat.weather.products import Product, as_utc, get_product, run_label
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ class _Fetcher:
 
     def _publish(self, part: Path, result: FileResult) -> dict[str, Any]:
         size = part.stat().st_size
-        digest = sha256_file(part)
+        digest = file_digest(part)
         store = self.datalake.store
         if self.datalake.is_local:
             with open(part, "rb") as fh:
@@ -328,7 +329,7 @@ class _Fetcher:
             store.fs.put_file(str(part), store.full(result.rel))
             part.unlink(missing_ok=True)
         result.bytes = size
-        return {"size": size, "sha256": digest, "url": result.url,
+        return {"size": size, "hash": f"{HASH}:{digest}", "url": result.url,
                 "fetched_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -344,12 +345,12 @@ def fetch_run(
     product: str | Product, run: datetime, datalake: Datalake, *, base_url: str,
     packages: Sequence[str] | None = None, workers: int = 8, retries: int = 5,
     timeout_s: float = 60.0, progress: bool = True, backoff_s: float = 0.5,
-    backoff_max_s: float = 30.0, verify_sha256: bool = True,
+    backoff_max_s: float = 30.0, verify_hash: bool = True,
     http: urllib3.PoolManager | None = None,
 ) -> FetchReport:
     """Fetch every file of ``packages`` (default: the product's) for one run into ``datalake``.
 
-    Files present and matching the manifest (size, and sha256 unless ``verify_sha256=False``)
+    Files present and matching the manifest (size, and hash unless ``verify_hash=False``)
     are skipped without any request. Never raises for a missing or failed file: they are in the
     report (see :meth:`FetchReport.raise_for_partial`). ``progress`` shows a bar on a terminal.
     """
@@ -364,7 +365,7 @@ def fetch_run(
                             group=product.group_label(group), rel=rel,
                             url=product.url(base_url, run, pkg, group))
         report.files.append(result)
-        if datalake.is_verified(product, run, rel, manifest, check_sha256=verify_sha256):
+        if datalake.is_verified(product, run, rel, manifest, check_hash=verify_hash):
             key = datalake.manifest_key(product, run, rel)
             result.status, result.bytes = SKIPPED, int(manifest["files"][key]["size"])
         else:

@@ -225,18 +225,6 @@ def iter_messages(fh: BinaryIO, name: str, headers_only: bool = False) -> Iterat
         index += 1
 
 
-def scan_file(path: str) -> list[MessageHeader]:
-    """Headers of every message in a file, without decoding any data."""
-    headers = []
-    with open(path, "rb") as fh:
-        for index, handle in iter_messages(fh, path, headers_only=True):
-            try:
-                headers.append(read_header(handle, path, index))
-            finally:
-                eccodes.codes_release(handle)
-    return headers
-
-
 def check_geometry(geom: GridGeometry, name: str) -> None:
     """Raise CorruptFileError naming ``name`` if a regular grid's header contradicts itself.
 

@@ -23,6 +23,9 @@ _PACKING = {0: "grid_simple", 2: "grid_complex", 3: "grid_complex_spatial_differ
 # Code table 4.4 -> hours; minutes and seconds are left to ecCodes.
 _UNIT_HOURS = {1: 1, 2: 24, 10: 3, 11: 6, 12: 12}
 _MISSING4 = 0xFFFFFFFF
+# Octets read from each section (templates 3.0, 4.0, 5.x); a shorter section is malformed and
+# left to ecCodes, which names it. Template 4.8 needs 58 (checked with it).
+_MIN_OCTETS = {1: 19, 3: 72, 4: 34, 5: 20}
 
 
 def _u(b: bytes, at: int, n: int) -> int:
@@ -70,9 +73,11 @@ def fast_header(message: bytes, file: str, index: int, offset: int) -> MessageHe
     parts = sections(message)
     if parts is None or not {1, 3, 4, 5, 6} <= parts.keys():
         return None
+    if any(len(parts[n]) < k for n, k in _MIN_OCTETS.items()):
+        return None
     s1, s3, s4, s5, s6 = (parts[n] for n in (1, 3, 4, 5, 6))
     pdt = _u(s4, 8, 2)
-    if pdt not in (0, 8) or _u(s3, 13, 2) != 0:
+    if pdt not in (0, 8) or _u(s3, 13, 2) != 0 or (pdt == 8 and len(s4) < 58):
         return None
     level = _level(s4)
     unit = _UNIT_HOURS.get(s4[17])
@@ -101,7 +106,10 @@ def fast_header(message: bytes, file: str, index: int, offset: int) -> MessageHe
     )
     if scan & 0x20 or geometry.ni * geometry.nj != _u(s3, 7, 4):
         return None  # column-major or irregular: leave it to ecCodes
-    run = datetime(_u(s1, 13, 2), s1[14], s1[15], s1[16], s1[17], s1[18], tzinfo=UTC)
+    try:
+        run = datetime(_u(s1, 13, 2), s1[14], s1[15], s1[16], s1[17], s1[18], tzinfo=UTC)
+    except ValueError:
+        return None  # an impossible date: ecCodes judges the message
     drt = _u(s5, 10, 2)
     bits = s5[19] if drt in (0, 2, 3, 40, 41, 42) else 0
     return MessageHeader(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aggregat import timeutil
 from aggregat.errors import ConfigError
 
 RUN_FOLDER_FORMAT = "%Y-%m-%dT%HZ"  # the run segment of datalake paths
@@ -233,10 +234,9 @@ def run_folder(run: datetime) -> str:
     return as_utc(run).strftime(RUN_FOLDER_FORMAT)
 
 
-def as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+def as_utc(value: datetime, param: str = "run") -> datetime:
+    """``value`` (aware: :func:`aggregat.timeutil.as_utc`) as a UTC datetime."""
+    return timeutil.as_utc(value, param=param).to_pydatetime()
 
 
 def _groups(bounds: list[int]) -> tuple[tuple[int, int], ...]:

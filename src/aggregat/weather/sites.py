@@ -34,12 +34,6 @@ class Area:
         lats = [p[1] for ring in self.rings for p in ring]
         return min(lons), min(lats), max(lons), max(lats)
 
-    @property
-    def centroid(self) -> tuple[float, float]:
-        """(lat, lon) of the bounding-box centre, for messages and fallbacks."""
-        lon_min, lat_min, lon_max, lat_max = self.bbox
-        return (lat_min + lat_max) / 2, (lon_min + lon_max) / 2
-
 
 @dataclass(frozen=True)
 class Locations:
@@ -70,37 +64,48 @@ def load_sites(path: str | Path) -> tuple[Locations, dict[str, dict[str, object]
     """Read a sites CSV: the locations, and each site's name, weight and group."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"sites file {path} does not exist: set `sites` in aggregat.toml or "
-                         "pass --sites")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
-                             f"expected id,name,lat,lon[,weight,group]")
-        reader.fieldnames = header
-        ids: list[str] = []
-        lats: list[float] = []
-        lons: list[float] = []
-        attrs: dict[str, dict[str, object]] = {}
-        for line, row in enumerate(reader, start=2):
-            site_id = (row.get("id") or "").strip()
-            if not site_id:
-                raise InputError(f"{path} line {line}: empty id")
-            if site_id in attrs:
-                raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
-            lat = _number(row.get("lat"), path, line, "lat")
-            lon = _number(row.get("lon"), path, line, "lon")
-            if not -90 <= lat <= 90 or not -180 <= lon <= 360:
-                raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
-                                 "outside the globe (lat -90..90, lon -180..360)")
-            weight = _number(row.get("weight") or "1", path, line, "weight")
-            ids.append(site_id)
-            lats.append(lat)
-            lons.append(lon)
-            attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
-                              "group": (row.get("group") or "").strip() or None}
+        raise InputError(f"file {path} (site list) does not exist: set `sites` in "
+                         "aggregat.toml or pass sites", param="sites")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return _read_sites(csv.DictReader(fh), path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8"
+                         ) from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _read_sites(reader: csv.DictReader, path: Path
+                ) -> tuple[Locations, dict[str, dict[str, object]]]:
+    """The rows of an open sites CSV (see :func:`load_sites`)."""
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
+                         f"expected id,name,lat,lon[,weight,group]")
+    reader.fieldnames = header
+    ids: list[str] = []
+    lats: list[float] = []
+    lons: list[float] = []
+    attrs: dict[str, dict[str, object]] = {}
+    for line, row in enumerate(reader, start=2):
+        site_id = (row.get("id") or "").strip()
+        if not site_id:
+            raise InputError(f"{path} line {line}: empty id")
+        if site_id in attrs:
+            raise InputError(f"{path} line {line}: duplicate site id {site_id!r}")
+        lat = _number(row.get("lat"), path, line, "lat")
+        lon = _number(row.get("lon"), path, line, "lon")
+        if not -90 <= lat <= 90 or not -180 <= lon <= 360:
+            raise InputError(f"{path} line {line}: site {site_id!r} has lat={lat} lon={lon}, "
+                             "outside the globe (lat -90..90, lon -180..360)")
+        weight = _number(row.get("weight") or "1", path, line, "weight")
+        ids.append(site_id)
+        lats.append(lat)
+        lons.append(lon)
+        attrs[site_id] = {"name": (row.get("name") or "").strip(), "weight": weight,
+                          "group": (row.get("group") or "").strip() or None}
     if not ids:
         raise InputError(f"{path}: no sites (the file has a header but no rows)")
     return Locations(tuple(ids), np.array(lats), np.array(lons), source=str(path)), attrs
@@ -132,7 +137,10 @@ def load_areas(path: str | Path) -> tuple[Area, ...]:
     areas: list[Area] = []
     seen: set[str] = set()
     for n, feature in enumerate(features):
-        props = feature.get("properties") or {}
+        props = feature.get("properties") or {} if isinstance(feature, dict) else None
+        if not isinstance(props, dict) or not isinstance(feature.get("geometry") or {}, dict):
+            raise InputError(f"{path} feature #{n}: not a GeoJSON feature (an object with "
+                             "id, properties and geometry objects)")
         area_id = str(feature.get("id") or props.get("id") or "").strip()
         if not area_id:
             raise InputError(f"{path} feature #{n}: no id (set feature.id or properties.id)")
@@ -147,11 +155,12 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
     geometry = feature.get("geometry")
     bbox = feature.get("bbox") or (geometry or {}).get("bbox")
     if geometry is None and bbox:
-        if len(bbox) != 4:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in bbox)
+        except (TypeError, ValueError):
             raise InputError(f"{path} area {area_id!r}: bbox must be "
-                             "[lon_min, lat_min, lon_max, lat_max]")
-        x0, y0, x1, y1 = (float(v) for v in bbox)
-        if x0 >= x1 or y0 >= y1:
+                             "[lon_min, lat_min, lon_max, lat_max]") from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 >= x1 or y0 >= y1:
             raise InputError(f"{path} area {area_id!r}: empty bbox {bbox}")
         return (((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)),)
     kind = (geometry or {}).get("type")
@@ -165,16 +174,28 @@ def _rings(feature: dict, path: Path, area_id: str) -> tuple[tuple[tuple[float, 
                          "MultiPolygon or bbox")
     try:
         # Outer rings only: holes are rare for sites' areas and would need even-odd bookkeeping.
-        return tuple(tuple((float(x), float(y)) for x, y, *_ in poly[0]) for poly in polygons)
-    except (TypeError, ValueError, IndexError):
+        rings = tuple(tuple(_point(p) for p in poly[0]) for poly in polygons)
+    except (TypeError, ValueError, IndexError, KeyError):
         raise InputError(f"{path} area {area_id!r}: malformed coordinates") from None
+    if not rings or any(len(r) < 3 or not np.isfinite(r).all() for r in rings):
+        raise InputError(f"{path} area {area_id!r}: a ring needs at least 3 finite (lon, lat) "
+                         "points")
+    return rings
+
+
+def _point(p: object) -> tuple[float, float]:
+    """(lon, lat) of a GeoJSON position: numbers only (a string "12" is not two digits)."""
+    if not isinstance(p, list | tuple) or len(p) < 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in p[:2]):
+        raise ValueError(p)
+    return float(p[0]), float(p[1])
 
 
 def load_locations(sites: str | Path | None, areas: str | Path | None = None) -> Locations:
     """Sites and areas together; at least one of them must be given."""
     if not sites and not areas:
-        raise InputError("no sites: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
-                         "pass --sites")
+        raise InputError("no site list: set `sites` (CSV id,name,lat,lon) in aggregat.toml or "
+                         "pass sites", param="sites")
     located = load_sites(sites)[0] if sites else Locations()
     extra = load_areas(areas) if areas else ()
     ids = set(located.site_ids)

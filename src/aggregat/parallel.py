@@ -71,8 +71,9 @@ def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any):
     try:
         client = Client(scheduler, timeout="10s") if own else scheduler
     except OSError as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler {scheduler} ({exc}); check `scheduler` "
-                          "in aggregat.toml or --scheduler") from None
+        raise ConfigError(f"cannot reach the Dask cluster at {scheduler} ({exc}); check "
+                          "`scheduler` in aggregat.toml or the scheduler argument",
+                          param="scheduler") from None
     try:
         futures = client.map(fn, tasks, pure=False)
         index = {f.key: t for f, t in zip(futures, tasks, strict=True)}
