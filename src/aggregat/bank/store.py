@@ -3,7 +3,8 @@
 Layout: ``{dataset}/{k1}={v1}/{k2}={v2}/{part}.parquet``. A partition is a folder; it holds one
 or more parts (e.g. one per run of the day). Each part is written whole and atomically (temp file +
 rename, or one PUT on object storage), so rewriting a part replaces it and a killed writer leaves
-only a ``.tmp-*`` file that listings ignore and :meth:`Bank.clean_tmp` removes.
+only a ``.tmp-*.tmp`` file that listings and ``*.parquet`` globs ignore; the next write in its
+folder, or :meth:`Bank.clean_tmp` (at the start of every job), removes it.
 
 Reads never scan a dataset: :meth:`Bank.files` builds the folder paths of the requested key values
 directly and lists only those folders; DuckDB then reads exactly those files with the filter
