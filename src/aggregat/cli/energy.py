@@ -61,7 +61,7 @@ def sync(
     from aggregat.energy.sync import sync_load
 
     environ = environment(env, config)
-    engine = make_engine(environ.energy_db, environ.energy)
+    engine = make_engine(environ.energy_db, environ.energy, must_exist=True)
     try:
         report = sync_load(engine, Bank(environ.bank), environ.energy, full=full)
     finally:
@@ -87,7 +87,7 @@ def publish(
 
     when = parse_issue_time(issue_time)
     environ = environment(env, config)
-    engine = make_engine(environ.energy_db, environ.energy)
+    engine = make_engine(environ.energy_db, environ.energy, must_exist=True)
     try:
         report = publish_forecast(engine, Bank(environ.bank), environ.energy, when,
                                   target_ids=target or None)

@@ -60,6 +60,7 @@ class _Job:
 
         self.env, self.ledger, self.force = env, ledger, force
         self.bank, self.datalake = Bank(env.bank), Datalake(env.datalake)
+        self.bank.clean_tmp()  # temp files of writers killed in an earlier run
         self.result = JobResult(ledger.job or "job", ledger)
         self._locations = None
 
@@ -90,7 +91,7 @@ class _Job:
     def engine(self):
         from aggregat.energy.db import make_engine
 
-        return make_engine(self.env.energy_db, self.env.energy)
+        return make_engine(self.env.energy_db, self.env.energy, must_exist=True)
 
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:
