@@ -13,6 +13,7 @@ pushed down. Remote stores (``s3://``, ``memory://``) are read with pyarrow thro
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import threading
@@ -95,6 +96,22 @@ def _cursor() -> duckdb.DuckDBPyConnection:
             con.execute("SET GLOBAL TimeZone = 'UTC'")  # TIMESTAMPTZ comes back in UTC
             _DUCK.update(pid=pid, con=con)
         return _DUCK["con"].cursor()
+
+
+@atexit.register
+def close_duckdb() -> None:
+    """Close this process's DuckDB, which joins its worker threads (at exit, and in tests).
+
+    Left open, the database dies during interpreter teardown, or never, its threads still
+    running while exit() destroys DuckDB's C++ statics: a rare SIGABRT once all work is done.
+    A connection inherited through fork() is left alone (its threads are not in this process).
+    """
+    with _DUCK_LOCK:
+        if _DUCK.get("pid") != os.getpid():
+            return
+        con = _DUCK.pop("con")
+        _DUCK.clear()
+    con.close()
 
 
 def _arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:
