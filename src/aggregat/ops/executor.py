@@ -36,12 +36,13 @@ def _die_with_parent(parent: int) -> None:
     elsewhere a thread polls the parent pid. Workers must be started by a thread that lives as
     long as the pool (the death signal follows the creating thread): run_tasks does so.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        armed = sys.platform.startswith("linux") and \
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        armed = False
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # no usable libc: the watch thread below
+            pass
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
     if not armed:
