@@ -193,7 +193,7 @@ def check_energy_db(url: str, settings: EnergySettings) -> list[str]:
     """
     problems: list[str] = []
     try:
-        engine = make_engine(url, settings, must_exist=True)
+        engine = make_engine(url, settings)
     except (ConfigError, EnergyDBError) as exc:
         return [str(exc)]
     where = safe_url(engine.url)
