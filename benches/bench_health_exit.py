@@ -73,6 +73,8 @@ def main() -> None:
                 bad += 1
                 print(f"run {i}: exit {done.returncode}, output not the report: "
                       f"{done.stdout[:200]!r} {done.stderr[-500:]!r}", flush=True)
+            if i % 10 == 0:
+                print(f"... {i} runs, {aborts} aborts", flush=True)
         print(f"runs={args.runs} aborts={aborts} bad_output={bad} "
               f"median_s={statistics.median(seconds):.2f}")
     finally:
