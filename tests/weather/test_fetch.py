@@ -228,6 +228,44 @@ def test_stale_partial_file_is_detected_and_restarted(server, archive, lake):
     assert lake.local_path(lake_rel(lake, arel)).read_bytes() == data[arel]
 
 
+def test_a_failed_download_keeps_a_part_that_the_next_fetch_resumes(server, archive, lake):
+    _, data = archive
+    arel = rel_of("SP1", 7)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    server.fail(arel, Failure(truncate_at=100, times=3))
+    assert result_for(fetch(server, lake, retries=2), arel).status == FAILED
+    assert part.stat().st_size == 300  # three attempts, each resumed after the last
+    report = fetch(server, lake)
+    assert result_for(report, arel).status == "downloaded" and report.complete
+    assert server.gets(arel)[-1].range == "bytes=300-"
+    assert lake.local_path(lake_rel(lake, arel)).read_bytes() == data[arel]
+    assert not part.exists()
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_a_part_of_a_file_the_server_refuses_is_removed(server, archive, lake, status):
+    _, data = archive
+    arel = rel_of("SP2", 5)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[arel][:120])  # left by a killed fetch
+    server.fail(arel, Failure(status=status))
+    report = fetch(server, lake)
+    assert result_for(report, arel).status in (MISSING, FAILED)
+    assert not part.exists()
+
+
+def test_a_part_next_to_a_verified_file_is_removed_by_the_next_fetch(server, archive, lake):
+    _, data = archive
+    assert fetch(server, lake).complete
+    arel = rel_of("SP1", 2)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    part.write_bytes(data[arel][:120])  # a second fetch killed while the first one completed
+    report = fetch(server, lake)
+    assert result_for(report, arel).status == SKIPPED and not server.gets(arel)[1:]
+    assert not part.exists()
+
+
 def test_corrupt_framing_is_rejected(tmp_path, lake):
     root = tmp_path / "corrupt"
     data = write_archive(root, PRODUCT, [RUN])

@@ -36,7 +36,8 @@ def environment(env: str | None, config: str | None = None) -> Environment:
 FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "sites": "--sites",
          "test_weeks": "--test-weeks", "since": "--since", "scheduler": "--scheduler",
          "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
-         "target": "--target", "time_format": "--time-format"}
+         "target": "--target", "time_format": "--time-format", "tz": "--tz",
+         "ambiguous": "--ambiguous", "nonexistent": "--nonexistent", "variables": "--variables"}
 
 
 def error_line(exc: AggregatError) -> str:

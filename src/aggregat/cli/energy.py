@@ -46,7 +46,7 @@ def sync(
 
     environ = environment(env, config)
     bounds = Plausibility.from_env(environ)
-    engine = make_engine(environ.energy_db, environ.energy)
+    engine = make_engine(environ.energy_db, environ.energy, must_exist=True)
     try:
         report = sync_load(engine, Bank(environ.bank), environ.energy, full=full,
                            plausibility=bounds)
@@ -78,7 +78,7 @@ def publish(
     tz = environ.forecast.timezone
     when = parse_cli_time(issue_time, tz, param="--issue-time")
     console.print(f"issue time {fmt_time(when, tz)}")
-    engine = make_engine(environ.energy_db, environ.energy)
+    engine = make_engine(environ.energy_db, environ.energy, must_exist=True)
     try:
         report = publish_forecast(engine, Bank(environ.bank), environ.energy, when,
                                   target_ids=target or None)

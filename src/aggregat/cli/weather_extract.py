@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +12,9 @@ from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.cli.progress import progress_bar
 from aggregat.cli.weather import app
 from aggregat.errors import ConfigError, InputError, PartialRunError
-from aggregat.weather.extract import ExtractReport
+
+if TYPE_CHECKING:  # ecCodes loads only for the commands that decode GRIB
+    from aggregat.weather.extract import ExtractReport
 
 MethodOption = Annotated[str | None, typer.Option("--method", help="nearest or bilinear.")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", "-j",

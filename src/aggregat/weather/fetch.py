@@ -228,9 +228,11 @@ class _Fetcher:
                     result.status, result.error = DOWNLOADED, None
                     return entry
                 except _Missing:
+                    part.unlink(missing_ok=True)  # nothing left to resume
                     result.status, result.error = MISSING, "not on the server (HTTP 404)"
                     return None
                 except _Fatal as exc:
+                    part.unlink(missing_ok=True)  # a retry later starts afresh
                     result.status, result.error = FAILED, str(exc)
                     return None
                 except _Corrupt as exc:
@@ -368,6 +370,8 @@ def fetch_run(
         if datalake.is_verified(product, run, rel, manifest, check_hash=verify_hash):
             key = datalake.manifest_key(product, run, rel)
             result.status, result.bytes = SKIPPED, int(manifest["files"][key]["size"])
+            if datalake.is_local:  # a .part of a fetch killed after another one completed
+                Path(f"{datalake.local_path(rel)}.part").unlink(missing_ok=True)
         else:
             todo.append(result)
     if todo:
