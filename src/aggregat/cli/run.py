@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.errors import ConfigError
@@ -38,7 +39,7 @@ def _time(text: str | None, what: str) -> datetime | None:
 def _finish(result) -> None:
     result.ledger.timing.print(console, title=f"{result.job}: timing")
     result.raise_for_problems()
-    console.print(f"[green]{result.job}: ok[/]")
+    console.print(f"{result.job}: ok", style="green")
 
 
 @app.command("daily")
@@ -124,4 +125,4 @@ def schedule(
                   f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
                   f"({fs.timezone}); Ctrl-C to stop")
     run_schedule(settings, once=once, log=lambda m: console.print(
-        f"[dim]{datetime.now():%Y-%m-%d %H:%M:%S}[/] {m}"))
+        Text.assemble((f"{datetime.now():%Y-%m-%d %H:%M:%S}", "dim"), f" {m}")))
