@@ -71,7 +71,9 @@ def test_help_and_version_exit_0(tmp_path):
 
 # -- configuration errors: 2, naming the file and the setting --------------------------------
 @pytest.mark.parametrize(("toml", "words"), [
-    ('root = 42\n[env.t]\n', ["root", "string"]),
+    ('default_env = "t"\n[env.t]\nroot = 42\n', ["[env.t] root", "string"]),
+    ('default_env = "t"\n[defaults]\nroot = 42\n[env.t]\n', ["[env.t] root", "string"]),
+    ('root = "data"\n', ["top-level", "root", "[env.NAME]"]),
     ("default_env = 3\n", ["default_env", "string"]),
     ("env = 3\n", ["env", "table"]),
     ('default_env = "t"\n[env]\nt = 5\n', ["[env] t", "table"]),
@@ -102,7 +104,7 @@ def test_wrong_types_of_top_level_keys(tmp_path, toml, words):
     ("workers = 0\n", ["[env.t] workers", "greater than or equal to 1"]),
     ("[env.t.weather]\ntimeout_s = \"fast\"\n", ["[env.t.weather] timeout_s", "number"]),
     ("[env.t.weather]\nno_such_setting = 1\n", ["[env.t.weather] no_such_setting"]),
-    ('[[env.t.forecast.targets]]\nsites = ["a"]\n', ["[env.t.forecast] targets[0] id"]),
+    ('[[env.t.forecast.targets]]\nsites = ["a"]\n', ["[env.t.forecast] targets[0].id", "required"]),
 ])
 def test_bad_setting_values_name_the_setting(tmp_path, body, words):
     write_config(tmp_path, body)
