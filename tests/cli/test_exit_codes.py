@@ -54,6 +54,8 @@ def write_config(tmp_path: Path, body: str, top: str = 'default_env = "t"\n') ->
     (["weather", "fetch", "-m", "arome-0025", "--run", "2026-11-28T00", "--workers", "x"],
      ["--workers", "integer"]),
     (["model", "list", "--env"], ["--env"]),
+    ([*("weather", "fetch", "-m", "arome-0025", "--run", "2026-11-28T00"), "--retries", "-3"],
+     ["--retries", "greater than or equal to 0"]),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, words):
     proc = aggregat(tmp_path, *args)

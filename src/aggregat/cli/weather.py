@@ -48,10 +48,10 @@ def fetch(
                                              "(default: the config's, else the catalogue's)."),
     base_url: str | None = typer.Option(None, "--base-url",
                                         help="Open-data base URL (default: weather.base_url)."),
-    workers: int | None = typer.Option(None, "--workers",
+    workers: int | None = typer.Option(None, "--workers", min=1,
                                        help="Parallel downloads "
                                             "(default: weather.download_workers)."),
-    retries: int | None = typer.Option(None, "--retries",
+    retries: int | None = typer.Option(None, "--retries", min=0,
                                        help="Retries per file (default: weather.retries)."),
     env: EnvOption = None,
     config: ConfigOption = None,
