@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 
 from aggregat.weather.loopback import serve_folder
@@ -63,6 +64,35 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, args, words):
     line = one_error_line(proc)
     for word in words:
         assert word in line
+
+
+class _OtherClickUsageError(Exception):
+    """Shaped like a usage error of yet another bundled click (matched by duck typing)."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return "Got unexpected extra argument (x)"
+
+    def show(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("make", [lambda: click.exceptions.NoSuchOption("--x"),
+                                  lambda: _OtherClickUsageError()])
+def test_usage_errors_of_any_click_are_one_line(monkeypatch, capsys, make):
+    from aggregat.cli import main as cli
+
+    def app(**_kw):
+        raise make()
+
+    monkeypatch.setattr(cli, "app", app)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "aggregat --help" in err and "internal error" not in err
 
 
 def test_help_and_version_exit_0(tmp_path):
