@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import socket
 import sys
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import urllib3
 import xxhash
 from archive_server import ArchiveServer, Failure, archive_rel, write_archive
 
@@ -362,6 +366,37 @@ def test_latest_picks_the_newest_complete_run(tmp_path):
 def test_latest_with_unreachable_server_is_a_clear_error():
     with pytest.raises(FetchError, match="cannot probe"):
         find_latest_run(PRODUCT, "http://127.0.0.1:9/pnt", now=RUN, retries=0, timeout_s=1)
+
+
+class _CountingHTTP(urllib3.PoolManager):
+    """A pool counting the requests it was asked for (to bound attempts on an unreachable host)."""
+
+    def __init__(self) -> None:
+        super().__init__(retries=False)
+        self.count = 0
+
+    def request(self, *args, **kwargs):
+        self.count += 1
+        return super().request(*args, **kwargs)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["closed-port", "no-such-host.invalid"])
+def test_unreachable_host_is_one_error_after_a_few_attempts(lake, host):
+    host = f"127.0.0.1:{_closed_port()}" if host == "closed-port" else host
+    http = _CountingHTTP()
+    t0 = time.monotonic()
+    # Default retries and backoff: 5 retries per file would be 6 x 18 connections and ~15 s.
+    with pytest.raises(FetchError, match=re.escape(f"cannot reach {host}")):
+        fetch_run(PRODUCT, RUN, lake, base_url=f"http://{host}/pnt", workers=4, progress=False,
+                  http=http)
+    assert http.count <= 4  # the first attempt of each worker, then the host is given up
+    assert time.monotonic() - t0 < 5
 
 
 # -- CLI ---------------------------------------------------------------------------------------

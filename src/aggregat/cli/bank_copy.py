@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from aggregat.cli.bank import app
@@ -58,8 +57,7 @@ def copy(
             text = f"{item.action:8} {item.label}  {item.rows:,} rows"
             if item.error:
                 text += f"  {item.error}"
-            console.print(f"[{style}]{escape(text)}[/]" if style else escape(text),
-                          highlight=False)
+            console.print(text, style=style or None, highlight=False)
 
     if dry_run:
         report = copy_bank(src, dst, names, _since(since), dry_run=True, on_partition=show)

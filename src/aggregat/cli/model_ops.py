@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.cli.model import app
@@ -67,7 +68,7 @@ def train(
             console.print(f"{r['target']}: trained {r['version']} in {r['seconds']:.1f} s, "
                           f"{mark} ({r['reason']})")
         else:
-            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+            console.print(Text.assemble((f"{r['target']}: failed", "red"), f" {r['error']}"))
     _failed(results, "training")
 
 
@@ -128,10 +129,11 @@ def predict(
         results.append(r)
         if r["status"] == "predicted":
             flag = f", {r['baseline_rows']} baseline rows" if r["baseline_rows"] else ""
-            note = f" [yellow]({r['note']})[/]" if r.get("note") else ""
-            console.print(f"{r['target']}: {r['rows']} rows with {r['version']}{flag}{note}")
+            note = (f" ({r['note']})", "yellow") if r.get("note") else ""
+            console.print(Text.assemble(
+                f"{r['target']}: {r['rows']} rows with {r['version']}{flag}", note))
         else:
-            console.print(f"[red]{r['target']}: failed[/] {r['error']}")
+            console.print(Text.assemble((f"{r['target']}: failed", "red"), f" {r['error']}"))
     _failed(results, "prediction")
 
 
