@@ -83,7 +83,7 @@ def test_unknown_environment_and_setting(config_file):
     with pytest.raises(ConfigError, match=r"'qa' is not defined .*dev, prod"):
         load_environment("qa")
     config_file.write_text('[env.dev]\nweather = { modles = ["x"] }\n')
-    with pytest.raises(ConfigError, match="weather.modles"):
+    with pytest.raises(ConfigError, match=r"\[env\.dev\.weather\] modles: unknown setting"):
         load_environment("dev")
 
 

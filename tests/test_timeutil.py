@@ -90,7 +90,7 @@ def test_csv_times_repeated_hour_per_group_in_file_order():
 def test_csv_times_dst_gap_is_an_error_with_its_line_unless_an_option_says():
     rows = ["2026-03-29 01:30", "2026-03-29 02:30", "2026-03-29 03:30"]
     with pytest.raises(InputError, match=r"^load.csv line 3 column 'time': 2026-03-29 02:30 does "
-                       r"not exist in Europe/Paris \(DST gap\).*--nonexistent shift_forward\|drop"):
+                       r"not exist in Europe/Paris \(DST gap\).*nonexistent shift_forward\|drop"):
         parse_times(rows, tz=PARIS, source="load.csv", column="time")
     shifted = parse_times(rows, tz=PARIS, nonexistent="shift_forward")
     assert shifted[1] == pd.Timestamp("2026-03-29T01:00Z")
@@ -100,7 +100,7 @@ def test_csv_times_dst_gap_is_an_error_with_its_line_unless_an_option_says():
 
 def test_csv_times_repeated_hour_that_cannot_be_inferred():
     with pytest.raises(InputError, match=r"line 3: 2026-10-25 02:30 happens twice .*occurs once "
-                       r".*--ambiguous first\|second\|drop"):
+                       r".*ambiguous first\|second\|drop"):
         parse_times(october(["01:30", "02:30", "03:30"]), tz=PARIS, source="f.csv")
     with pytest.raises(InputError, match=r"f.csv line 4: 2026-10-25 02:30 appears a third time"):
         parse_times(october(["02:30", "02:30", "02:30"]), tz=PARIS, source="f.csv")

@@ -433,7 +433,7 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
     from aggregat.plausibility import Plausibility
 
     e = _env(env)
-    engine = make_engine(e.energy_db, e.energy)
+    engine = make_engine(e.energy_db, e.energy, must_exist=True)
     try:
         return sync_load(engine, _bank(e), e.energy, full=full,
                          plausibility=Plausibility.from_env(e))
@@ -450,7 +450,7 @@ def publish(env: Environment, issue_time: TimeLike,
 
     e = _env(env)
     when = as_utc(issue_time, param="issue_time").to_pydatetime()
-    engine = make_engine(e.energy_db, e.energy)
+    engine = make_engine(e.energy_db, e.energy, must_exist=True)
     try:
         return publish_forecast(engine, _bank(e), e.energy, when,
                                 target_ids=_ids(targets, "targets"))

@@ -31,10 +31,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aggregat.errors import ConfigError
 
@@ -57,6 +57,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Valid ranges: a bad value is a one-line ConfigError at load, not a crash in the middle of a job.
+Hour = Annotated[int, Field(ge=0, le=23)]
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class WeatherSettings(_Section):
     """What to fetch from Météo-France and how."""
 
@@ -65,15 +71,15 @@ class WeatherSettings(_Section):
     # Packages per model; a model missing here gets the catalogue's default packages.
     packages: dict[str, list[str]] = Field(default_factory=dict)
     # Run hours (UTC) the daily job fetches and extracts for each model.
-    runs: list[int] = Field(default_factory=lambda: [0])
-    method: str = "nearest"  # nearest | bilinear
-    download_workers: int = 8
-    retries: int = 5
-    retry_backoff_s: float = 0.5
-    retry_backoff_max_s: float = 30.0
-    timeout_s: float = 60.0
+    runs: list[Hour] = Field(default_factory=lambda: [0])
+    method: Literal["nearest", "bilinear"] = "nearest"
+    download_workers: int = Field(8, ge=1)
+    retries: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    retry_backoff_max_s: float = Field(30.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
     # Newest run looked for by --latest: runs younger than this are not probed.
-    min_run_age_h: float = 2.0
+    min_run_age_h: float = Field(2.0, ge=0)
 
 
 class EnergySettings(_Section):
@@ -84,20 +90,20 @@ class EnergySettings(_Section):
     load_time_col: str = "time_utc"
     load_value_col: str = "value_mw"
     load_updated_col: str | None = "updated_at"
-    sync_lookback_days: float = 3.0
+    sync_lookback_days: float = Field(3.0, ge=0)
     forecast_table: str = "load_forecasts"
     publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
-    publish_batch_rows: int = 5000
+    publish_batch_rows: int = Field(5000, ge=1)
     # Connection behaviour (energy/db.py): socket/busy timeout, retries with exponential backoff.
-    timeout_s: float = 60.0
-    retries: int = 3
-    retry_backoff_s: float = 1.0
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
     # Sync: rows fetched per round trip (server-side cursor) and rows per bank write + watermark.
-    sync_fetch_rows: int = 20000
-    sync_batch_rows: int = 200000
+    sync_fetch_rows: int = Field(20000, ge=1)
+    sync_batch_rows: int = Field(200000, ge=1)
     # Plausibility of measured load (aggregat.plausibility): values above this (MW), or a
     # target's own max_mw, are rejected by `load import` and `energy sync`, never stored.
-    max_load_mw: float = 1e5
+    max_load_mw: float = Field(1e5, gt=0)
 
 
 class TargetSettings(_Section):
@@ -122,24 +128,26 @@ class TargetSettings(_Section):
 class ForecastSettings(_Section):
     """Training, prediction and promotion."""
 
-    issue_hour_local: int = 10
+    issue_hour_local: Hour = 10
     timezone: str = "Europe/Paris"
     holidays: str = "FR"
     # School holidays as a feature: "FR" (the share of zones A, B, C on holiday, for a portfolio
     # across France), one zone ("FR-Zone C"), or codes separated by commas; empty: none.
     school_holidays: str = ""
-    retrain_after_days: float = 7.0
-    promotion_margin: float = 0.02  # the new model must beat the current one by 2 % MAE
-    history_days_for_predict: int = 14
-    validation_days: int = 14  # recent window on which a new model must beat the current one
-    min_train_days: int = 28  # fewer days of load: the model is the (flagged) baseline
-    max_lead_h: float = 102.0  # longest forecast lead read from the bank
+    retrain_after_days: float = Field(7.0, ge=0)
+    # The new model must beat the current one by this share of MAE (0.02: 2 %).
+    promotion_margin: float = Field(0.02, ge=0, le=1)
+    history_days_for_predict: int = Field(14, ge=1)
+    # Recent window on which a new model must beat the current one.
+    validation_days: int = Field(14, ge=1)
+    min_train_days: int = Field(28, ge=1)  # fewer days of load: the model is the (flagged) baseline
+    max_lead_h: float = Field(102.0, gt=0)  # longest forecast lead read from the bank
     # Intraday models (`--horizon intraday`): an issue every N hours for the next hours.
     # `intraday = true` wires them into the jobs: `run intraday`, weekly training, backfill,
     # `aggregat schedule` and the health thresholds; off, only the model commands use them.
     intraday: bool = False
-    intraday_every_h: float = 6.0
-    intraday_hours: float = 36.0
+    intraday_every_h: float = Field(6.0, gt=0, le=24)
+    intraday_hours: float = Field(36.0, gt=0)
     # Blend intraday forecasts with the newest day-ahead forecast issued before them (weight 0
     # at lead 0 up to 1/2 from 6 h; forecast.blend): the two err differently.
     intraday_blend: bool = True
@@ -148,6 +156,23 @@ class ForecastSettings(_Section):
     model_params: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
     targets: list[TargetSettings] = Field(default_factory=list)
 
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("not an IANA time zone; write it like Europe/Paris") from None
+        return value
+
+    @field_validator("model_params")
+    @classmethod
+    def _known_model_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, at load: a typo found only inside training made the run "partial".
+        return check_model_params(params) if params else params
+
 
 class JobSettings(_Section):
     """Schedules and health thresholds."""
@@ -155,15 +180,30 @@ class JobSettings(_Section):
     daily_at: str = "05:30"  # local time of `aggregat schedule`
     weekly_on: str = "sun"
     weekly_at: str = "03:00"
-    step_warn_s: float = 600.0
-    stale_warn_h: float = 30.0
+    step_warn_s: float = Field(600.0, gt=0)
+    stale_warn_h: float = Field(30.0, gt=0)
     # Health thresholds (aggregat health): warning / failed.
-    step_fail_s: float = 3600.0  # one step's duration
-    stale_fail_h: float = 54.0  # age of the newest weather run, forecast issue, publish
-    load_warn_h: float = 72.0  # age of the newest measured load (meters lag behind)
-    load_fail_h: float = 168.0
-    model_age_warn_days: float = 15.0  # age of the newest trained model
-    model_age_fail_days: float = 35.0
+    step_fail_s: float = Field(3600.0, gt=0)  # one step's duration
+    # Age of the newest weather run, forecast issue, publish.
+    stale_fail_h: float = Field(54.0, gt=0)
+    load_warn_h: float = Field(72.0, gt=0)  # age of the newest measured load (meters lag behind)
+    load_fail_h: float = Field(168.0, gt=0)
+    model_age_warn_days: float = Field(15.0, gt=0)  # age of the newest trained model
+    model_age_fail_days: float = Field(35.0, gt=0)
+
+    @field_validator("daily_at", "weekly_at")
+    @classmethod
+    def _local_time(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("write a local time as HH:MM, e.g. 05:30")
+        return value
+
+    @field_validator("weekly_on")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        if value.lower()[:3] not in _WEEKDAYS:
+            raise ValueError(f"write a day of the week: one of {', '.join(_WEEKDAYS)}")
+        return value
 
 
 class Environment(_Section):
@@ -179,7 +219,7 @@ class Environment(_Section):
     sites: str | None = None
     areas: str | None = None
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://10.0.0.5:8786
-    workers: int | None = None  # processes for extraction; None = all cores
+    workers: int | None = Field(None, ge=1)  # processes for extraction; None = all cores
     weather: WeatherSettings = Field(default_factory=WeatherSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
@@ -189,6 +229,39 @@ class Environment(_Section):
     def masked_dump(self) -> dict[str, Any]:
         """Settings as a dict with every secret masked (for ``env show``)."""
         return mask_tree(self.model_dump())
+
+
+def check_model_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``[forecast] model_params`` checked against the core's ModelConfig: known keys, numbers
+    where it takes numbers, valid ``p50_members``. Raises ValueError naming the key at fault."""
+    import dataclasses
+    import difflib
+
+    from aggregat.errors import ModelError
+    from aggregat.forecast.models import ModelConfig, check_members
+
+    defaults = ModelConfig()
+    # features and min_train_days come from their own settings, not from model_params.
+    known = sorted({f.name for f in dataclasses.fields(ModelConfig)}
+                   - {"features", "min_train_days"})
+    for key, value in params.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown key {key!r}{hint}; known: {', '.join(known)}")
+        default = getattr(defaults, key)
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            number = int if isinstance(default, int) else int | float
+            if isinstance(value, bool) or not isinstance(value, number):
+                kind = "an integer" if number is int else "a number"
+                raise ValueError(f"{key} = {value!r}: must be {kind}")
+    if "p50_members" in params:
+        members = params["p50_members"]
+        try:
+            check_members(tuple(members) if isinstance(members, list) else (members,))
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+    return params
 
 
 def _join(root: str, name: str) -> str:
@@ -223,9 +296,10 @@ def load_environment(
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    where = str(path or "config")
+    _check_layout(raw, where)
     name = name or os.environ.get("AGGREGAT_ENV") or raw.get("default_env") or DEFAULT_ENV
     envs = raw.get("env", {})
-    _check_shape(raw, name, path)
     if name in envs:
         section = _deep_merge(raw.get("defaults", {}), envs[name])
     elif name == DEFAULT_ENV:
@@ -237,8 +311,8 @@ def load_environment(
     section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
     root = section.pop("root", None) or _default_root()
     if not isinstance(root, str):
-        raise ConfigError(f"{path or 'config'} [env.{name}] setting 'root': give a folder or URL "
-                          "as a string")
+        raise ConfigError(f"{where} [env.{name}] root = {root!r}: must be a string, a folder or "
+                          "an fsspec URL (s3://bucket/prefix)")
     base = Path(path).parent if path else Path.cwd()
     root = _absolute(root, base)
     settings: dict[str, Any] = {
@@ -264,25 +338,56 @@ def load_environment(
     try:
         return Environment(**settings)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{path or 'config'} [env.{name}] setting {loc!r}: {first['msg']}"
-        ) from None
+        raise _setting_error(exc, where, name) from None
 
 
-def _check_shape(raw: dict[str, Any], name: Any, path: Path | None) -> None:
-    """The tables the loader walks are tables (a fuzzed file raised TypeError here)."""
-    where = path or "config"
-    if not isinstance(name, str):
-        raise ConfigError(f"{where}: default_env = {name!r}: give an environment name as a string")
+_TOP_LEVEL = ("default_env", "defaults", "env")
+_SECTIONS = ("weather", "energy", "forecast", "jobs")
+
+
+def _check_layout(raw: dict[str, Any], where: str) -> None:
+    """The file's top level: the types pydantic does not see (they are used before it runs)."""
+    unknown = sorted(set(raw) - set(_TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(unknown)}; settings go "
+                          "in [defaults] or [env.NAME], the top level has only "
+                          f"{', '.join(_TOP_LEVEL)}")
+    if "default_env" in raw and not isinstance(raw["default_env"], str):
+        raise ConfigError(f"{where}: default_env = {raw['default_env']!r}: must be a string, "
+                          "the NAME of an [env.NAME] section")
+    if not isinstance(raw.get("defaults", {}), dict):
+        raise ConfigError(f"{where}: defaults = {raw['defaults']!r}: must be a table, "
+                          "[defaults] with settings under it")
     envs = raw.get("env", {})
-    for key, value in [("env", envs), ("defaults", raw.get("defaults", {})),
-                       *((f"env.{k}", v) for k, v in (envs.items() if isinstance(envs, dict)
-                                                      else ()))]:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key} must be a table ([{key}] with settings), "
-                              f"not {type(value).__name__}")
+    if not isinstance(envs, dict):
+        raise ConfigError(f"{where}: env = {envs!r}: must be a table of environments, "
+                          "[env.NAME] sections")
+    for env_name, section in envs.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: [env] {env_name} = {section!r}: must be a table, "
+                              f"an [env.{env_name}] section with settings under it")
+
+
+def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
+    """Pydantic's first error as one line: ``FILE [env.NAME.section] key = value: what``."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = list(err["loc"])
+    table = f"env.{name}"
+    if len(loc) > 1 and loc[0] in _SECTIONS:
+        table += f".{loc.pop(0)}"
+    key = ""
+    for part in loc:
+        text = str(part) if str(part).isprintable() else repr(part)  # a key may hold a newline
+        key += f"[{part}]" if isinstance(part, int) else f".{text}" if key else text
+    value = err.get("input")
+    shown = (f" = {value!r}" if err["type"] != "missing"
+             and isinstance(value, str | int | float | bool) else "")
+    what = {"missing": "required, not set",
+            "extra_forbidden": "unknown setting (`aggregat env show` lists them all)",
+            }.get(err["type"], err["msg"].removeprefix("Value error, "))
+    more = f" ({len(errors) - 1} more problem(s) after it)" if len(errors) > 1 else ""
+    return ConfigError(f"{where} [{table}] {key}{shown}: {what}; fix it in the file{more}")
 
 
 def _absolute(value: str, base: Path) -> str:

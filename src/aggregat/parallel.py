@@ -1,13 +1,20 @@
 """Run independent tasks on all local cores (a process pool) or on a Dask distributed cluster.
 
 The same picklable function and tasks run either way; results come back as they complete so a
-progress bar can follow and one failed task does not stop the others.
+progress bar can follow and one failed task does not stop the others. Local worker processes die
+with the process that started them, even when it is killed with SIGKILL (see
+:func:`_die_with_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -16,6 +23,37 @@ from aggregat.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Initializer of local workers: exit when ``parent`` dies, however it dies.
+
+    A SIGKILLed parent runs no cleanup, and its pool workers, holding their own ends of the task
+    pipes, would wait forever. On Linux the kernel sends them SIGKILL (PR_SET_PDEATHSIG);
+    elsewhere a thread polls the parent pid. Workers must be started by a thread that lives as
+    long as the pool (the death signal follows the creating thread): run_tasks does so.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # no usable libc: the watch thread below
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                         name="watch-parent").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)  # nothing to flush: results go to a parent that is gone
 
 
 def default_workers() -> int:
@@ -54,7 +92,8 @@ def run_tasks(
         return
     # fork: workers start in milliseconds and inherit imported modules (ecCodes, numpy).
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(fn, task): task for task in tasks}
         for future in as_completed(futures):
             exc = future.exception()

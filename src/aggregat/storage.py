@@ -4,12 +4,21 @@ The datalake, the bank and the model registry all go through :class:`Store`, so 
 local folder by default and object storage when configured. Writes are atomic: a local file is
 written under a temporary name in the same folder and renamed; on object storage a single PUT is
 already atomic (readers see the old object or the new one, never half of it).
+
+A temporary name starts with ``.tmp-`` (listings hide it) and ends with ``.tmp``, never with the
+final suffix, so a plain glob such as DuckDB's ``read_parquet('bank/**/*.parquet')`` skips it. It
+carries the writer's host and pid: a writer sweeps the stale ones left in its folder by killed
+writers (dead pid on this host, or older than :data:`STALE_TMP_S`) before writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +28,51 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 TMP_PREFIX = ".tmp-"
+TMP_SUFFIX = ".tmp"  # not ".parquet": dataset globs must not match a half-written file
+# A temp file this old is a leftover whatever its pid says (pid reuse, another host, old names).
+STALE_TMP_S = 3600.0
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_TMP_NAME = re.compile(r"^\.tmp-([0-9a-f]{6})-(\d+)-[0-9a-f]{12}-")
+
+
+def tmp_name(name: str) -> str:
+    """Temporary name of a file being written as ``name`` by this process."""
+    return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}{TMP_SUFFIX}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def is_stale_tmp(path: Path, now: float | None = None) -> bool:
+    """True if the temp file ``path`` was left by a killed writer (safe to remove)."""
+    try:
+        age = (now or time.time()) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > STALE_TMP_S:
+        return True
+    match = _TMP_NAME.match(path.name)
+    return bool(match and match.group(1) == _HOST and not _pid_alive(int(match.group(2))))
+
+
+def sweep_tmp(folder: str | Path) -> int:
+    """Remove the stale temp files directly in ``folder``; returns how many."""
+    count = 0
+    now = time.time()
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(TMP_PREFIX) and is_stale_tmp(Path(entry.path), now):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                    count += 1
+    return count
 
 
 class Store:
@@ -93,7 +147,8 @@ class Store:
         if self.is_local:
             parent = os.path.dirname(target)
             os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f"{TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(target)}")
+            sweep_tmp(parent)  # leftovers of killed writers of this folder
+            tmp = os.path.join(parent, tmp_name(os.path.basename(target)))
             try:
                 with open(tmp, "wb") as fh:
                     yield fh
@@ -121,15 +176,20 @@ class Store:
             self.fs.mv(self.full(src), self.full(dst))
 
     def clean_tmp(self, rel: str = "") -> int:
-        """Remove temporary files left by a killed writer under ``rel``; returns how many."""
+        """Remove temporary files left by killed writers under ``rel``; returns how many.
+
+        Only stale ones (see :func:`is_stale_tmp`): files of live writers are left alone.
+        """
         if not self.is_local:
             return 0
         count = 0
         base = Path(self.full(rel))
         if not base.exists():
             return 0
+        now = time.time()
         for tmp in base.rglob(f"{TMP_PREFIX}*"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                count += 1
+            if tmp.is_file() and is_stale_tmp(tmp, now):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    count += 1
         return count

@@ -138,9 +138,9 @@ def parse_times(values: Sequence[str] | pd.Series, *, tz: str | None = None,
                else first_line + np.arange(len(text)))
     where = source + (f" column {column!r}" if column else "")
 
-    def fail(i: int, what: str) -> InputError:
+    def fail(i: int, what: str, param: str | tuple[str, ...] = ()) -> InputError:
         return InputError(f"{source} line {int(line_of[i])}"
-                          + (f" column {column!r}" if column else "") + f": {what}")
+                          + (f" column {column!r}" if column else "") + f": {what}", param=param)
 
     if ambiguous not in (None, *AMBIGUOUS):
         raise ConfigError(f"{where}: ambiguous {ambiguous!r}: use one of {', '.join(AMBIGUOUS)}")
@@ -160,14 +160,14 @@ def parse_times(values: Sequence[str] | pd.Series, *, tz: str | None = None,
     if bad.any():
         i = int(bad.argmax())
         hint = (f"expected format {time_format!r} (one format per file)" if time_format else
-                "expected ISO 8601 (2026-01-31 13:00), one format per file; give --time-format "
+                "expected ISO 8601 (2026-01-31 13:00), one format per file; give time_format "
                 "for another layout")
-        raise fail(i, f"cannot read {text.iloc[i]!r} as a time; {hint}")
+        raise fail(i, f"cannot read {text.iloc[i]!r} as a time; {hint}", "time_format")
     if has_offset[0]:
         return pd.DatetimeIndex(parsed).tz_convert("UTC")
     if tz is None:
         raise fail(0, f"{text.iloc[0]!r} has no UTC offset and no time zone is given; give the "
-                   "zone of the file (--tz) or write times with an offset")
+                   "zone of the file (tz) or write times with an offset", "tz")
     z = zone(tz)
     naive = pd.DatetimeIndex(parsed)
     summer = naive.tz_localize(z, ambiguous=np.ones(len(naive), bool), nonexistent="NaT")
@@ -176,7 +176,8 @@ def parse_times(values: Sequence[str] | pd.Series, *, tz: str | None = None,
     if gap.any() and nonexistent is None:
         i = int(gap.argmax())
         raise fail(i, f"{naive[i]:%Y-%m-%d %H:%M} does not exist in {tz} (DST gap); fix the row, "
-                   "write times with an offset, or choose --nonexistent shift_forward|drop")
+                   "write times with an offset, or choose nonexistent shift_forward|drop",
+                   "nonexistent")
     flags = np.ones(len(naive), bool)  # True: summer time (only read where ambiguous)
     drop = gap.copy() if nonexistent == "drop" else np.zeros(len(naive), bool)
     twice = np.asarray(exact.isna()) & ~gap
@@ -196,7 +197,8 @@ def parse_times(values: Sequence[str] | pd.Series, *, tz: str | None = None,
             i = int(rows["i"].to_numpy()[alone][0])
             raise fail(i, f"{naive[i]:%Y-%m-%d %H:%M} happens twice in {tz} (DST change) but "
                        "occurs once here, so the order of the rows cannot tell which; write "
-                       "times with an offset, or choose --ambiguous first|second|drop")
+                       "times with an offset, or choose ambiguous first|second|drop",
+                       "ambiguous")
         idx = rows["i"].to_numpy()
         flags[idx] = rank == 0  # file order: summer time first, then winter time
         if ambiguous in ("first", "second"):

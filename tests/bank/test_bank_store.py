@@ -168,6 +168,59 @@ def test_killed_writer_leaves_only_a_temp_file_that_is_ignored_and_cleaned(bank)
     assert not [n for n in os.listdir(bank.store.local_path(rel).parent) if n.startswith(".tmp-")]
 
 
+def _kill_writer_before_any_byte(store_url: str, rel: str) -> None:
+    child = (
+        "import os, signal, sys\n"
+        "from aggregat.storage import Store\n"
+        "with Store(sys.argv[1]).atomic_writer(sys.argv[2]) as fh:\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child, store_url, rel], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _temp_files(folder) -> list[str]:
+    return [n for n in os.listdir(folder) if n.startswith(".tmp-")]
+
+
+def test_a_killed_writers_empty_temp_file_is_skipped_by_plain_globs_and_swept_by_the_next_write(
+        bank):
+    import duckdb
+
+    from aggregat.ops.ledger import Ledger
+
+    ledger = Ledger(bank, job="t", run_id="r1")
+    with ledger.step("fetch", "arome-0025/2026-11-20T06") as st:
+        st.rows = 1
+    (rel,) = bank.files("ledger")
+    folder = bank.store.local_path(rel).parent
+    _kill_writer_before_any_byte(bank.url, rel)
+    (leftover,) = _temp_files(folder)
+    assert os.path.getsize(folder / leftover) == 0
+    glob = f"{bank.store.local_path()}/**/*.parquet"
+    count = duckdb.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)")
+    assert count.fetchall() == [(1,)]  # the 0-byte temp file is not matched
+    with ledger.step("fetch", "arome-0025/2026-11-20T12") as st:  # the same ledger part
+        st.rows = 2
+    assert _temp_files(folder) == []
+    assert len(ledger.entries()) == 2
+
+
+def test_temp_files_of_live_writers_are_kept_and_stale_ones_removed(bank, tmp_path):
+    from aggregat.storage import STALE_TMP_S, tmp_name
+
+    folder = bank.store.local_path("weather_forecast")
+    folder.mkdir(parents=True)
+    live = folder / tmp_name("a.parquet")  # this process: alive
+    old = folder / ".tmp-0123456789abcdef-b.parquet"  # older naming, no pid
+    live.write_bytes(b""), old.write_bytes(b"")
+    assert bank.clean_tmp() == 0
+    past = os.path.getmtime(old) - STALE_TMP_S - 60
+    os.utime(old, (past, past))
+    assert bank.clean_tmp() == 1
+    assert _temp_files(folder) == [live.name]
+
+
 def test_memory_bank_writes_reads_and_checksums_like_a_local_one(bank):
     mem = Bank(f"memory://bank-{uuid.uuid4().hex}")
     for b in (bank, mem):

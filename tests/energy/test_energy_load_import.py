@@ -114,7 +114,7 @@ def test_french_local_csv_in_file_order_is_accepted_at_the_october_hour(tmp_path
 def test_march_gap_names_the_line_and_the_options(tmp_path):
     rows = ["time,load_mw"] + [f"2026-03-29 {h},1" for h in ("01:00", "01:30", "02:30", "03:00")]
     with pytest.raises(InputError, match=r"load\.csv line 4 column 'time': 2026-03-29 02:30 does "
-                       r"not exist in Europe/Paris \(DST gap\).*--nonexistent"):
+                       r"not exist in Europe/Paris \(DST gap\).*nonexistent"):
         read_load_csv(write(tmp_path, "\n".join(rows) + "\n"), target="t", tz="Europe/Paris")
     frame, _ = read_load_csv(write(tmp_path, "\n".join(rows) + "\n"), target="t",
                              tz="Europe/Paris", nonexistent="drop")

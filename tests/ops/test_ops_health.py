@@ -125,3 +125,31 @@ def test_empty_environment_fails_and_cli_exit_codes(tmp_path):
                          env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "env dev: ok (exit 0)" in out.stdout
+
+
+# Runs before aggregat is imported, so its atexit hook runs after aggregat's: it sees the
+# process as the interpreter is about to tear down.
+_EXIT_PROBE = """
+import atexit, json, sys
+def probe():
+    import aggregat.bank.store as store
+    sys.stderr.write("PROBE " + json.dumps({"duckdb_open": bool(store._DUCK),
+                                            "eccodes": "eccodes" in sys.modules}) + "\\n")
+atexit.register(probe)
+from aggregat.cli.main import main
+main()
+"""
+
+
+def test_health_json_exits_cleanly_with_duckdb_closed_and_no_eccodes(tmp_path):
+    env, config = _env(tmp_path)
+    _populate(env, pd.Timestamp.now(tz="UTC"))
+    for _ in range(5):  # benches/bench_health_exit.py runs it 200 times
+        out = subprocess.run([sys.executable, "-c", _EXIT_PROBE, "health", "--json", "--env",
+                              "dev", "--config", config], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(out.stdout)["status"] == "ok"
+        probe = json.loads(out.stderr.split("PROBE ", 1)[1])
+        # An open DuckDB keeps its threads running into exit(): the suspected SIGABRT.
+        assert probe == {"duckdb_open": False, "eccodes": False}

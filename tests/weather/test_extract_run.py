@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -401,3 +402,48 @@ def test_quarantine_is_the_environment_setting(archive, tmp_path):
     assert extract.returncode == 3, extract.stderr
     assert (quarantine / victim).exists() and (quarantine / f"{victim}.reason").exists()
     assert not (tmp_path / "data" / "datalake" / "quarantine").exists()
+def test_extraction_workers_die_with_a_sigkilled_parent(archive, tmp_path):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    datalake = _fetched(archive, tmp_path)
+    # A real extraction whose tasks take long, so the workers are busy when the parent dies.
+    child = (
+        "import sys, time\n"
+        "from datetime import datetime, UTC\n"
+        "import aggregat.weather.extract as ex\n"
+        "from aggregat.bank import Bank\n"
+        "from aggregat.weather.datalake import Datalake\n"
+        "from aggregat.weather.decode_task import run_task\n"
+        "from aggregat.weather.sites import Locations\n"
+        "def slow(task):\n"
+        "    time.sleep(120)\n"
+        "    return run_task(task)\n"
+        "ex.run_task = slow\n"
+        "ex.extract_run('arome-0025', datetime(2026, 11, 28, 0, tzinfo=UTC),\n"
+        "               datalake=Datalake(sys.argv[1]), bank=Bank(sys.argv[2]),\n"
+        "               locations=Locations.points(['p'], [48.85], [2.35]), workers=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child, datalake.url, str(tmp_path / "bank")],
+                            env=child_env())
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = psutil.Process(proc.pid).children(recursive=True)
+        assert len(workers) >= 2, "the extraction did not start its worker processes"
+        time.sleep(0.5)  # the workers are inside their (slow) tasks
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], f"workers outlived their parent: {alive}"
+    finally:
+        proc.kill()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()

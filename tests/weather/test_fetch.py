@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import socket
 import sys
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import urllib3
 import xxhash
 from archive_server import ArchiveServer, Failure, archive_rel, write_archive
 
@@ -228,6 +232,44 @@ def test_stale_partial_file_is_detected_and_restarted(server, archive, lake):
     assert lake.local_path(lake_rel(lake, arel)).read_bytes() == data[arel]
 
 
+def test_a_failed_download_keeps_a_part_that_the_next_fetch_resumes(server, archive, lake):
+    _, data = archive
+    arel = rel_of("SP1", 7)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    server.fail(arel, Failure(truncate_at=100, times=3))
+    assert result_for(fetch(server, lake, retries=2), arel).status == FAILED
+    assert part.stat().st_size == 300  # three attempts, each resumed after the last
+    report = fetch(server, lake)
+    assert result_for(report, arel).status == "downloaded" and report.complete
+    assert server.gets(arel)[-1].range == "bytes=300-"
+    assert lake.local_path(lake_rel(lake, arel)).read_bytes() == data[arel]
+    assert not part.exists()
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_a_part_of_a_file_the_server_refuses_is_removed(server, archive, lake, status):
+    _, data = archive
+    arel = rel_of("SP2", 5)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[arel][:120])  # left by a killed fetch
+    server.fail(arel, Failure(status=status))
+    report = fetch(server, lake)
+    assert result_for(report, arel).status in (MISSING, FAILED)
+    assert not part.exists()
+
+
+def test_a_part_next_to_a_verified_file_is_removed_by_the_next_fetch(server, archive, lake):
+    _, data = archive
+    assert fetch(server, lake).complete
+    arel = rel_of("SP1", 2)
+    part = lake.local_path(lake_rel(lake, arel) + ".part")
+    part.write_bytes(data[arel][:120])  # a second fetch killed while the first one completed
+    report = fetch(server, lake)
+    assert result_for(report, arel).status == SKIPPED and not server.gets(arel)[1:]
+    assert not part.exists()
+
+
 def test_corrupt_framing_is_rejected(tmp_path, lake):
     root = tmp_path / "corrupt"
     data = write_archive(root, PRODUCT, [RUN])
@@ -324,6 +366,37 @@ def test_latest_picks_the_newest_complete_run(tmp_path):
 def test_latest_with_unreachable_server_is_a_clear_error():
     with pytest.raises(FetchError, match="cannot probe"):
         find_latest_run(PRODUCT, "http://127.0.0.1:9/pnt", now=RUN, retries=0, timeout_s=1)
+
+
+class _CountingHTTP(urllib3.PoolManager):
+    """A pool counting the requests it was asked for (to bound attempts on an unreachable host)."""
+
+    def __init__(self) -> None:
+        super().__init__(retries=False)
+        self.count = 0
+
+    def request(self, *args, **kwargs):
+        self.count += 1
+        return super().request(*args, **kwargs)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["closed-port", "no-such-host.invalid"])
+def test_unreachable_host_is_one_error_after_a_few_attempts(lake, host):
+    host = f"127.0.0.1:{_closed_port()}" if host == "closed-port" else host
+    http = _CountingHTTP()
+    t0 = time.monotonic()
+    # Default retries and backoff: 5 retries per file would be 6 x 18 connections and ~15 s.
+    with pytest.raises(FetchError, match=re.escape(f"cannot reach {host}")):
+        fetch_run(PRODUCT, RUN, lake, base_url=f"http://{host}/pnt", workers=4, progress=False,
+                  http=http)
+    assert http.count <= 4  # the first attempt of each worker, then the host is given up
+    assert time.monotonic() - t0 < 5
 
 
 # -- CLI ---------------------------------------------------------------------------------------

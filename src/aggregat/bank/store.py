@@ -3,7 +3,8 @@
 Layout: ``{dataset}/{k1}={v1}/{k2}={v2}/{part}.parquet``. A partition is a folder; it holds one
 or more parts (e.g. one per run of the day). Each part is written whole and atomically (temp file +
 rename, or one PUT on object storage), so rewriting a part replaces it and a killed writer leaves
-only a ``.tmp-*`` file that listings ignore and :meth:`Bank.clean_tmp` removes.
+only a ``.tmp-*.tmp`` file that listings and ``*.parquet`` globs ignore; the next write in its
+folder, or :meth:`Bank.clean_tmp` (at the start of every job), removes it.
 
 Reads never scan a dataset: :meth:`Bank.files` builds the folder paths of the requested key values
 directly and lists only those folders; DuckDB then reads exactly those files with the filter
@@ -12,6 +13,7 @@ pushed down. Remote stores (``s3://``, ``memory://``) are read with pyarrow thro
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import threading
@@ -94,6 +96,22 @@ def _cursor() -> duckdb.DuckDBPyConnection:
             con.execute("SET GLOBAL TimeZone = 'UTC'")  # TIMESTAMPTZ comes back in UTC
             _DUCK.update(pid=pid, con=con)
         return _DUCK["con"].cursor()
+
+
+@atexit.register
+def close_duckdb() -> None:
+    """Close this process's DuckDB, which joins its worker threads (at exit, and in tests).
+
+    Left open, the database dies during interpreter teardown, or never, its threads still
+    running while exit() destroys DuckDB's C++ statics: a rare SIGABRT once all work is done.
+    A connection inherited through fork() is left alone (its threads are not in this process).
+    """
+    with _DUCK_LOCK:
+        if _DUCK.get("pid") != os.getpid():
+            return
+        con = _DUCK.pop("con")
+        _DUCK.clear()
+    con.close()
 
 
 def _arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:

@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from aggregat.cli.bank import app
@@ -55,8 +54,7 @@ def copy(
             text = f"{item.action:8} {item.label}  {item.rows:,} rows"
             if item.error:
                 text += f"  {item.error}"
-            console.print(f"[{style}]{escape(text)}[/]" if style else escape(text),
-                          highlight=False)
+            console.print(text, style=style or None, highlight=False)
 
     report = api.copy_bank(src_env, dst_env, names, _since(since), dry_run=dry_run,
                            on_partition=show)

@@ -9,12 +9,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from aggregat.config import Environment, load_environment
 from aggregat.errors import AggregatError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# No markup: user and library text ("[env.prod] ...") prints as it is; styles go through
+# rich.text.Text (Text.assemble(("error:", "bold red"), " ", message)) or Text(..., style=...).
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 EnvOption = Annotated[
     str | None,
@@ -28,6 +31,11 @@ ConfigOption = Annotated[
 ]
 
 
+def styled(text: str, style: str) -> Text:
+    """``text`` (printed as it is, never read as markup) in ``style``."""
+    return Text(text, style=style)
+
+
 def environment(env: str | None, config: str | None = None) -> Environment:
     """Resolve the environment a command runs in."""
     return load_environment(env, config)
@@ -38,7 +46,8 @@ def environment(env: str | None, config: str | None = None) -> Environment:
 FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "sites": "--sites",
          "test_weeks": "--test-weeks", "since": "--since", "scheduler": "--scheduler",
          "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
-         "target": "--target", "time_format": "--time-format"}
+         "target": "--target", "time_format": "--time-format", "tz": "--tz",
+         "ambiguous": "--ambiguous", "nonexistent": "--nonexistent", "variables": "--variables"}
 
 
 def error_line(exc: AggregatError) -> str:

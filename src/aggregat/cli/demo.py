@@ -6,8 +6,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, styled
 
 
 def demo(
@@ -29,21 +30,23 @@ def demo(
     if logging.getLogger("aggregat").level > logging.DEBUG:  # the table says what happened
         logging.getLogger("aggregat").setLevel(logging.WARNING)
     settings = environment(env, config)
-    console.print(f"[bold]aggregat demo[/] in environment {settings.name} ({settings.root})")
+    console.print(Text.assemble(("aggregat demo", "bold"),
+                                f" in environment {settings.name} ({settings.root})"))
     report = run_demo(settings, days=days, history_days=history_days, log=console.print)
     table = Table(title="what the demo did", title_justify="left")
     for col in ("step", "seconds", "detail"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
     for step in report.steps:
         table.add_row(step.name, f"{step.seconds:.1f}", step.detail)
-    table.add_row("[bold]total[/]", f"[bold]{report.total_s:.1f}[/]", "")
+    table.add_row(styled("total", "bold"), styled(f"{report.total_s:.1f}", "bold"), "")
     console.print(table)
     health = report.health
     bad = [i for i in health.items if i.status != "ok"]
     for item in bad:
         console.print(f"  health {item.status}: {item.section} {item.name}: {item.value}")
     style = {"ok": "green", "warning": "yellow", "failed": "red"}.get(health.status, "")
-    console.print(f"health: [{style}]{health.status}[/] ({len(health.items)} checks)")
+    console.print(Text.assemble("health: ", (health.status, style),
+                                f" ({len(health.items)} checks)"))
     console.print("where to look:")
     for name, path in report.where.items():
         console.print(f"  {name:10s} {path}")

@@ -6,8 +6,9 @@ import json
 import sys
 
 import typer
+from rich.text import Text
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, styled
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,7 +23,8 @@ def show(env: EnvOption = None, config: ConfigOption = None,
         typer.echo(json.dumps(dump, indent=2))
         return
     source = settings.source_file or "embedded default (no aggregat.toml)"
-    console.print(f"[bold]environment[/] {settings.name}  [dim]from {source}[/]")
+    console.print(Text.assemble(("environment", "bold"), f" {settings.name}  ",
+                                (f"from {source}", "dim")))
     _print_tree(dump, indent=1)
 
 
@@ -32,7 +34,7 @@ def _print_tree(tree: dict, indent: int) -> None:
         if key == "name":
             continue
         if isinstance(value, dict):
-            console.print(f"{pad}[bold]{key}[/]")
+            console.print(Text.assemble(pad, (key, "bold")))
             _print_tree(value, indent + 1)
         else:
             console.print(f"{pad}{key} = {value}")
@@ -49,7 +51,6 @@ def check(env: EnvOption = None, config: ConfigOption = None,
 
     Exit code 0 when everything is fine, 1 when any problem was found (one line per problem).
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from aggregat import api
@@ -64,9 +65,10 @@ def check(env: EnvOption = None, config: ConfigOption = None,
         styles = {"ok": "green", "warning": "yellow", "problem": "bold red", "skipped": "dim"}
         table = Table("check", "status", "detail", title=f"env check {settings.name}")
         for c in checks:
-            table.add_row(c.name, f"[{styles.get(c.status, '')}]{c.status}[/]", escape(c.message))
+            table.add_row(c.name, styled(c.status, styles.get(c.status, "")), c.message)
         console.print(table)
-        console.print(f"[bold red]{len(bad)} problem(s)[/] in env {settings.name}" if bad
-                      else f"[green]env {settings.name} ok[/]")
+        console.print(Text.assemble((f"{len(bad)} problem(s)", "bold red"),
+                                    f" in env {settings.name}") if bad
+                      else styled(f"env {settings.name} ok", "green"))
     if bad:
         sys.exit(1)  # not typer.Exit: main() runs click with standalone_mode=False

@@ -7,8 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, styled
 
 _STYLE = {"ok": "green", "warning": "yellow", "failed": "bold red", "info": "cyan"}
 
@@ -23,7 +24,6 @@ def health(
 
     Exit code 0 = ok, 1 = warning, 2 = failed (thresholds in the [jobs] settings).
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from aggregat import api
@@ -37,12 +37,12 @@ def health(
                       title=f"health of env {settings.name} at {report.checked_at:%Y-%m-%d %H:%M}Z")
         for item in report.items:
             style, shown = _STYLE.get(item.status, ""), item.as_dict()
-            table.add_row(item.section, escape(shown["name"]), f"[{style}]{item.status}[/]",
-                          escape(shown["value"]), escape(shown["detail"]))
+            table.add_row(item.section, shown["name"], styled(item.status, style),
+                          shown["value"], shown["detail"])
         console.print(table)
         style = _STYLE[report.status]
-        console.print(f"env {settings.name}: [{style}]{report.status}[/] "
-                      f"(exit {report.exit_code})")
+        console.print(Text.assemble(f"env {settings.name}: ", (report.status, style),
+                                    f" (exit {report.exit_code})"))
     # sys.exit, not typer.Exit: main() runs click with standalone_mode=False, which would
     # swallow typer.Exit's code.
     sys.exit(report.exit_code)

@@ -7,6 +7,7 @@ import os
 import sys
 
 import typer
+from rich.text import Text
 
 from aggregat import __version__
 from aggregat.cli import (
@@ -65,6 +66,38 @@ def _root(
     setup_logging(logging.DEBUG if verbose else logging.INFO, json_format=log_json)
 
 
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """Click's exception base, from click and from the click that typer >= 0.29 bundles."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    # Duck typing as a fallback: another bundled click would not be any class imported above.
+    return isinstance(exc, _click_errors()) or (
+        isinstance(getattr(exc, "exit_code", None), int) and callable(getattr(exc, "show", None))
+        and callable(getattr(exc, "format_message", None)))
+
+
+def _usage_line(exc: BaseException) -> str:
+    """``<message>; try 'aggregat X --help'`` on one line (click prints several)."""
+    message = " ".join(str(exc.format_message()).split()).rstrip(".")  # type: ignore[attr-defined]
+    path = getattr(getattr(exc, "ctx", None), "command_path", None) or "aggregat"
+    return f"{message}; try '{path} --help'"
+
+
+def _error(message: str) -> None:
+    # Text, not markup: "[env.prod]" in a message is the place to fix, not a style.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one masked line and an exit code."""
     from aggregat.logs import mask_streams
@@ -72,10 +105,10 @@ def main() -> None:
     mask_streams()  # whatever any command prints, secrets never reach the terminal
     try:
         # standalone_mode=False returns typer.Exit codes instead of exiting: pass them on.
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="aggregat")
         sys.exit(rc if isinstance(rc, int) else 0)
     except AggregatError as exc:
-        err_console.print(f"[bold red]error:[/] {mask(error_line(exc))}", soft_wrap=True)
+        _error(mask(error_line(exc)))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -84,19 +117,17 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_click_error(exc):  # usage errors (unknown command or option, bad value...)
+            if str(exc.format_message()).strip():  # type: ignore[attr-defined]
+                _error(mask(_usage_line(exc)))
+            sys.exit(2)  # (an empty message: a group run without a command; its help is shown)
         if os.environ.get("AGGREGAT_DEBUG"):
             raise
-        err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {mask(str(exc))} "
-            "(rerun with AGGREGAT_DEBUG=1 for the traceback, and please report it)",
-            soft_wrap=True,
-        )
+        err_console.print(Text.assemble(
+            ("internal error:", "bold red"),
+            f" {type(exc).__name__}: {mask(str(exc))} (rerun with AGGREGAT_DEBUG=1 for the "
+            "traceback, and please report it)"), soft_wrap=True)
         sys.exit(70)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 from aggregat.cli.model import app
@@ -62,7 +63,7 @@ def train(
             console.print(f"{r.target}: trained {r.version} in {r.seconds:.1f} s, {mark} "
                           f"({r.reason})")
         else:
-            console.print(f"[red]{r.target}: failed[/] {r.error}")
+            console.print(Text.assemble((f"{r.target}: failed", "red"), f" {r.error}"))
 
     with flags(if_older="--if-older", horizon="--horizon", targets="--target"):
         results = api.train(environment(env, config), target, horizon, force, if_older=if_older,
@@ -125,10 +126,11 @@ def predict(
     def show(r) -> None:
         if r.status == "predicted":
             flag = f", {r.baseline_rows} baseline rows" if r.baseline_rows else ""
-            note = f" [yellow]({r.note})[/]" if r.note else ""
-            console.print(f"{r.target}: {r.rows} rows with {r.version}{flag}{note}")
+            note = (f" ({r.note})", "yellow") if r.note else ""
+            console.print(Text.assemble(f"{r.target}: {r.rows} rows with {r.version}{flag}",
+                                        note))
         else:
-            console.print(f"[red]{r.target}: failed[/] {r.error}")
+            console.print(Text.assemble((f"{r.target}: failed", "red"), f" {r.error}"))
 
     with flags(issue_time="--issue-time", horizon="--horizon", targets="--target"):
         results = api.predict(e, issue, target, horizon, workers=workers, on_result=show)

@@ -16,7 +16,9 @@ def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[], None]]]:
     if not err_console.is_terminal:
         yield lambda total: (lambda: None)
         return
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    # The label goes in as data, not as the column's format: no markup, no {braces} to format.
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         def start(total: int) -> Callable[[], None]:
             task = bar.add_task(label, total=total)

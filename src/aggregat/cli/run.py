@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment
 from aggregat.errors import ConfigError
@@ -29,7 +30,7 @@ def _finish(result) -> None:
 
     Timing.of_steps(result.steps).print(console, title=f"{result.job}: timing")
     result.raise_for_problems()
-    console.print(f"[green]{result.job}: ok[/]")
+    console.print(f"{result.job}: ok", style="green")
 
 
 @app.command("daily")
@@ -122,4 +123,4 @@ def schedule(
                   f"on {settings.jobs.weekly_on} at {settings.jobs.weekly_at}{intraday} "
                   f"({fs.timezone}); Ctrl-C to stop")
     api.schedule(settings, once=once, log=lambda m: console.print(
-        f"[dim]{datetime.now().astimezone():%Y-%m-%d %H:%M:%S%z}[/] {m}"))
+        Text.assemble((f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S%z}", "dim"), f" {m}")))

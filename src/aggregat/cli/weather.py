@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags, styled
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def _fetch_table(report):  # -> rich.table.Table
     if len(rows) > 30:
         rows = report.problems
     for f in rows:
-        status = f"[{style.get(f.status, '')}]{f.status}[/]"
+        status = styled(f.status, style.get(f.status, ""))
         table.add_row(f.name.removesuffix(suffix), status, f"{f.bytes / 1e6:.2f}",
                       f"{f.seconds:.1f}", str(f.attempts), f.error or "")
     return table
@@ -48,10 +48,10 @@ def fetch(
                                              "(default: the config's, else the catalogue's)."),
     base_url: str | None = typer.Option(None, "--base-url",
                                         help="Open-data base URL (default: weather.base_url)."),
-    workers: int | None = typer.Option(None, "--workers",
+    workers: int | None = typer.Option(None, "--workers", min=1,
                                        help="Parallel downloads "
                                             "(default: weather.download_workers)."),
-    retries: int | None = typer.Option(None, "--retries",
+    retries: int | None = typer.Option(None, "--retries", min=0,
                                        help="Retries per file (default: weather.retries)."),
     env: EnvOption = None,
     config: ConfigOption = None,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
 from aggregat.cli.progress import progress_bar
@@ -26,20 +27,23 @@ def _csv(value: str | None) -> list[str] | None:
 def _print_report(report) -> None:
     console.print(report.summary())
     for issue in report.issues:
-        console.print(f"  [yellow]catalogue:[/] {issue}")
+        console.print(Text.assemble("  ", ("catalogue:", "yellow"), f" {issue}"))
     for _path, error in report.bad_files:
-        console.print(f"  [red]bad file:[/] {error}")
+        console.print(Text.assemble("  ", ("bad file:", "red"), f" {error}"))
     for name in report.missing_files:
-        console.print(f"  [red]missing file:[/] {name} (fetch it, then extract again)")
+        console.print(Text.assemble("  ", ("missing file:", "red"),
+                                    f" {name} (fetch it, then extract again)"))
     for moved in report.quarantined:
         console.print(f"  quarantined -> {moved}")
     for name, count in report.kept:
         console.print(f"  kept {count} stored values for file {name}")
     for name in report.unverified:
-        console.print(f"  [yellow]unverified:[/] {name} is not in the run's manifest "
-                      "(copied by hand?): extracted without a hash check")
+        console.print(Text.assemble("  ", ("unverified:", "yellow"),
+                                    f" {name} is not in the run's manifest (copied by hand?): "
+                                    "extracted without a hash check"))
     if report.missing_values:
-        console.print(f"  [yellow]{report.missing_values} values missing (bitmap) left as NaN[/]")
+        console.print(f"  {report.missing_values} values missing (bitmap) left as NaN",
+                      style="yellow")
 
 
 @app.command("extract")

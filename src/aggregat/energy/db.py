@@ -84,11 +84,14 @@ def _normalise_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str, settings: EnergySettings | None = None) -> Engine:
+def make_engine(url: str, settings: EnergySettings | None = None, *,
+                must_exist: bool = False) -> Engine:
     """An engine for ``url`` with pool pre-ping, timeouts and UTC sessions.
 
-    SQLite files get their parent folder created. PostgreSQL sessions run in UTC so that
-    ``timestamp`` columns compare with the UTC instants we bind.
+    SQLite files get their parent folder created, unless ``must_exist``: then a missing SQLite
+    file is a ConfigError naming it (sqlite would create an empty database on connect, and a
+    sync or publish would then run against the wrong, empty file). PostgreSQL sessions run in UTC
+    so that ``timestamp`` columns compare with the UTC instants we bind.
     """
     settings = settings or EnergySettings()
     parsed = _normalise_url(url)
@@ -97,7 +100,13 @@ def make_engine(url: str, settings: EnergySettings | None = None) -> Engine:
     connect_args: dict = {}
     if backend == "sqlite":
         connect_args["timeout"] = settings.timeout_s  # wait on a locked database
-        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+        is_file = parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri")
+        if must_exist and is_file and not Path(parsed.database).is_file():
+            raise ConfigError(
+                f"energy_db {safe_url(parsed)}: SQLite file {Path(parsed.database).resolve()} "
+                "does not exist; fix energy_db in aggregat.toml (a relative path is relative to "
+                "the current folder) or create it with `aggregat energy init-db`")
+        if is_file and not must_exist:
             # If this fails, connecting fails too, with the message of the operation.
             with contextlib.suppress(OSError):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

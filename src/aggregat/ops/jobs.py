@@ -41,6 +41,7 @@ class _Job:
         self.env, self.ledger, self.force = env, ledger, force
         self.bank = Bank(env.bank)
         self.datalake = Datalake(env.datalake, quarantine=env.quarantine)
+        self.bank.clean_tmp()  # temp files of writers killed in an earlier run
         self.result = RunReport(ledger.job or "job", ledger.run_id)
         self._errors: dict[tuple[str, str], str] = {}  # (step, partition) -> error
         self._locations = None
@@ -86,7 +87,7 @@ class _Job:
     def engine(self):
         from aggregat.energy.db import make_engine
 
-        return make_engine(self.env.energy_db, self.env.energy)
+        return make_engine(self.env.energy_db, self.env.energy, must_exist=True)
 
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:

@@ -65,15 +65,17 @@ class Timing:
     def table(self, title: str = "timing"):
         """A rich Table of the rows plus a total line."""
         from rich.table import Table
+        from rich.text import Text
 
+        # Text cells, not markup: a partition name may hold brackets; any console prints them.
         table = Table("step", "partition", "seconds", "rows", "status", title=title)
         for r in self.rows:
             style = _STYLE.get(r.status, "")
             table.add_row(r.step, r.partition, f"{r.seconds:.2f}",
                           "" if r.rows is None else f"{r.rows:,}",
-                          f"[{style}]{r.status}[/]" if style else r.status)
-        table.add_row("[bold]total[/]", f"{len(self.rows)} steps", f"[bold]{self.total_s:.2f}[/]",
-                      "", "")
+                          Text(r.status, style=style))
+        table.add_row(Text("total", style="bold"), f"{len(self.rows)} steps",
+                      Text(f"{self.total_s:.2f}", style="bold"), "", "")
         return table
 
     def text(self) -> str:

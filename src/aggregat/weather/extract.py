@@ -319,7 +319,7 @@ def extract_files(
                                                        if more else ""))
         raise InputError(f"no message of {', '.join(paths)} matches "
                          f"{', '.join(variables) if variables else 'the catalogue'}: nothing "
-                         "extracted; check --variables")
+                         "extracted; check variables", param="variables")
     by_run: dict[datetime, list[Field]] = {}
     for r in results:
         for f in r.fields:

@@ -51,6 +51,10 @@ _MISSING_STATUS = {404, 410}
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError,
                    TimeoutError)
+# No connection at all (DNS failure, refused, connect timeout). A host that never answered is
+# given up after this many of them across all workers: one clear error, not a retry storm.
+_CONNECT_ERRORS = (urllib3.exceptions.ConnectTimeoutError,)  # NewConnectionError, NameResolution
+_UNREACHABLE_AFTER = 3
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 _CHUNK = 1 << 20
 
@@ -173,6 +177,10 @@ class _Fatal(Exception):
     pass
 
 
+class _Unreachable(Exception):
+    """The host never answered and cannot be connected to: no file of it will arrive."""
+
+
 def make_http(workers: int = 8) -> urllib3.PoolManager:
     """A thread-safe connection pool for ``workers`` parallel downloads, with no hidden retries."""
     return urllib3.PoolManager(
@@ -187,6 +195,17 @@ def _brief(exc: BaseException) -> str:
     name, text = type(inner).__name__, str(inner)
     text = text if text.startswith(name) else f"{name}: {text}" if text else name
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _connect_reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return "name not found in DNS"
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return _brief(exc)
+    return "connection timed out"
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
@@ -205,6 +224,20 @@ class _Fetcher:
         self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         tag = hashlib.sha1(datalake.url.encode()).hexdigest()[:12]
         self.tmp_root = Path(tempfile.gettempdir()) / "aggregat-fetch" / tag
+        self._hosts = threading.Lock()
+        self.reached: set[str] = set()  # hosts that answered at least once
+        self.connect_failures: dict[str, int] = {}
+        self.unreachable: dict[str, str] = {}  # host -> why (given up: see _UNREACHABLE_AFTER)
+
+    def _connect_failed(self, host: str, exc: BaseException) -> None:
+        """Count a failed connection; raise :class:`_Unreachable` once ``host`` is given up."""
+        with self._hosts:
+            if host not in self.reached and host not in self.unreachable:
+                failures = self.connect_failures[host] = self.connect_failures.get(host, 0) + 1
+                if failures >= min(_UNREACHABLE_AFTER, self.policy.retries + 1):
+                    self.unreachable[host] = _connect_reason(exc)
+        if host in self.unreachable:
+            raise _Unreachable(host)
 
     def part_path(self, rel: str) -> Path:
         if self.datalake.is_local:
@@ -228,10 +261,15 @@ class _Fetcher:
                     result.status, result.error = DOWNLOADED, None
                     return entry
                 except _Missing:
+                    part.unlink(missing_ok=True)  # nothing left to resume
                     result.status, result.error = MISSING, "not on the server (HTTP 404)"
                     return None
                 except _Fatal as exc:
+                    part.unlink(missing_ok=True)  # a retry later starts afresh
                     result.status, result.error = FAILED, str(exc)
+                    return None
+                except _Unreachable as exc:  # fetch_run raises one FetchError for the host
+                    result.status, result.error = FAILED, f"{exc} unreachable"
                     return None
                 except _Corrupt as exc:
                     part.unlink(missing_ok=True)
@@ -257,11 +295,19 @@ class _Fetcher:
         """Fetch ``url`` into ``part`` (resuming it); return the full size announced, if any."""
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        host = urllib3.util.parse_url(url).netloc or url
+        if host in self.unreachable:
+            raise _Unreachable(host)
         try:
             resp = self.http.request("GET", url, headers=headers, preload_content=False,
                                      timeout=self.timeout, retries=False, redirect=True)
+        except _CONNECT_ERRORS as exc:
+            self._connect_failed(host, exc)
+            raise _Retryable(f"connection failed ({_brief(exc)})") from None
         except _NETWORK_ERRORS as exc:
             raise _Retryable(f"connection failed ({_brief(exc)})") from None
+        with self._hosts:
+            self.reached.add(host)
         complete = False
         try:
             status = resp.status
@@ -353,6 +399,8 @@ def fetch_run(
     Files present and matching the manifest (size, and hash unless ``verify_hash=False``)
     are skipped without any request. Never raises for a missing or failed file: they are in the
     report (see :meth:`FetchReport.raise_for_partial`). ``progress`` shows a bar on a terminal.
+    Raises :class:`FetchError` when the server's host cannot be reached at all (DNS failure,
+    connection refused or timed out, and no answer yet): one error, not every file "failed".
     """
     product, run, pkgs = _resolve(product, run, packages)
     started = time.monotonic()
@@ -368,6 +416,8 @@ def fetch_run(
         if datalake.is_verified(product, run, rel, manifest, check_hash=verify_hash):
             key = datalake.manifest_key(product, run, rel)
             result.status, result.bytes = SKIPPED, int(manifest["files"][key]["size"])
+            if datalake.is_local:  # a .part of a fetch killed after another one completed
+                Path(f"{datalake.local_path(rel)}.part").unlink(missing_ok=True)
         else:
             todo.append(result)
     if todo:
@@ -387,7 +437,7 @@ def fetch_run(
             except Exception as exc:  # disk full, store upload error...: this file only fails
                 log.debug("%s: unexpected error", result.name, exc_info=True)
                 result.status, result.error = FAILED, f"{type(exc).__name__}: {exc}"
-            if result.status in (MISSING, FAILED):
+            if result.status in (MISSING, FAILED) and not fetcher.unreachable:
                 log.warning("%s: %s (%s)", result.name, result.status, result.error)
             return result
 
@@ -397,6 +447,11 @@ def fetch_run(
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # and its parents, when nothing else is staged
                 os.removedirs(staging.parent)
+        for host, why in fetcher.unreachable.items():  # not "partial": nothing can arrive
+            raise FetchError(f"cannot reach {host} ({why}): no file of {product.id} run "
+                             f"{run_label(run)} fetched from {base_url}; check weather.base_url "
+                             "(or --base-url) and the network (DNS, proxy, firewall), then fetch "
+                             "again")
     report.seconds = time.monotonic() - started
     return report
 
