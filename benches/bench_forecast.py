@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from aggregat.forecast.features import (
+from aggregat.forecast.core.features import (
     FeatureConfig,
     build_features,
     feature_names,
@@ -24,7 +24,7 @@ from aggregat.forecast.features import (
     prepare_load,
     prepare_weather,
 )
-from aggregat.forecast.models import ModelConfig, predict, train, training_issues
+from aggregat.forecast.core.models import ModelConfig, predict, train, training_issues
 from aggregat.forecast.synthetic import synthetic_load_weather
 
 

@@ -51,6 +51,19 @@ def test_imports_point_one_way():
     assert not violations, "imports running up a layer:\n" + "\n".join(violations)
 
 
+# What the storage-free forecasting core may import: itself, errors and the time rules.
+CORE_MAY_IMPORT = ("aggregat.forecast.core", "aggregat.errors", "aggregat.timeutil")
+
+
+def test_the_forecasting_core_is_storage_free():
+    found = []
+    for path in sorted((PACKAGE / "forecast" / "core").rglob("*.py")):
+        for line, module in _imports(path):
+            if module.startswith("aggregat") and not module.startswith(CORE_MAY_IMPORT):
+                found.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
+    assert not found, "the forecasting core reaches storage:\n" + "\n".join(found)
+
+
 def test_the_check_sees_function_level_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from aggregat.cli.common import console\n"

@@ -266,7 +266,7 @@ def backtest(frame: pd.DataFrame, *, load_col: str, weather_cols: Sequence[str] 
     everything before each test week, an issue every day at ``issue_hour`` (local ``tz``) of D-1
     for D (intraday: every ``every_h`` hours for ``hours``). ``weather_cols`` count as forecasts
     available at every issue; ``known_cols`` are known in advance (a holiday flag)."""
-    from aggregat.forecast.backtest import check_backtest_options
+    from aggregat.forecast.core.backtest import check_backtest_options
     from aggregat.forecast.csv_import import backtest_csv, check_columns
 
     h = Horizon.parse(horizon)
@@ -306,7 +306,7 @@ def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
     :func:`backtest` takes: indexed by UTC time, with the load and the named columns (the files
     read are in ``frame.attrs["paths"]``). Times without an offset are in ``tz``, read in file
     order (see :func:`aggregat.timeutil.parse_times` for ``ambiguous`` and ``nonexistent``)."""
-    from aggregat.forecast.backtest import expand_paths, read_csv_inputs
+    from aggregat.forecast.core.backtest import expand_paths, read_csv_inputs
 
     files = [str(p) for p in expand_paths([str(p) for p in paths])]
     load_series, weather = read_csv_inputs(files, time_col, load_col, list(weather_cols),

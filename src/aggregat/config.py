@@ -238,7 +238,7 @@ def check_model_params(params: dict[str, Any]) -> dict[str, Any]:
     import difflib
 
     from aggregat.errors import ModelError
-    from aggregat.forecast.models import ModelConfig, check_members
+    from aggregat.forecast.core.models import ModelConfig, check_members
 
     defaults = ModelConfig()
     # features and min_train_days come from their own settings, not from model_params.

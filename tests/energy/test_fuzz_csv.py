@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aggregat.errors import AggregatError
-from aggregat.forecast.backtest import read_csv_inputs
+from aggregat.forecast.core.backtest import read_csv_inputs
 from aggregat.load_import import import_load_csv
 from aggregat.weather.sites import load_sites
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from aggregat.forecast.features import FeatureConfig
-from aggregat.forecast.models import ModelConfig
+from aggregat.forecast.core.features import FeatureConfig
+from aggregat.forecast.core.models import ModelConfig
 from aggregat.forecast.synthetic import synthetic_load_weather
 
 

@@ -7,18 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import aggregat.forecast.backtest as bt
+import aggregat.forecast.core.backtest as bt
 from aggregat.bank import Bank, read_load, write_weather_run
 from aggregat.errors import ConfigError, InputError
-from aggregat.forecast.backtest import read_csv_inputs, run_backtest
-from aggregat.forecast.csv_import import (
-    BANK_LABEL,
-    backtest_csv,
-    check_columns,
-    import_csv_inputs,
-    run_window,
-)
-from aggregat.forecast.features import (
+from aggregat.forecast.core.backtest import read_csv_inputs, run_backtest
+from aggregat.forecast.core.features import (
     FeatureConfig,
     build_features,
     issue_time_for_day,
@@ -26,7 +19,14 @@ from aggregat.forecast.features import (
     prepare_weather,
     target_day,
 )
-from aggregat.forecast.models import ModelConfig
+from aggregat.forecast.core.models import ModelConfig
+from aggregat.forecast.csv_import import (
+    BANK_LABEL,
+    backtest_csv,
+    check_columns,
+    import_csv_inputs,
+    run_window,
+)
 from aggregat.forecast.synthetic import synthetic_load_weather
 
 FAST = {"max_rounds": 120, "learning_rate": 0.2, "min_data_in_leaf": 10, "num_leaves": 15,

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from aggregat.cli.main import app
 from aggregat.errors import InputError
-from aggregat.forecast.backtest import run_backtest
-from aggregat.forecast.features import (
+from aggregat.forecast.core.backtest import run_backtest
+from aggregat.forecast.core.features import (
     FeatureConfig,
     build_features,
     features,
@@ -21,7 +21,7 @@ from aggregat.forecast.features import (
     prepare_load,
     prepare_weather,
 )
-from aggregat.forecast.models import predict, train, training_issues
+from aggregat.forecast.core.models import predict, train, training_issues
 
 ISSUE = pd.Timestamp("2026-04-19T08:00Z")  # 10:00 Paris
 
@@ -84,7 +84,7 @@ def test_training_keeps_recent_issues_and_one_a_day_before(load, icfg):
     per_day = pd.Series(1, index=issues.tz_convert("Europe/Paris").date).groupby(level=0).sum()
     assert per_day.max() == 4  # the last 8 weeks: every issue ...
     thin = dataclasses.replace(icfg)
-    import aggregat.forecast.models as models
+    import aggregat.forecast.core.models as models
 
     old = models.INTRADAY_DENSE_DAYS
     try:

@@ -16,7 +16,8 @@ import pytest
 from aggregat.bank import Bank, read_forecast, write_load, write_weather_run
 from aggregat.config import TargetSettings, load_environment
 from aggregat.errors import AggregatError, ConfigError
-from aggregat.forecast import blend, pipeline
+from aggregat.forecast import pipeline
+from aggregat.forecast.core import blend
 from aggregat.forecast.registry import Registry
 from aggregat.forecast.targets import (
     Target,
@@ -265,7 +266,7 @@ def test_if_older_skips_a_young_model(trained):
 
 
 def test_promotion_rule():
-    from aggregat.forecast.validation import promotion_rule as rule
+    from aggregat.forecast.core.validation import promotion_rule as rule
 
     assert rule(None, None, 0, float("nan"), float("nan"), 0.02)[0] is True
     assert rule("v1", None, 7, 9.7, 10.0, 0.02)[0] is True

@@ -136,3 +136,20 @@ def test_registry_on_object_storage_url():
     again = Registry("memory://aggregat-test-registry/prod")
     assert again.current("paris") == v and again.load("paris").model["tag"] == "remote"
     assert [r["version"] for r in again.list()] == [v]
+
+
+def test_models_pickled_before_the_core_moved_still_load():
+    """Registries outlive code versions: a pickle naming aggregat.forecast.features (before the
+    storage-free core moved to aggregat.forecast.core) still loads."""
+    import io
+    import pickle
+
+    from aggregat.forecast.core.features import FeatureConfig
+    from aggregat.forecast.registry import _Unpickler
+
+    blob = pickle.dumps(FeatureConfig(), protocol=0).replace(
+        b"aggregat.forecast.core.features", b"aggregat.forecast.features")
+    assert b"aggregat.forecast.core" not in blob
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(blob)
+    assert _Unpickler(io.BytesIO(blob)).load() == FeatureConfig()

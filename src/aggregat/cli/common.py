@@ -47,7 +47,8 @@ FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "site
          "test_weeks": "--test-weeks", "since": "--since", "scheduler": "--scheduler",
          "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
          "target": "--target", "time_format": "--time-format", "tz": "--tz",
-         "ambiguous": "--ambiguous", "nonexistent": "--nonexistent", "variables": "--variables"}
+         "ambiguous": "--ambiguous", "nonexistent": "--nonexistent", "variables": "--variables",
+         "base_url": "--base-url"}
 
 
 def error_line(exc: AggregatError) -> str:

@@ -1,7 +1,7 @@
 """Backtest a CSV through the bank: import it into a temporary bank, run the bank pipeline.
 
 ``aggregat model backtest --csv`` does not call the core directly: the parsed CSV (see
-:func:`aggregat.forecast.backtest.read_csv_inputs`) is written into a temporary bank as one
+:func:`aggregat.forecast.core.backtest.read_csv_inputs`) is written into a temporary bank as one
 load series and as pseudo weather runs of model ``csv``, and the bank-mode
 :func:`aggregat.forecast.pipeline.backtest_target` runs on it: the weather each issue sees is
 selected from the runs available at that issue (:func:`~aggregat.forecast.targets.select_runs`),
@@ -39,7 +39,7 @@ import pyarrow as pa
 from aggregat.bank import Bank, nominal_available_at, weather_run_partition, write_load
 from aggregat.config import Environment, ForecastSettings
 from aggregat.errors import ConfigError, InputError
-from aggregat.forecast.features import FeatureConfig
+from aggregat.forecast.core.features import FeatureConfig
 from aggregat.forecast.targets import DAY_AHEAD_SPAN, WEATHER_DATASET, Target, forecast_span
 from aggregat.timeutil import Horizon
 
@@ -168,7 +168,7 @@ def backtest_csv(load: pd.Series, weather: pd.DataFrame, weather_cols: Sequence[
     next ``intraday_hours``; ``intraday_blend``: blended with the day-ahead backtest's
     forecasts, as ``forecast.intraday_blend`` does in production).
 
-    Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`; its report says
+    Returns the core's :class:`~aggregat.forecast.core.backtest.BacktestResult`; its report says
     ``inputs.bank = "temporary (csv import)"`` and ``timing_s.csv_import``.
     """
     from aggregat.forecast.pipeline import backtest_target

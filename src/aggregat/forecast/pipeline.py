@@ -6,7 +6,7 @@
   registry. Promotion: the first model always; later ones only if the candidate beats the
   current model by ``promotion_margin`` (relative MAE) on the validation days the current model
   was not fitted on (comparing on days a model was trained on would always keep it; see
-  :mod:`aggregat.forecast.validation`). Re-training after a deployment is just this step: no
+  :mod:`aggregat.forecast.core.validation`). Re-training after a deployment is just this step: no
   dataset rebuild.
 - :func:`predict_target` reads only the last ``history_days_for_predict`` days (weather runs
   available at the issue time, recent load), loads the current model, and writes dataset
@@ -29,29 +29,29 @@ import pandas as pd
 from aggregat.bank import Bank, read_forecast, read_load, write_forecast
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
-from aggregat.forecast.blend import blend_with_day_ahead
-from aggregat.forecast.calendar import calendar_code, school_zones
-from aggregat.forecast.features import (
+from aggregat.forecast.core.blend import blend_with_day_ahead
+from aggregat.forecast.core.calendar import calendar_code, school_zones
+from aggregat.forecast.core.features import (
     FeatureConfig,
     issue_time_for_day,
     prepare_load,
 )
-from aggregat.forecast.models import (
+from aggregat.forecast.core.models import (
     ForecastModel,
     ModelConfig,
     check_members,
     persistence_errors,
     training_issues,
 )
-from aggregat.forecast.registry import Registry
-from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
-from aggregat.forecast.validation import (
+from aggregat.forecast.core.validation import (
     fit_and_validate,
     forecast_issues,
     promotion_rule,
     unseen_issues,
     validation_scores,
 )
+from aggregat.forecast.registry import Registry
+from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
 from aggregat.parallel import default_workers, run_tasks
 from aggregat.plausibility import Bounds, Plausibility
 from aggregat.results import PredictResult, TrainResult, predict_result, train_result
@@ -330,7 +330,7 @@ def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.D
 
 def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
              issue: pd.Timestamp) -> pd.DataFrame:
-    from aggregat.forecast.models import predict
+    from aggregat.forecast.core.models import predict
 
     return predict(model, load, weather, issue)
 
@@ -436,14 +436,14 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                     issue_hour: float | None = None, horizon: str = Horizon.DAY_AHEAD):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
-    data. Returns the core's :class:`~aggregat.forecast.backtest.BacktestResult`.
+    data. Returns the core's :class:`~aggregat.forecast.core.backtest.BacktestResult`.
 
     ``known_cols``: those of ``target.weather_cols`` known in advance (features as they are, no
     daily aggregates); ``issue_hour``: see :func:`model_config` (the CSV backtest uses both).
     Intraday with ``forecast.intraday_blend``: the day-ahead backtest runs first, and its
     forecasts are blended in as :func:`predict_target` does (report key ``day_ahead``).
     """
-    from aggregat.forecast.backtest import run_backtest
+    from aggregat.forecast.core.backtest import run_backtest
 
     bank = Bank(env.bank)
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")

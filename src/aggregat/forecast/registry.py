@@ -24,6 +24,7 @@ someone with write access to the storage, who could rewrite both files).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
 import re
@@ -68,6 +69,17 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     return str(obj)
+
+
+# Modules that moved since models were pickled: registries outlive code versions.
+_MOVED = {f"aggregat.forecast.{m}": f"aggregat.forecast.core.{m}"
+          for m in ("features", "models", "linear", "metrics", "backtest", "validation",
+                    "calendar", "blend")}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(_MOVED.get(module, module), name)
 
 
 class Registry:
@@ -166,7 +178,7 @@ class Registry:
                              f"{digest[:12]} != recorded {str(meta.get('sha256'))[:12]}); "
                              "retrain or promote another version")
         try:
-            model = pickle.loads(blob)  # noqa: S301 - the env's own registry, hash-checked
+            model = _Unpickler(io.BytesIO(blob)).load()  # the env's own registry, hash-checked
         except Exception as exc:  # an old pickle the current code cannot rebuild
             raise ModelError(f"registry: model file {self.store.uri(rel)} cannot be loaded by "
                              f"this code version ({type(exc).__name__}: {exc}); retrain with "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aggregat.forecast.calendar import holiday_dates
+from aggregat.forecast.core.calendar import holiday_dates
 
 
 def synthetic_load_weather(start: str = "2022-01-01", days: int = 365, freq: str = "30min",

@@ -28,7 +28,7 @@ import pandas as pd
 from aggregat.bank import Bank, nominal_available_at, read_weather, target_ids, weather_runs
 from aggregat.config import Environment, TargetSettings
 from aggregat.errors import ConfigError, ModelError
-from aggregat.forecast.features import is_direction
+from aggregat.forecast.core.features import is_direction
 from aggregat.timeutil import Horizon
 
 WEATHER_DATASET = "weather_forecast"

@@ -136,7 +136,7 @@ def _check_schedule(env: Environment) -> tuple[str, str]:
 
 def _check_calendar(env: Environment) -> tuple[str, str]:
     """The public- and school-holiday codes of [forecast] (the `holidays` package knows them)."""
-    from aggregat.forecast.calendar import calendar_code, parse_holiday_code, school_zones
+    from aggregat.forecast.core.calendar import calendar_code, parse_holiday_code, school_zones
 
     fs, problems = env.forecast, []
     used = {"holidays": fs.holidays, "school_holidays": fs.school_holidays}

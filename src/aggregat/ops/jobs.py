@@ -218,7 +218,7 @@ def step_name(step: str, horizon: str) -> str:
 def issue_time_of(env: Environment, day: date) -> pd.Timestamp:
     """The forecast issue time of ``day``: ``forecast.issue_hour_local`` on the wall clock of the
     env's timezone (as in training, also on DST days), in UTC."""
-    from aggregat.forecast.features import issue_time_for_day
+    from aggregat.forecast.core.features import issue_time_for_day
 
     # The core names a day-ahead issue by the day it forecasts (the day after it is issued).
     return issue_time_for_day(pd.Timestamp(day) + pd.Timedelta(days=1), env.forecast.timezone,
@@ -245,7 +245,7 @@ def intraday_issues(env: Environment, first: datetime | pd.Timestamp,
                     last: datetime | pd.Timestamp) -> pd.DatetimeIndex:
     """Intraday issue times (UTC) within ``[first, last]``: every ``forecast.intraday_every_h``
     hours aligned on ``issue_hour_local`` (the core's schedule, as training uses)."""
-    from aggregat.forecast.features import issue_schedule
+    from aggregat.forecast.core.features import issue_schedule
     from aggregat.forecast.pipeline import model_config
 
     return issue_schedule(as_utc(first, param="first"), as_utc(last, param="last"),

@@ -450,8 +450,8 @@ def fetch_run(
         for host, why in fetcher.unreachable.items():  # not "partial": nothing can arrive
             raise FetchError(f"cannot reach {host} ({why}): no file of {product.id} run "
                              f"{run_label(run)} fetched from {base_url}; check weather.base_url "
-                             "(or --base-url) and the network (DNS, proxy, firewall), then fetch "
-                             "again")
+                             "(or base_url) and the network (DNS, proxy, firewall), then fetch "
+                             "again", param="base_url")
     report.seconds = time.monotonic() - started
     return report
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from aggregat.errors import InputError
-from aggregat.forecast.features import (
+from aggregat.forecast.core.features import (
     build_features,
     features,
     issue_time_for_day,

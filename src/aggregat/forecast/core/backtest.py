@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from aggregat.errors import InputError, ModelError
-from aggregat.forecast import blend, metrics
-from aggregat.forecast.features import (
+from aggregat.forecast.core import blend, metrics
+from aggregat.forecast.core.features import (
     FeatureConfig,
     build_features,
     issue_schedule,
@@ -27,7 +27,7 @@ from aggregat.forecast.features import (
     prepare_load,
     prepare_weather,
 )
-from aggregat.forecast.models import (
+from aggregat.forecast.core.models import (
     ModelConfig,
     fit_frame,
     lead_hours,
@@ -54,7 +54,7 @@ def check_backtest_options(*, tz: str, issue_hour: float, holidays: str | None,
     import zoneinfo
 
     from aggregat.errors import ConfigError
-    from aggregat.forecast.calendar import calendar_code, parse_holiday_code, school_zones
+    from aggregat.forecast.core.calendar import calendar_code, parse_holiday_code, school_zones
 
     try:
         zoneinfo.ZoneInfo(tz)
@@ -173,7 +173,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     """Backtest of ``config``'s horizon over the last ``test_weeks`` weeks of ``load``.
 
     ``day_ahead``: intraday only, the day-ahead backtest's forecasts of the same period, blended
-    into the intraday ones as in production (:mod:`aggregat.forecast.blend`).
+    into the intraday ones as in production (:mod:`aggregat.forecast.core.blend`).
     """
     t_start = time.perf_counter()
     fc = config.features

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from aggregat.errors import ConfigError
-from aggregat.forecast.calendar import calendar_features, day_table, parse_holiday_code
+from aggregat.forecast.core.calendar import calendar_features, day_table, parse_holiday_code
 
 
 def _day(table, d):
@@ -54,7 +54,7 @@ def test_calendar_features_in_local_time():
 
 
 def test_school_holidays_share_of_french_zones_and_one_zone():
-    from aggregat.forecast.calendar import school_holiday_share
+    from aggregat.forecast.core.calendar import school_holiday_share
 
     # Winter 2026: zone A from 7 Feb, zone B from 14 Feb, zone C from 21 Feb (two weeks each).
     days = pd.DatetimeIndex(["2026-02-02", "2026-02-09", "2026-02-16", "2026-02-23",
@@ -67,7 +67,7 @@ def test_school_holidays_share_of_french_zones_and_one_zone():
 
 
 def test_school_holidays_are_unknown_outside_the_package_years():
-    from aggregat.forecast.calendar import school_holiday_share
+    from aggregat.forecast.core.calendar import school_holiday_share
 
     # French school holidays start with the 2017-2018 school year in the package: before its
     # first known break the share is NaN (unknown), not 0.

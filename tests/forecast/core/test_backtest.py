@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from aggregat.errors import InputError
-from aggregat.forecast.backtest import read_csv_inputs, run_backtest
+from aggregat.forecast.core.backtest import read_csv_inputs, run_backtest
 
 
 def test_csv_inputs_unnamed_time_column_offsets_and_booleans(tmp_path):

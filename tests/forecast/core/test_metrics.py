@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aggregat.forecast import metrics
+from aggregat.forecast.core import metrics
 
 
 def test_point_metrics_on_known_arrays():

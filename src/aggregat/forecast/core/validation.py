@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from aggregat.errors import InputError, ModelError
-from aggregat.forecast import metrics
-from aggregat.forecast.features import build_features, prepare_load, prepare_weather
-from aggregat.forecast.models import (
+from aggregat.forecast.core import metrics
+from aggregat.forecast.core.features import build_features, prepare_load, prepare_weather
+from aggregat.forecast.core.models import (
     ForecastModel,
     ModelConfig,
     fit_frame,

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aggregat.forecast.features import issue_time_for_day
-from aggregat.forecast.models import _conformal_margin, predict, train
+from aggregat.forecast.core.features import issue_time_for_day
+from aggregat.forecast.core.models import _conformal_margin, predict, train
 
 ISSUE = issue_time_for_day("2026-04-22", "Europe/Paris", 10)  # a Wednesday
 
@@ -89,8 +89,8 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
 
     import lightgbm as lgb
 
-    from aggregat.forecast.features import features
-    from aggregat.forecast.models import p50_bases
+    from aggregat.forecast.core.features import features
+    from aggregat.forecast.core.models import p50_bases
 
     assert small_cfg.p50_members == ("level", "nowcast", "linear", "linear_residual")
     assert model.relative and model.extra_p50_bases == ("nowcast", "linear_residual")
@@ -123,8 +123,8 @@ def test_members_built_on_the_ridge_fade_out_towards_lead_zero(model, load, weat
                                                                small_cfg):
     import lightgbm as lgb
 
-    from aggregat.forecast.features import features
-    from aggregat.forecast.models import RIDGE_FULL_LEAD_H, p50_bases
+    from aggregat.forecast.core.features import features
+    from aggregat.forecast.core.models import RIDGE_FULL_LEAD_H, p50_bases
 
     f = features(load, weather, ISSUE, small_cfg.features)
     bases = p50_bases(f, True)

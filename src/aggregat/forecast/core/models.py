@@ -1,7 +1,7 @@
 """Train and predict: LightGBM P10/P50/P90 with conformalised intervals, or a baseline.
 
 P50 is the mean of several members: LightGBM models relative to different bases, a ridge
-regression by hour of the day (:mod:`aggregat.forecast.linear`), which errs unlike the trees,
+regression by hour of the day (:mod:`aggregat.forecast.core.linear`), which errs unlike the trees,
 and a LightGBM model of what the ridge misses. The P10/P90 band widens to include P50.
 
 Training fits the three quantile models on all data but a recent calibration window, measures on
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aggregat.errors import ModelError
-from aggregat.forecast.features import (
+from aggregat.forecast.core.features import (
     NS_PER_H,
     FeatureConfig,
     build_features,
@@ -37,7 +37,7 @@ from aggregat.forecast.features import (
     prepare_weather,
     target_day,
 )
-from aggregat.forecast.linear import LinearMember, fit_linear
+from aggregat.forecast.core.linear import LinearMember, fit_linear
 from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -75,7 +75,7 @@ class ModelConfig:
     # "Measured figures"). Trees relative to different bases, each with its own bagging seed:
     # "level" (the 7-day mean) and "nowcast" (the 7-day mean of the same time of day plus the
     # last deviation faded with the lead). "linear": ridge regressions by hour relative to the
-    # level (forecast/linear.py). "linear_residual": a tree learning what the ridge misses (its
+    # level (forecast/core/linear.py). "linear_residual": a tree learning what the ridge misses (its
     # base is the ridge's prediction), so it extrapolates like the ridge and bends like a tree
     # (needs "linear"). The first member is "level".
     p50_members: tuple[str, ...] = ("level", "nowcast", "linear", "linear_residual")
@@ -553,7 +553,7 @@ def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.Da
 
     Returns ``issue_time, valid_time, p10_mw, p50_mw, p90_mw, is_baseline, model_version``.
     """
-    from aggregat.forecast.features import features
+    from aggregat.forecast.core.features import features
 
     feats = features(load, weather, issue_time, model.config.features, model.resolution)
     out = predict_frame(model, feats)

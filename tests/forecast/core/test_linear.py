@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from aggregat.errors import ModelError
-from aggregat.forecast.linear import CLIP_SD, fit_linear
-from aggregat.forecast.models import check_members
+from aggregat.forecast.core.linear import CLIP_SD, fit_linear
+from aggregat.forecast.core.models import check_members
 
 NAMES = ["t2m_c", "hour_local", "weekday", "day_of_year", "noise"]
 
@@ -79,7 +79,7 @@ def test_recent_days_weigh_more_when_the_response_drifts(monkeypatch):
     expected = -2.0 * Xt[:, 4]
 
     def error(halflife):
-        monkeypatch.setattr("aggregat.forecast.linear.RECENCY_HALFLIFE", halflife)
+        monkeypatch.setattr("aggregat.forecast.core.linear.RECENCY_HALFLIFE", halflife)
         m = fit_linear(X, y, NAMES, day, ("t2m_c",))
         return np.mean(np.abs(m.predict(Xt) - expected))
 
@@ -99,7 +99,7 @@ def test_a_column_unknown_on_every_row_is_ignored_without_warnings():
 
 
 def test_hours_without_enough_days_are_left_out(monkeypatch):
-    monkeypatch.setattr("aggregat.forecast.linear.GROUP_HOURS", (1,))
+    monkeypatch.setattr("aggregat.forecast.core.linear.GROUP_HOURS", (1,))
     X, y, day = rows(40)
     keep = (X[:, 1] != 3) | (day < 5)  # hour 3 seen on 5 days only
     m = fit_linear(X[keep], y[keep], NAMES, day[keep], ("t2m_c",))

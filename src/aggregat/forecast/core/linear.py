@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aggregat.forecast.features import EWM_HALFLIFE_H, is_temperature
+from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)

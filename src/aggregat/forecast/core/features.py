@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aggregat.errors import InputError
-from aggregat.forecast.calendar import calendar_features
+from aggregat.forecast.core.calendar import calendar_features
 from aggregat.timeutil import Horizon
 
 NS_PER_H = 3_600_000_000_000

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aggregat.forecast import blend
-from aggregat.forecast.backtest import run_backtest
-from aggregat.forecast.blend import blend_with_day_ahead, day_ahead_weight
+from aggregat.forecast.core import blend
+from aggregat.forecast.core.backtest import run_backtest
+from aggregat.forecast.core.blend import blend_with_day_ahead, day_ahead_weight
 
 T = pd.Timestamp("2026-03-02T09:00Z")
 H = pd.Timedelta(hours=1)

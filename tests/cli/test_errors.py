@@ -10,7 +10,7 @@ import pytest
 from aggregat.cli.common import error_line
 from aggregat.errors import ConfigError, InputError
 from aggregat.forecast import pipeline
-from aggregat.forecast.backtest import expand_paths
+from aggregat.forecast.core.backtest import expand_paths
 from aggregat.weather.sites import load_locations, load_sites
 from child_process import child_env
 
