@@ -3,7 +3,7 @@
 A window read computes the partition keys that can hold rows of the window (run dates that can
 reach it for weather, months for load, issue dates for forecasts), reads only those files and
 pushes the time/location filters into DuckDB. Its cost depends on the window, not on the length of
-the history (issue 3: the legacy scanned all history and took 40 min for 14 days).
+the history (the legacy stack's 14-day read scanned all of it).
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def import_csv_inputs(bank: Bank, load: pd.Series, weather: pd.DataFrame,
 def _write_run(bank: Bank, model: str, location: str, run: pd.Timestamp, part: pa.Table,
                valid_ns: np.ndarray) -> None:
     """One pseudo-run, as :func:`aggregat.bank.write_weather_run` writes it (same partition,
-    part and columns) but from Arrow slices: 1100 runs in a few seconds, not tens."""
+    part and columns) but from Arrow slices: a frame per run made long CSVs slow to import."""
     n = part.num_rows
     step = np.round((valid_ns - run.value) / 3.6e12).astype(np.int16)
     ts = pa.timestamp("us", tz="UTC")

@@ -402,8 +402,8 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
         raise ModelError(f"no target to train: configure [env.{env.name}.forecast] targets or "
                          "import load into the bank")
     n = _workers(env, len(targets), workers)
-    # One LightGBM thread per process: OpenMP threads spin-wait, and on a busy 2-core machine two
-    # threads trained 15x slower than one (measured); targets run in parallel processes instead.
+    # One LightGBM thread per process (OpenMP threads spin-wait on a busy machine: figures in
+    # docs/forecasting.md); targets run in parallel processes instead.
     n_jobs = 1
     check_horizon(horizon)
     tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
