@@ -70,8 +70,16 @@ class RunReport:
                 "steps": [asdict(s) for s in self.steps], "planned": self.planned}
 
 
+class _Outcome:
+    status: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(_Outcome):
     """The training of one target's model (``status``: trained, skipped or failed)."""
 
     target: str
@@ -85,13 +93,9 @@ class TrainResult:
     seconds: float = 0.0
     error: str | None = None
 
-    @property
-    def failed(self) -> bool:
-        return self.status == "failed"
-
 
 @dataclass(frozen=True)
-class PredictResult:
+class PredictResult(_Outcome):
     """One target's forecast of one issue (``status``: predicted or failed)."""
 
     target: str
@@ -104,10 +108,6 @@ class PredictResult:
     note: str | None = None
     seconds: float = 0.0
     error: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "failed"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,18 @@ ConfigOption = Annotated[
 ]
 
 
+# How a CSV's local times are read (aggregat.timeutil.parse_times), for every command reading one.
+TimeFormatOption = Annotated[str | None, typer.Option(
+    "--time-format", help="strptime format of the times (default ISO 8601; one format per "
+    "file), e.g. '%d/%m/%Y %H:%M'.")]
+AmbiguousOption = Annotated[str | None, typer.Option(
+    "--ambiguous", help="A repeated October local time the file order cannot resolve (it "
+    "occurs once): first (summer time), second (winter time) or drop.")]
+NonexistentOption = Annotated[str | None, typer.Option(
+    "--nonexistent", help="A local time in the March DST gap: shift_forward or drop (default: "
+    "an error).")]
+
+
 def styled(text: str, style: str) -> Text:
     """``text`` (printed as it is, never read as markup) in ``style``."""
     return Text(text, style=style)

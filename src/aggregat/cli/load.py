@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment
+from aggregat.cli.common import (
+    AmbiguousOption,
+    ConfigOption,
+    EnvOption,
+    NonexistentOption,
+    TimeFormatOption,
+    console,
+    environment,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,13 +31,9 @@ def import_(
         "target_id",
     unit: Annotated[str, typer.Option("--unit", help="Unit of the values: W, kW or MW.")] = "MW",
     tz: Annotated[str, typer.Option("--tz", help="Time zone of times without offset.")] = "UTC",
-    time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
-                           "the times (default ISO 8601), e.g. '%d/%m/%Y %H:%M'.")] = None,
-    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
-                         "local time the file order cannot resolve (it occurs once): first "
-                         "(summer time), second (winter time) or drop.")] = None,
-    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
-                           "March DST gap: shift_forward or drop (default: an error).")] = None,
+    time_format: TimeFormatOption = None,
+    ambiguous: AmbiguousOption = None,
+    nonexistent: NonexistentOption = None,
     sep: Annotated[str, typer.Option("--sep", help="Field separator.")] = ",",
     decimal: Annotated[str, typer.Option("--decimal", help="Decimal mark of the values.")] = ".",
     env: EnvOption = None,

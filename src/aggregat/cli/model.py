@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags
+from aggregat.cli.common import (
+    AmbiguousOption,
+    ConfigOption,
+    EnvOption,
+    NonexistentOption,
+    TimeFormatOption,
+    console,
+    environment,
+    flags,
+)
 from aggregat.timeutil import Horizon
 
 app = typer.Typer(no_args_is_help=True)
@@ -42,13 +51,9 @@ def backtest(
                   "hour.")] = "Europe/Paris",
     csv_tz: Annotated[str, typer.Option("--csv-tz", help="Time zone of CSV times written "
                       "without an offset.")] = "UTC",
-    time_format: Annotated[str | None, typer.Option("--time-format", help="strptime format of "
-                           "the CSV times (default ISO 8601; one format per file).")] = None,
-    ambiguous: Annotated[str | None, typer.Option("--ambiguous", help="A repeated October "
-                         "local time the file order cannot resolve: first, second or "
-                         "drop.")] = None,
-    nonexistent: Annotated[str | None, typer.Option("--nonexistent", help="A local time in the "
-                           "March DST gap: shift_forward or drop (default: an error).")] = None,
+    time_format: TimeFormatOption = None,
+    ambiguous: AmbiguousOption = None,
+    nonexistent: NonexistentOption = None,
     issue_hour: Annotated[float, typer.Option("--issue-hour", help="Local hour of D-1 at which "
                           "the forecast of day D is issued.")] = 10.0,
     test_weeks: Annotated[int, typer.Option("--test-weeks", min=1, help="Test on the last N "
