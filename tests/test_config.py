@@ -144,3 +144,12 @@ def test_mask_url_password_containing_at_signs():
     # Not registered: the URL pattern alone hides it, up to the last @ before the host.
     text = "connect postgresql://bob:Zz@9@x:k@db.example:5432/energy failed (bob@work)"
     assert mask(text) == "connect postgresql://bob:***@db.example:5432/energy failed (bob@work)"
+
+
+def test_the_default_open_data_address_is_the_current_one(tmp_path, monkeypatch):
+    """Météo-France moved the bucket in May 2026; a fresh install must fetch from the new one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGAT_CONFIG", raising=False)
+    monkeypatch.delenv("AGGREGAT_ENV", raising=False)
+    env = load_environment()
+    assert env.weather.base_url == "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"

@@ -40,7 +40,8 @@ from aggregat.errors import ConfigError
 
 DEFAULT_ENV = "local"
 CONFIG_FILENAME = "aggregat.toml"
-DEFAULT_BASE_URL = "https://object.data.gouv.fr/meteofrance-pnt/pnt"
+# Météo-France moved its open-data bucket here in May 2026 (object.data.gouv.fr before).
+DEFAULT_BASE_URL = "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # user:password@ in a URL; a literal password there is a secret in the file. The password runs to
