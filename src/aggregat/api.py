@@ -88,7 +88,7 @@ def _ids(value: str | Collection[str] | None, param: str) -> list[str] | None:
     ids = list(value)
     bad = [v for v in ids if not isinstance(v, str) or not v]
     if bad:
-        raise InputError(f"{param}: ids must be non-empty strings, got {bad[0]!r}")
+        raise InputError(f"{param}: ids must be non-empty strings, got {bad[0]!r}", param=param)
     return ids
 
 
@@ -96,11 +96,13 @@ def _day(value: date | datetime | str | None, param: str) -> date | None:
     if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
         return value
     if isinstance(value, datetime):
-        raise InputError(f"{param}: give a calendar day (datetime.date), not a time: {value}")
+        raise InputError(f"{param}: give a calendar day (datetime.date), not a time: {value}",
+                         param=param)
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        raise InputError(f"{param} {value!r} is not a day: write it like 2026-11-28") from None
+        raise InputError(f"{param} {value!r} is not a day: write it like 2026-11-28",
+                         param=param) from None
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -276,7 +278,8 @@ def backtest(frame: pd.DataFrame, *, load_col: str, weather_cols: Sequence[str] 
                                          hours=hours, test_weeks=test_weeks)
     overlap = set(wcols) & set(kcols)
     if overlap:
-        raise InputError(f"weather_cols and known_cols both list {', '.join(sorted(overlap))}")
+        raise InputError(f"weather_cols and known_cols both list {', '.join(sorted(overlap))}",
+                         param=("weather_cols", "known_cols"))
     check_columns([*wcols, *kcols])
     missing = [c for c in (load_col, *wcols, *kcols) if c not in frame.columns]
     if missing:
@@ -576,9 +579,9 @@ def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int
     from aggregat.demo.run import run_demo as run
 
     if not 1 <= days <= 30:
-        raise InputError(f"days {days}: use 1 to 30")
+        raise InputError(f"days {days}: use 1 to 30", param="days")
     if not 30 <= history_days <= 1500:
-        raise InputError(f"history_days {history_days}: use 30 to 1500")
+        raise InputError(f"history_days {history_days}: use 30 to 1500", param="history_days")
     return run(_env(env), days=days, history_days=history_days, log=log)
 
 

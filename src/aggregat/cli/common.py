@@ -71,7 +71,7 @@ def error_line(exc: AggregatError) -> str:
     """
     names = {**FLAGS, **getattr(exc, "cli_flags", {})}
     message = str(exc)
-    for param in getattr(exc, "params", ()) or tuple(getattr(exc, "cli_flags", {})):
+    for param in getattr(exc, "params", ()):
         if param in names:
             message = re.sub(rf"(?<![\w`./-]){re.escape(param)}(?![\w`/-])(?!\.\w)",
                              names[param], message)
@@ -82,7 +82,7 @@ def error_line(exc: AggregatError) -> str:
 def flags(**names: str) -> Iterator[None]:
     """The flags a command takes for the library's parameters where they differ from
     :data:`FLAGS` (``with flags(tz="--csv-tz"): api.read_backtest_csv(...)``); the innermost
-    block wins."""
+    block wins. Only the parameters an error declares (``param=``) are renamed."""
     try:
         yield
     except AggregatError as exc:

@@ -60,14 +60,15 @@ def check_backtest_options(*, tz: str, issue_hour: float, holidays: str | None,
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"tz {tz!r}: unknown time zone; use an IANA name such as "
-                          "Europe/Paris") from None
+                          "Europe/Paris", param="tz") from None
     if not 0 <= issue_hour < 24:
-        raise ConfigError(f"issue_hour {issue_hour:g}: must be within [0, 24)")
+        raise ConfigError(f"issue_hour {issue_hour:g}: must be within [0, 24)",
+                          param="issue_hour")
     if not (0 < every_h <= 24 and 0 < hours <= 72):
         raise ConfigError(f"every_h {every_h:g} / hours {hours:g}: use 0 < every_h <= 24 and "
-                          "0 < hours <= 72")
+                          "0 < hours <= 72", param=("every_h", "hours"))
     if test_weeks < 1:
-        raise ConfigError(f"test_weeks {test_weeks}: must be at least 1")
+        raise ConfigError(f"test_weeks {test_weeks}: must be at least 1", param="test_weeks")
     cal, school = calendar_code(holidays), calendar_code(school_holidays)
     if cal:
         parse_holiday_code(cal)
@@ -75,7 +76,7 @@ def check_backtest_options(*, tz: str, issue_hour: float, holidays: str | None,
         try:
             school_zones(school)
         except ConfigError as exc:
-            raise ConfigError(f"school_holidays: {exc}") from None
+            raise ConfigError(f"school_holidays: {exc}", param="school_holidays") from None
     return cal, school
 
 
