@@ -99,10 +99,13 @@ FORKING_HOLDER = """
 import os, sys, time
 from aggregat.ops.lock import RunLock
 lock = RunLock(sys.argv[1], "dev", command="run daily").acquire()
+ready_r, ready_w = os.pipe()
 child = os.fork()
 if child == 0:           # a pool worker forked by the run: outlives its killed parent
+    os.write(ready_w, b"x")  # running: its at-fork handlers are done (a busy machine may wait)
     time.sleep(60)
     os._exit(0)
+os.read(ready_r, 1)
 print(child, flush=True)
 time.sleep(60)
 """
