@@ -99,8 +99,9 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
                expect: dict[str, tuple[int, str, str]] | None = None) -> list[Task]:
     """Check framing and split files into chunks of messages; bad files go to the report.
 
-    ``expect``: (size, hash algorithm, digest) per path; a local file gets one more task that
-    verifies it (run in parallel with its chunks), a remote one is verified by its only task.
+    ``expect``: (size, hash algorithm, digest) per path; a file's first chunk verifies it before
+    decoding (no task of its own: dispatching one per file cost more than the hash), a remote
+    file is verified by its only task.
     ``grid_name`` None: each file's own grid is named in messages.
     """
     expect = expect or {}
@@ -115,18 +116,16 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
             _fail(report, path, exc)
     total = sum(len(v) for v in offsets.values())
     per_chunk = max(1, -(-total // max(1, workers * _CHUNKS_PER_WORKER)))
-    checks, tasks = [], []
+    tasks = []
     for path, offs in offsets.items():
         grid = grid_name or f"the grid of {os.path.basename(path)}"
         if not offs:
             tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path)))
             continue
-        if path in expect:  # first, so that hashing starts with the decoding
-            checks.append(Task(path, locations, method, wanted, (), grid, expect[path]))
         for i in range(0, len(offs), per_chunk):
             tasks.append(Task(path, locations, method, wanted, tuple(offs[i:i + per_chunk]),
-                              grid))
-    return checks + tasks
+                              grid, expect.get(path) if i == 0 else None))
+    return tasks
 
 
 def execute(tasks: list[Task], *, workers: int | None, scheduler: str | None,
