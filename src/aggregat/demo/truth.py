@@ -30,7 +30,7 @@ def truth_weather(locations: Locations, start: pd.Timestamp, end: pd.Timestamp,
     times = pd.date_range(start, end, freq="h", tz="UTC")
     n, k = len(times), len(locations.site_ids)
     rng = np.random.default_rng(seed)
-    doy = times.dayofyear.to_numpy()[:, None]
+    doy = times.day_of_year.to_numpy()[:, None]
     hour = (times.hour.to_numpy()[:, None] + locations.lons[None, :] / 15.0) % 24  # solar time
     lat = locations.lats[None, :]
     # A shared synoptic anomaly (weather systems cover France) plus a local one.
@@ -73,7 +73,7 @@ def portfolio_load(t2m: pd.DataFrame, weights: dict[str, float], seed: int = 7) 
     years = range(local.year.min() - 1, local.year.max() + 2)
     fr = holidays.country_holidays("FR", years=years)
     is_holiday = np.array([d in fr for d in local.date])
-    weekday = local.weekday.to_numpy()
+    weekday = local.day_of_week.to_numpy()
     hour = local.hour.to_numpy()
     activity = np.where(weekday < 5, 1.0, np.where(weekday == 5, 0.75, 0.6))
     activity = np.where(is_holiday, 0.6, activity)
