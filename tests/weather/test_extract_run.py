@@ -200,14 +200,19 @@ def test_same_result_on_a_dask_cluster(archive, tmp_path):
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
-def test_cli_fetch_and_extract_in_a_real_process(archive, tmp_path):
+def _test_env(archive, tmp_path) -> dict[str, str]:
+    """Env ``test`` in ``tmp_path`` (the sites, the loopback archive); a child's environment."""
     sites = tmp_path / "sites.csv"
     sites.write_text("id,name,lat,lon\n" + "\n".join(
         f"{i},{i},{la},{lo}" for i, la, lo in zip(IDS, LATS, LONS, strict=True)) + "\n")
     (tmp_path / "aggregat.toml").write_text(
         f'[env.test]\nroot = "data"\nsites = "sites.csv"\n'
         f'[env.test.weather]\nbase_url = "{archive["server"].base_url}"\n')
-    env = child_env(AGGREGAT_ENV="test")
+    return child_env(AGGREGAT_ENV="test")
+
+
+def test_cli_fetch_and_extract_in_a_real_process(archive, tmp_path):
+    env = _test_env(archive, tmp_path)
     cmd = [sys.executable, "-m", "aggregat.cli.main", "weather"]
     fetch = subprocess.run(cmd + ["fetch", "--model", "arome-0025", "--run", "2026-11-28T00",
                                   "--packages", "SP1"], cwd=tmp_path, env=env,
@@ -377,13 +382,7 @@ def test_reextracting_with_bad_or_missing_files_keeps_the_stored_values(archive,
 
 
 def test_quarantine_is_the_environment_setting(archive, tmp_path):
-    sites = tmp_path / "sites.csv"
-    sites.write_text("id,name,lat,lon\n" + "\n".join(
-        f"{i},{i},{la},{lo}" for i, la, lo in zip(IDS, LATS, LONS, strict=True)) + "\n")
-    (tmp_path / "aggregat.toml").write_text(
-        f'[env.test]\nroot = "data"\nsites = "sites.csv"\n'
-        f'[env.test.weather]\nbase_url = "{archive["server"].base_url}"\n')
-    env = child_env(AGGREGAT_ENV="test")
+    env = _test_env(archive, tmp_path)
     cli = [sys.executable, "-m", "aggregat.cli.main"]
     shown = subprocess.run(cli + ["env", "show"], cwd=tmp_path, env=env, capture_output=True,
                            text=True)
