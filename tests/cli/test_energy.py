@@ -101,16 +101,20 @@ retries = 0
     assert f"{bad} line 2 column 'load_mw'" in done.stderr.replace("\n", "")
 
 
-@pytest.mark.parametrize("command", [["energy", "sync"],
-                                     ["energy", "publish", "--issue-time", "2026-11-28T10:00Z"]])
-def test_missing_sqlite_energy_db_is_one_line_error_and_no_file_is_created(tmp_path, command):
-    db = tmp_path / "nowhere" / "energy.sqlite"
+def _sqlite_env(tmp_path, db) -> None:
     (tmp_path / "aggregat.toml").write_text(f"""
 default_env = "test"
 [env.test]
 root = "{tmp_path}/data"
 energy_db = "sqlite:///{db}"
 """)
+
+
+@pytest.mark.parametrize("command", [["energy", "sync"],
+                                     ["energy", "publish", "--issue-time", "2026-11-28T10:00Z"]])
+def test_missing_sqlite_energy_db_is_one_line_error_and_no_file_is_created(tmp_path, command):
+    db = tmp_path / "nowhere" / "energy.sqlite"
+    _sqlite_env(tmp_path, db)
     done = aggregat(tmp_path, *command)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"SQLite file {db} does not exist" in " ".join(done.stdout.split() + done.stderr.split())
@@ -120,12 +124,7 @@ energy_db = "sqlite:///{db}"
 
 def test_init_db_still_creates_a_new_sqlite_energy_db(tmp_path):
     db = tmp_path / "new" / "energy.sqlite"
-    (tmp_path / "aggregat.toml").write_text(f"""
-default_env = "test"
-[env.test]
-root = "{tmp_path}/data"
-energy_db = "sqlite:///{db}"
-""")
+    _sqlite_env(tmp_path, db)
     done = aggregat(tmp_path, "energy", "init-db")
     assert done.returncode == 0, done.stderr
     assert db.is_file()

@@ -40,3 +40,10 @@ def forecast_frame(targets=("a", "b"), issue=datetime(2026, 1, 10, 10, tzinfo=UT
                          "p10_mw": p50 - 5, "p50_mw": p50, "p90_mw": p50 + 5,
                          "model_version": version, "is_baseline": False})
     return pd.DataFrame(rows)
+
+
+def write(tmp_path, text, name="load.csv"):
+    """A CSV file ``name`` in ``tmp_path`` holding ``text``."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path

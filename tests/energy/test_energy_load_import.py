@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from energy_helpers import write
 
 from aggregat.bank import read_load
 from aggregat.errors import InputError
 from aggregat.load_import import import_load_csv, read_load_csv
-
-
-def write(tmp_path, text, name="load.csv"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def test_import_happy_path_with_mapping_and_kw(tmp_path, bank):

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from energy_helpers import T0, measurements, to_db
+from energy_helpers import T0, measurements, to_db, write
 
 from aggregat.bank import read_load
 from aggregat.config import EnergySettings, TargetSettings
@@ -20,12 +20,6 @@ from aggregat.energy.sync import sync_load
 from aggregat.errors import ConfigError, InputError
 from aggregat.load_import import import_load_csv
 from aggregat.plausibility import Plausibility
-
-
-def write(tmp_path, text, name="load.csv"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def test_a_huge_value_is_rejected_and_named_with_its_line(tmp_path, bank):

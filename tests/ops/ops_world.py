@@ -36,10 +36,11 @@ def measured_load() -> pd.DataFrame:
     return pd.DataFrame({"target_id": "portfolio", "time": times, "load_mw": load.astype(float)})
 
 
-def make_env(tmp_path: Path, base_url: str, measured: pd.DataFrame, energy_db: str | None = None,
+def make_env(tmp_path: Path, base_url: str, measured: pd.DataFrame | None,
+             energy_db: str | None = None,
              extra: str = "") -> Path:
     """A config file for env ``test`` under ``tmp_path`` (``extra``: more TOML sections of
-    ``env.test``); fills its energy DB."""
+    ``env.test``); fills its energy DB with ``measured`` unless the URL holds a secret."""
     from aggregat.config import EnergySettings
     from aggregat.energy.db import make_engine
     from aggregat.energy.schema import create_default_tables, insert_measurements

@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from ops_world import SITES, child_env
+from ops_world import child_env, make_env
 
 from aggregat.bank import Bank, write_forecast
 from aggregat.config import load_environment
@@ -52,27 +52,9 @@ def _file_text(path: Path) -> str:
 
 
 def _world(tmp_path: Path) -> Path:
-    (tmp_path / "sites.csv").write_text(SITES)
-    config = tmp_path / "aggregat.toml"
     # Nothing listens on port 1: the energy DB and the weather server refuse connections.
-    config.write_text("""
-default_env = "test"
-[env.test]
-root = "data"
-sites = "sites.csv"
-energy_db = "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@127.0.0.1:1/energy"
-[env.test.weather]
-base_url = "http://127.0.0.1:1/pnt"
-models = ["arome-0025"]
-packages = { "arome-0025" = ["SP1"] }
-retries = 0
-retry_backoff_s = 0.01
-[env.test.energy]
-retries = 1
-retry_backoff_s = 0.01
-timeout_s = 2
-""")
-    return config
+    return make_env(tmp_path, "http://127.0.0.1:1/pnt", measured=None, energy_db=(
+        "postgresql+pg8000://aggregat:${ENERGY_DB_PASSWORD}@127.0.0.1:1/energy"))
 
 
 @pytest.mark.slow
