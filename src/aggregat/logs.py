@@ -14,14 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregat.config import mask, mask_tree
-
-
-class _MaskFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask(record.getMessage())
-        record.args = None
-        return True
+from aggregat.config import mask
 
 
 class _MaskingFormatter(logging.Formatter):
@@ -48,8 +41,8 @@ class _JsonFormatter(logging.Formatter):
         for key in ("step", "partition", "file", "duration_s", "rows"):
             if hasattr(record, key):
                 payload[key] = getattr(record, key)
-        # Masked before encoding: JSON escapes quotes and non-ASCII characters of a secret.
-        return json.dumps(mask_tree(payload), default=lambda v: mask(str(v)))
+        # Masked by _MaskingFormatter around it (secrets' JSON-escaped forms are registered).
+        return json.dumps(payload, default=str)
 
 
 class _MaskedStream(io.TextIOBase):
@@ -102,7 +95,6 @@ def setup_logging(level: int = logging.INFO, json_format: bool = False) -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(show_path=False, markup=False, rich_tracebacks=False)
-    handler.addFilter(_MaskFilter())
     logger.addHandler(handler)
     logger.propagate = False
     for each in (*logger.handlers, *logging.getLogger().handlers):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aggregat.config import Environment, TargetSettings
+from aggregat.config import EnergySettings, Environment, TargetSettings
 from aggregat.errors import ConfigError
 
-DEFAULT_MAX_LOAD_MW = 1e5
+DEFAULT_MAX_LOAD_MW: float = EnergySettings.model_fields["max_load_mw"].default
 MAX_EXAMPLES = 10  # rejected rows named in a report / ledger entry
 
 
