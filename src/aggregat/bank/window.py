@@ -186,15 +186,15 @@ def merge_weather_run(bank: Bank, model: str, run_time: datetime | str, df: pd.D
     new, nothing written), the values kept per label and the rows written.
     """
     run = utc(run_time, "run_time")
-    keys = {"model": model, "run_date": f"{run:%Y-%m-%d}"}
-    rel = bank.part_path(WEATHER, keys, part=f"run={run:%H}")
+    keys, part = weather_run_partition(model, run)
+    rel = bank.part_path(WEATHER, keys, part=part)
     kept = {label: 0 for label in keep}
     if not bank.store.exists(rel) or not any(keep.values()):
         if not len(df):
             return None, kept, 0
         return write_weather_run(bank, model, run, df), kept, len(df)
     try:
-        old = bank.read_partition(WEATHER, keys, part=f"run={run:%H}")
+        old = bank.read_partition(WEATHER, keys, part=part)
     except BankError as exc:  # an unreadable old part must not block a new extraction
         log.warning("%s: stored values cannot be kept (%s)", rel, exc)
         return write_weather_run(bank, model, run, df), kept, len(df)
