@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -67,3 +68,42 @@ def pg_database_factory(pg_socket):
         for name in names:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """Endpoint URL of a real S3 API server (moto in server mode) on loopback, for this session.
+
+    The product reaches it only through the standard variables (``AWS_ENDPOINT_URL``, credentials,
+    region), set for the session, so child processes (Dask workers, CLI runs) see it too. Tests
+    create their own buckets (``s3_bucket``)."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in _S3_VARS}
+    os.environ.update({"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    try:
+        yield url
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+_S3_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """Name of a fresh, empty bucket on the session's S3 server."""
+    import boto3
+
+    name = "t-" + uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name
