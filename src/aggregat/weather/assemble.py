@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from aggregat.weather.decode_task import Field
+from aggregat.weather.humidity import relative_humidity
 from aggregat.weather.products import PARAMETERS
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ def assemble_run(
             end: (amount / (3600.0 * hours) if param.per_second else amount)
             for end, (amount, hours) in per_interval.items()
         }
+    t, td = columns.get("t2m_c"), columns.get("d2m_c")
+    if t and td and "rh2m_pct" not in columns:  # ECMWF gives the dew point, not the humidity
+        columns["rh2m_pct"] = {s: relative_humidity(t[s], td[s]) for s in sorted(set(t) & set(td))}
     u, v = columns.get("u10_ms"), columns.get("v10_ms")
     if u and v:
         common = sorted(set(u) & set(v))

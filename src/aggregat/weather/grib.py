@@ -23,14 +23,15 @@ MISSING = 1.0e30
 
 # GRIB1 / any-centre identification by ecCodes paramId (also when a GRIB2 key tuple is unknown).
 _PARAM_IDS: dict[int, str] = {
-    167: "t2m", 157: "rh2m", 260242: "rh2m", 165: "u10", 166: "v10", 10: "ws10", 207: "ws10",
+    167: "t2m", 168: "d2m", 157: "rh2m", 260242: "rh2m", 165: "u10", 166: "v10", 10: "ws10", 207: "ws10",
     49: "gust10", 228029: "gust10", 151: "msl", 169: "ssrd", 228: "tp", 228228: "tp",
     164: "tcc", 228164: "tcc", 186: "lcc", 3073: "lcc", 187: "mcc", 3074: "mcc", 188: "hcc",
     3075: "hcc",
 }
 _BY_KEY: dict[tuple, Parameter] = {p.key: p for p in PARAMETERS.values()}
-# Precipitation in metres (ECMWF) instead of kg m-2: scale to mm.
-_UNIT_SCALE = {("tp", "m"): 1000.0}
+# ECMWF units: precipitation in metres instead of kg m-2 (to mm), cloud cover as a fraction (to %).
+_UNIT_SCALE = {("tp", "m"): 1000.0, ("tcc", "(0 - 1)"): 100.0, ("lcc", "(0 - 1)"): 100.0,
+               ("mcc", "(0 - 1)"): 100.0, ("hcc", "(0 - 1)"): 100.0}
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ PARAMETERS: dict[str, Parameter] = {
                   accumulated_from_start=True, per_second=True),
         Parameter("tp", "tp_mm", 0, 1, 8, 1, 0, statistic=1, grib_units="kg m-2",
                   accumulated_from_start=True),
+        Parameter("d2m", "d2m_c", 0, 0, 6, 103, 2, grib_units="K", offset=-273.15),
         Parameter("tcc", "tcc_pct", 0, 6, 1, 1, 0, grib_units="%"),
         Parameter("lcc", "lcc_pct", 0, 6, 3, 1, 0, grib_units="%"),
         Parameter("mcc", "mcc_pct", 0, 6, 4, 1, 0, grib_units="%"),
@@ -109,6 +110,7 @@ PARAMETERS: dict[str, Parameter] = {
 PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
     "t2m": (180.0, 340.0),  # K
     "rh2m": (0.0, 105.0),  # %
+    "d2m": (170.0, 320.0),  # K
     "u10": (-120.0, 120.0),  # m s-1
     "v10": (-120.0, 120.0),
     "ws10": (0.0, 120.0),
@@ -125,10 +127,11 @@ PHYSICAL_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 # Columns derived from others at extraction time.
-DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u10", "v10")}
+DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u10", "v10"),
+                   "rh2m_pct": ("t2m", "d2m")}
 
 # What `weather extract` keeps by default (the rest of a package is skipped without decoding).
-DEFAULT_VARIABLES = ("t2m", "rh2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc",
+DEFAULT_VARIABLES = ("t2m", "rh2m", "d2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc",
                      "hcc", "tcc")
 
 
@@ -151,11 +154,15 @@ class Product:
     hourly_until: int | None = None
     availability_delay_h: float = 3.0  # typical delay between run time and full publication
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    step_h: int = 1  # hours between steps (ECMWF open data: 3)
+    provider: str = "meteofrance"  # URL layout and download protocol: meteofrance | ecmwf
+    # ECMWF: the parameters' names in the .index files (shortName), to download only those.
+    index_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps(self) -> tuple[int, ...]:
         if self.hourly_until is None:
-            return tuple(range(self.max_step + 1))
+            return tuple(range(0, self.max_step + 1, self.step_h))
         tail = range(self.hourly_until + 3, self.max_step + 1, 3)
         return tuple(range(self.hourly_until + 1)) + tuple(tail)
 
@@ -196,13 +203,23 @@ class Product:
 
     def archive_rel(self, run: datetime, package: str, group: tuple[int, int]) -> str:
         """``{run}/{model}/{res}/{PKG}/{file}``: the path below the open-data base URL (and
-        under a simulated archive's root)."""
+        under a simulated archive's root). ECMWF open data: ``{yyyymmdd}/{HH}z/ifs/{res}/oper/
+        {yyyymmddHH}0000-{step}h-oper-fc.grib2``, one file per step holding every field."""
+        if self.provider == "ecmwf":
+            run = as_utc(run)
+            return (f"{run:%Y%m%d}/{run:%H}z/{self.model}/{self.res}/oper/"
+                    f"{run:%Y%m%d%H}0000-{group[0]}h-oper-fc.grib2")
         return (f"{run_label(run)}/{self.model}/{self.res}/{package}/"
                 f"{self.filename(run, package, group)}")
 
     def url(self, base_url: str, run: datetime, package: str, group: tuple[int, int]) -> str:
         """``{base}/{run}/{model}/{res}/{PKG}/{model}__{res}__{PKG}__{group}__{run}.grib2``."""
         return f"{base_url.rstrip('/')}/{self.archive_rel(run, package, group)}"
+
+    def index_url(self, base_url: str, run: datetime, group: tuple[int, int]) -> str:
+        """ECMWF: the ``.index`` beside a step's file (one JSON line per field with its byte
+        offset and length), read to download only the fields we use."""
+        return self.url(base_url, run, "", group).removesuffix(".grib2") + ".index"
 
     def run_prefix(self, run: datetime) -> str:
         """``arome-0025/2026-11-28T00Z``: a run's folder in the datalake."""
@@ -290,8 +307,26 @@ PRODUCTS: dict[str, Product] = {
                       "SP3": ("msl", "ssrd"), "HP1": _UPPER},
             availability_delay_h=2.0, aliases=("arome-0.01",),
         ),
+        # ECMWF IFS HRES open data (0.25 degree, every 3 h to 90 h for every run): the fallback
+        # when Météo-France is down entirely. One file per step; only our fields are downloaded.
+        Product(
+            id="ifs-025", model="ifs", res="0p25",
+            grid=Grid(lat_first=90.0, lon_first=-180.0, dlat=0.25, dlon=0.25, ni=1440, nj=721,
+                      is_global=True),
+            run_hours=(0, 6, 12, 18), max_step=90, step_h=3,
+            groups=tuple((s, s) for s in range(0, 91, 3)), group_digits=3,
+            single_step_groups=True,
+            packages={"SFC": ("t2m", "d2m", "u10", "v10", "msl", "ssrd", "tp", "tcc")},
+            default_packages=("SFC",), availability_delay_h=8.0, aliases=("ifs", "ecmwf"),
+            provider="ecmwf",
+            index_names={"t2m": "2t", "d2m": "2d", "u10": "10u", "v10": "10v", "msl": "msl",
+                         "ssrd": "ssrd", "tp": "tp", "tcc": "tcc"},
+        ),
     ]
 }
+
+# Where each provider publishes, when no source is configured for it.
+DEFAULT_ECMWF_URL = "https://data.ecmwf.int/forecasts"
 
 
 def get_product(product_id: str) -> Product:

@@ -29,6 +29,7 @@ from the run start so that de-accumulation gives the driver's hourly values back
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -51,9 +52,13 @@ from aggregat.weather.products import (
     as_utc,
     get_product,
 )
+from aggregat.weather.humidity import dew_point
 from aggregat.weather.simfields import SyntheticWeather
 
 PACKINGS = ("grid_ccsds", "grid_simple")
+_ECMWF_UNIT_DIVISOR = {"tp": 1000.0, "tcc": 100.0}  # mm -> m, % -> fraction
+# A field of every ECMWF step file that the catalogue does not use: the index must skip it.
+ECMWF_DECOY = "skt"
 MISSING = 1.0e20  # never a field value; readers get ecCodes' default 9999 or NaN via the bitmap
 CORNER_CUT = {"arome-0025": 0.20, "arome-001": 0.29}
 _ACCUMULATED = ("ssrd", "tp")
@@ -187,10 +192,13 @@ class _Encoder:
     """One ecCodes template handle per parameter, cloned for each message."""
 
     def __init__(self, grid: Grid, run: datetime, packing: str, bits: int,
-                 mask: np.ndarray | None) -> None:
+                 mask: np.ndarray | None, ecmwf_names: dict[str, str] | None = None) -> None:
         self.grid, self.run, self.packing, self.bits = grid, run, packing, bits
         self.mask = None if mask is None else mask.ravel()
         self.templates: dict[str, int] = {}
+        # ECMWF files: centre 98, and each field as ecCodes encodes that shortName for ECMWF
+        # (precipitation in m, cloud cover as a fraction), as the real open-data files are.
+        self.ecmwf_names = ecmwf_names
 
     def _template(self, p: Parameter) -> int:
         if p.name in self.templates:
@@ -221,6 +229,9 @@ class _Encoder:
                      ("indicatorOfUnitForTimeRange", 1)]
         for key, value in keys:
             eccodes.codes_set(h, key, value)
+        if self.ecmwf_names is not None:
+            eccodes.codes_set(h, "centre", 98)
+            eccodes.codes_set_string(h, "shortName", self.ecmwf_names.get(p.name, p.name))
         eccodes.codes_set_string(h, "packingType", self.packing)
         eccodes.codes_set(h, "bitsPerValue", self.bits)
         self.templates[p.name] = h
@@ -237,6 +248,8 @@ class _Encoder:
                 eccodes.codes_set(h, "startStep", start)
                 eccodes.codes_set(h, "endStep", step)
             flat = values.astype(np.float64).ravel()  # a copy: masking never touches fields
+            if self.ecmwf_names is not None:
+                flat = flat / _ECMWF_UNIT_DIVISOR.get(p.name, 1.0)
             if self.mask is not None:
                 flat[self.mask] = MISSING
                 eccodes.codes_set(h, "bitmapPresent", 1)
@@ -268,7 +281,9 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
                          driver: PointDriver | None, bits: int, packing: str) -> list[Path]:
     lat, lon = grid_axes(grid)
     weather = SyntheticWeather(lat, lon, run, seed)
-    encoder = _Encoder(grid, run, packing, bits, domain_mask(product, grid))
+    ecmwf = product.provider == "ecmwf"
+    encoder = _Encoder(grid, run, packing, bits, domain_mask(product, grid),
+                       product.index_names if ecmwf else None)
     index = None if driver is None else nearest_index(grid, driver.lats, driver.lons)
     wanted = set(steps)
     # Maxima cover the interval since the previous output step (1 h, 3 h after 48 h on 0.25°).
@@ -310,6 +325,9 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
                 fields = weather.instant(step, adjust_at(run + timedelta(hours=step)), upper_air)
                 if needs_acc:
                     fields.update(acc)
+                if ecmwf:
+                    fields["d2m"] = dew_point(fields["t2m"] - 273.15, fields["rh2m"]) + 273.15
+                    chunks[packages[0]].append(encoder.message(_decoy(), step, fields["t2m"]))
                 for pkg in packages:
                     for p in params[pkg]:
                         if step in product.expected_steps(p, group):
@@ -317,11 +335,35 @@ def _write_groups_serial(product: Product, run: datetime, out_dir: Path,
                                                                previous.get(step, 0)))
             for pkg in packages:
                 if chunks[pkg]:
-                    written.append(_atomic_write(out_dir / product.archive_rel(run, pkg, group),
-                                                 chunks[pkg]))
+                    path = _atomic_write(out_dir / product.archive_rel(run, pkg, group),
+                                         chunks[pkg])
+                    if ecmwf:
+                        _write_ecmwf_index(path, chunks[pkg], run, group[0])
+                    written.append(path)
     finally:
         encoder.close()
     return written
+
+
+def _decoy() -> Parameter:
+    return Parameter(ECMWF_DECOY, "skt_c", 0, 0, 17, 1, 0, grib_units="K")
+
+
+def _write_ecmwf_index(path: Path, chunks: list[bytes], run: datetime, step: int) -> Path:
+    """The ``.index`` beside an ECMWF step file: one JSON line per message, as ECMWF writes it."""
+    lines, offset = [], 0
+    for chunk in chunks:
+        h = eccodes.codes_new_from_message(chunk)
+        try:
+            name = eccodes.codes_get_string(h, "shortName")
+        finally:
+            eccodes.codes_release(h)
+        lines.append(json.dumps({
+            "domain": "g", "date": f"{run:%Y%m%d}", "time": f"{run:%H%M}", "expver": "0001",
+            "class": "od", "type": "fc", "stream": "oper", "step": str(step), "levtype": "sfc",
+            "param": name, "_offset": offset, "_length": len(chunk)}))
+        offset += len(chunk)
+    return _atomic_write(path.with_suffix(".index"), ["\n".join(lines).encode() + b"\n"])
 
 
 def _atomic_write(path: Path, chunks: list[bytes]) -> Path:
