@@ -28,10 +28,10 @@ _EXPORTS: dict[str, str] = {
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
          "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
-         "run_label"], "aggregat.api"),
+         "run_label", "alert", "check_alerts"], "aggregat.api"),
     **dict.fromkeys(
-        ["RunReport", "StepReport", "TrainResult", "PredictResult", "ModelVersion",
-         "BacktestReport"], "aggregat.results"),
+        ["RunReport", "StepReport", "AlertReport", "TrainResult", "PredictResult",
+         "ModelVersion", "BacktestReport"], "aggregat.results"),
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",
@@ -64,9 +64,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from aggregat.api import (  # noqa: F401
+        alert,
         backfill,
         backtest,
         backtest_env,
+        check_alerts,
         check_env,
         copy_bank,
         daily,
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from aggregat.ops.health import HealthReport  # noqa: F401
     from aggregat.results import (  # noqa: F401
+        AlertReport,
         BacktestReport,
         ModelVersion,
         PredictResult,

@@ -24,6 +24,7 @@ import pandas as pd
 from aggregat.config import Environment, load_environment
 from aggregat.errors import ConfigError, InputError
 from aggregat.results import (
+    AlertReport,
     BacktestReport,
     ModelVersion,
     PredictResult,
@@ -585,10 +586,34 @@ def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int
     return run(_env(env), days=days, history_days=history_days, log=log)
 
 
-def health(env: Environment, now: TimeLike | None = None) -> HealthReport:
-    """Freshness of every dataset, last runs and steps, model ages, run lock: one
-    :class:`HealthReport` whose ``exit_code`` is 0 (ok), 1 (warning) or 2 (failed)."""
+def health(env: Environment, now: TimeLike | None = None, *, alert: bool = False
+           ) -> HealthReport:
+    """Freshness of every dataset, last runs and steps, model ages, run lock, alert channels:
+    one :class:`HealthReport` whose ``exit_code`` is 0 (ok), 1 (warning) or 2 (failed).
+    ``alert``: then send what is due to the alert channels (``report.alerts``), as
+    :func:`check_alerts` does."""
+    from aggregat.ops.alerts import after_health
     from aggregat.ops.health import check_health
 
-    return check_health(_env(env), None if now is None
-                        else as_utc(now, param="now").to_pydatetime())
+    e = _env(env)
+    report = check_health(e, None if now is None else as_utc(now, param="now").to_pydatetime())
+    if alert:
+        report.alerts = after_health(e, report)
+    return report
+
+
+def check_alerts(env: Environment, now: TimeLike | None = None) -> AlertReport:
+    """Evaluate the health of ``env`` and alert its channels (``[alerts] channels``): each new
+    problem once, each cleared one once ("resolved"); a failing channel is counted, never
+    raised. Without channels, nothing is sent."""
+    from aggregat.ops.alerts import check
+
+    return check(_env(env), None if now is None else as_utc(now, param="now").to_pydatetime())
+
+
+def alert(env: Environment, text: str | None = None) -> AlertReport:
+    """Send one message (default: a test message) to every alert channel of ``env``; the
+    problems' state is left alone. ``failed_channels`` names those that did not take it."""
+    from aggregat.ops.alerts import send_test
+
+    return send_test(_env(env), text)

@@ -47,6 +47,9 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # user:password@ in a URL; a literal password there is a secret in the file. The password runs to
 # the last @ before the host (it may hold @ itself), never past a / or a space.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^/\s]+)@")
+# The same check on a URL of the file: there the password ends at the host's @, never in a query,
+# where an e-mail address (apprise's mailtos://…?to=ops@example.com) holds an @ too.
+_URL_LITERAL_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^:/@?#\s]+:(?P<pw>[^/?#\s]+)@")
 # The userinfo of a URL in the file, before substitution (placeholders hold no @ or /).
 _USERINFO = re.compile(r"[a-z][a-z0-9+.\-]*://(?P<userinfo>[^/?#@\s]*)@", re.IGNORECASE)
 
@@ -207,6 +210,29 @@ class JobSettings(_Section):
         return value
 
 
+class AlertSettings(_Section):
+    """Where alerts go (aggregat.ops.alerts): apprise URLs, one per channel."""
+
+    # e-mail ``mailtos://user:${SMTP_PASSWORD}@smtp.example.com:587?to=ops@example.com``,
+    # webhooks ``json://host/path``, ``slack://…``, ``workflows://…`` (Teams); empty: no alerts.
+    channels: list[str] = Field(default_factory=list)
+    # true: one message per check cycle listing every open problem (when any opened or cleared).
+    digest: bool = False
+    # Where "what to do" points: the runbook page (docs/runbook.md on the documentation site).
+    runbook_url: str = "docs/runbook.md"
+    timeout_s: float = Field(15.0, gt=0)  # per channel and message
+
+    @field_validator("channels")
+    @classmethod
+    def _apprise_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if "://" not in url:
+                raise ValueError(f"{mask(url)!r} is not a channel URL: write it like "
+                                 "mailtos://user:${SMTP_PASSWORD}@smtp.example.com?to=ops@… "
+                                 "or json://hooks.example.com/aggregat")
+        return value
+
+
 class Environment(_Section):
     """The resolved settings of one environment."""
 
@@ -225,6 +251,7 @@ class Environment(_Section):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
 
     def masked_dump(self) -> dict[str, Any]:
@@ -343,7 +370,7 @@ def load_environment(
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
-_SECTIONS = ("weather", "energy", "forecast", "jobs")
+_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts")
 
 
 def _check_layout(raw: dict[str, Any], where: str) -> None:
@@ -419,7 +446,7 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
         return [_resolve_secrets(v, env_name, where) for v in tree]
     if not isinstance(tree, str):
         return tree
-    literal = _URL_PASSWORD.search(tree)
+    literal = _URL_LITERAL_PASSWORD.search(tree)
     if literal and not _PLACEHOLDER.fullmatch(literal.group("pw")):
         raise ConfigError(
             f"{where}: the URL holds a literal password; write ${{NAME}} instead and export "

@@ -38,6 +38,7 @@ class RunReport:
     run_id: str = ""
     steps: list[StepReport] = field(default_factory=list)
     planned: list[tuple[str, str]] = field(default_factory=list)
+    alerts: AlertReport | None = None  # what the job's alert hook sent (None: not evaluated)
 
     @property
     def problems(self) -> list[StepReport]:
@@ -67,7 +68,45 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"job": self.job, "run_id": self.run_id, "ok": self.ok,
-                "steps": [asdict(s) for s in self.steps], "planned": self.planned}
+                "steps": [asdict(s) for s in self.steps], "planned": self.planned,
+                "alerts": None if self.alerts is None else self.alerts.as_dict()}
+
+
+@dataclass
+class AlertReport:
+    """What an alert cycle did (:func:`aggregat.check_alerts`, :func:`aggregat.alert`, the job
+    and health hooks): problems alerted now (``sent``), still open and already alerted
+    (``suppressed``), cleared now (``resolved``), and the channels that failed to send."""
+
+    env: str
+    sent: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    failed_channels: list[str] = field(default_factory=list)
+    messages: int = 0  # messages delivered, counted per channel
+    channels: int = 0  # channels configured
+    error: str | None = None  # the alerting itself failed (the state unreadable, ...)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_channels and self.error is None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every channel took every message, else 1."""
+        return 0 if self.ok else 1
+
+    def summary(self) -> str:
+        """``alerts: 1 sent, 2 suppressed, 0 resolved, 3 message(s) on 2 channel(s)``."""
+        text = (f"alerts: {len(self.sent)} sent, {len(self.suppressed)} suppressed, "
+                f"{len(self.resolved)} resolved, {self.messages} message(s) on {self.channels} "
+                "channel(s)")
+        if self.failed_channels:
+            text += f"; failed: {', '.join(self.failed_channels)}"
+        return text + (f"; error: {self.error}" if self.error else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
 
 
 class _Outcome:

@@ -62,6 +62,14 @@ class _Job:
             log.exception("%s %s failed", step, partition)
         return False
 
+    def alerted_report(self) -> RunReport:
+        """:meth:`report` with its outcome alerted (``job:<job>``; never fails the job)."""
+        from aggregat.ops.alerts import after_run
+
+        report = self.report()
+        report.alerts = after_run(self.env, report)
+        return report
+
     def report(self) -> RunReport:
         """The run's steps in the order they ended (``done``: finished by an earlier run)."""
         steps, seen = [], set()
@@ -293,7 +301,7 @@ def daily(env: Environment, day: date | None = None, *, force: bool = False,
             job.catch_up_publishes(issue)
             if predicted:
                 job.publish(issue)
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -311,7 +319,7 @@ def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
             job.weather(run, model)
         job.sync(issue.date())
         job.forecast(issue, Horizon.INTRADAY, publish)
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -353,7 +361,7 @@ def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = 
         if env.forecast.intraday:
             job.step(step_name("train", Horizon.INTRADAY), week,
                      _train(env, force, Horizon.INTRADAY))
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -388,7 +396,7 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
             job.forecast(issue, horizon, publish)
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
