@@ -227,9 +227,9 @@ class AlertSettings(_Section):
     def _apprise_urls(cls, value: list[str]) -> list[str]:
         for url in value:
             if "://" not in url:
-                raise ValueError(f"{mask(url)!r} is not a channel URL: write it like "
-                                 "mailtos://user:${SMTP_PASSWORD}@smtp.example.com?to=ops@… "
-                                 "or json://hooks.example.com/aggregat")
+                raise ValueError(f"{mask(url)!r} is not a channel URL: write an apprise URL "
+                                 "like mailto://smtp.example.com?to=ops@example.com or "
+                                 "json://hooks.example.com/aggregat")
         return value
 
 

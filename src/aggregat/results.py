@@ -75,11 +75,13 @@ class RunReport:
 @dataclass
 class AlertReport:
     """What an alert cycle did (:func:`aggregat.check_alerts`, :func:`aggregat.alert`, the job
-    and health hooks): problems alerted now (``sent``), still open and already alerted
+    and health hooks): problems alerted now (``sent``: at least one channel took it), due but
+    taken by no channel (``unsent``: sent again next cycle), still open and already alerted
     (``suppressed``), cleared now (``resolved``), and the channels that failed to send."""
 
     env: str
     sent: list[str] = field(default_factory=list)
+    unsent: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     failed_channels: list[str] = field(default_factory=list)
@@ -97,8 +99,9 @@ class AlertReport:
         return 0 if self.ok else 1
 
     def summary(self) -> str:
-        """``alerts: 1 sent, 2 suppressed, 0 resolved, 3 message(s) on 2 channel(s)``."""
-        text = (f"alerts: {len(self.sent)} sent, {len(self.suppressed)} suppressed, "
+        """``alerts: 1 sent, 0 unsent, 2 suppressed, 0 resolved, 3 message(s) on 2 channel(s)``."""
+        text = (f"alerts: {len(self.sent)} sent, {len(self.unsent)} unsent, "
+                f"{len(self.suppressed)} suppressed, "
                 f"{len(self.resolved)} resolved, {self.messages} message(s) on {self.channels} "
                 "channel(s)")
         if self.failed_channels:

@@ -289,7 +289,25 @@ def test_alerts_test_names_a_channel_that_fails(world, webhook, tmp_path):
     env = world(alerts_section(None, hook_port, extra_channels=("json://127.0.0.1:1/x",)))
     report = aggregat.alert(env)
     assert report.failed_channels == ["#1 json://127.0.0.1"] and report.exit_code == 1
-    assert report.messages == 1 and len(posts) == 1
+    assert report.messages == 1 and len(posts) == 1 and report.sent == ["test"]
+
+
+def test_a_problem_no_channel_took_is_sent_again_next_cycle(world, webhook):
+    from datetime import UTC, datetime
+
+    from aggregat.ops.alerts import after_health
+
+    posts, hook_port = webhook
+    env = world(alerts_section(None, None, extra_channels=("json://127.0.0.1:1/x",)))
+    late = HealthReport("test", datetime(2026, 11, 28, 6, tzinfo=UTC))
+    late.add("data", "load portfolio", FAILED, "2026-11-20 00:00Z", "8.2 d old")
+    first = after_health(env, late)
+    assert first.unsent == ["late:load portfolio"] and not first.sent and first.exit_code == 1
+    working = env.model_copy(update={"alerts": env.alerts.model_copy(update={  # fixed channel
+        "channels": [f"json://127.0.0.1:{hook_port}/aggregat"]})})
+    second = after_health(working, late)
+    assert second.sent == ["late:load portfolio"] and len(posts) == 1
+    assert "(first seen)" in posts[0]["message"] and "2026-11-28 06:00 UTC" in posts[0]["message"]
 
 
 def test_alert_settings_bad_input_is_one_line(tmp_path, monkeypatch):

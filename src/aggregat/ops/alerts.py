@@ -258,16 +258,19 @@ def evaluate(env: Environment, problems: Iterable[Problem], in_scope: Callable[[
     if env.alerts.digest:
         if opened or cleared:
             title, body, kind = _digest(env, open_, opened, cleared, now)
-            if _deliver(env, state, title, body, kind, report, now, send):
-                for key in opened:
-                    open_[key]["alerted_at"] = now.isoformat()
-        report.sent, report.resolved = list(opened), list(cleared)
+            delivered = _deliver(env, state, title, body, kind, report, now, send)
+            for key in opened:
+                open_[key]["alerted_at"] = now.isoformat() if delivered else None
+                (report.sent if delivered else report.unsent).append(key)
+        report.resolved = list(cleared)
     else:
         for key in opened:
             title, body = _message(env, open_[key], False, now)
             if _deliver(env, state, title, body, open_[key]["status"], report, now, send):
                 open_[key]["alerted_at"] = now.isoformat()
-            report.sent.append(key)
+                report.sent.append(key)
+            else:
+                report.unsent.append(key)
         for key, p in cleared.items():
             if p.get("alerted_at"):  # never alerted (all channels failed): nothing to clear
                 title, body = _message(env, p, True, now)
@@ -322,8 +325,9 @@ def send_test(env: Environment, text: str | None = None, now: datetime | None = 
     body = text or (f"Environment: {env.name}\nWhat: a test message from `aggregat alerts test`"
                     f"\nWhen: {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC\nWhat to do: nothing; "
                     f"alerts reach you ({runbook_link(env, 'alerts')})")
-    _deliver(env, state, f"[aggregat {env.name}] test alert", body, TEST, report, now, send)
-    report.sent.append(TEST)
+    delivered = _deliver(env, state, f"[aggregat {env.name}] test alert", body, TEST, report,
+                         now, send)
+    (report.sent if delivered else report.unsent).append(TEST)
     state["env"] = env.name
     _write_state(env, state)
     return report
