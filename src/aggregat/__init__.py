@@ -26,7 +26,8 @@ _EXPORTS: dict[str, str] = {
          "load", "forecasts",
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
-         "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
+         "publish", "import_load", "import_weather_history", "init_energy_db", "health",
+         "check_env", "schedule",
          "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
          "run_label", "alert", "check_alerts"], "aggregat.api"),
     **dict.fromkeys(
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "HealthReport": "aggregat.ops.health",
     "FetchReport": "aggregat.weather.fetch",
     "ExtractReport": "aggregat.weather.extract",
+    "HistoryReport": "aggregat.weather.history",
     "SyncReport": "aggregat.energy.sync",
     "PublishReport": "aggregat.energy.publish",
     **dict.fromkeys(
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         forecasts,
         health,
         import_load,
+        import_weather_history,
         init_energy_db,
         intraday,
         intraday_issue_at,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from aggregat.config import Environment, load_environment
-from aggregat.errors import ConfigError, InputError
+from aggregat.errors import AggregatError, ConfigError, InputError
 from aggregat.results import (
     AlertReport,
     BacktestReport,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from aggregat.ops.health import HealthReport
     from aggregat.weather.extract import ExtractReport
     from aggregat.weather.fetch import FetchReport
+    from aggregat.weather.history import HistoryReport
 
 TimeLike = datetime | pd.Timestamp | str
 
@@ -471,6 +472,25 @@ def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) 
 
     e = _env(env)
     return import_load_csv(_bank(e), path, plausibility=Plausibility.from_env(e), **options)
+
+
+def import_weather_history(env: Environment | str | None,
+                           paths: Sequence[str | os.PathLike[str]], *, format: str = "long",
+                           mapping: str | os.PathLike[str] | None = None,
+                           skip_bad_rows: bool = False) -> HistoryReport:
+    """Weather forecasts as they were issued (CSV or Parquet, long or wide; see
+    :mod:`aggregat.weather.history`) into the bank's ``weather_forecast``, converted exactly as
+    extraction converts; re-importing replaces, never duplicates; on a bad row nothing changes."""
+    from aggregat.weather.history import Mapping, import_history
+    from aggregat.weather.sites import load_locations
+
+    e = _env(env)
+    try:
+        known = load_locations(e.sites, e.areas).ids if (e.sites or e.areas) else None
+    except AggregatError:  # no sites file yet: every site is imported, none called unknown
+        known = None
+    return import_history(_bank(e), list(paths), fmt=format, mapping=Mapping.load(mapping),
+                          skip_bad_rows=skip_bad_rows, known_sites=known)
 
 
 def init_energy_db(env: Environment) -> tuple[list[str], str]:

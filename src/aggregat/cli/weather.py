@@ -77,3 +77,31 @@ def fetch(
 
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+# ================================================================================================
+# weather import-history
+# ================================================================================================
+@app.command("import-history")
+def import_history(
+    files: list[str] = typer.Argument(..., help="CSV or Parquet files of weather forecasts as "
+                                      "they were issued."),
+    fmt: str = typer.Option("long", "--format",
+                            help="long: model,run_time,valid_time,site_id,variable,value[,unit]; "
+                                 "wide: one column per variable."),
+    mapping: str | None = typer.Option(None, "--mapping",
+                                       help="TOML mapping of column, model, variable names and "
+                                            "units (docs/weather.md)."),
+    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows",
+                                       help="Skip bad rows (counted) instead of stopping."),
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import a weather history (GRIB units, as a GRIB parser writes it) into the bank, converted
+    as extraction converts. Re-importing replaces; on a bad row nothing is changed."""
+    from aggregat import api
+
+    with flags(paths="FILE", format="--format", mapping="--mapping"):
+        report = api.import_weather_history(environment(env, config), files, format=fmt,
+                                            mapping=mapping, skip_bad_rows=skip_bad_rows)
+    console.print(report.summary())
