@@ -107,7 +107,7 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
     expect = expect or {}
     offsets: dict[str, list[int]] = {}
     for path in paths:
-        if "://" in path:  # remote: one task per file, read whole by the worker
+        if "://" in path:  # remote: one task per file, spooled and walked by the worker
             offsets[path] = []
             continue
         try:
