@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from child_process import child_env
 
 
-def start_dask_cluster(n_workers: int = 2, timeout_s: float = 60.0) -> tuple[str, Callable[[], None]]:
+def start_dask_cluster(n_workers: int = 2,
+                       timeout_s: float = 60.0) -> tuple[str, Callable[[], None]]:
     """Start ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1.
 
     Returns ``(tcp://127.0.0.1:PORT, stop)``. The children get this process's environment (so
