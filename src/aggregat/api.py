@@ -593,17 +593,19 @@ def next_runs(env: Environment, now: TimeLike | None = None) -> dict[str, dateti
 
 
 def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int = 365,
-         log: Callable[[str], None] = print) -> DemoReport:
+             force: bool = False, log: Callable[[str], None] = print) -> DemoReport:
     """The whole chain offline on ``env`` (default: the embedded ``local``): a simulated world,
     energy DB and Météo-France archive served on 127.0.0.1, then backfill, weekly and daily;
-    rerunning redoes nothing that is done."""
+    rerunning redoes nothing that is done. Any environment works (object storage, PostgreSQL, a
+    Dask scheduler); one holding data the demo did not write is refused (InputError) unless
+    ``force``."""
     from aggregat.demo.run import run_demo as run
 
     if not 1 <= days <= 30:
         raise InputError(f"days {days}: use 1 to 30", param="days")
     if not 30 <= history_days <= 1500:
         raise InputError(f"history_days {history_days}: use 30 to 1500", param="history_days")
-    return run(_env(env), days=days, history_days=history_days, log=log)
+    return run(_env(env), days=days, history_days=history_days, force=force, log=log)
 
 
 def health(env: Environment, now: TimeLike | None = None, *, alert: bool = False

@@ -296,7 +296,8 @@ def _join(root: str, name: str) -> str:
     return root.rstrip("/") + "/" + name
 
 
-def _default_root() -> str:
+def default_root() -> str:
+    """The embedded environment's root: ``$AGGREGAT_HOME`` or ``./aggregat-data``."""
     return os.environ.get("AGGREGAT_HOME") or str(Path.cwd() / "aggregat-data")
 
 
@@ -337,7 +338,7 @@ def load_environment(
         where = str(path) if path else f"no {CONFIG_FILENAME} found"
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
     section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
-    root = section.pop("root", None) or _default_root()
+    root = section.pop("root", None) or default_root()
     if not isinstance(root, str):
         raise ConfigError(f"{where} [env.{name}] root = {root!r}: must be a string, a folder or "
                           "an fsspec URL (s3://bucket/prefix)")

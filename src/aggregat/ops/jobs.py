@@ -137,7 +137,7 @@ class _Job:
                                  scheduler=self.env.scheduler)
             step.rows = report.rows
             step.details.update(decoded=report.decoded, issues=report.issues[:10],
-                                quarantined=report.quarantined)
+                                quarantined=report.quarantined, restored=report.restored)
             if report.partial:
                 raise PartialRunError(report.summary())
 
