@@ -21,6 +21,7 @@ from aggregat.cli import (
     model,
     model_ops,  # noqa: F401  (registers train/list/predict/promote)
     run,
+    serve,
     weather,
     weather_extract,  # noqa: F401  (registers extract commands)
 )
@@ -45,6 +46,7 @@ app.add_typer(run.app, name="run", help="Scheduled jobs: daily, intraday, weekly
 app.command("health")(health.health)
 app.command("schedule")(run.schedule)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def _version(value: bool) -> None:
