@@ -211,7 +211,7 @@ def create_app(env: Environment) -> FastAPI:
         except AggregatError as exc:
             raise RequestValidationError([{"loc": ("query", "issue"), "msg": str(exc)}]) from None
 
-    @app.get("/forecasts/{target}", response_class=HTMLResponse)
+    @app.get("/forecasts/{target:path}", response_class=HTMLResponse)
     def forecast_page(request: Request, target: Annotated[str, PathParam(max_length=128)],
                       horizon: HorizonParam = "day-ahead",
                       issue: Annotated[str | None, Query(max_length=40)] = None):
@@ -220,15 +220,7 @@ def create_app(env: Environment) -> FastAPI:
         data["targets"] = aggregat.targets(env)
         return page(request, "forecasts.html", data)
 
-    @app.get("/api/forecasts/{target}")
-    def forecast_json(target: Annotated[str, PathParam(max_length=128)],
-                      horizon: HorizonParam = "day-ahead",
-                      issue: Annotated[str | None, Query(max_length=40)] = None):
-        known_target(target)
-        return JSONMasked(pages.forecast_page(env, cache, target, Horizon(horizon),
-                                              issue_of(issue)))
-
-    @app.get("/api/forecasts/{target}/series")
+    @app.get("/api/forecasts/{target:path}/series")
     def forecast_series(target: Annotated[str, PathParam(max_length=128)],
                         horizon: HorizonParam = "day-ahead",
                         issue: Annotated[str | None, Query(max_length=40)] = None,
@@ -240,6 +232,14 @@ def create_app(env: Environment) -> FastAPI:
         t1 = None if end is None else pd.Timestamp(end, unit="s", tz="UTC")
         return JSONMasked(pages.forecast_series(cache, target, Horizon(horizon),
                                                 issue_of(issue), t0, t1, width))
+
+    @app.get("/api/forecasts/{target:path}")
+    def forecast_json(target: Annotated[str, PathParam(max_length=128)],
+                      horizon: HorizonParam = "day-ahead",
+                      issue: Annotated[str | None, Query(max_length=40)] = None):
+        known_target(target)
+        return JSONMasked(pages.forecast_page(env, cache, target, Horizon(horizon),
+                                              issue_of(issue)))
 
     @app.get("/metrics")
     def metrics():

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 import aggregat
 from aggregat.config import Environment, mask
+from aggregat.dashboard.pages import read_series
 from aggregat.dashboard.series import combine
 
 _RUN_STATUS = {"ok": 0, "running": 0, "partial": 1, "failed": 2}
@@ -73,8 +74,7 @@ class EnvironmentCollector:
         end = pd.Timestamp.now(tz="UTC")
         start = end - pd.Timedelta(days=ERROR_DAYS)
         for target in aggregat.targets(env):
-            frame = combine(aggregat.forecasts(env, target, start, end),
-                            aggregat.load(env, target, start, end), None)
+            frame = combine(*read_series(env, target, start=start, end=end), None)
             both = frame.dropna(subset=["actual", "p50"])
             if len(both):
                 error.add_metric([env.name, mask(target)],

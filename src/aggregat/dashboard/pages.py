@@ -102,6 +102,18 @@ def models(env: Environment) -> dict[str, Any]:
 
 
 # -- forecasts ------------------------------------------------------------------------------
+def read_series(env: Environment, target: str, horizon: Horizon | str = Horizon.DAY_AHEAD,
+                start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(forecasts, load) of ``target``; none for a configured id the bank cannot even name as
+    a partition (it was never written)."""
+    try:
+        return (aggregat.forecasts(env, target, start, end, horizon=horizon),
+                aggregat.load(env, target, start, end))
+    except aggregat.BankError:
+        return pd.DataFrame(), pd.DataFrame()
+
+
 class SeriesCache:
     """Each (target, horizon)'s forecasts and load, read once per :data:`SERIES_TTL_S`."""
 
@@ -115,8 +127,7 @@ class SeriesCache:
         with self._lock:
             hit = self._data.get(key)
             if hit is None or time.monotonic() - hit[0] > SERIES_TTL_S:
-                fc = aggregat.forecasts(self.env, target, horizon=horizon)
-                load = aggregat.load(self.env, target)
+                fc, load = read_series(self.env, target, horizon)
                 hit = (time.monotonic(), fc, load)
                 self._data[key] = hit
             return hit[1], hit[2]

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from aggregat.bank import Bank, forecast_issues, read_load, weather_runs
+from aggregat.bank import Bank, forecast_issues, read_load, target_ids, weather_runs
 from aggregat.config import Environment
 from aggregat.ops.ledger import Entry, Ledger
 from aggregat.results import Calendar, CalendarCell, CalendarRow
@@ -61,16 +61,15 @@ def build_calendar(env: Environment, days: int, last: date | None = None) -> Cal
         if day is not None and first <= day <= last:
             by_step[entry.step][entry.partition].append(entry)
     rows = _weather_rows(env, bank, window, by_step)
+    stored = {dataset: set(target_ids(bank, dataset)) for dataset in ("load", "forecast")}
     targets = [t.id for t in env.forecast.targets]
-    from aggregat.bank import target_ids
-
     for dataset in ("load", "forecast"):
-        targets += [t.split("@", 1)[0] for t in target_ids(bank, dataset)
+        targets += [t.split("@", 1)[0] for t in sorted(stored[dataset])
                     if t.split("@", 1)[0] not in targets]
-    rows += _load_rows(bank, targets, window, by_step)
+    rows += _load_rows(bank, targets, stored["load"], window, by_step)
     horizons = [Horizon.DAY_AHEAD] + ([Horizon.INTRADAY] if env.forecast.intraday else [])
     for horizon in horizons:
-        rows += _forecast_rows(bank, targets, horizon, window, by_step)
+        rows += _forecast_rows(bank, targets, stored["forecast"], horizon, window, by_step)
     for horizon in horizons:
         rows.append(_publish_row(horizon, window, by_step))
     return Calendar(env.name, window, rows)
@@ -85,8 +84,9 @@ def _weather_rows(env, bank, window, by_step) -> list[CalendarRow]:
     for model in env.weather.models:
         product = get_product(model)
         present = {pd.Timestamp(run).strftime("%Y-%m-%dT%HZ")
-                   for run, _ in weather_runs(bank, product.id, pd.Timestamp(window[0], tz="UTC"),
-                                              pd.Timestamp(window[-1], tz="UTC"))}
+                   for run, _ in weather_runs(bank, product.id,
+                                              *(pd.Timestamp(d, tz="UTC")
+                                                for d in (window[0], window[-1])))}
         for hour in [h for h in env.weather.runs if h in product.run_hours]:
             cells = []
             for day in window:
@@ -98,9 +98,13 @@ def _weather_rows(env, bank, window, by_step) -> list[CalendarRow]:
     return rows
 
 
-def _load_rows(bank, targets, window, by_step) -> list[CalendarRow]:
+def _load_rows(bank, targets, stored, window, by_step) -> list[CalendarRow]:
+    """Configured targets without load in the bank (never read: their id may not even be a
+    valid partition name) are missing every day."""
     start = pd.Timestamp(window[0], tz="UTC")
-    frame = read_load(bank, targets or None, start, start + pd.Timedelta(days=len(window)))
+    present = [t for t in targets if t in stored]
+    frame = (read_load(bank, present, start, start + pd.Timedelta(days=len(window)))
+             if present else pd.DataFrame())
     rows = []
     for target in targets:
         times = frame.loc[frame["target_id"] == target, "time"] if len(frame) else pd.Series()
@@ -118,7 +122,7 @@ def _load_rows(bank, targets, window, by_step) -> list[CalendarRow]:
     return rows
 
 
-def _forecast_rows(bank, targets, horizon, window, by_step) -> list[CalendarRow]:
+def _forecast_rows(bank, targets, stored, horizon, window, by_step) -> list[CalendarRow]:
     step = _step("predict", horizon)
     entries_by_day: dict[date, list[Entry]] = defaultdict(list)
     for part, entries in by_step[step].items():
@@ -127,8 +131,8 @@ def _forecast_rows(bank, targets, horizon, window, by_step) -> list[CalendarRow]
     for target in targets:
         key = target if horizon == Horizon.DAY_AHEAD else f"{target}@{horizon}"
         issued: dict[date, int] = defaultdict(int)
-        for issue, _ in forecast_issues(bank, key, pd.Timestamp(window[0], tz="UTC"),
-                                        pd.Timestamp(window[-1], tz="UTC")):
+        first, last = (pd.Timestamp(d, tz="UTC") for d in (window[0], window[-1]))
+        for issue, _ in forecast_issues(bank, key, first, last) if key in stored else []:
             issued[pd.Timestamp(issue).date()] += 1
         cells = [_cell(day, issued[day] > 0, entries_by_day.get(day, []),
                        f"{issued[day]} issue(s)") for day in window]
