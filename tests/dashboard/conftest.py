@@ -122,6 +122,8 @@ def page(browser):
     pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")
           if m.type == "error" else None)
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
+    pg.on("response", lambda r: pg.problems.append(f"HTTP {r.status} {r.url}")
+          if r.status >= 400 and r.request.resource_type != "document" else None)
     pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
     yield pg
     context.close()

@@ -10,6 +10,7 @@ own scripts and styles (uPlot is vendored in ``static/``).
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,7 +51,18 @@ class JSONMasked(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return mask_json(content, default=str).encode()
+        return mask_json(_finite(content), default=str, allow_nan=False).encode()
+
+
+def _finite(tree: Any) -> Any:
+    """``tree`` with NaN and infinities as None: JSON has no NaN, browsers refuse it."""
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_finite(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
 
 
 class BackfillRequest(BaseModel):

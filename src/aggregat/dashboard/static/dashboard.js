@@ -86,3 +86,10 @@
     });
   }
 })();
+
+// Filter forms: leave empty fields out of the query ("all"), as the server reads no value.
+document.querySelectorAll("form.filters[method=get]").forEach((form) => {
+  form.addEventListener("submit", () => {
+    Array.from(form.elements).forEach((el) => { if (el.name && el.value === "") el.disabled = true; });
+  });
+});
