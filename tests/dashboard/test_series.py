@@ -9,7 +9,7 @@ from aggregat.dashboard.series import combine, daily_error, downsample
 
 
 def _frame(n: int) -> pd.DataFrame:
-    times = pd.date_range("2023-01-01", periods=n, freq="30min", tz="UTC")
+    times = pd.date_range("2023-01-01", periods=n, freq="30min", tz="UTC").as_unit("us")
     rng = np.random.default_rng(1)
     actual = 50 + 10 * np.sin(np.arange(n) / 48 * 2 * np.pi) + rng.normal(0, 1, n)
     frame = pd.DataFrame({"actual": actual, "p50": actual + 0.5, "p10": actual - 3,
@@ -28,6 +28,7 @@ def test_three_years_become_two_points_per_pixel_with_the_extremes():
     assert min(cols["p10"]) == round(frame["p10"].min(), 3)
     assert max(cols["p90"]) == round(frame["p90"].max(), 3)
     assert cols["x"] == sorted(cols["x"])
+    assert cols["x"][0] == int(frame.index[0].timestamp())  # epoch seconds, as uPlot reads x
 
 
 def test_few_points_are_sent_as_they_are_with_gaps_as_null():
