@@ -93,7 +93,9 @@
     const data = [x, rows.map((r) => r.mae), rows.map((r) => r.bias)];
     new uPlot({
       width: target.clientWidth - 16, height: 200, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), tz),
-      scales: {x: {time: true}},
+      // One day alone would get uPlot's default span of years around it: show a day either side.
+      scales: {x: {time: true, range: (u, min, max) => (max - min < 86400 ?
+        [min - 86400, max + 86400] : [min, max])}},
       series: [{}, {label: "daily MAE (MW)", stroke: "#d64545", width: 1.5, points: {show: true}},
                {label: "bias (MW)", stroke: "#6b7480", width: 1, dash: [4, 4]}],
       axes: [{}, {label: "MW"}],
