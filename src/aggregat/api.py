@@ -26,15 +26,21 @@ from aggregat.errors import AggregatError, ConfigError, InputError
 from aggregat.results import (
     AlertReport,
     BacktestReport,
+    Calendar,
+    JobRun,
+    LedgerEntry,
     ModelVersion,
     PredictResult,
     RunReport,
     TrainResult,
+    ledger_entry,
     model_version,
 )
 from aggregat.timeutil import Horizon, as_utc
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from aggregat.bank import Bank
     from aggregat.bank.copy import CopyReport
     from aggregat.demo.run import DemoReport
@@ -639,3 +645,112 @@ def alert(env: Environment, text: str | None = None) -> AlertReport:
     from aggregat.ops.alerts import send_test
 
     return send_test(_env(env), text)
+
+
+LEDGER_STATUSES = ("running", "ok", "partial", "failed", "skipped")
+
+
+def ledger(env: Environment, *, job: str | None = None, step: str | None = None,
+           status: str | None = None, since: TimeLike | None = None,
+           until: TimeLike | None = None, partition: str | None = None) -> list[LedgerEntry]:
+    """Ledger records (the latest attempt of each step on each partition), oldest first, of one
+    ``job``, ``step``, ``status`` or ``partition``, started in ``[since, until)`` (aware); texts
+    masked."""
+    from aggregat.bank import Bank
+    from aggregat.ops.ledger import Ledger
+
+    if status is not None and status not in LEDGER_STATUSES:
+        raise InputError(f"status {status!r}: use one of {', '.join(LEDGER_STATUSES)}",
+                         param="status")
+    e = _env(env)
+    book = Ledger(Bank(e.bank))
+    if step is not None and step not in book.steps():
+        return []
+    start = None if since is None else as_utc(since, param="since")
+    end = None if until is None else as_utc(until, param="until")
+    out = []
+    for entry in book.entries(step=step, since=start, job=job):
+        if status is not None and entry.status != status:
+            continue
+        if end is not None and entry.started_at >= end:
+            continue
+        if partition is not None and entry.partition != partition:
+            continue
+        out.append(ledger_entry(entry))
+    return out
+
+
+def runs(env: Environment, *, job: str | None = None, step: str | None = None,
+         status: str | None = None, since: TimeLike | None = None,
+         until: TimeLike | None = None, partition: str | None = None,
+         limit: int | None = None) -> list[JobRun]:
+    """Job runs (ledger records grouped by run id), newest first, each with its steps; the
+    filters are those of :func:`ledger` (a run is listed with its matching steps only)."""
+    entries = ledger(env, job=job, step=step, status=status, since=since, until=until,
+                     partition=partition)
+    grouped: dict[str, list[LedgerEntry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.run_id, []).append(entry)
+    out = [JobRun(steps[0].job or "?", run_id, steps) for run_id, steps in grouped.items()]
+    out.sort(key=lambda r: r.started_at, reverse=True)
+    return out if limit is None else out[:limit]
+
+
+def ledger_steps(env: Environment) -> list[str]:
+    """Step names present in the ledger (fetch, extract, sync, predict, publish, train, ...)."""
+    from aggregat.bank import Bank
+    from aggregat.ops.ledger import Ledger
+
+    return Ledger(Bank(_env(env).bank)).steps()
+
+
+def targets(env: Environment) -> list[str]:
+    """Target ids of the environment: configured, with load or forecasts in the bank, or with a
+    model in the registry (``@intraday`` keys named by their target)."""
+    from aggregat.bank import target_ids
+    from aggregat.forecast.registry import Registry
+
+    e = _env(env)
+    bank = _bank(e)
+    found = [t.id for t in e.forecast.targets]
+    for key in [*target_ids(bank, "load"), *target_ids(bank, "forecast"),
+                *Registry(e.registry).targets()]:
+        name = key.split("@", 1)[0]
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def calendar(env: Environment, days: int = 30, last: date | str | None = None) -> Calendar:
+    """Days × datasets (weather per model and run, load per target, forecasts per target and
+    horizon, publishes) for the ``days`` days ending on ``last`` (default today, UTC), each
+    cell present, partial, failed or missing."""
+    from aggregat.ops.calendar import build_calendar
+
+    if not 1 <= days <= 400:
+        raise InputError(f"days {days}: use 1 to 400", param="days")
+    return build_calendar(_env(env), days, _day(last, "last"))
+
+
+def run_lock(env: Environment, command: str) -> AbstractContextManager[Any]:
+    """The environment's run lock as a context manager (``with aggregat.run_lock(env, "…"):``):
+    one run per environment, as the jobs take it; :class:`LockedError` when another holds it."""
+    from aggregat.ops.lock import RunLock
+
+    return RunLock.for_environment(_env(env), command=command)
+
+
+def dashboard_app(env: Environment) -> Any:
+    """The web dashboard of ``env`` as an ASGI application (FastAPI), for uvicorn or a test."""
+    from aggregat.dashboard.app import create_app
+
+    return create_app(_env(env))
+
+
+def serve(env: Environment, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve the dashboard of ``env`` on ``host:port`` with uvicorn, in the foreground."""
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise InputError(f"port {port}: use 1 to 65535", param="port")
+    uvicorn.run(dashboard_app(env), host=host, port=port, log_level="warning")

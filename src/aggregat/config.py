@@ -231,6 +231,11 @@ class AlertSettings(_Section):
                                  "like mailto://smtp.example.com?to=ops@example.com or "
                                  "json://hooks.example.com/aggregat")
         return value
+class DashboardSettings(_Section):
+    """``aggregat serve``: its actions (backfill, retrain, re-publish) run only when on here AND
+    the token ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` is set (see :func:`dashboard_token`)."""
+
+    actions: bool = False
 
 
 class Environment(_Section):
@@ -252,6 +257,7 @@ class Environment(_Section):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
 
     def masked_dump(self) -> dict[str, Any]:
@@ -371,7 +377,7 @@ def load_environment(
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
-_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts")
+_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts", "dashboard")
 
 
 def _check_layout(raw: dict[str, Any], where: str) -> None:
@@ -475,6 +481,15 @@ def secret_forms(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote(value), quote(value, safe=" +"), quote_plus(value),
             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
             repr(value)[1:-1]} - {""}
+
+
+def dashboard_token(env: Environment) -> str | None:
+    """The dashboard's action token, ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` (None when unset or
+    empty), registered as a secret so that it is masked like the others."""
+    value = os.environ.get(secret_var(env.name, "DASHBOARD_TOKEN")) or None
+    if value:
+        register_secret(value)
+    return value
 
 
 def register_secret(value: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,7 @@ class ModelVersion:
     data_end: pd.Timestamp | None
     metrics: dict[str, Any]
     promoted: bool | None
+    promotion: dict[str, Any] = field(default_factory=dict)  # promoted, reason, previous
 
     @property
     def validation_mae(self) -> float | None:
@@ -181,7 +183,8 @@ def model_version(row: dict[str, Any]) -> ModelVersion:
         target=row["target"], version=row["version"], current=bool(row["current"]),
         trained_at=_ts(row.get("trained_at")), code_version=row.get("code_version"),
         data_start=_ts(row.get("data_start")), data_end=_ts(row.get("data_end")),
-        metrics=row.get("metrics") or {}, promoted=row.get("promoted"))
+        metrics=row.get("metrics") or {}, promoted=row.get("promoted"),
+        promotion=row.get("promotion") or {})
 
 
 def _fields(cls: type, summary: dict[str, Any]) -> dict[str, Any]:
@@ -265,3 +268,124 @@ def _write(path: str | Path, data: bytes) -> Path:
     path = Path(path).resolve()
     Store(str(path.parent)).write_bytes(path.name, data)
     return path
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One ledger record: the latest attempt of a job's ``step`` on a ``partition`` (``status``:
+    running, ok, partial, failed, skipped; a ``stale`` running record reads as failed). Texts
+    are masked."""
+
+    step: str
+    partition: str
+    status: str
+    job: str | None
+    run_id: str
+    attempts: int
+    started_at: pd.Timestamp
+    ended_at: pd.Timestamp | None = None
+    duration_s: float | None = None
+    rows: int | None = None
+    error: str | None = None
+    code_version: str = ""
+    stale: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("started_at", "ended_at"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        return out
+
+
+def ledger_entry(entry: Any) -> LedgerEntry:
+    """A :class:`aggregat.ops.ledger.Entry` as a :class:`LedgerEntry`, every text masked."""
+    from aggregat.config import mask, mask_tree
+
+    return LedgerEntry(
+        step=entry.step, partition=mask(entry.partition), status=entry.status, job=entry.job,
+        run_id=entry.run_id, attempts=entry.attempts, started_at=pd.Timestamp(entry.started_at),
+        ended_at=None if entry.ended_at is None else pd.Timestamp(entry.ended_at),
+        duration_s=entry.duration_s, rows=entry.rows,
+        error=None if entry.error is None else mask(entry.error),
+        code_version=entry.code_version, stale=entry.stale, details=mask_tree(entry.details))
+
+
+_WORST = {"failed": 3, "partial": 2, "running": 1}
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One run of a job (the ledger records sharing a ``run_id``), oldest step first; ``status``
+    is the worst of its steps (failed > partial > running > ok)."""
+
+    job: str
+    run_id: str
+    steps: list[LedgerEntry]
+
+    @property
+    def started_at(self) -> pd.Timestamp:
+        return min(s.started_at for s in self.steps)
+
+    @property
+    def ended_at(self) -> pd.Timestamp | None:
+        ends = [s.ended_at for s in self.steps if s.ended_at is not None]
+        return max(ends) if ends else None
+
+    @property
+    def seconds(self) -> float | None:
+        end = self.ended_at
+        return None if end is None else (end - self.started_at).total_seconds()
+
+    @property
+    def status(self) -> str:
+        worst = max(self.steps, key=lambda s: _WORST.get(s.status, 0))
+        return worst.status if worst.status in _WORST else "ok"
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows or 0 for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "run_id": self.run_id, "status": self.status,
+                "started_at": self.started_at.isoformat(),
+                "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
+                "seconds": self.seconds, "rows": self.rows,
+                "steps": [s.as_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class CalendarCell:
+    """One dataset on one day: ``status`` present, partial, failed or missing; ``entries`` are
+    the ledger records (step, partition) behind it."""
+
+    day: date
+    status: str
+    detail: str = ""
+    entries: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CalendarRow:
+    """One dataset series (``dataset``: weather, load, forecast, publish; ``key``: model and
+    run, target, target and horizon) across the calendar's days."""
+
+    dataset: str
+    key: str
+    cells: list[CalendarCell]
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Days × datasets of an environment, as orchestrators show partitions."""
+
+    env: str
+    days: list[date]
+    rows: list[CalendarRow]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "days": [d.isoformat() for d in self.days],
+                "rows": [{"dataset": r.dataset, "key": r.key,
+                          "cells": [{"day": c.day.isoformat(), "status": c.status,
+                                     "detail": c.detail, "entries": [list(e) for e in c.entries]}
+                                    for c in r.cells]} for r in self.rows]}

@@ -56,5 +56,8 @@ def demo(
         console.print(f"  {name:10s} {path}")
     console.print("next: `aggregat health`, `aggregat model list`, `aggregat bank ls`, "
                   "`aggregat run daily --force`")
+    console.print("dashboard: `aggregat serve`"
+                  + ("" if settings.name == "local" else f" --env {settings.name}")
+                  + ", then open http://127.0.0.1:8050")
     if health.exit_code:
         sys.exit(health.exit_code)

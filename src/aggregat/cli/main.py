@@ -22,6 +22,7 @@ from aggregat.cli import (
     model,
     model_ops,  # noqa: F401  (registers train/list/predict/promote)
     run,
+    serve,
     weather,
     weather_extract,  # noqa: F401  (registers extract commands)
 )
@@ -47,6 +48,7 @@ app.add_typer(alerts.app, name="alerts", help="Send a test alert; evaluate and a
 app.command("health")(health.health)
 app.command("schedule")(run.schedule)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def _version(value: bool) -> None:
