@@ -101,7 +101,8 @@ def import_history(
     as extraction converts. Re-importing replaces; on a bad row nothing is changed."""
     from aggregat import api
 
-    with flags(paths="FILE", format="--format", mapping="--mapping"):
+    with flags(paths="FILE", format="--format", mapping="--mapping",
+               skip_bad_rows="--skip-bad-rows"):
         report = api.import_weather_history(environment(env, config), files, format=fmt,
                                             mapping=mapping, skip_bad_rows=skip_bad_rows)
     console.print(report.summary())

@@ -323,7 +323,7 @@ def _check_and_stage(con, sources, fmt: str, mapping: Mapping, skip_bad_rows: bo
         if missing:
             raise InputError(f"{path}: no column {missing[0]!r} (columns: "
                              f"{', '.join(n for n in names if n != '_line')}); rename it or map it "
-                             "in --mapping [columns]", param="paths")
+                             "in mapping [columns]", param=("paths", "mapping"))
         model = _lit(mapping.model) if mapping.model else f"CAST({_quote(col['model'])} AS VARCHAR)"
         run, valid = _quote(col["run_time"]), _quote(col["valid_time"])
         base = (f"{i} AS _file, _line, {model} AS model_raw, "
@@ -399,8 +399,8 @@ def _check_and_stage(con, sources, fmt: str, mapping: Mapping, skip_bad_rows: bo
             FROM verdict WHERE bad <> '' ORDER BY _file, _line LIMIT 3""").fetchall()
         lines = [_explain(sources, mapping, *row) for row in examples]
         if not skip_bad_rows:
-            raise InputError(f"{lines[0]}; fix the row (or pass --skip-bad-rows to skip bad rows, "
-                             "counted)", param="paths")
+            raise InputError(f"{lines[0]}; fix the row (or use skip_bad_rows to skip bad rows, "
+                             "counted)", param=("paths", "mapping", "skip_bad_rows"))
         report.skipped_bad_rows, report.bad_examples = int(bad), lines
     report.rows = int(good)
     con.execute(f"""
@@ -447,7 +447,7 @@ def _explain(sources, mapping: Mapping, f, line, bad, model, run, valid, site, v
     where = f"{path}, {kind} {line}"
     if bad == "model":
         return (f"{where}, column {col['model']!r}: unknown model {model!r}; use a catalogue id "
-                f"({', '.join(PRODUCTS)}) or map it in --mapping [models]")
+                f"({', '.join(PRODUCTS)}) or map it in mapping [models]")
     if bad in ("run_time", "valid_time") and bad == "run_time":
         return (f"{where}, column {col['run_time']!r}: {run!r} is not a run time on the hour "
                 "(write 2025-01-01T00:00Z)")
