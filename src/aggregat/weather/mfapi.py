@@ -134,17 +134,29 @@ class RateLimiter:
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
         self._next = 0.0
+        self._paused_until = 0.0
 
     def acquire(self) -> None:
-        """Wait for this thread's slot."""
-        with self._lock:
-            now = self.clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
+        """Wait for this thread's slot (and past any pause that began while it waited)."""
+        while True:
+            with self._lock:
+                now = self.clock()
+                if now >= self._paused_until:
+                    slot = max(now, self._next)
+                    self._next = slot + self.interval
+                    if slot <= now:
+                        return
+                    wait, reserved = slot - now, True
+                else:
+                    wait, reserved = self._paused_until - now, False
+            self.sleep(wait)
+            if reserved:
+                with self._lock:
+                    if self.clock() >= self._paused_until:
+                        return
 
     def pause(self, seconds: float) -> None:
         """No request leaves before ``seconds`` from now (the server said so)."""
         with self._lock:
-            self._next = max(self._next, self.clock() + seconds)
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
+            self._next = max(self._next, self._paused_until)
