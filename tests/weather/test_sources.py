@@ -273,6 +273,22 @@ def test_a_source_that_is_down_is_given_up_and_its_files_go_to_the_next(tmp_path
     assert "given up" in caplog.text
 
 
+def test_a_source_answering_server_errors_is_given_up_when_another_follows(tmp_path, archive):
+    root, data = archive
+    lake = Datalake(str(tmp_path / "lake"))
+    with ArchiveServer(root) as busy, ArchiveServer(root) as good:
+        for arel in data:
+            busy.fail(arel, Failure(status=503))
+        config = make_config(tmp_path, '["busy", "good"]',
+                             open_table(busy.base_url, "busy") + open_table(good.base_url, "good"))
+        report = fetch(sources_of(config), lake, retries=5)
+        asked = len(busy.gets())
+    assert report.complete and report.served == {"good": N_FILES}
+    assert "503" in report.sources_given_up["busy"]
+    # Not every file through every retry there (6 each): a few errors in a row, then no more.
+    assert asked < 2 * OPTS["workers"] + 3, asked
+
+
 def test_every_source_down_is_one_error(tmp_path):
     lake = Datalake(str(tmp_path / "lake"))
     config = make_config(tmp_path, '["a", "b"]',

@@ -63,6 +63,10 @@ _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, Conn
 # given up after this many of them across all workers: one clear error, not a retry storm.
 _CONNECT_ERRORS = (urllib3.exceptions.ConnectTimeoutError,)  # NewConnectionError, NameResolution
 _UNREACHABLE_AFTER = 3
+# A source answering server errors (5xx) this many times in a row, no file served in between,
+# is given up when another source follows: its files go there instead of through every backoff.
+_FAILING_AFTER = 3
+_SERVER_ERRORS = {500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 _CHUNK = 1 << 20
 
@@ -185,10 +189,11 @@ class RetryPolicy:
 
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None,
-                 connect: bool = False) -> None:
+                 connect: bool = False, server: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.connect = connect  # no connection at all: the next source is tried at once
+        self.server = server  # the server answered an error of its own (5xx)
 
 
 class _Corrupt(Exception):
@@ -263,12 +268,27 @@ class _Fetcher:
         self.connect_failures: dict[str, int] = {}
         self.unreachable: dict[str, str] = {}  # source -> why (see _UNREACHABLE_AFTER)
         self.refused: dict[str, str] = {}  # source -> why (credentials refused)
+        self.server_errors: dict[str, int] = {}  # source -> 5xx answers in a row
+        self.failing: dict[str, str] = {}  # source -> why (see _FAILING_AFTER)
 
     def given_up(self, source: Source) -> str | None:
         """Why ``source`` is given up for this run, or None."""
         if source.name in self.unreachable:
             return f"{source.host} unreachable ({self.unreachable[source.name]})"
-        return self.refused.get(source.name)
+        return self.refused.get(source.name) or self.failing.get(source.name)
+
+    def _answered(self, source: Source, server_error: str | None, has_next: bool) -> None:
+        """Count a source's server errors in a row (reset by any other answer); give it up
+        after :data:`_FAILING_AFTER` of them when another source follows."""
+        with self._lock:
+            if server_error is None:
+                self.server_errors[source.name] = 0
+                return
+            count = self.server_errors[source.name] = self.server_errors.get(source.name, 0) + 1
+            if count >= _FAILING_AFTER and has_next and source.name not in self.failing:
+                self.failing[source.name] = (f"answered {server_error} {count} times in a row")
+                log.warning("weather source %s given up for this run: %s; its files go to the "
+                            "next source", source.name, self.failing[source.name])
 
     def _connect_failed(self, source: Source, exc: BaseException) -> None:
         """Count a failed connection; raise :class:`_GivenUp` once ``source`` is given up."""
@@ -347,8 +367,10 @@ class _Fetcher:
                 self._verify(part, total, result.name)
                 entry = self._publish(part, result, source)
                 result.status, result.error = DOWNLOADED, None
+                self._answered(source, None, has_next)
                 return entry
             except _Missing as exc:
+                self._answered(source, None, has_next)
                 part.unlink(missing_ok=True)  # nothing left to resume
                 result.status, result.error = MISSING, str(exc) or "not on the server (HTTP 404)"
                 return None
@@ -369,6 +391,10 @@ class _Fetcher:
                 result.error, retry_after = str(exc), exc.retry_after
                 if exc.connect and has_next:
                     break  # no connection: the next source now, not after a backoff here
+                if exc.server:
+                    self._answered(source, str(exc), has_next)
+                    if source.name in self.failing:
+                        break
             if attempt <= self.policy.retries:
                 wait = self.policy.delay(attempt, retry_after)
                 log.debug("%s: attempt %d at %s failed (%s); retrying in %.2f s",
@@ -429,7 +455,7 @@ class _Fetcher:
                 if status == 429:  # the source's rate limit: every thread waits, not only this
                     source.limiter.pause(retry_after if retry_after is not None
                                          else self.policy.backoff_s)
-                raise _Retryable(f"HTTP {status}", retry_after)
+                raise _Retryable(f"HTTP {status}", retry_after, server=status in _SERVER_ERRORS)
             if status == 206:
                 match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                 if not match or match.group(1) is None or int(match.group(1)) != offset:
