@@ -273,18 +273,21 @@ def test_a_source_that_is_down_is_given_up_and_its_files_go_to_the_next(tmp_path
     assert "given up" in caplog.text
 
 
-def test_a_source_answering_server_errors_is_given_up_when_another_follows(tmp_path, archive):
+@pytest.mark.parametrize(("failure", "why"), [(Failure(status=503), "HTTP 503"),
+                                              (Failure(delay_s=1.0), "timed out")])
+def test_a_source_answering_server_errors_is_given_up_when_another_follows(tmp_path, archive,
+                                                                         failure, why):
     root, data = archive
     lake = Datalake(str(tmp_path / "lake"))
     with ArchiveServer(root) as busy, ArchiveServer(root) as good:
         for arel in data:
-            busy.fail(arel, Failure(status=503))
+            busy.fail(arel, failure)
         config = make_config(tmp_path, '["busy", "good"]',
                              open_table(busy.base_url, "busy") + open_table(good.base_url, "good"))
-        report = fetch(sources_of(config), lake, retries=5)
+        report = fetch(sources_of(config), lake, retries=5, timeout_s=0.3)
         asked = len(busy.gets())
     assert report.complete and report.served == {"good": N_FILES}
-    assert "503" in report.sources_given_up["busy"]
+    assert why in report.sources_given_up["busy"]
     # Not every file through every retry there (6 each): a few errors in a row, then no more.
     assert asked < 2 * OPTS["workers"] + 3, asked
 

@@ -63,8 +63,9 @@ _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, Conn
 # given up after this many of them across all workers: one clear error, not a retry storm.
 _CONNECT_ERRORS = (urllib3.exceptions.ConnectTimeoutError,)  # NewConnectionError, NameResolution
 _UNREACHABLE_AFTER = 3
-# A source answering server errors (5xx) this many times in a row, no file served in between,
-# is given up when another source follows: its files go there instead of through every backoff.
+# A source answering server errors (5xx, or no answer within the timeout) this many times in a
+# row, no file served in between, is given up when another source follows: its files go there
+# instead of through every backoff.
 _FAILING_AFTER = 3
 _SERVER_ERRORS = {500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
@@ -424,8 +425,9 @@ class _Fetcher:
             except _CONNECT_ERRORS as exc:
                 self._connect_failed(source, exc)
                 raise _Retryable(f"connection failed ({_brief(exc)})", connect=True) from None
-            except _NETWORK_ERRORS as exc:
-                raise _Retryable(f"connection failed ({_brief(exc)})") from None
+            except _NETWORK_ERRORS as exc:  # a server that accepts and never answers counts
+                silent = isinstance(exc, urllib3.exceptions.ReadTimeoutError)  # as failing
+                raise _Retryable(f"connection failed ({_brief(exc)})", server=silent) from None
             with self._lock:
                 self.reached.add(source.name)
             if resp.status == 401:
