@@ -439,3 +439,36 @@ def test_api_url_of_each_model():
     assert arpege.api_url(base + "/", RUN, "SP2", arpege.groups[1]) == (
         f"{base}/DPPaquetARPEGE/v1/models/ARPEGE/grids/0.1/packages/SP2/productARP"
         "?referencetime=2026-11-28T00:00:00Z&time=013H024H&format=grib2")
+
+
+def test_cli_source_option_picks_configured_sources(tmp_path, archive, monkeypatch, capsys):
+    root, _ = archive
+    monkeypatch.chdir(tmp_path)
+    with ArchiveServer(root) as one, ArchiveServer(root) as two:
+        make_config(tmp_path, '["one", "two"]',
+                    open_table(one.base_url, "one") + open_table(two.base_url, "two"))
+        code = run_cli(monkeypatch, "weather", "fetch", "--model", "arome-0025",
+                       "--run", "2026-11-28T00", "--source", "two")
+        assert code == 0 and not one.gets() and len(two.gets()) == N_FILES
+        assert "served by two 18" in " ".join(capsys.readouterr().out.split())
+        code = run_cli(monkeypatch, "weather", "fetch", "--model", "arome-0025",
+                       "--run", "2026-11-28T00", "--source", "three")
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "'three'" in err and "one, two" in err
+
+
+def test_env_check_names_a_source_whose_key_is_refused(tmp_path, archive, monkeypatch):
+    from aggregat.ops.envcheck import check_environment
+
+    root, _ = archive
+    monkeypatch.setenv("AGGREGAT_PROD_MF_API_KEY", KEY)
+    with ArchiveServer(root, "/previnum", api=ApiAuth(api_key="other")) as api, \
+            ArchiveServer(root) as bucket:
+        config = make_config(tmp_path, '["open-data", "portail"]',
+                             open_table(bucket.base_url) + api_table(api.base_url))
+        checks = {c.name: c for c in check_environment(load_environment("prod", config),
+                                                       timeout_s=2)}
+    assert checks["weather source open-data"].status == "ok"
+    refused = checks["weather source portail"]
+    assert refused.status == "problem" and "api_key" in refused.message
+    assert_no_key(refused.message)
