@@ -3,8 +3,9 @@
 Each expected file (package x time group) is fetched by a worker of a thread pool, from the
 first of the configured sources (:mod:`aggregat.weather.sources`) that serves it: a file missing,
 truncated, refused or failing at one source is tried at the next, and the manifest records which
-source served it. A source that cannot be connected to, or that refuses our credentials, is given
-up for the rest of the run and its files go to the next one at once. A download
+source served it. A source that cannot be connected to, that refuses our credentials, or (when
+another follows) that keeps answering server errors is given up for the rest of the run, and its
+files go to the next one at once. A download
 goes to a ``.part`` file (next to its final name on a local datalake, in a local temp folder for
 remote stores), is resumed with an HTTP ``Range`` after a dropped connection (restarted when the
 server ignores ``Range``), and is published (rename, or one upload) only once its size matches
@@ -100,7 +101,7 @@ class FetchReport:
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)  # names, in the order they were tried
-    # Sources given up during the run (unreachable, credentials refused): name -> why.
+    # Sources given up during the run (unreachable, credentials refused, failing): name -> why.
     sources_given_up: dict[str, str] = field(default_factory=dict)
 
     def with_status(self, status: str) -> list[FileResult]:
@@ -194,7 +195,7 @@ class _Retryable(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.connect = connect  # no connection at all: the next source is tried at once
-        self.server = server  # the server answered an error of its own (5xx)
+        self.server = server  # the server failed on its side (5xx, or no answer in time)
 
 
 class _Corrupt(Exception):
@@ -210,7 +211,7 @@ class _Fatal(Exception):
 
 
 class _GivenUp(Exception):
-    """The source is given up for this run (unreachable, credentials refused)."""
+    """The source is given up for this run (unreachable, credentials refused, failing)."""
 
 
 def make_http(workers: int = 8) -> urllib3.PoolManager:
