@@ -42,7 +42,7 @@ def fetch(
     model: str = typer.Option(..., "--model", "-m", help="Product, e.g. arome-0025, arpege-01."),
     run: str | None = typer.Option(None, "--run", help="Run time (UTC), e.g. 2026-11-28T00."),
     latest: bool = typer.Option(False, "--latest",
-                                help="Fetch the newest run complete on the server."),
+                                help="Fetch the newest run complete at the sources."),
     packages: str | None = typer.Option(None, "--packages", "-p",
                                         help="Comma-separated packages, e.g. SP1,SP2 "
                                              "(default: the config's, else the catalogue's)."),
