@@ -359,33 +359,41 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
 # -- weather -----------------------------------------------------------------------------------
 def fetch(env: Environment, model: str, run: TimeLike | None = None,
           packages: Sequence[str] | None = None, *, base_url: str | None = None,
-          workers: int | None = None, retries: int | None = None,
-          progress: bool = False) -> FetchReport:
+          sources: Sequence[str] | None = None, workers: int | None = None,
+          retries: int | None = None, progress: bool = False) -> FetchReport:
     """Download one run of ``model`` (aware ``run``; None: the newest complete run at the
-    source) into the datalake: parallel, retried, resumed, verified."""
+    sources) into the datalake: parallel, retried, resumed, verified, each file from the first
+    configured source that serves it (``FileResult.source``). ``base_url``: one open-data source
+    at that URL instead; ``sources``: only these configured sources, in this order."""
     from aggregat.errors import FetchError
     from aggregat.weather.datalake import Datalake
     from aggregat.weather.fetch import fetch_run, find_latest_run
     from aggregat.weather.products import get_product, parse_run
+    from aggregat.weather.sources import configured_sources, open_data
 
     e = _env(env)
     w = e.weather
     product = get_product(model)
     pkgs = list(packages or w.packages.get(product.id) or product.default_packages)
-    base = base_url or w.base_url
+    if base_url and sources:
+        raise ConfigError("give either base_url or sources, not both", param=("base_url",
+                                                                              "sources"))
+    chain = [open_data(base_url)] if base_url else configured_sources(e, list(sources or []))
     n_workers = workers or w.download_workers
     if run is None:
-        found = find_latest_run(product, base, pkgs, min_run_age_h=w.min_run_age_h,
+        found = find_latest_run(product, chain, pkgs, min_run_age_h=w.min_run_age_h,
                                 workers=n_workers, timeout_s=min(w.timeout_s, 20.0),
                                 backoff_s=w.retry_backoff_s)
         if found is None:
+            where = ", ".join(s.address for s in chain)
             raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last 48 h "
-                             f"at {base}; check weather.base_url or fetch an older run")
+                             f"at {where}; check weather.base_url (or weather.sources) or fetch "
+                             "an older run")
         run_time = found
     else:
         run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
     return fetch_run(product, run_time, Datalake(e.datalake, quarantine=e.quarantine),
-                     base_url=base, packages=pkgs,
+                     sources=chain, packages=pkgs,
                      workers=n_workers, retries=w.retries if retries is None else retries,
                      timeout_s=w.timeout_s, backoff_s=w.retry_backoff_s,
                      backoff_max_s=w.retry_backoff_max_s, progress=progress)

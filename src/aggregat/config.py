@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aggregat.errors import ConfigError
 
@@ -42,6 +50,11 @@ DEFAULT_ENV = "local"
 CONFIG_FILENAME = "aggregat.toml"
 # Météo-France moved its open-data bucket here in May 2026 (object.data.gouv.fr before).
 DEFAULT_BASE_URL = "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
+DEFAULT_SOURCE = "open-data"  # the name of the one source a config without `sources` has
+# Météo-France's OAuth2 token endpoint (client credentials) for its authenticated API.
+DEFAULT_TOKEN_URL = "https://portail-api.meteofrance.fr/token"
+# Credentials are never written in the file: these settings take a ${NAME} placeholder only.
+SECRET_SETTINGS = ("api_key", "client_id", "client_secret")
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # user:password@ in a URL; a literal password there is a secret in the file. The password runs to
@@ -67,10 +80,53 @@ _HHMM = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+class SourceSettings(_Section):
+    """One place weather files come from (``[env.NAME.weather.source.SOURCE]``).
+
+    ``open-data``: the public bucket layout over HTTP; ``mirror``: the same layout at any fsspec
+    URL or folder (copied with fsspec, no HTTP); ``meteofrance-api``: Météo-France's
+    authenticated API, with ``api_key`` or OAuth2 ``client_id``/``client_secret``.
+    """
+
+    kind: Literal["open-data", "mirror", "meteofrance-api"]
+    base_url: str
+    api_key: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_url: str = DEFAULT_TOKEN_URL
+    # Requests per minute at this source, across all download workers (None: no cap).
+    requests_per_minute: float | None = Field(None, gt=0)
+    # fsspec options of a mirror (endpoint_url, anon, ...); secrets as ${NAME}.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_kind(self) -> SourceSettings:
+        given = [k for k in SECRET_SETTINGS if getattr(self, k)]
+        if self.kind != "meteofrance-api":
+            if given:
+                raise ValueError(f"{', '.join(given)}: only a meteofrance-api source takes "
+                                 "credentials; remove them or set kind = \"meteofrance-api\"")
+            return self
+        oauth = bool(self.client_id or self.client_secret)
+        if self.api_key and oauth:
+            raise ValueError("give either api_key or client_id + client_secret, not both")
+        if oauth and not (self.client_id and self.client_secret):
+            raise ValueError("OAuth2 needs both client_id and client_secret")
+        if not (self.api_key or oauth):
+            raise ValueError("a meteofrance-api source needs api_key = \"${MF_API_KEY}\" "
+                             "(or client_id and client_secret)")
+        return self
+
+
 class WeatherSettings(_Section):
     """What to fetch from Météo-France and how."""
 
-    base_url: str = DEFAULT_BASE_URL
+    # The single open-data source at this URL; set either this or `sources` (None when
+    # `sources` is set; the current open-data address when neither is).
+    base_url: str | None = None
+    # Source definitions, and the order they are tried in for every file.
+    source: dict[str, SourceSettings] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
     # Packages per model; a model missing here gets the catalogue's default packages.
     packages: dict[str, list[str]] = Field(default_factory=dict)
@@ -84,6 +140,27 @@ class WeatherSettings(_Section):
     timeout_s: float = Field(60.0, gt=0)
     # Newest run looked for by --latest: runs younger than this are not probed.
     min_run_age_h: float = Field(2.0, ge=0)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_defined(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        if names and info.data.get("base_url"):
+            raise ValueError("set either base_url (one open-data source) or sources, not both; "
+                             "move the URL into a [weather.source.NAME] table")
+        if len(set(names)) != len(names):
+            raise ValueError("a source is listed twice")
+        defined = info.data.get("source")
+        for name in names if defined is not None else ():
+            if name not in defined:
+                raise ValueError(f"source {name!r} has no [weather.source.{name}] table "
+                                 f"(defined: {', '.join(defined) or 'none'})")
+        return names
+
+    @model_validator(mode="after")
+    def _default_source(self) -> WeatherSettings:
+        if not self.sources and self.base_url is None:
+            self.base_url = DEFAULT_BASE_URL
+        return self
 
 
 class EnergySettings(_Section):
@@ -366,6 +443,7 @@ def load_environment(
     for key in ("datalake", "bank", "registry", "quarantine", "sites", "areas"):
         if isinstance(settings.get(key), str):
             settings[key] = _absolute(settings[key], base)
+    _absolute_mirrors(settings.get("weather"), base)
     if settings["energy_db"] is None:
         raise ConfigError(
             f"[env.{name}] energy_db is required when root is remote ({root}): set a SQLAlchemy URL"
@@ -425,6 +503,15 @@ def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
     return ConfigError(f"{where} [{table}] {key}{shown}: {what}; fix it in the file{more}")
 
 
+def _absolute_mirrors(weather: Any, base: Path) -> None:
+    """A mirror source's folder, like the datalake's, is relative to the config file."""
+    sources = weather.get("source") if isinstance(weather, dict) else None
+    for source in sources.values() if isinstance(sources, dict) else ():
+        if (isinstance(source, dict) and source.get("kind") == "mirror"
+                and isinstance(source.get("base_url"), str)):
+            source["base_url"] = _absolute(source["base_url"], base)
+
+
 def _absolute(value: str, base: Path) -> str:
     if "://" in value or os.path.isabs(value):
         return value
@@ -448,6 +535,12 @@ def secret_var(env_name: str, secret: str) -> str:
 
 def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
     if isinstance(tree, dict):
+        for key in SECRET_SETTINGS:
+            value = tree.get(key)
+            if value is not None and not (isinstance(value, str) and _PLACEHOLDER.fullmatch(value)):
+                raise ConfigError(f"{where} {key}: credentials are never written in the file; "
+                                  f"write {key} = \"${{NAME}}\" and export "
+                                  f"{secret_var(env_name, 'NAME')}")
         return {k: _resolve_secrets(v, env_name, f"{where} {k}") for k, v in tree.items()}
     if isinstance(tree, list):
         return [_resolve_secrets(v, env_name, where) for v in tree]

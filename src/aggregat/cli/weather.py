@@ -21,8 +21,8 @@ def _fetch_table(report):  # -> rich.table.Table
     table = Table(title=f"{report.product} run {run_label(report.run)}: {state}",
                   caption=report.summary(), title_justify="left", caption_justify="left")
     table.add_column("file", no_wrap=True)
-    for col, justify in (("status", "left"), ("MB", "right"), ("s", "right"),
-                         ("attempts", "right"), ("error", "left")):
+    for col, justify in (("status", "left"), ("source", "left"), ("MB", "right"),
+                         ("s", "right"), ("attempts", "right"), ("error", "left")):
         table.add_column(col, justify=justify, overflow="fold")
     style = {"downloaded": "green", "skipped": "dim", "missing": "red", "failed": "bold red"}
     suffix = f"__{run_label(report.run)}.grib2"  # the run is in the title: keep names short
@@ -32,7 +32,7 @@ def _fetch_table(report):  # -> rich.table.Table
         rows = report.problems
     for f in rows:
         status = styled(f.status, style.get(f.status, ""))
-        table.add_row(f.name.removesuffix(suffix), status, f"{f.bytes / 1e6:.2f}",
+        table.add_row(f.name.removesuffix(suffix), status, f.source or "", f"{f.bytes / 1e6:.2f}",
                       f"{f.seconds:.1f}", str(f.attempts), f.error or "")
     return table
 
@@ -42,12 +42,16 @@ def fetch(
     model: str = typer.Option(..., "--model", "-m", help="Product, e.g. arome-0025, arpege-01."),
     run: str | None = typer.Option(None, "--run", help="Run time (UTC), e.g. 2026-11-28T00."),
     latest: bool = typer.Option(False, "--latest",
-                                help="Fetch the newest run complete on the server."),
+                                help="Fetch the newest run complete at the sources."),
     packages: str | None = typer.Option(None, "--packages", "-p",
                                         help="Comma-separated packages, e.g. SP1,SP2 "
                                              "(default: the config's, else the catalogue's)."),
     base_url: str | None = typer.Option(None, "--base-url",
-                                        help="Open-data base URL (default: weather.base_url)."),
+                                        help="One open-data base URL instead of the configured "
+                                             "sources."),
+    source: str | None = typer.Option(None, "--source",
+                                      help="Comma-separated configured sources to use, in this "
+                                           "order (default: weather.sources)."),
     workers: int | None = typer.Option(None, "--workers", min=1,
                                        help="Parallel downloads "
                                             "(default: weather.download_workers)."),
@@ -66,12 +70,15 @@ def fetch(
     if (run is None) == (not latest):
         raise ConfigError("weather fetch: give either --run 2026-11-28T00 or --latest")
     with flags(run="--run", packages="--packages", base_url="--base-url", workers="--workers",
-               retries="--retries"):
+               retries="--retries", sources="--source"):
         report = api.fetch(environment(env, config), model, run, _csv(packages),
-                           base_url=base_url, workers=workers, retries=retries, progress=True)
+                           base_url=base_url, sources=_csv(source), workers=workers,
+                           retries=retries, progress=True)
     if latest:
         console.print(f"newest complete run: {report.product} {api.run_label(report.run)}")
     console.print(_fetch_table(report))
+    for name, why in report.sources_given_up.items():
+        console.print(styled(f"source {name} given up: {why}", "yellow"))
     report.raise_for_partial()
 
 

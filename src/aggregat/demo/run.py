@@ -147,7 +147,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
     check_demo_target(env, force)
     now = now or datetime.now(UTC)
     today = now.date()
-    configured_url = env.weather.base_url
+    configured = {k: getattr(env.weather, k) for k in ("base_url", "sources")}
     env = demo_environment(env)
     report = DemoReport()
     locations = load_locations(env.sites)
@@ -178,8 +178,9 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
 
     with serve_folder(archive) as base_url:
         log(f"serving the simulated archive at {base_url}")
+        # The simulated archive is the one open-data source, whatever sources are configured.
         env = env.model_copy(update={"weather": env.weather.model_copy(
-            update={"base_url": base_url})})
+            update={"base_url": base_url, "sources": []})})
         # The past days first; today comes with the daily run, after training.
         yesterday = today - timedelta(days=1)
         if days > 1:
@@ -189,7 +190,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
         report.timed("run daily", lambda: _job(api.daily(env, today)))
 
     report.env = env.model_copy(update={"weather": env.weather.model_copy(
-        update={"base_url": configured_url})})
+        update=configured)})
     report.health = api.health(env)
     report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
                     "energy DB": env.energy_db, "sites": env.sites}

@@ -102,6 +102,7 @@ class _Job:
         """Fetch then extract one run (extract runs even after a partial fetch)."""
         from aggregat.weather.extract import extract_run
         from aggregat.weather.fetch import fetch_run
+        from aggregat.weather.sources import configured_sources
 
         product = get_product(model)
         part = f"{product.id}/{run:%Y-%m-%dT%HZ}"
@@ -110,7 +111,7 @@ class _Job:
         fetched = {"report": None}
 
         def fetch(step) -> None:
-            report = fetch_run(product, run, self.datalake, base_url=w.base_url,
+            report = fetch_run(product, run, self.datalake, sources=configured_sources(self.env),
                                packages=packages, workers=w.download_workers, retries=w.retries,
                                timeout_s=w.timeout_s, progress=False, backoff_s=w.retry_backoff_s,
                                backoff_max_s=w.retry_backoff_max_s)
