@@ -27,11 +27,11 @@ _EXPORTS: dict[str, str] = {
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
-         "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
-         "run_label"], "aggregat.api"),
+         "next_runs", "run_demo", "availability", "open_bank", "dataset_keys", "copy_bank",
+         "write_table", "run_label"], "aggregat.api"),
     **dict.fromkeys(
         ["RunReport", "StepReport", "TrainResult", "PredictResult", "ModelVersion",
-         "BacktestReport"], "aggregat.results"),
+         "BacktestReport", "AvailabilityReport", "RunAvailability"], "aggregat.results"),
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",
@@ -64,6 +64,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from aggregat.api import (  # noqa: F401
+        availability,
         backfill,
         backtest,
         backtest_env,
@@ -116,9 +117,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from aggregat.ops.health import HealthReport  # noqa: F401
     from aggregat.results import (  # noqa: F401
+        AvailabilityReport,
         BacktestReport,
         ModelVersion,
         PredictResult,
+        RunAvailability,
         RunReport,
         StepReport,
         TrainResult,

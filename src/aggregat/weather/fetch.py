@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import urllib3
 from aggregat import __version__
 from aggregat.errors import FetchError, GribError, PartialRunError
 from aggregat.weather.datalake import HASH, Datalake, check_grib_framing, file_digest
-from aggregat.weather.products import Product, as_utc, get_product, run_label
+from aggregat.weather.products import Product, get_product, run_label
 
 log = logging.getLogger(__name__)
 
@@ -473,69 +473,3 @@ def _run_pool(work: Any, todo: list[FileResult], workers: int, progress: bool,
         for future in as_completed(futures):
             mb += future.result().bytes / 1e6
             bar.update(task, advance=1, mb=mb)
-
-
-# -- finding the newest complete run ---------------------------------------------------------
-def candidate_runs(product: Product, newest: datetime, lookback_h: float) -> list[datetime]:
-    """Runs of ``product`` at or before ``newest`` and within ``lookback_h`` of it, newest first."""
-    hour = as_utc(newest).replace(minute=0, second=0, microsecond=0)
-    oldest = as_utc(newest) - timedelta(hours=lookback_h)
-    out = []
-    while hour >= oldest:
-        if hour.hour in product.run_hours:
-            out.append(hour)
-        hour -= timedelta(hours=1)
-    return out
-
-
-def _probe(http: urllib3.PoolManager, url: str, policy: RetryPolicy, timeout_s: float) -> bool:
-    """True if ``url`` exists: HEAD, or GET of its first 4 bytes where HEAD is not allowed."""
-    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-    error = ""
-    for attempt in range(1, policy.retries + 2):
-        try:
-            resp = http.request("HEAD", url, timeout=timeout, retries=False)
-            if resp.status in (405, 501):
-                resp = http.request("GET", url, headers={"Range": "bytes=0-3"},
-                                    timeout=timeout, retries=False)
-                if resp.status in (200, 206):
-                    return resp.data[:4] == b"GRIB"
-            if resp.status in (200, 206):
-                return True
-            if resp.status in _MISSING_STATUS or resp.status == 403:  # S3 says 403 for absent keys
-                return False
-            error = f"HTTP {resp.status}"
-        except _NETWORK_ERRORS as exc:
-            error = _brief(exc)
-        if attempt <= policy.retries:
-            time.sleep(policy.delay(attempt))
-    raise FetchError(f"cannot probe {url}: {error}; check weather.base_url and the network")
-
-
-def find_latest_run(
-    product: str | Product, base_url: str, packages: Sequence[str] | None = None,
-    now: datetime | None = None, *, min_run_age_h: float = 2.0, lookback_h: float = 48.0,
-    workers: int = 8, retries: int = 2, timeout_s: float = 20.0, backoff_s: float = 0.5,
-    http: urllib3.PoolManager | None = None,
-) -> datetime | None:
-    """The newest run whose every file (all groups of ``packages``) is on the server, or None.
-
-    Candidates are the product's run hours from ``now - min_run_age_h`` back over ``lookback_h``
-    hours. The last time group of each package, published last, is probed first so that an
-    incomplete run is usually rejected after one request per package.
-    """
-    product = get_product(product) if isinstance(product, str) else product
-    pkgs = [product.check_package(p) for p in (packages or product.default_packages)]
-    http = http or make_http(workers)
-    policy = RetryPolicy(retries, backoff_s, max(backoff_s, 5.0))
-    now = as_utc(now or datetime.now(UTC))
-    for run in candidate_runs(product, now - timedelta(hours=min_run_age_h), lookback_h):
-        last = [product.url(base_url, run, p, product.groups[-1]) for p in pkgs]
-        if not all(_probe(http, url, policy, timeout_s) for url in last):
-            continue
-        rest = [product.url(base_url, run, p, g) for p in pkgs for g in product.groups[:-1]]
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            if all(pool.map(lambda u: _probe(http, u, policy, timeout_s), rest)):
-                return run
-        log.info("%s run %s is incomplete on the server", product.id, run_label(run))
-    return None
