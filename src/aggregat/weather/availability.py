@@ -84,7 +84,7 @@ class OpenDataSource:
     def probe(self, product: Product, run: datetime, package: str, group: tuple[int, int],
               http: urllib3.PoolManager) -> str:
         url = product.url(self.base_url, run, package, group)
-        status, head, total = self._get(http, url, f"bytes=0-{_HEAD - 1}")
+        status, head, total, ranged = self._get(http, url, f"bytes=0-{_HEAD - 1}")
         if status != PRESENT:
             return status
         if len(head) < _HEAD or head[:4] != b"GRIB" or total is None or total < _HEAD:
@@ -93,17 +93,20 @@ class OpenDataSource:
         first = int.from_bytes(head[8:16] if head[7] == 2 else head[4:7], "big")
         if total < first:
             return INCOMPLETE
-        status, tail, _ = self._get(http, url, f"bytes={total - len(_END)}-{total - 1}")
-        if status == MISSING:  # deleted between the two requests
-            return MISSING
-        return status if status == ERROR else PRESENT if tail == _END else INCOMPLETE
+        if not ranged:  # a server ignoring Range: the tail would cost the whole file
+            return PRESENT
+        status, tail, _, ranged = self._get(http, url, f"bytes={total - len(_END)}-{total - 1}")
+        if status in (MISSING, ERROR) or not ranged:  # deleted meanwhile, or no answer
+            return status
+        return PRESENT if tail == _END else INCOMPLETE
 
     def _get(self, http: urllib3.PoolManager, url: str, rng: str
-             ) -> tuple[str, bytes, int | None]:
-        """(status, first bytes of the range, full size) of one ranged GET, retried."""
+             ) -> tuple[str, bytes, int | None, bool]:
+        """(status, first bytes of the range, full size, whether the server honoured the
+        range) of one ranged GET, retried."""
         for attempt in range(1, self.policy.retries + 2):
             if self._unreachable():
-                return ERROR, b"", None
+                return ERROR, b"", None, False
             try:
                 resp = http.request("GET", url, headers={"Range": rng}, timeout=self.timeout,
                                     retries=False, preload_content=False)
@@ -116,15 +119,15 @@ class OpenDataSource:
                     self._reached = True
                 try:
                     if resp.status in _MISSING_STATUS or resp.status == 403:
-                        return MISSING, b"", None
+                        return MISSING, b"", None, True
                     if resp.status == 416:  # nothing in the range: an empty (or shrunk) file
-                        return INCOMPLETE, b"", None
+                        return INCOMPLETE, b"", None, True
                     if resp.status in (200, 206):
                         body = resp.read(_HEAD)  # a server ignoring Range: 16 bytes are enough
-                        return PRESENT, body, _full_size(resp)
+                        return PRESENT, body, _full_size(resp), resp.status == 206
                     self.last_error = f"HTTP {resp.status}"
                     if resp.status not in _RETRY_STATUS:
-                        return ERROR, b"", None
+                        return ERROR, b"", None, True
                 except _NETWORK_ERRORS as exc:
                     self.last_error = _brief(exc)
                 finally:
@@ -135,7 +138,7 @@ class OpenDataSource:
                     resp.release_conn()
             if attempt <= self.policy.retries:
                 time.sleep(self.policy.delay(attempt))
-        return ERROR, b"", None
+        return ERROR, b"", None, False
 
     def _failed_connect(self, exc: BaseException) -> None:
         with self._lock:
