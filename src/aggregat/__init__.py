@@ -28,13 +28,13 @@ _EXPORTS: dict[str, str] = {
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "import_weather_history", "init_energy_db", "health",
          "check_env", "schedule",
-         "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
-         "run_label", "alert", "check_alerts", "targets", "ledger", "runs", "ledger_steps",
-         "calendar", "run_lock", "dashboard_app", "serve"], "aggregat.api"),
+         "next_runs", "run_demo", "availability", "open_bank", "dataset_keys", "copy_bank",
+         "write_table", "run_label", "alert", "check_alerts", "targets", "ledger", "runs",
+         "ledger_steps", "calendar", "run_lock", "dashboard_app", "serve"], "aggregat.api"),
     **dict.fromkeys(
         ["RunReport", "StepReport", "AlertReport", "TrainResult", "PredictResult",
          "ModelVersion", "BacktestReport", "LedgerEntry", "JobRun", "Calendar", "CalendarRow",
-         "CalendarCell"], "aggregat.results"),
+         "CalendarCell", "AvailabilityReport", "RunAvailability"], "aggregat.results"),
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",
@@ -69,6 +69,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from aggregat.api import (  # noqa: F401
         alert,
+        availability,
         backfill,
         backtest,
         backtest_env,
@@ -132,6 +133,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from aggregat.ops.health import HealthReport  # noqa: F401
     from aggregat.results import (  # noqa: F401
         AlertReport,
+        AvailabilityReport,
         BacktestReport,
         Calendar,
         CalendarCell,
@@ -140,6 +142,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         LedgerEntry,
         ModelVersion,
         PredictResult,
+        RunAvailability,
         RunReport,
         StepReport,
         TrainResult,

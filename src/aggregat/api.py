@@ -25,6 +25,7 @@ from aggregat.config import Environment, load_environment
 from aggregat.errors import AggregatError, ConfigError, InputError
 from aggregat.results import (
     AlertReport,
+    AvailabilityReport,
     BacktestReport,
     Calendar,
     JobRun,
@@ -366,8 +367,9 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
     configured source that serves it (``FileResult.source``). ``base_url``: one open-data source
     at that URL instead; ``sources``: only these configured sources, in this order."""
     from aggregat.errors import FetchError
+    from aggregat.weather.availability import LOOKBACK_H, latest_complete_run
     from aggregat.weather.datalake import Datalake
-    from aggregat.weather.fetch import fetch_run, find_latest_run
+    from aggregat.weather.fetch import fetch_run
     from aggregat.weather.products import get_product, parse_run
     from aggregat.weather.sources import configured_sources, open_data
 
@@ -381,15 +383,14 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
     chain = [open_data(base_url)] if base_url else configured_sources(e, list(sources or []))
     n_workers = workers or w.download_workers
     if run is None:
-        found = find_latest_run(product, chain, pkgs, min_run_age_h=w.min_run_age_h,
-                                workers=n_workers, timeout_s=min(w.timeout_s, 20.0),
-                                backoff_s=w.retry_backoff_s)
+        found = latest_complete_run(product, chain, pkgs, min_run_age_h=w.min_run_age_h,
+                                    workers=n_workers)
         if found is None:
             where = ", ".join(s.address for s in chain)
-            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last 48 h "
-                             f"at {where}; check weather.base_url (or weather.sources) or fetch "
-                             "an older run")
-        run_time = found
+            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last "
+                             f"{LOOKBACK_H:g} h at {where}; `aggregat weather availability "
+                             f"--model {product.id}` shows what is there, or fetch an older run")
+        run_time = found.run
     else:
         run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
     return fetch_run(product, run_time, Datalake(e.datalake, quarantine=e.quarantine),
@@ -397,6 +398,40 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
                      workers=n_workers, retries=w.retries if retries is None else retries,
                      timeout_s=w.timeout_s, backoff_s=w.retry_backoff_s,
                      backoff_max_s=w.retry_backoff_max_s, progress=progress)
+
+
+def availability(env: Environment, model: str, since: date | str | None = None,
+                 packages: Sequence[str] | None = None, *, now: TimeLike | None = None,
+                 base_url: str | None = None) -> AvailabilityReport:
+    """Which runs of ``model`` from ``since`` (a UTC day; default: the last 48 h) to ``now``
+    (aware; default now) are at each source: every package x time group file probed (two tiny
+    ranged GETs, no download), ``present`` / ``missing`` / ``incomplete``; each run's
+    ``complete`` and the report's ``newest_complete``."""
+    from datetime import UTC, timedelta
+
+    from aggregat.weather.availability import LOOKBACK_H, MAX_SINCE_DAYS
+    from aggregat.weather.availability import availability as probe
+    from aggregat.weather.products import get_product
+    from aggregat.weather.sources import configured_sources, open_data
+
+    e = _env(env)
+    product = get_product(model)
+    when = (pd.Timestamp.now(tz="UTC") if now is None else as_utc(now, param="now")
+            ).to_pydatetime()
+    day = _day(since, "since")
+    if day is None:
+        start = when - timedelta(hours=LOOKBACK_H)
+    else:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if start > when:
+            raise InputError(f"since {day} is in the future: give a day up to today (UTC)",
+                             param="since")
+        if when - start > timedelta(days=MAX_SINCE_DAYS):
+            raise InputError(f"since {day} is more than {MAX_SINCE_DAYS} days ago: the open "
+                             "data keeps a few days of runs; give a later day", param="since")
+    pkgs = list(packages or e.weather.packages.get(product.id) or product.default_packages)
+    chain = [open_data(base_url)] if base_url else configured_sources(e)
+    return probe(product, chain, pkgs, start, when, workers=e.weather.download_workers)
 
 
 def extract(env: Environment, model: str, run: TimeLike | None = None,

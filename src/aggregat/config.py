@@ -259,6 +259,16 @@ class JobSettings(_Section):
     """Schedules and health thresholds."""
 
     daily_at: str = "05:30"  # local time of `aggregat schedule`
+    # "when-available": `aggregat schedule` starts the job once the runs it uses are complete at
+    # a source (polled from their expected publication, backoff data_poll_s .. data_poll_max_s);
+    # past the deadline (daily: data_deadline, local; intraday: data_wait_min after the issue)
+    # the job goes on with the newest complete earlier run and flags it. "at-time": daily_at.
+    daily_start: Literal["at-time", "when-available"] = "at-time"
+    intraday_start: Literal["at-time", "when-available"] = "at-time"
+    data_deadline: str = "07:30"
+    intraday_data_wait_min: float = Field(60.0, gt=0)
+    data_poll_s: float = Field(60.0, gt=0)
+    data_poll_max_s: float = Field(600.0, gt=0)
     weekly_on: str = "sun"
     weekly_at: str = "03:00"
     step_warn_s: float = Field(600.0, gt=0)
@@ -272,7 +282,7 @@ class JobSettings(_Section):
     model_age_warn_days: float = Field(15.0, gt=0)  # age of the newest trained model
     model_age_fail_days: float = Field(35.0, gt=0)
 
-    @field_validator("daily_at", "weekly_at")
+    @field_validator("daily_at", "weekly_at", "data_deadline")
     @classmethod
     def _local_time(cls, value: str) -> str:
         if not _HHMM.match(value):

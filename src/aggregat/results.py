@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +260,94 @@ class BacktestReport:
         self.to_csv(folder / "forecasts.csv")
         self.plot(folder / "backtest.png")
         return folder
+
+
+# Best first: what one (package, group) is, over all sources (fetch fails over per file).
+_FILE_RANK = {"present": 0, "incomplete": 1, "error": 2, "missing": 3}
+
+
+def _utc_label(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RunAvailability:
+    """One run at the sources: ``files[source][package][group]`` is ``present``, ``missing``,
+    ``incomplete`` or ``error`` (``aggregat.weather.availability``'s module doc says when).
+    ``in_datalake``: found complete in the datalake, the sources were not asked."""
+
+    run: datetime
+    files: dict[str, dict[str, dict[str, str]]]
+    in_datalake: bool = False
+
+    def file_status(self, package: str, group: str) -> str:
+        """The best status of one file over all sources."""
+        found = [pkgs[package][group] for pkgs in self.files.values()
+                 if group in pkgs.get(package, {})]
+        return min(found, key=_FILE_RANK.__getitem__) if found else "missing"
+
+    def _cells(self) -> list[str]:
+        cells = {(p, g) for pkgs in self.files.values() for p, groups in pkgs.items()
+                 for g in groups}
+        return [self.file_status(p, g) for p, g in sorted(cells)]
+
+    @property
+    def complete(self) -> bool:
+        """Every file present at one source at least (or the run complete in the datalake)."""
+        cells = self._cells()
+        return self.in_datalake or (bool(cells) and all(c == "present" for c in cells))
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``incomplete`` (some files present), ``missing`` (none) or ``error``
+        (none, and a source did not answer)."""
+        cells = self._cells()
+        if self.complete:
+            return "complete"
+        if any(c in ("present", "incomplete") for c in cells):
+            return "incomplete"
+        return "error" if "error" in cells else "missing"
+
+    def complete_at(self) -> list[str]:
+        """Sources holding every file of the run by themselves."""
+        return [s for s, pkgs in self.files.items()
+                if pkgs and all(v == "present" for g in pkgs.values() for v in g.values())]
+
+    def counts(self, source: str, package: str) -> dict[str, int]:
+        """How many of ``package``'s files are in each status at ``source``."""
+        out: dict[str, int] = {}
+        for status in self.files.get(source, {}).get(package, {}).values():
+            out[status] = out.get(status, 0) + 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": _utc_label(self.run), "state": self.state, "complete": self.complete,
+                "complete_at": self.complete_at(), "in_datalake": self.in_datalake,
+                "sources": self.files}
+
+
+@dataclass
+class AvailabilityReport:
+    """Runs x packages x time groups of one model at each source, newest run first."""
+
+    model: str
+    packages: list[str]
+    groups: list[str]
+    sources: list[str]
+    runs: list[RunAvailability]
+    checked_at: datetime
+
+    @property
+    def newest_complete(self) -> datetime | None:
+        """The newest run complete at the sources, or None."""
+        return next((r.run for r in self.runs if r.complete), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        newest = self.newest_complete
+        return {"model": self.model, "packages": self.packages, "groups": self.groups,
+                "sources": self.sources, "checked_at": _utc_label(self.checked_at),
+                "newest_complete": None if newest is None else _utc_label(newest),
+                "runs": [r.as_dict() for r in self.runs]}
 
 
 def _write(path: str | Path, data: bytes) -> Path:

@@ -82,6 +82,79 @@ def fetch(
     report.raise_for_partial()
 
 
+# ================================================================================================
+# weather availability
+# ================================================================================================
+_CELL = {"present": ("█", "green"), "incomplete": ("▒", "yellow"), "missing": ("░", "dim"),
+         "error": ("?", "red")}
+_STATE = {"complete": "green", "incomplete": "yellow", "missing": "dim", "error": "bold red"}
+
+
+def _availability_table(report):  # -> rich.table.Table
+    from rich.table import Table
+    from rich.text import Text
+
+    from aggregat.api import run_label
+
+    table = Table(title=f"{report.model} at {', '.join(report.sources)}", title_justify="left",
+                  caption="█ present  ▒ incomplete  ░ missing  ? no answer; one mark per time "
+                          f"group {report.groups[0]} … {report.groups[-1]}",
+                  caption_justify="left")
+    table.add_column("run", no_wrap=True)
+    table.add_column("state")
+    several = len(report.sources) > 1
+    for source in report.sources:
+        for package in report.packages:
+            table.add_column(f"{source} {package}" if several else package, no_wrap=True)
+    for run in report.runs:
+        cells = []
+        for source in report.sources:
+            for package in report.packages:
+                statuses = run.files[source][package]
+                cell = Text()
+                for group in report.groups:
+                    mark, style = _CELL[statuses[group]]
+                    cell.append(mark, style=style)
+                present = sum(v == "present" for v in statuses.values())
+                cell.append(f" {present}/{len(statuses)}")
+                cells.append(cell)
+        table.add_row(run_label(run.run), styled(run.state, _STATE[run.state]), *cells)
+    return table
+
+
+@app.command("availability")
+def availability(
+    model: str = typer.Option(..., "--model", "-m", help="Product, e.g. arome-0025, arpege-01."),
+    since: str | None = typer.Option(None, "--since",
+                                     help="First day (UTC) of runs shown, e.g. 2026-11-27 "
+                                          "(default: the last 48 h)."),
+    packages: str | None = typer.Option(None, "--packages", "-p",
+                                        help="Comma-separated packages, e.g. SP1,SP2 "
+                                             "(default: the config's, else the catalogue's)."),
+    base_url: str | None = typer.Option(None, "--base-url",
+                                        help="Open-data base URL (default: weather.base_url)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show which runs are at the source: runs x packages x time groups, present, missing or
+    incomplete, from cheap probes (no download). Exit 0; 2 on a bad option."""
+    import json
+
+    from aggregat import api
+
+    with flags(since="--since", packages="--packages", base_url="--base-url"):
+        report = api.availability(environment(env, config), model, since, _csv(packages),
+                                  base_url=base_url)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=1))
+    else:
+        newest = report.newest_complete
+        console.print(_availability_table(report))
+        console.print(f"newest complete run: {report.model} "
+                      f"{api.run_label(newest) if newest else 'none'}")
+
+
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 

@@ -245,6 +245,7 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
                    f"({_fmt_age(_age_h(start, now))} ago)", detail,
                    {"run_id": run_id, "started_at": start.isoformat(), "seconds": seconds,
                     "statuses": counts})
+        _fallback(report, job, run)
     latest: dict[str, Any] = {}
     for e in entries:
         latest[e.step] = e
@@ -265,6 +266,17 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
     if env.forecast.intraday:
         _publish(report, entries, "publish-intraday", "last intraday publish",
                  _intraday_thresholds(env), now)
+
+
+def _fallback(report: HealthReport, job: str, run: list) -> None:
+    """A warning when the last ``job`` run used an earlier weather run than planned (the runs
+    were not complete at the sources by its deadline: ledger step ``choose-run``)."""
+    used = [e for e in run if e.step == "choose-run" and (e.details or {}).get("fallback")]
+    if used:
+        notes = "; ".join(str(e.details.get("reason") or e.partition) for e in used)
+        report.add("runs", f"{job} weather run", WARNING, "fallback run used",
+                   f"{notes}; forecasts flagged in column weather_run_fallback",
+                   {"fallbacks": [e.details for e in used]})
 
 
 def _publish(report: HealthReport, entries, step: str, name: str,

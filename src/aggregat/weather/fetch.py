@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,8 +50,8 @@ from aggregat import __version__
 from aggregat.errors import FetchError, GribError, PartialRunError
 from aggregat.weather.datalake import HASH, Datalake, check_grib_framing, file_digest
 from aggregat.weather.mfapi import AuthRefused, TokenUnavailable
-from aggregat.weather.products import Product, as_utc, get_product, run_label
-from aggregat.weather.sources import ERROR, PRESENT, MirrorSource, Source, open_data
+from aggregat.weather.products import Product, get_product, run_label
+from aggregat.weather.sources import MirrorSource, Source, open_data
 
 log = logging.getLogger(__name__)
 
@@ -655,74 +655,3 @@ def _run_pool(work: Any, todo: list[FileResult], workers: int, progress: bool,
         for future in as_completed(futures):
             mb += future.result().bytes / 1e6
             bar.update(task, advance=1, mb=mb)
-
-
-# -- finding the newest complete run ---------------------------------------------------------
-def candidate_runs(product: Product, newest: datetime, lookback_h: float) -> list[datetime]:
-    """Runs of ``product`` at or before ``newest`` and within ``lookback_h`` of it, newest first."""
-    hour = as_utc(newest).replace(minute=0, second=0, microsecond=0)
-    oldest = as_utc(newest) - timedelta(hours=lookback_h)
-    out = []
-    while hour >= oldest:
-        if hour.hour in product.run_hours:
-            out.append(hour)
-        hour -= timedelta(hours=1)
-    return out
-
-
-def _available(chain: Sequence[Source], product: Product, run: datetime, package: str,
-               group: tuple[int, int], http: urllib3.PoolManager, policy: RetryPolicy,
-               timeout_s: float) -> bool:
-    """True if one of the sources has the file (an error is retried ``policy.retries`` times);
-    a :class:`FetchError` when no source could be asked at all."""
-    detail = ""
-    for source in chain:
-        for attempt in range(1, policy.retries + 2):
-            state, detail = source.check(product, run, package, group, http, timeout_s)
-            if state != ERROR:
-                break
-            if attempt <= policy.retries:
-                time.sleep(policy.delay(attempt))
-        if state == PRESENT:
-            return True
-        if state != ERROR:
-            detail = ""
-    if detail:  # every source answered an error
-        where = chain[-1].location(product, run, package, group)
-        raise FetchError(f"cannot probe {where}: {detail}; check weather.base_url (or "
-                         "weather.sources) and the network")
-    return False
-
-
-def find_latest_run(
-    product: str | Product, sources: str | Sequence[Source], packages: Sequence[str] | None = None,
-    now: datetime | None = None, *, min_run_age_h: float = 2.0, lookback_h: float = 48.0,
-    workers: int = 8, retries: int = 2, timeout_s: float = 20.0, backoff_s: float = 0.5,
-    http: urllib3.PoolManager | None = None,
-) -> datetime | None:
-    """The newest run whose every file (all groups of ``packages``) is at one of ``sources``
-    (a URL: one open-data source), or None.
-
-    Candidates are the product's run hours from ``now - min_run_age_h`` back over ``lookback_h``
-    hours. The last time group of each package, published last, is probed first so that an
-    incomplete run is usually rejected after one request per package.
-    """
-    product = get_product(product) if isinstance(product, str) else product
-    chain = [open_data(sources)] if isinstance(sources, str) else list(sources)
-    pkgs = [product.check_package(p) for p in (packages or product.default_packages)]
-    http = http or make_http(workers)
-    policy = RetryPolicy(retries, backoff_s, max(backoff_s, 5.0))
-    now = as_utc(now or datetime.now(UTC))
-
-    def available(run: datetime, pkg: str, group: tuple[int, int]) -> bool:
-        return _available(chain, product, run, pkg, group, http, policy, timeout_s)
-
-    for run in candidate_runs(product, now - timedelta(hours=min_run_age_h), lookback_h):
-        if not all(available(run, p, product.groups[-1]) for p in pkgs):
-            continue
-        rest = [(p, g) for p in pkgs for g in product.groups[:-1]]
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            if all(pool.map(lambda pg, run=run: available(run, *pg), rest)):
-                return run
-        log.info("%s run %s is incomplete at the sources", product.id, run_label(run))
-    return None

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 # What a probe says of one file at one source.
 PRESENT, MISSING, INCOMPLETE, ERROR = "present", "missing", "incomplete", "error"
-_MIN_GRIB = 16  # bytes: a GRIB2 section 0; anything shorter is no GRIB file (yet)
+_HEAD = 16  # GRIB indicator section: "GRIB", edition (byte 7), message length (GRIB2: bytes 8-15)
+_END = b"7777"  # the end of every GRIB message
 _PROBE_TIMEOUT_S = 20.0
 
 
@@ -90,58 +91,96 @@ class Source:
 
     def probe(self, product: Product, run: datetime, package: str, group: tuple[int, int],
               http: urllib3.PoolManager, timeout_s: float = _PROBE_TIMEOUT_S) -> str:
-        """Whether one file is here, cheaply, without downloading it: ``"present"``,
-        ``"missing"``, ``"incomplete"`` (there, but empty or not a GRIB file yet) or
-        ``"error"`` (no answer: network, server error, refused credentials)."""
+        """Whether one file is here, whole, without downloading it: ``"present"``,
+        ``"missing"``, ``"incomplete"`` (there, but not a whole GRIB file yet: see
+        :func:`grib_state`) or ``"error"`` (no answer: network, server error, refused
+        credentials)."""
         return self.check(product, run, package, group, http, timeout_s)[0]
 
     def check(self, product: Product, run: datetime, package: str, group: tuple[int, int],
               http: urllib3.PoolManager, timeout_s: float = _PROBE_TIMEOUT_S) -> tuple[str, str]:
-        """:meth:`probe` with why, for messages: ``(state, detail)``."""
+        """:meth:`probe` with why, for messages: ``(state, detail)``. Two tiny ranged GETs:
+        the first 16 bytes (the GRIB indicator and the file's size), then the last 4."""
         url = self.location(product, run, package, group)
         timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         try:
             for renewed in (False, True):
                 auth = self.headers(http)
-                self.limiter.acquire()
-                resp = http.request("HEAD", url, headers=auth, timeout=timeout, retries=False,
-                                    redirect=True)
-                if resp.status in (405, 501):  # HEAD refused: read the first bytes only
-                    return self._ranged_probe(url, auth, http, timeout)
-                if resp.status == 401 and not renewed and self.refused(auth):
+                status, head, total, ranged = self._ranged(http, url, auth, f"bytes=0-{_HEAD - 1}",
+                                                           timeout)
+                if status == 401 and not renewed and self.refused(auth):
                     continue
-                return self._judge(resp.status, resp.headers.get("Content-Length"), None)
+                break
+            if status == 416:  # nothing in the range: an empty (or shrunk) file
+                return INCOMPLETE, "empty"
+            if status not in (200, 206):
+                return self._judge(status)
+            tail = None
+            if ranged and total is not None and total >= _HEAD:  # else the tail costs the file
+                status, tail, _, ranged = self._ranged(
+                    http, url, auth, f"bytes={total - len(_END)}-{total - 1}", timeout)
+                if status not in (200, 206):
+                    return self._judge(status)
+                tail = tail if ranged else None
+            return grib_state(head, total, tail)
         except AuthRefused as exc:
             return ERROR, str(exc)
         except (TokenUnavailable, urllib3.exceptions.HTTPError) as exc:
             return ERROR, f"{type(exc).__name__}: {exc}"
-        return ERROR, "HTTP 401"
 
-    def _ranged_probe(self, url: str, auth: dict[str, str], http: urllib3.PoolManager,
-                      timeout: urllib3.Timeout) -> tuple[str, str]:
+    def _ranged(self, http: urllib3.PoolManager, url: str, auth: dict[str, str], rng: str,
+                timeout: urllib3.Timeout) -> tuple[int, bytes, int | None, bool]:
+        """(status, first bytes of the range, the whole file's size, whether the server
+        honoured the range) of one ranged GET; a server ignoring Range is never read whole."""
         self.limiter.acquire()
-        resp = http.request("GET", url, headers={**auth, "Range": "bytes=0-3"}, timeout=timeout,
+        resp = http.request("GET", url, headers={**auth, "Range": rng}, timeout=timeout,
                             retries=False, redirect=True, preload_content=False)
         try:
-            head = resp.read(4) if resp.status in (200, 206) else None
+            if resp.status == 416:
+                return 416, b"", 0, True
+            body = resp.read(_HEAD) if resp.status in (200, 206) else b""
+            return resp.status, body, _full_size(resp), resp.status == 206
         finally:
             if resp.status == 200:
-                resp.close()  # the server ignored Range: never read the whole file
+                resp.close()
+            else:
+                resp.drain_conn()
             resp.release_conn()
-        return self._judge(resp.status, None, head)
 
-    def _judge(self, status: int, length: str | None, head: bytes | None) -> tuple[str, str]:
-        if status in (200, 206):
-            if head is not None and head != b"GRIB":
-                return INCOMPLETE, "does not start with GRIB"
-            if length is not None and length.isdigit() and int(length) < _MIN_GRIB:
-                return INCOMPLETE, f"{length} bytes"
-            return PRESENT, f"HTTP {status}"
+    def _judge(self, status: int) -> tuple[str, str]:
         if status in (404, 410):
             return MISSING, f"HTTP {status}"
         if status == 401:
             return ERROR, self.refusal(f"HTTP {status}")
         return ERROR, f"HTTP {status}"
+
+
+def grib_state(head: bytes, total: int | None, tail: bytes | None) -> tuple[str, str]:
+    """The one rule of a probe, for every kind of source: a file is present when it starts with
+    a GRIB indicator section, is at least as long as the first message it announces, and ends
+    with ``7777`` (``tail`` None: not known, e.g. a server ignoring Range); else incomplete (a
+    file still being written or copied)."""
+    if len(head) < _HEAD or head[:4] != b"GRIB":
+        return INCOMPLETE, "does not start with GRIB" if head else "empty"
+    if total is None or total < _HEAD:
+        return INCOMPLETE, f"{total} bytes"
+    # GRIB2 states its first message's length in 8 bytes, GRIB1 in 3.
+    first = int.from_bytes(head[8:16] if head[7] == 2 else head[4:7], "big")
+    if total < first:
+        return INCOMPLETE, f"{total} bytes, shorter than its first message ({first})"
+    if tail is not None and tail != _END:
+        return INCOMPLETE, "does not end with 7777"
+    return PRESENT, f"{total} bytes"
+
+
+def _full_size(resp: urllib3.BaseHTTPResponse) -> int | None:
+    """The whole file's size: ``Content-Range: bytes a-b/TOTAL`` of a 206, else Content-Length."""
+    value = resp.headers.get("Content-Range", "")
+    if resp.status == 206 and "/" in value:
+        total = value.rsplit("/", 1)[1].strip()
+        return int(total) if total.isdigit() else None
+    length = resp.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
 
 
 class OpenDataSource(Source):
@@ -154,10 +193,10 @@ class OpenDataSource(Source):
                  group: tuple[int, int]) -> str:
         return product.url(self.base_url, run, package, group)
 
-    def _judge(self, status: int, length: str | None, head: bytes | None) -> tuple[str, str]:
+    def _judge(self, status: int) -> tuple[str, str]:
         if status == 403:  # S3 answers 403 for an absent key where listing is not allowed
             return MISSING, "HTTP 403"
-        return super()._judge(status, length, head)
+        return super()._judge(status)
 
 
 class MeteoFranceApiSource(Source):
@@ -217,15 +256,18 @@ class MirrorSource(Source):
 
     def check(self, product: Product, run: datetime, package: str, group: tuple[int, int],
               http: urllib3.PoolManager, timeout_s: float = _PROBE_TIMEOUT_S) -> tuple[str, str]:
+        path = self.path(product, run, package, group)
         try:
-            size = self.fs.size(self.path(product, run, package, group))
+            size = self.fs.size(path)
+            if size is None or size < _HEAD:
+                return INCOMPLETE, f"{size} bytes"
+            head = self.fs.cat_file(path, start=0, end=_HEAD)
+            tail = self.fs.cat_file(path, start=size - len(_END), end=size)
         except FileNotFoundError:
             return MISSING, "not in the mirror"
         except OSError as exc:
             return ERROR, f"{type(exc).__name__}: {mask(str(exc))}"
-        if size is None or size < _MIN_GRIB:
-            return INCOMPLETE, f"{size} bytes"
-        return PRESENT, f"{size} bytes"
+        return grib_state(head, size, tail)
 
 
 def make_source(name: str, settings: SourceSettings, *, setting: str = "",
