@@ -26,7 +26,8 @@ _EXPORTS: dict[str, str] = {
          "load", "forecasts",
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
-         "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
+         "publish", "import_load", "init_energy_db", "health", "check_env", "check_access",
+         "schedule",
          "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
          "run_label"], "aggregat.api"),
     **dict.fromkeys(
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",
+    "AccessReport": "aggregat.ops.access",
     "FetchReport": "aggregat.weather.fetch",
     "ExtractReport": "aggregat.weather.extract",
     "SyncReport": "aggregat.energy.sync",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         backfill,
         backtest,
         backtest_env,
+        check_access,
         check_env,
         copy_bank,
         daily,
@@ -114,6 +117,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         ModelError,
         PartialRunError,
     )
+    from aggregat.ops.access import AccessReport  # noqa: F401
     from aggregat.ops.health import HealthReport  # noqa: F401
     from aggregat.results import (  # noqa: F401
         BacktestReport,

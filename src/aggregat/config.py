@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from aggregat.errors import ConfigError
 
@@ -93,6 +100,10 @@ class EnergySettings(_Section):
     load_updated_col: str | None = "updated_at"
     sync_lookback_days: float = Field(3.0, ge=0)
     forecast_table: str = "load_forecasts"
+    # Least privilege: the users sync reads with and publish writes with, each its own URL
+    # (default: energy_db). `aggregat env check --access` reviews their grants.
+    sync_db: str | None = None
+    publish_db: str | None = None
     publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
     publish_batch_rows: int = Field(5000, ge=1)
     # Connection behaviour (energy/db.py): socket/busy timeout, retries with exponential backoff.
@@ -207,6 +218,20 @@ class JobSettings(_Section):
         return value
 
 
+class DashboardSettings(_Section):
+    """The dashboard (`aggregat serve`)."""
+
+    # Buttons that change things (run a job, promote a model); they need the bearer token
+    # AGGREGAT_<ENV>_DASHBOARD_TOKEN, which `env check --access` looks for.
+    actions: bool = False
+
+
+# storage_options keys that hold credentials: written as ${NAME}, never literally.
+_SECRET_OPTION = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
+# gcsfs `token` values that name a method, not a credential.
+_NOT_CREDENTIALS = frozenset({"anon", "google_default", "cloud", "browser"})
+
+
 class Environment(_Section):
     """The resolved settings of one environment."""
 
@@ -225,11 +250,26 @@ class Environment(_Section):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    # fsspec options of every store of this environment (datalake, bank, registry, lock), e.g.
+    # {key = "${S3_KEY}", secret = "${S3_SECRET}"}: each environment its own credentials.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
+
+    # The secrets resolved for this environment: variable name -> value (never printed).
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def masked_dump(self) -> dict[str, Any]:
         """Settings as a dict with every secret masked (for ``env show``)."""
         return mask_tree(self.model_dump())
+
+    def energy_url(self, role: Literal["sync", "publish"]) -> str:
+        """The energy-DB URL of ``role``: ``[energy] sync_db`` / ``publish_db``, else energy_db."""
+        return getattr(self.energy, f"{role}_db") or self.energy_db
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets this environment resolved, by variable name (to compare, never to print)."""
+        return dict(self._secrets)
 
 
 def check_model_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +326,19 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return path if path.is_file() else None
 
 
+def environment_names(config_file: str | os.PathLike[str] | None = None) -> list[str]:
+    """The environments of the config file (its ``[env.NAME]`` sections), else ``["local"]``."""
+    path = find_config_file(config_file)
+    if path is None:
+        return [DEFAULT_ENV]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    _check_layout(raw, str(path))
+    return sorted(raw.get("env", {})) or [DEFAULT_ENV]
+
+
 def load_environment(
     name: str | None = None, config_file: str | os.PathLike[str] | None = None
 ) -> Environment:
@@ -309,7 +362,9 @@ def load_environment(
         known = ", ".join(sorted(envs)) or "none"
         where = str(path) if path else f"no {CONFIG_FILENAME} found"
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
-    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
+    _check_storage_options(section.get("storage_options", {}), f"{where} [env.{name}]")
+    resolved: dict[str, str] = {}
+    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]", resolved)
     root = section.pop("root", None) or _default_root()
     if not isinstance(root, str):
         raise ConfigError(f"{where} [env.{name}] root = {root!r}: must be a string, a folder or "
@@ -337,13 +392,20 @@ def load_environment(
             f"[env.{name}] energy_db is required when root is remote ({root}): set a SQLAlchemy URL"
         )
     try:
-        return Environment(**settings)
+        env = Environment(**settings)
     except ValidationError as exc:
         raise _setting_error(exc, where, name) from None
+    env._secrets = resolved
+    if env.storage_options:
+        from aggregat.storage import register_storage_options
+
+        for url in {env.root, env.datalake, env.bank, env.registry, env.quarantine}:
+            register_storage_options(url, env.storage_options)
+    return env
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
-_SECTIONS = ("weather", "energy", "forecast", "jobs")
+_SECTIONS = ("weather", "energy", "forecast", "jobs", "dashboard")
 
 
 def _check_layout(raw: dict[str, Any], where: str) -> None:
@@ -367,6 +429,19 @@ def _check_layout(raw: dict[str, Any], where: str) -> None:
         if not isinstance(section, dict):
             raise ConfigError(f"{where}: [env] {env_name} = {section!r}: must be a table, "
                               f"an [env.{env_name}] section with settings under it")
+
+
+def _check_storage_options(options: Any, where: str) -> None:
+    """Credentials in ``storage_options`` are ``${NAME}`` placeholders, never literal values."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where} storage_options = {options!r}: must be a table, e.g. "
+                          '{key = "${S3_KEY}", secret = "${S3_SECRET}"}')
+    for key, value in options.items():
+        if (_SECRET_OPTION.search(key) and isinstance(value, str) and value
+                and not _PLACEHOLDER.search(value) and value not in _NOT_CREDENTIALS
+                and not value.startswith("/")):  # gcsfs: token = a key file's path
+            raise ConfigError(f"{where} storage_options.{key} holds a literal credential; write "
+                              f'"${{NAME}}" instead and export AGGREGAT_<ENV>_NAME')
 
 
 def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
@@ -412,11 +487,14 @@ def secret_var(env_name: str, secret: str) -> str:
     return f"AGGREGAT_{re.sub(r'[^A-Za-z0-9]', '_', env_name).upper()}_{secret.upper()}"
 
 
-def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
+def _resolve_secrets(tree: Any, env_name: str, where: str,
+                     found: dict[str, str] | None = None) -> Any:
+    """``tree`` with every ``${NAME}`` substituted; ``found`` collects variable -> value."""
+    found = {} if found is None else found
     if isinstance(tree, dict):
-        return {k: _resolve_secrets(v, env_name, f"{where} {k}") for k, v in tree.items()}
+        return {k: _resolve_secrets(v, env_name, f"{where} {k}", found) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_resolve_secrets(v, env_name, where) for v in tree]
+        return [_resolve_secrets(v, env_name, where, found) for v in tree]
     if not isinstance(tree, str):
         return tree
     literal = _URL_PASSWORD.search(tree)
@@ -434,6 +512,7 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
         if value is None:
             raise ConfigError(f"{where}: secret {match.group(0)} is not set; export {var}")
         register_secret(value)
+        found[var] = value
         if any(a <= match.start() and match.end() <= b for a, b in userinfo):
             # In a URL's user or password, @ / : # % would end it early: percent-encode.
             return quote(value, safe="")

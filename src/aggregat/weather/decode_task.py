@@ -48,6 +48,7 @@ class Task:
     offsets: tuple[int, ...] | None = None  # byte offsets of the chunk's messages; None: all
     grid_name: str = "the grid"
     expect: tuple[int, str, str] | None = None  # (size, hash algorithm, hex digest) to verify
+    storage_options: dict | None = None  # fsspec options (credentials) of a remote path
 
 
 @dataclass
@@ -80,12 +81,13 @@ def _read_message(fh, offset: int, name: str) -> bytes:
     return message
 
 
-def _open(path: str, expect: tuple[int, str, str] | None = None):
+def _open(path: str, expect: tuple[int, str, str] | None = None,
+          options: dict | None = None):
     """The file for reading; a remote one is read whole (and verified on those bytes)."""
     if "://" in path and not path.startswith("file://"):
         import fsspec
 
-        with fsspec.open(path, "rb") as fh:
+        with fsspec.open(path, "rb", **(options or {})) as fh:
             data = fh.read()
         if expect is not None:
             verify_file(data, expect, os.path.basename(path))
@@ -111,7 +113,7 @@ def run_task(task: Task) -> TaskResult:
     """Read, select, decode and sample the messages of one task."""
     result = TaskResult(task.path)
     name = os.path.basename(task.path)
-    with _open(task.path, task.expect) as fh:
+    with _open(task.path, task.expect, task.storage_options) as fh:
         if task.offsets is None:
             for index, handle in iter_messages(fh, task.path):
                 try:
