@@ -303,3 +303,19 @@ def test_literal_storage_credential_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"storage_options.key holds a literal credential"):
         load_environment("dev", config)
+
+
+def test_storage_options_follow_the_url_to_stores_and_dask_tasks():
+    from aggregat.storage import Store, register_storage_options
+    from aggregat.weather.extract import ExtractReport, plan_tasks
+
+    register_storage_options("memory://agg-t1", {"skip_instance_cache": True})
+    register_storage_options("memory://agg-t1/bank", {"skip_instance_cache": False})
+    assert Store("memory://agg-t1/datalake").options == {"skip_instance_cache": True}
+    assert Store("memory://agg-t1/bank/load").options == {"skip_instance_cache": False}
+    assert Store("memory://agg-t10").options == {}  # a sibling name is not under the prefix
+    # A remote file's extraction task carries them to a Dask worker, which loaded no config.
+    [task] = plan_tasks(["memory://agg-t1/datalake/f.grib2"], None, method="nearest",
+                        wanted=None, workers=1, grid_name=None,
+                        report=ExtractReport.__new__(ExtractReport))
+    assert task.storage_options == {"skip_instance_cache": True}
