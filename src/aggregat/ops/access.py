@@ -500,12 +500,12 @@ def check_access(env: Environment | None = None, *,
         loaded[env.name] = env
     reviewed = [loaded[n] for n in report.envs]
     for e in reviewed:
-        report.findings += _energy_users(e)
+        report.findings += _guard(e.name, "energy DB", lambda e=e: _energy_users(e))
         report.findings += _guard(e.name, "dashboard", lambda e=e: _dashboard(e))
     for a, b in combinations(loaded.values(), 2):
         if a.name not in report.envs and b.name not in report.envs:
             continue
-        report.findings += _shared(a, b)
+        report.findings += _guard(a.name, "shared resources", lambda a=a, b=b: _shared(a, b))
         report.findings += _guard(a.name, "secrets", lambda a=a, b=b: _shared_secrets(a, b))
         for target, other in ((a, b), (b, a)):
             report.findings += _guard(target.name, "storage",
