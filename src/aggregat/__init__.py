@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "import_weather_history", "init_energy_db", "health",
-         "check_env", "schedule",
+         "check_env", "check_access", "schedule",
          "next_runs", "run_demo", "availability", "open_bank", "dataset_keys", "copy_bank",
          "write_table", "run_label", "alert", "check_alerts", "targets", "ledger", "runs",
          "ledger_steps", "calendar", "run_lock", "dashboard_app", "serve"], "aggregat.api"),
@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",
+    "AccessReport": "aggregat.ops.access",
     "FetchReport": "aggregat.weather.fetch",
     "ExtractReport": "aggregat.weather.extract",
     "HistoryReport": "aggregat.weather.history",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         backtest,
         backtest_env,
         calendar,
+        check_access,
         check_alerts,
         check_env,
         copy_bank,
@@ -130,6 +132,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         ModelError,
         PartialRunError,
     )
+    from aggregat.ops.access import AccessReport  # noqa: F401
     from aggregat.ops.health import HealthReport  # noqa: F401
     from aggregat.results import (  # noqa: F401
         AlertReport,

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
     from aggregat.load_import import ImportReport
+    from aggregat.ops.access import AccessReport
     from aggregat.ops.envcheck import Check
     from aggregat.ops.health import HealthReport
     from aggregat.weather.extract import ExtractReport
@@ -487,7 +488,7 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
     from aggregat.plausibility import Plausibility
 
     e = _env(env)
-    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    engine = make_engine(e.energy_url("sync"), e.energy, must_exist=True)
     try:
         return sync_load(engine, _bank(e), e.energy, full=full,
                          plausibility=Plausibility.from_env(e))
@@ -504,7 +505,7 @@ def publish(env: Environment, issue_time: TimeLike,
 
     e = _env(env)
     when = as_utc(issue_time, param="issue_time").to_pydatetime()
-    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    engine = make_engine(e.energy_url("publish"), e.energy, must_exist=True)
     try:
         return publish_forecast(engine, _bank(e), e.energy, when,
                                 target_ids=_ids(targets, "targets"))
@@ -622,6 +623,19 @@ def check_env(env: Environment, *, offline: bool = False, timeout_s: float = 5.0
     from aggregat.ops.envcheck import check_environment
 
     return check_environment(_env(env), offline=offline, timeout_s=timeout_s)
+
+
+def check_access(env: Environment | str | None = None, *,
+                 config: str | os.PathLike[str] | None = None) -> AccessReport:
+    """Least privilege of ``env`` (None: every environment of ``config``): energy-DB users of
+    sync and publish, other environments' credentials against its storage and database, shared
+    secrets, the dashboard token. ``AccessReport.findings`` holds one line each with its fix;
+    ``exit_code`` is 1 on a violation."""
+    from aggregat.ops.access import check_access as review
+
+    if env is None:
+        return review(None, config=config)
+    return review(env if isinstance(env, Environment) else open_env(env, config), config=config)
 
 
 def schedule(env: Environment, *, once: bool = False,

@@ -38,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -173,6 +174,10 @@ class EnergySettings(_Section):
     load_updated_col: str | None = "updated_at"
     sync_lookback_days: float = Field(3.0, ge=0)
     forecast_table: str = "load_forecasts"
+    # Least privilege: the users sync reads with and publish writes with, each its own URL
+    # (default: energy_db). `aggregat env check --access` reviews their grants.
+    sync_db: str | None = None
+    publish_db: str | None = None
     publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
     publish_batch_rows: int = Field(5000, ge=1)
     # Connection behaviour (energy/db.py): socket/busy timeout, retries with exponential backoff.
@@ -318,11 +323,20 @@ class AlertSettings(_Section):
                                  "like mailto://smtp.example.com?to=ops@example.com or "
                                  "json://hooks.example.com/aggregat")
         return value
+
+
 class DashboardSettings(_Section):
     """``aggregat serve``: its actions (backfill, retrain, re-publish) run only when on here AND
-    the token ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` is set (see :func:`dashboard_token`)."""
+    the token ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` is set (see :func:`dashboard_token`), which
+    ``env check --access`` looks for."""
 
     actions: bool = False
+
+
+# storage_options keys that hold credentials: written as ${NAME}, never literally.
+_SECRET_OPTION = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
+# gcsfs `token` values that name a method, not a credential.
+_NOT_CREDENTIALS = frozenset({"anon", "google_default", "cloud", "browser"})
 
 
 class Environment(_Section):
@@ -345,11 +359,25 @@ class Environment(_Section):
     jobs: JobSettings = Field(default_factory=JobSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    # fsspec options of every store of this environment (datalake, bank, registry, lock), e.g.
+    # {key = "${S3_KEY}", secret = "${S3_SECRET}"}: each environment its own credentials.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
+
+    # The secrets resolved for this environment: variable name -> value (never printed).
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def masked_dump(self) -> dict[str, Any]:
         """Settings as a dict with every secret masked (for ``env show``)."""
         return mask_tree(self.model_dump())
+
+    def energy_url(self, role: Literal["sync", "publish"]) -> str:
+        """The energy-DB URL of ``role``: ``[energy] sync_db`` / ``publish_db``, else energy_db."""
+        return getattr(self.energy, f"{role}_db") or self.energy_db
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets this environment resolved, by variable name (to compare, never to print)."""
+        return dict(self._secrets)
 
 
 def check_model_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -407,6 +435,19 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return path if path.is_file() else None
 
 
+def environment_names(config_file: str | os.PathLike[str] | None = None) -> list[str]:
+    """The environments of the config file (its ``[env.NAME]`` sections), else ``["local"]``."""
+    path = find_config_file(config_file)
+    if path is None:
+        return [DEFAULT_ENV]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    _check_layout(raw, str(path))
+    return sorted(raw.get("env", {})) or [DEFAULT_ENV]
+
+
 def load_environment(
     name: str | None = None, config_file: str | os.PathLike[str] | None = None
 ) -> Environment:
@@ -430,7 +471,9 @@ def load_environment(
         known = ", ".join(sorted(envs)) or "none"
         where = str(path) if path else f"no {CONFIG_FILENAME} found"
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
-    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
+    _check_storage_options(section.get("storage_options", {}), f"{where} [env.{name}]")
+    resolved: dict[str, str] = {}
+    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]", resolved)
     root = section.pop("root", None) or default_root()
     if not isinstance(root, str):
         raise ConfigError(f"{where} [env.{name}] root = {root!r}: must be a string, a folder or "
@@ -459,9 +502,16 @@ def load_environment(
             f"[env.{name}] energy_db is required when root is remote ({root}): set a SQLAlchemy URL"
         )
     try:
-        return Environment(**settings)
+        env = Environment(**settings)
     except ValidationError as exc:
         raise _setting_error(exc, where, name) from None
+    env._secrets = resolved
+    if env.storage_options:
+        from aggregat.storage import register_storage_options
+
+        for url in {env.root, env.datalake, env.bank, env.registry, env.quarantine}:
+            register_storage_options(url, env.storage_options)
+    return env
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
@@ -489,6 +539,19 @@ def _check_layout(raw: dict[str, Any], where: str) -> None:
         if not isinstance(section, dict):
             raise ConfigError(f"{where}: [env] {env_name} = {section!r}: must be a table, "
                               f"an [env.{env_name}] section with settings under it")
+
+
+def _check_storage_options(options: Any, where: str) -> None:
+    """Credentials in ``storage_options`` are ``${NAME}`` placeholders, never literal values."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where} storage_options = {options!r}: must be a table, e.g. "
+                          '{key = "${S3_KEY}", secret = "${S3_SECRET}"}')
+    for key, value in options.items():
+        if (_SECRET_OPTION.search(key) and isinstance(value, str) and value
+                and not _PLACEHOLDER.search(value) and value not in _NOT_CREDENTIALS
+                and not value.startswith("/")):  # gcsfs: token = a key file's path
+            raise ConfigError(f"{where} storage_options.{key} holds a literal credential; write "
+                              f'"${{NAME}}" instead and export AGGREGAT_<ENV>_NAME')
 
 
 def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
@@ -543,7 +606,10 @@ def secret_var(env_name: str, secret: str) -> str:
     return f"AGGREGAT_{re.sub(r'[^A-Za-z0-9]', '_', env_name).upper()}_{secret.upper()}"
 
 
-def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
+def _resolve_secrets(tree: Any, env_name: str, where: str,
+                     found: dict[str, str] | None = None) -> Any:
+    """``tree`` with every ``${NAME}`` substituted; ``found`` collects variable -> value."""
+    found = {} if found is None else found
     if isinstance(tree, dict):
         for key in SECRET_SETTINGS:
             value = tree.get(key)
@@ -551,9 +617,9 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
                 raise ConfigError(f"{where} {key}: credentials are never written in the file; "
                                   f"write {key} = \"${{NAME}}\" and export "
                                   f"{secret_var(env_name, 'NAME')}")
-        return {k: _resolve_secrets(v, env_name, f"{where} {k}") for k, v in tree.items()}
+        return {k: _resolve_secrets(v, env_name, f"{where} {k}", found) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_resolve_secrets(v, env_name, where) for v in tree]
+        return [_resolve_secrets(v, env_name, where, found) for v in tree]
     if not isinstance(tree, str):
         return tree
     literal = _URL_LITERAL_PASSWORD.search(tree)
@@ -571,6 +637,7 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
         if value is None:
             raise ConfigError(f"{where}: secret {match.group(0)} is not set; export {var}")
         register_secret(value)
+        found[var] = value
         if any(a <= match.start() and match.end() <= b for a, b in userinfo):
             # In a URL's user or password, @ / : # % would end it early: percent-encode.
             return quote(value, safe="")

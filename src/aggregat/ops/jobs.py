@@ -92,10 +92,11 @@ class _Job:
             self._locations = load_locations(self.env.sites, self.env.areas)
         return self._locations
 
-    def engine(self):
+    def engine(self, role: str):
+        """The energy DB as the user of ``role`` (sync reads, publish writes)."""
         from aggregat.energy.db import make_engine
 
-        return make_engine(self.env.energy_db, self.env.energy, must_exist=True)
+        return make_engine(self.env.energy_url(role), self.env.energy, must_exist=True)
 
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:
@@ -189,7 +190,7 @@ class _Job:
         from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine(), self.bank, self.env.energy,
+            report = sync_load(self.engine("sync"), self.bank, self.env.energy,
                                plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
@@ -229,7 +230,7 @@ class _Job:
         def run(step) -> None:
             # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
             ids = None if horizon == Horizon.DAY_AHEAD else self.forecast_ids(horizon)
-            report = publish_forecast(self.engine(), self.bank, self.env.energy,
+            report = publish_forecast(self.engine("publish"), self.bank, self.env.energy,
                                       issue_time.to_pydatetime(), target_ids=ids)
             step.rows = report.rows
 

@@ -47,6 +47,7 @@ class Task:
     offsets: tuple[int, ...] | None = None  # byte offsets of the chunk's messages; None: all
     grid_name: str = "the grid"
     expect: tuple[int, str, str] | None = None  # (size, hash algorithm, hex digest) to verify
+    storage_options: dict | None = None  # fsspec options (credentials) of a remote path
 
 
 @dataclass
@@ -87,7 +88,7 @@ def is_remote(path: str) -> bool:
 _BLOCK = 8 << 20  # bytes per streamed read of a remote file
 
 
-def _spool(path: str, expect: tuple[int, str, str] | None):
+def _spool(path: str, expect: tuple[int, str, str] | None, options: dict | None = None):
     """A remote file streamed into an anonymous local temp file, hashed on the way.
 
     ecCodes reads through a file descriptor (an in-memory or fsspec file has none), and a local
@@ -106,7 +107,7 @@ def _spool(path: str, expect: tuple[int, str, str] | None):
     spool = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (returned open)
     try:
         size = 0
-        with fsspec.open(path, "rb") as src:
+        with fsspec.open(path, "rb", **(options or {})) as src:
             while block := src.read(_BLOCK):
                 spool.write(block)
                 size += len(block)
@@ -127,10 +128,11 @@ def _spool(path: str, expect: tuple[int, str, str] | None):
         raise
 
 
-def _open(path: str, expect: tuple[int, str, str] | None = None):
-    """The file for reading, with a descriptor; a remote one through a local spool."""
+def _open(path: str, expect: tuple[int, str, str] | None = None, options: dict | None = None):
+    """The file for reading, with a descriptor; a remote one through a local spool (``options``:
+    the fsspec options, credentials included, of its environment)."""
     if is_remote(path):
-        return _spool(path, expect)
+        return _spool(path, expect, options)
     if expect is not None:
         verify_file(path, expect, os.path.basename(path))
     return open(path, "rb")
@@ -152,7 +154,7 @@ def run_task(task: Task) -> TaskResult:
     """Read, select, decode and sample the messages of one task."""
     result = TaskResult(task.path)
     name = os.path.basename(task.path)
-    with _open(task.path, task.expect) as fh:
+    with _open(task.path, task.expect, task.storage_options) as fh:
         # A remote file comes whole (one task): its messages are walked in the local spool.
         offsets = task.offsets if task.offsets is not None else message_offsets(fh, name)
         for index, offset in enumerate(offsets):

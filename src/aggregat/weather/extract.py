@@ -28,6 +28,7 @@ import pandas as pd
 
 from aggregat.errors import AggregatError, CorruptFileError, GribError, InputError
 from aggregat.parallel import default_workers, run_tasks
+from aggregat.storage import storage_options
 from aggregat.weather.assemble import assemble_run
 from aggregat.weather.datalake import Datalake, manifest_digest, message_offsets
 from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up
@@ -123,7 +124,9 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
     for path, offs in offsets.items():
         grid = grid_name or f"the grid of {os.path.basename(path)}"
         if not offs:
-            tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path)))
+            # A Dask worker has not loaded the environment: the task carries its credentials.
+            tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path),
+                              storage_options(path) or None))
             continue
         for i in range(0, len(offs), per_chunk):
             tasks.append(Task(path, locations, method, wanted, tuple(offs[i:i + per_chunk]),
