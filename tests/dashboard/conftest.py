@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from dash_world import CHROMIUM, CHROMIUM_ARGS, EVIL, TOKEN, ZONE_KEY
+from dash_world import CHROMIUM, CHROMIUM_ARGS, EVIL, TOKEN, ZONE_KEY, LiveServer
 
 import aggregat
 
@@ -59,39 +56,6 @@ def secrets_set():
 def web_env(demo_home, secrets_set):
     env = aggregat.open_env("web", demo_home / "aggregat.toml")
     return env.model_copy(update={"sites": str(demo_home / "data" / "sites.csv")})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ def test_an_action_waits_for_the_run_lock(client, web_env):
 
 
 def test_actions_are_off_without_the_setting(demo_home, secrets_set):
-    from conftest import LiveServer
+    from dash_world import LiveServer
 
     env = aggregat.open_env("web", demo_home / "no-actions.toml")
     with LiveServer(aggregat.dashboard_app(env)) as server, httpx.Client(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prod_cluster import start_dask_cluster
 
 import aggregat
 from aggregat.bank import Bank
@@ -27,7 +28,6 @@ from aggregat.storage import Store
 from aggregat.weather.datalake import Datalake
 from aggregat.weather.extract import extract_run
 from child_process import child_env
-from conftest import start_dask_cluster
 
 SITES = ("id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\n"
          "jarrie,Jarrie,45.09,5.75\n")

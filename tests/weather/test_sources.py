@@ -197,7 +197,7 @@ def test_a_refused_key_at_the_only_source_is_one_configuration_error(
     err = capsys.readouterr().err
     assert code == 2, err
     line = " ".join(err.split())
-    assert "api_key" in line and "portail" in line and "Traceback" not in err
+    assert "api_key" in line and "portail" in line and "Traceback" not in err, line
     assert_no_key(err)
 
 
