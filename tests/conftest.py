@@ -107,3 +107,15 @@ def s3_bucket(s3_server):
     name = "t-" + uuid.uuid4().hex[:12]
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """Each test masks only the secrets it loaded: the registry is per process, and a short
+    secret of one test ("key") would mask words in the next test's messages."""
+    from aggregat import config
+
+    saved = set(config._SECRETS)
+    yield
+    config._SECRETS.clear()
+    config._SECRETS.update(saved)

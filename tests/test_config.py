@@ -153,3 +153,90 @@ def test_the_default_open_data_address_is_the_current_one(tmp_path, monkeypatch)
     monkeypatch.delenv("AGGREGAT_ENV", raising=False)
     env = load_environment()
     assert env.weather.base_url == "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
+
+
+def test_env_show_on_a_fresh_install_prints_the_current_open_data_address(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "aggregat.cli.main", "env", "show"],
+                          capture_output=True, text=True, cwd=tmp_path, env=child_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "base_url = https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt" in proc.stdout
+    assert "object.data.gouv.fr" not in proc.stdout
+
+
+SOURCES = """
+[env.dev.weather]
+sources = ["open-data", "portail"]
+
+[env.dev.weather.source.open-data]
+kind = "open-data"
+base_url = "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
+
+[env.dev.weather.source.portail]
+kind = "meteofrance-api"
+base_url = "https://public-api.meteofrance.fr/previnum"
+api_key = "${MF_API_KEY}"
+"""
+
+
+def test_sources_are_read_in_order_and_the_key_is_masked(config_file, monkeypatch):
+    from aggregat.weather.sources import MeteoFranceApiSource, OpenDataSource, configured_sources
+
+    config_file.write_text(TOML.replace('[env.dev.weather]\nmodels = ["arome-0025"]\n', "")
+                           + SOURCES)
+    monkeypatch.setenv("AGGREGAT_DEV_ENERGY_DB_PASSWORD", "pw")
+    monkeypatch.setenv("AGGREGAT_PROD_ENERGY_DB_PASSWORD", "pw")
+    monkeypatch.setenv("AGGREGAT_DEV_MF_API_KEY", "k3y/with:odd@chars%")
+    env = load_environment("dev")
+    assert env.weather.base_url is None  # the sources say where
+    sources = configured_sources(env)
+    assert [type(s) for s in sources] == [OpenDataSource, MeteoFranceApiSource]
+    assert [s.name for s in sources] == ["open-data", "portail"]
+    assert env.masked_dump()["weather"]["source"]["portail"]["api_key"] == "***"
+    assert "k3y" not in json.dumps(env.masked_dump())
+    # Without sources: one open-data source at base_url (the current address by default).
+    assert [(s.name, s.base_url) for s in configured_sources(load_environment("prod"))] == [
+        ("open-data", "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt")]
+
+
+@pytest.mark.parametrize(("weather", "words"), [
+    ('base_url = "https://x.example/pnt"\n', ["base_url", "sources", "not both"]),
+    ('sources = ["portail", "nope"]\n', ["sources", "'nope'", "[weather.source.nope]"]),
+])
+def test_sources_that_contradict_or_are_undefined_are_one_error(config_file, monkeypatch,
+                                                               weather, words):
+    text = SOURCES.replace('sources = ["open-data", "portail"]\n',
+                           'sources = ["open-data", "portail"]\n' + weather)
+    if "nope" in weather:
+        text = text.replace('sources = ["open-data", "portail"]\n', "")
+    config_file.write_text(TOML.replace('[env.dev.weather]\nmodels = ["arome-0025"]\n', "")
+                           + text)
+    monkeypatch.setenv("AGGREGAT_DEV_ENERGY_DB_PASSWORD", "pw")
+    monkeypatch.setenv("AGGREGAT_DEV_MF_API_KEY", "key")
+    with pytest.raises(ConfigError) as info:
+        load_environment("dev")
+    assert "[env.dev.weather] sources" in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ('kind = "meteofrance-api"\nbase_url = "https://a.example"\napi_key = "literal-key"\n',
+     ["api_key", "never written in the file", "AGGREGAT_DEV_NAME"]),
+    ('kind = "open-data"\nbase_url = "https://a.example"\napi_key = "${K}"\n',
+     ["api_key", "only a meteofrance-api source"]),
+    ('kind = "meteofrance-api"\nbase_url = "https://a.example"\n', ["needs api_key"]),
+    ('kind = "meteofrance-api"\nbase_url = "https://a.example"\nclient_id = "${K}"\n',
+     ["client_secret"]),
+    ('kind = "ftp"\nbase_url = "https://a.example"\n', ["kind", "open-data"]),
+])
+def test_bad_source_settings_are_one_error(config_file, monkeypatch, source, words):
+    config_file.write_text(TOML.replace('[env.dev.weather]\nmodels = ["arome-0025"]\n', "")
+                           + '[env.dev.weather]\nsources = ["s"]\n[env.dev.weather.source.s]\n'
+                           + source)
+    monkeypatch.setenv("AGGREGAT_DEV_ENERGY_DB_PASSWORD", "pw")
+    monkeypatch.setenv("AGGREGAT_DEV_K", "key")
+    with pytest.raises(ConfigError) as info:
+        load_environment("dev")
+    for word in words:
+        assert word in str(info.value), str(info.value)
+    assert "literal-key" not in str(info.value)

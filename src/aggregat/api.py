@@ -22,28 +22,38 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from aggregat.config import Environment, load_environment
-from aggregat.errors import ConfigError, InputError
+from aggregat.errors import AggregatError, ConfigError, InputError
 from aggregat.results import (
+    AlertReport,
+    AvailabilityReport,
     BacktestReport,
+    Calendar,
+    JobRun,
+    LedgerEntry,
     ModelVersion,
     PredictResult,
     RunReport,
     TrainResult,
+    ledger_entry,
     model_version,
 )
 from aggregat.timeutil import Horizon, as_utc
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from aggregat.bank import Bank
     from aggregat.bank.copy import CopyReport
     from aggregat.demo.run import DemoReport
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
     from aggregat.load_import import ImportReport
+    from aggregat.ops.access import AccessReport
     from aggregat.ops.envcheck import Check
     from aggregat.ops.health import HealthReport
     from aggregat.weather.extract import ExtractReport
     from aggregat.weather.fetch import FetchReport
+    from aggregat.weather.history import HistoryReport
 
 TimeLike = datetime | pd.Timestamp | str
 
@@ -351,36 +361,78 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
 # -- weather -----------------------------------------------------------------------------------
 def fetch(env: Environment, model: str, run: TimeLike | None = None,
           packages: Sequence[str] | None = None, *, base_url: str | None = None,
-          workers: int | None = None, retries: int | None = None,
-          progress: bool = False) -> FetchReport:
+          sources: Sequence[str] | None = None, workers: int | None = None,
+          retries: int | None = None, progress: bool = False) -> FetchReport:
     """Download one run of ``model`` (aware ``run``; None: the newest complete run at the
-    source) into the datalake: parallel, retried, resumed, verified."""
+    sources) into the datalake: parallel, retried, resumed, verified, each file from the first
+    configured source that serves it (``FileResult.source``). ``base_url``: one open-data source
+    at that URL instead; ``sources``: only these configured sources, in this order."""
     from aggregat.errors import FetchError
+    from aggregat.weather.availability import LOOKBACK_H, latest_complete_run
     from aggregat.weather.datalake import Datalake
-    from aggregat.weather.fetch import fetch_run, find_latest_run
+    from aggregat.weather.fetch import fetch_run
     from aggregat.weather.products import get_product, parse_run
+    from aggregat.weather.sources import configured_sources, open_data
 
     e = _env(env)
     w = e.weather
     product = get_product(model)
     pkgs = list(packages or w.packages.get(product.id) or product.default_packages)
-    base = base_url or w.base_url
+    if base_url and sources:
+        raise ConfigError("give either base_url or sources, not both", param=("base_url",
+                                                                              "sources"))
+    chain = [open_data(base_url)] if base_url else configured_sources(e, list(sources or []))
     n_workers = workers or w.download_workers
     if run is None:
-        found = find_latest_run(product, base, pkgs, min_run_age_h=w.min_run_age_h,
-                                workers=n_workers, timeout_s=min(w.timeout_s, 20.0),
-                                backoff_s=w.retry_backoff_s)
+        found = latest_complete_run(product, chain, pkgs, min_run_age_h=w.min_run_age_h,
+                                    workers=n_workers)
         if found is None:
-            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last 48 h "
-                             f"at {base}; check weather.base_url or fetch an older run")
-        run_time = found
+            where = ", ".join(s.address for s in chain)
+            raise FetchError(f"no complete {product.id} run ({','.join(pkgs)}) in the last "
+                             f"{LOOKBACK_H:g} h at {where}; `aggregat weather availability "
+                             f"--model {product.id}` shows what is there, or fetch an older run")
+        run_time = found.run
     else:
         run_time = parse_run(run) if isinstance(run, str) else as_utc(run, param="run")
     return fetch_run(product, run_time, Datalake(e.datalake, quarantine=e.quarantine),
-                     base_url=base, packages=pkgs,
+                     sources=chain, packages=pkgs,
                      workers=n_workers, retries=w.retries if retries is None else retries,
                      timeout_s=w.timeout_s, backoff_s=w.retry_backoff_s,
                      backoff_max_s=w.retry_backoff_max_s, progress=progress)
+
+
+def availability(env: Environment, model: str, since: date | str | None = None,
+                 packages: Sequence[str] | None = None, *, now: TimeLike | None = None,
+                 base_url: str | None = None) -> AvailabilityReport:
+    """Which runs of ``model`` from ``since`` (a UTC day; default: the last 48 h) to ``now``
+    (aware; default now) are at each source: every package x time group file probed (two tiny
+    ranged GETs, no download), ``present`` / ``missing`` / ``incomplete``; each run's
+    ``complete`` and the report's ``newest_complete``."""
+    from datetime import UTC, timedelta
+
+    from aggregat.weather.availability import LOOKBACK_H, MAX_SINCE_DAYS
+    from aggregat.weather.availability import availability as probe
+    from aggregat.weather.products import get_product
+    from aggregat.weather.sources import configured_sources, open_data
+
+    e = _env(env)
+    product = get_product(model)
+    when = (pd.Timestamp.now(tz="UTC") if now is None else as_utc(now, param="now")
+            ).to_pydatetime()
+    day = _day(since, "since")
+    if day is None:
+        start = when - timedelta(hours=LOOKBACK_H)
+    else:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if start > when:
+            raise InputError(f"since {day} is in the future: give a day up to today (UTC)",
+                             param="since")
+        if when - start > timedelta(days=MAX_SINCE_DAYS):
+            raise InputError(f"since {day} is more than {MAX_SINCE_DAYS} days ago: the open "
+                             "data keeps a few days of runs; give a later day", param="since")
+    pkgs = list(packages or e.weather.packages.get(product.id) or product.default_packages)
+    chain = [open_data(base_url)] if base_url else configured_sources(e)
+    return probe(product, chain, pkgs, start, when, workers=e.weather.download_workers)
 
 
 def extract(env: Environment, model: str, run: TimeLike | None = None,
@@ -436,7 +488,7 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
     from aggregat.plausibility import Plausibility
 
     e = _env(env)
-    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    engine = make_engine(e.energy_url("sync"), e.energy, must_exist=True)
     try:
         return sync_load(engine, _bank(e), e.energy, full=full,
                          plausibility=Plausibility.from_env(e))
@@ -453,7 +505,7 @@ def publish(env: Environment, issue_time: TimeLike,
 
     e = _env(env)
     when = as_utc(issue_time, param="issue_time").to_pydatetime()
-    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    engine = make_engine(e.energy_url("publish"), e.energy, must_exist=True)
     try:
         return publish_forecast(engine, _bank(e), e.energy, when,
                                 target_ids=_ids(targets, "targets"))
@@ -470,6 +522,25 @@ def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) 
 
     e = _env(env)
     return import_load_csv(_bank(e), path, plausibility=Plausibility.from_env(e), **options)
+
+
+def import_weather_history(env: Environment | str | None,
+                           paths: Sequence[str | os.PathLike[str]], *, format: str = "long",
+                           mapping: str | os.PathLike[str] | None = None,
+                           skip_bad_rows: bool = False) -> HistoryReport:
+    """Weather forecasts as they were issued (CSV or Parquet, long or wide; see
+    :mod:`aggregat.weather.history`) into the bank's ``weather_forecast``, converted exactly as
+    extraction converts; re-importing replaces, never duplicates; on a bad row nothing changes."""
+    from aggregat.weather.history import Mapping, import_history
+    from aggregat.weather.sites import load_locations
+
+    e = _env(env)
+    try:
+        known = load_locations(e.sites, e.areas).ids if (e.sites or e.areas) else None
+    except AggregatError:  # no sites file yet: every site is imported, none called unknown
+        known = None
+    return import_history(_bank(e), list(paths), fmt=format, mapping=Mapping.load(mapping),
+                          skip_bad_rows=skip_bad_rows, known_sites=known)
 
 
 def init_energy_db(env: Environment) -> tuple[list[str], str]:
@@ -554,6 +625,19 @@ def check_env(env: Environment, *, offline: bool = False, timeout_s: float = 5.0
     return check_environment(_env(env), offline=offline, timeout_s=timeout_s)
 
 
+def check_access(env: Environment | str | None = None, *,
+                 config: str | os.PathLike[str] | None = None) -> AccessReport:
+    """Least privilege of ``env`` (None: every environment of ``config``): energy-DB users of
+    sync and publish, other environments' credentials against its storage and database, shared
+    secrets, the dashboard token. ``AccessReport.findings`` holds one line each with its fix;
+    ``exit_code`` is 1 on a violation."""
+    from aggregat.ops.access import check_access as review
+
+    if env is None:
+        return review(None, config=config)
+    return review(env if isinstance(env, Environment) else open_env(env, config), config=config)
+
+
 def schedule(env: Environment, *, once: bool = False,
              log: Callable[[str], None] = print) -> None:
     """Run the daily, weekly (and intraday) jobs at their configured times, in the foreground
@@ -572,23 +656,158 @@ def next_runs(env: Environment, now: TimeLike | None = None) -> dict[str, dateti
 
 
 def run_demo(env: Environment | None = None, *, days: int = 3, history_days: int = 365,
-         log: Callable[[str], None] = print) -> DemoReport:
+             force: bool = False, log: Callable[[str], None] = print) -> DemoReport:
     """The whole chain offline on ``env`` (default: the embedded ``local``): a simulated world,
     energy DB and Météo-France archive served on 127.0.0.1, then backfill, weekly and daily;
-    rerunning redoes nothing that is done."""
+    rerunning redoes nothing that is done. Any environment works (object storage, PostgreSQL, a
+    Dask scheduler); one holding data the demo did not write is refused (InputError) unless
+    ``force``."""
     from aggregat.demo.run import run_demo as run
 
     if not 1 <= days <= 30:
         raise InputError(f"days {days}: use 1 to 30", param="days")
     if not 30 <= history_days <= 1500:
         raise InputError(f"history_days {history_days}: use 30 to 1500", param="history_days")
-    return run(_env(env), days=days, history_days=history_days, log=log)
+    return run(_env(env), days=days, history_days=history_days, force=force, log=log)
 
 
-def health(env: Environment, now: TimeLike | None = None) -> HealthReport:
-    """Freshness of every dataset, last runs and steps, model ages, run lock: one
-    :class:`HealthReport` whose ``exit_code`` is 0 (ok), 1 (warning) or 2 (failed)."""
+def health(env: Environment, now: TimeLike | None = None, *, alert: bool = False
+           ) -> HealthReport:
+    """Freshness of every dataset, last runs and steps, model ages, run lock, alert channels:
+    one :class:`HealthReport` whose ``exit_code`` is 0 (ok), 1 (warning) or 2 (failed).
+    ``alert``: then send what is due to the alert channels (``report.alerts``), as
+    :func:`check_alerts` does."""
+    from aggregat.ops.alerts import after_health
     from aggregat.ops.health import check_health
 
-    return check_health(_env(env), None if now is None
-                        else as_utc(now, param="now").to_pydatetime())
+    e = _env(env)
+    report = check_health(e, None if now is None else as_utc(now, param="now").to_pydatetime())
+    if alert:
+        report.alerts = after_health(e, report)
+    return report
+
+
+def check_alerts(env: Environment, now: TimeLike | None = None) -> AlertReport:
+    """Evaluate the health of ``env`` and alert its channels (``[alerts] channels``): each new
+    problem once, each cleared one once ("resolved"); a failing channel is counted, never
+    raised. Without channels, nothing is sent."""
+    from aggregat.ops.alerts import check
+
+    return check(_env(env), None if now is None else as_utc(now, param="now").to_pydatetime())
+
+
+def alert(env: Environment, text: str | None = None) -> AlertReport:
+    """Send one message (default: a test message) to every alert channel of ``env``; the
+    problems' state is left alone. ``failed_channels`` names those that did not take it."""
+    from aggregat.ops.alerts import send_test
+
+    return send_test(_env(env), text)
+
+
+LEDGER_STATUSES = ("running", "ok", "partial", "failed", "skipped")
+
+
+def ledger(env: Environment, *, job: str | None = None, step: str | None = None,
+           status: str | None = None, since: TimeLike | None = None,
+           until: TimeLike | None = None, partition: str | None = None) -> list[LedgerEntry]:
+    """Ledger records (the latest attempt of each step on each partition), oldest first, of one
+    ``job``, ``step``, ``status`` or ``partition``, started in ``[since, until)`` (aware); texts
+    masked."""
+    from aggregat.bank import Bank
+    from aggregat.ops.ledger import Ledger
+
+    if status is not None and status not in LEDGER_STATUSES:
+        raise InputError(f"status {status!r}: use one of {', '.join(LEDGER_STATUSES)}",
+                         param="status")
+    e = _env(env)
+    book = Ledger(Bank(e.bank))
+    if step is not None and step not in book.steps():
+        return []
+    start = None if since is None else as_utc(since, param="since")
+    end = None if until is None else as_utc(until, param="until")
+    out = []
+    for entry in book.entries(step=step, since=start, job=job):
+        if status is not None and entry.status != status:
+            continue
+        if end is not None and entry.started_at >= end:
+            continue
+        if partition is not None and entry.partition != partition:
+            continue
+        out.append(ledger_entry(entry))
+    return out
+
+
+def runs(env: Environment, *, job: str | None = None, step: str | None = None,
+         status: str | None = None, since: TimeLike | None = None,
+         until: TimeLike | None = None, partition: str | None = None,
+         limit: int | None = None) -> list[JobRun]:
+    """Job runs (ledger records grouped by run id), newest first, each with its steps; the
+    filters are those of :func:`ledger` (a run is listed with its matching steps only)."""
+    entries = ledger(env, job=job, step=step, status=status, since=since, until=until,
+                     partition=partition)
+    grouped: dict[str, list[LedgerEntry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.run_id, []).append(entry)
+    out = [JobRun(steps[0].job or "?", run_id, steps) for run_id, steps in grouped.items()]
+    out.sort(key=lambda r: r.started_at, reverse=True)
+    return out if limit is None else out[:limit]
+
+
+def ledger_steps(env: Environment) -> list[str]:
+    """Step names present in the ledger (fetch, extract, sync, predict, publish, train, ...)."""
+    from aggregat.bank import Bank
+    from aggregat.ops.ledger import Ledger
+
+    return Ledger(Bank(_env(env).bank)).steps()
+
+
+def targets(env: Environment) -> list[str]:
+    """Target ids of the environment: configured, with load or forecasts in the bank, or with a
+    model in the registry (``@intraday`` keys named by their target)."""
+    from aggregat.bank import target_ids
+    from aggregat.forecast.registry import Registry
+
+    e = _env(env)
+    bank = _bank(e)
+    found = [t.id for t in e.forecast.targets]
+    for key in [*target_ids(bank, "load"), *target_ids(bank, "forecast"),
+                *Registry(e.registry).targets()]:
+        name = key.split("@", 1)[0]
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def calendar(env: Environment, days: int = 30, last: date | str | None = None) -> Calendar:
+    """Days × datasets (weather per model and run, load per target, forecasts per target and
+    horizon, publishes) for the ``days`` days ending on ``last`` (default today, UTC), each
+    cell present, partial, failed or missing."""
+    from aggregat.ops.calendar import build_calendar
+
+    if not 1 <= days <= 400:
+        raise InputError(f"days {days}: use 1 to 400", param="days")
+    return build_calendar(_env(env), days, _day(last, "last"))
+
+
+def run_lock(env: Environment, command: str) -> AbstractContextManager[Any]:
+    """The environment's run lock as a context manager (``with aggregat.run_lock(env, "…"):``):
+    one run per environment, as the jobs take it; :class:`LockedError` when another holds it."""
+    from aggregat.ops.lock import RunLock
+
+    return RunLock.for_environment(_env(env), command=command)
+
+
+def dashboard_app(env: Environment) -> Any:
+    """The web dashboard of ``env`` as an ASGI application (FastAPI), for uvicorn or a test."""
+    from aggregat.dashboard.app import create_app
+
+    return create_app(_env(env))
+
+
+def serve(env: Environment, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve the dashboard of ``env`` on ``host:port`` with uvicorn, in the foreground."""
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise InputError(f"port {port}: use 1 to 65535", param="port")
+    uvicorn.run(dashboard_app(env), host=host, port=port, log_level="warning")

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aggregat.errors import ConfigError
 
@@ -42,11 +51,19 @@ DEFAULT_ENV = "local"
 CONFIG_FILENAME = "aggregat.toml"
 # Météo-France moved its open-data bucket here in May 2026 (object.data.gouv.fr before).
 DEFAULT_BASE_URL = "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
+DEFAULT_SOURCE = "open-data"  # the name of the one source a config without `sources` has
+# Météo-France's OAuth2 token endpoint (client credentials) for its authenticated API.
+DEFAULT_TOKEN_URL = "https://portail-api.meteofrance.fr/token"
+# Credentials are never written in the file: these settings take a ${NAME} placeholder only.
+SECRET_SETTINGS = ("api_key", "client_id", "client_secret")
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # user:password@ in a URL; a literal password there is a secret in the file. The password runs to
 # the last @ before the host (it may hold @ itself), never past a / or a space.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^/\s]+)@")
+# The same check on a URL of the file: there the password ends at the host's @, never in a query,
+# where an e-mail address (apprise's mailtos://…?to=ops@example.com) holds an @ too.
+_URL_LITERAL_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^:/@?#\s]+:(?P<pw>[^/?#\s]+)@")
 # The userinfo of a URL in the file, before substitution (placeholders hold no @ or /).
 _USERINFO = re.compile(r"[a-z][a-z0-9+.\-]*://(?P<userinfo>[^/?#@\s]*)@", re.IGNORECASE)
 
@@ -64,10 +81,53 @@ _HHMM = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+class SourceSettings(_Section):
+    """One place weather files come from (``[env.NAME.weather.source.SOURCE]``).
+
+    ``open-data``: the public bucket layout over HTTP; ``mirror``: the same layout at any fsspec
+    URL or folder (copied with fsspec, no HTTP); ``meteofrance-api``: Météo-France's
+    authenticated API, with ``api_key`` or OAuth2 ``client_id``/``client_secret``.
+    """
+
+    kind: Literal["open-data", "mirror", "meteofrance-api"]
+    base_url: str
+    api_key: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_url: str = DEFAULT_TOKEN_URL
+    # Requests per minute at this source, across all download workers (None: no cap).
+    requests_per_minute: float | None = Field(None, gt=0)
+    # fsspec options of a mirror (endpoint_url, anon, ...); secrets as ${NAME}.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_kind(self) -> SourceSettings:
+        given = [k for k in SECRET_SETTINGS if getattr(self, k)]
+        if self.kind != "meteofrance-api":
+            if given:
+                raise ValueError(f"{', '.join(given)}: only a meteofrance-api source takes "
+                                 "credentials; remove them or set kind = \"meteofrance-api\"")
+            return self
+        oauth = bool(self.client_id or self.client_secret)
+        if self.api_key and oauth:
+            raise ValueError("give either api_key or client_id + client_secret, not both")
+        if oauth and not (self.client_id and self.client_secret):
+            raise ValueError("OAuth2 needs both client_id and client_secret")
+        if not (self.api_key or oauth):
+            raise ValueError("a meteofrance-api source needs api_key = \"${MF_API_KEY}\" "
+                             "(or client_id and client_secret)")
+        return self
+
+
 class WeatherSettings(_Section):
     """What to fetch from Météo-France and how."""
 
-    base_url: str = DEFAULT_BASE_URL
+    # The single open-data source at this URL; set either this or `sources` (None when
+    # `sources` is set; the current open-data address when neither is).
+    base_url: str | None = None
+    # Source definitions, and the order they are tried in for every file.
+    source: dict[str, SourceSettings] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=lambda: ["arome-0025", "arpege-01"])
     # Packages per model; a model missing here gets the catalogue's default packages.
     packages: dict[str, list[str]] = Field(default_factory=dict)
@@ -82,6 +142,27 @@ class WeatherSettings(_Section):
     # Newest run looked for by --latest: runs younger than this are not probed.
     min_run_age_h: float = Field(2.0, ge=0)
 
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_defined(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        if names and info.data.get("base_url"):
+            raise ValueError("set either base_url (one open-data source) or sources, not both; "
+                             "move the URL into a [weather.source.NAME] table")
+        if len(set(names)) != len(names):
+            raise ValueError("a source is listed twice")
+        defined = info.data.get("source")
+        for name in names if defined is not None else ():
+            if name not in defined:
+                raise ValueError(f"source {name!r} has no [weather.source.{name}] table "
+                                 f"(defined: {', '.join(defined) or 'none'})")
+        return names
+
+    @model_validator(mode="after")
+    def _default_source(self) -> WeatherSettings:
+        if not self.sources and self.base_url is None:
+            self.base_url = DEFAULT_BASE_URL
+        return self
+
 
 class EnergySettings(_Section):
     """Energy DB mapping: where measured load comes from and where forecasts go."""
@@ -93,6 +174,10 @@ class EnergySettings(_Section):
     load_updated_col: str | None = "updated_at"
     sync_lookback_days: float = Field(3.0, ge=0)
     forecast_table: str = "load_forecasts"
+    # Least privilege: the users sync reads with and publish writes with, each its own URL
+    # (default: energy_db). `aggregat env check --access` reviews their grants.
+    sync_db: str | None = None
+    publish_db: str | None = None
     publish_procedure: str | None = None  # e.g. "insertPrevisionElec"; None: upsert into table
     publish_batch_rows: int = Field(5000, ge=1)
     # Connection behaviour (energy/db.py): socket/busy timeout, retries with exponential backoff.
@@ -179,6 +264,16 @@ class JobSettings(_Section):
     """Schedules and health thresholds."""
 
     daily_at: str = "05:30"  # local time of `aggregat schedule`
+    # "when-available": `aggregat schedule` starts the job once the runs it uses are complete at
+    # a source (polled from their expected publication, backoff data_poll_s .. data_poll_max_s);
+    # past the deadline (daily: data_deadline, local; intraday: data_wait_min after the issue)
+    # the job goes on with the newest complete earlier run and flags it. "at-time": daily_at.
+    daily_start: Literal["at-time", "when-available"] = "at-time"
+    intraday_start: Literal["at-time", "when-available"] = "at-time"
+    data_deadline: str = "07:30"
+    intraday_data_wait_min: float = Field(60.0, gt=0)
+    data_poll_s: float = Field(60.0, gt=0)
+    data_poll_max_s: float = Field(600.0, gt=0)
     weekly_on: str = "sun"
     weekly_at: str = "03:00"
     step_warn_s: float = Field(600.0, gt=0)
@@ -192,7 +287,7 @@ class JobSettings(_Section):
     model_age_warn_days: float = Field(15.0, gt=0)  # age of the newest trained model
     model_age_fail_days: float = Field(35.0, gt=0)
 
-    @field_validator("daily_at", "weekly_at")
+    @field_validator("daily_at", "weekly_at", "data_deadline")
     @classmethod
     def _local_time(cls, value: str) -> str:
         if not _HHMM.match(value):
@@ -205,6 +300,43 @@ class JobSettings(_Section):
         if value.lower()[:3] not in _WEEKDAYS:
             raise ValueError(f"write a day of the week: one of {', '.join(_WEEKDAYS)}")
         return value
+
+
+class AlertSettings(_Section):
+    """Where alerts go (aggregat.ops.alerts): apprise URLs, one per channel."""
+
+    # e-mail ``mailtos://user:${SMTP_PASSWORD}@smtp.example.com:587?to=ops@example.com``,
+    # webhooks ``json://host/path``, ``slack://…``, ``workflows://…`` (Teams); empty: no alerts.
+    channels: list[str] = Field(default_factory=list)
+    # true: one message per check cycle listing every open problem (when any opened or cleared).
+    digest: bool = False
+    # Where "what to do" points: the runbook page (docs/runbook.md on the documentation site).
+    runbook_url: str = "docs/runbook.md"
+    timeout_s: float = Field(15.0, gt=0)  # per channel and message
+
+    @field_validator("channels")
+    @classmethod
+    def _apprise_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if "://" not in url:
+                raise ValueError(f"{mask(url)!r} is not a channel URL: write an apprise URL "
+                                 "like mailto://smtp.example.com?to=ops@example.com or "
+                                 "json://hooks.example.com/aggregat")
+        return value
+
+
+class DashboardSettings(_Section):
+    """``aggregat serve``: its actions (backfill, retrain, re-publish) run only when on here AND
+    the token ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` is set (see :func:`dashboard_token`), which
+    ``env check --access`` looks for."""
+
+    actions: bool = False
+
+
+# storage_options keys that hold credentials: written as ${NAME}, never literally.
+_SECRET_OPTION = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
+# gcsfs `token` values that name a method, not a credential.
+_NOT_CREDENTIALS = frozenset({"anon", "google_default", "cloud", "browser"})
 
 
 class Environment(_Section):
@@ -225,11 +357,27 @@ class Environment(_Section):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    # fsspec options of every store of this environment (datalake, bank, registry, lock), e.g.
+    # {key = "${S3_KEY}", secret = "${S3_SECRET}"}: each environment its own credentials.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
+
+    # The secrets resolved for this environment: variable name -> value (never printed).
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def masked_dump(self) -> dict[str, Any]:
         """Settings as a dict with every secret masked (for ``env show``)."""
         return mask_tree(self.model_dump())
+
+    def energy_url(self, role: Literal["sync", "publish"]) -> str:
+        """The energy-DB URL of ``role``: ``[energy] sync_db`` / ``publish_db``, else energy_db."""
+        return getattr(self.energy, f"{role}_db") or self.energy_db
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets this environment resolved, by variable name (to compare, never to print)."""
+        return dict(self._secrets)
 
 
 def check_model_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +417,8 @@ def _join(root: str, name: str) -> str:
     return root.rstrip("/") + "/" + name
 
 
-def _default_root() -> str:
+def default_root() -> str:
+    """The embedded environment's root: ``$AGGREGAT_HOME`` or ``./aggregat-data``."""
     return os.environ.get("AGGREGAT_HOME") or str(Path.cwd() / "aggregat-data")
 
 
@@ -284,6 +433,19 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         return path
     path = Path.cwd() / CONFIG_FILENAME
     return path if path.is_file() else None
+
+
+def environment_names(config_file: str | os.PathLike[str] | None = None) -> list[str]:
+    """The environments of the config file (its ``[env.NAME]`` sections), else ``["local"]``."""
+    path = find_config_file(config_file)
+    if path is None:
+        return [DEFAULT_ENV]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    _check_layout(raw, str(path))
+    return sorted(raw.get("env", {})) or [DEFAULT_ENV]
 
 
 def load_environment(
@@ -309,8 +471,10 @@ def load_environment(
         known = ", ".join(sorted(envs)) or "none"
         where = str(path) if path else f"no {CONFIG_FILENAME} found"
         raise ConfigError(f"environment {name!r} is not defined ({where}; defined: {known})")
-    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]")
-    root = section.pop("root", None) or _default_root()
+    _check_storage_options(section.get("storage_options", {}), f"{where} [env.{name}]")
+    resolved: dict[str, str] = {}
+    section = _resolve_secrets(section, name, f"{path or 'config'} [env.{name}]", resolved)
+    root = section.pop("root", None) or default_root()
     if not isinstance(root, str):
         raise ConfigError(f"{where} [env.{name}] root = {root!r}: must be a string, a folder or "
                           "an fsspec URL (s3://bucket/prefix)")
@@ -332,18 +496,26 @@ def load_environment(
     for key in ("datalake", "bank", "registry", "quarantine", "sites", "areas"):
         if isinstance(settings.get(key), str):
             settings[key] = _absolute(settings[key], base)
+    _absolute_mirrors(settings.get("weather"), base)
     if settings["energy_db"] is None:
         raise ConfigError(
             f"[env.{name}] energy_db is required when root is remote ({root}): set a SQLAlchemy URL"
         )
     try:
-        return Environment(**settings)
+        env = Environment(**settings)
     except ValidationError as exc:
         raise _setting_error(exc, where, name) from None
+    env._secrets = resolved
+    if env.storage_options:
+        from aggregat.storage import register_storage_options
+
+        for url in {env.root, env.datalake, env.bank, env.registry, env.quarantine}:
+            register_storage_options(url, env.storage_options)
+    return env
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
-_SECTIONS = ("weather", "energy", "forecast", "jobs")
+_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts", "dashboard")
 
 
 def _check_layout(raw: dict[str, Any], where: str) -> None:
@@ -369,6 +541,19 @@ def _check_layout(raw: dict[str, Any], where: str) -> None:
                               f"an [env.{env_name}] section with settings under it")
 
 
+def _check_storage_options(options: Any, where: str) -> None:
+    """Credentials in ``storage_options`` are ``${NAME}`` placeholders, never literal values."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where} storage_options = {options!r}: must be a table, e.g. "
+                          '{key = "${S3_KEY}", secret = "${S3_SECRET}"}')
+    for key, value in options.items():
+        if (_SECRET_OPTION.search(key) and isinstance(value, str) and value
+                and not _PLACEHOLDER.search(value) and value not in _NOT_CREDENTIALS
+                and not value.startswith("/")):  # gcsfs: token = a key file's path
+            raise ConfigError(f"{where} storage_options.{key} holds a literal credential; write "
+                              f'"${{NAME}}" instead and export AGGREGAT_<ENV>_NAME')
+
+
 def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
     """Pydantic's first error as one line: ``FILE [env.NAME.section] key = value: what``."""
     errors = exc.errors()
@@ -389,6 +574,15 @@ def _setting_error(exc: ValidationError, where: str, name: str) -> ConfigError:
             }.get(err["type"], err["msg"].removeprefix("Value error, "))
     more = f" ({len(errors) - 1} more problem(s) after it)" if len(errors) > 1 else ""
     return ConfigError(f"{where} [{table}] {key}{shown}: {what}; fix it in the file{more}")
+
+
+def _absolute_mirrors(weather: Any, base: Path) -> None:
+    """A mirror source's folder, like the datalake's, is relative to the config file."""
+    sources = weather.get("source") if isinstance(weather, dict) else None
+    for source in sources.values() if isinstance(sources, dict) else ():
+        if (isinstance(source, dict) and source.get("kind") == "mirror"
+                and isinstance(source.get("base_url"), str)):
+            source["base_url"] = _absolute(source["base_url"], base)
 
 
 def _absolute(value: str, base: Path) -> str:
@@ -412,14 +606,23 @@ def secret_var(env_name: str, secret: str) -> str:
     return f"AGGREGAT_{re.sub(r'[^A-Za-z0-9]', '_', env_name).upper()}_{secret.upper()}"
 
 
-def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
+def _resolve_secrets(tree: Any, env_name: str, where: str,
+                     found: dict[str, str] | None = None) -> Any:
+    """``tree`` with every ``${NAME}`` substituted; ``found`` collects variable -> value."""
+    found = {} if found is None else found
     if isinstance(tree, dict):
-        return {k: _resolve_secrets(v, env_name, f"{where} {k}") for k, v in tree.items()}
+        for key in SECRET_SETTINGS:
+            value = tree.get(key)
+            if value is not None and not (isinstance(value, str) and _PLACEHOLDER.fullmatch(value)):
+                raise ConfigError(f"{where} {key}: credentials are never written in the file; "
+                                  f"write {key} = \"${{NAME}}\" and export "
+                                  f"{secret_var(env_name, 'NAME')}")
+        return {k: _resolve_secrets(v, env_name, f"{where} {k}", found) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_resolve_secrets(v, env_name, where) for v in tree]
+        return [_resolve_secrets(v, env_name, where, found) for v in tree]
     if not isinstance(tree, str):
         return tree
-    literal = _URL_PASSWORD.search(tree)
+    literal = _URL_LITERAL_PASSWORD.search(tree)
     if literal and not _PLACEHOLDER.fullmatch(literal.group("pw")):
         raise ConfigError(
             f"{where}: the URL holds a literal password; write ${{NAME}} instead and export "
@@ -434,6 +637,7 @@ def _resolve_secrets(tree: Any, env_name: str, where: str) -> Any:
         if value is None:
             raise ConfigError(f"{where}: secret {match.group(0)} is not set; export {var}")
         register_secret(value)
+        found[var] = value
         if any(a <= match.start() and match.end() <= b for a, b in userinfo):
             # In a URL's user or password, @ / : # % would end it early: percent-encode.
             return quote(value, safe="")
@@ -447,6 +651,15 @@ def secret_forms(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote(value), quote(value, safe=" +"), quote_plus(value),
             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
             repr(value)[1:-1]} - {""}
+
+
+def dashboard_token(env: Environment) -> str | None:
+    """The dashboard's action token, ``AGGREGAT_<ENV>_DASHBOARD_TOKEN`` (None when unset or
+    empty), registered as a secret so that it is masked like the others."""
+    value = os.environ.get(secret_var(env.name, "DASHBOARD_TOKEN")) or None
+    if value:
+        register_secret(value)
+    return value
 
 
 def register_secret(value: str) -> None:

@@ -5,6 +5,11 @@ local folder by default and object storage when configured. Writes are atomic: a
 written under a temporary name in the same folder and renamed; on object storage a single PUT is
 already atomic (readers see the old object or the new one, never half of it).
 
+Credentials: :func:`register_storage_options` ties fsspec options (keys, endpoint) to a URL
+prefix; every Store under it opens with them. Loading an environment registers its
+``storage_options`` for its root, datalake, bank, registry and quarantine, so two environments
+in one process (``bank copy``) each use their own credentials. Forked workers inherit them.
+
 A temporary name starts with ``.tmp-`` (listings hide it) and ends with ``.tmp``, never with the
 final suffix, so a plain glob such as DuckDB's ``read_parquet('bank/**/*.parquet')`` skips it. It
 carries the writer's host and pid: a writer sweeps the stale ones left in its folder by killed
@@ -33,6 +38,22 @@ TMP_SUFFIX = ".tmp"  # not ".parquet": dataset globs must not match a half-writt
 STALE_TMP_S = 3600.0
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _TMP_NAME = re.compile(r"^\.tmp-([0-9a-f]{6})-(\d+)-[0-9a-f]{12}-")
+
+
+# URL prefix -> fsspec options of the stores under it (the environment's credentials).
+_OPTIONS: dict[str, dict] = {}
+
+
+def register_storage_options(url: str, options: dict) -> None:
+    """Open every store under ``url`` with the fsspec ``options`` (credentials, endpoint)."""
+    _OPTIONS[url.rstrip("/")] = dict(options)
+
+
+def storage_options(url: str) -> dict:
+    """The options registered for ``url``: those of its longest registered prefix, else {}."""
+    url = url.rstrip("/")
+    best = max((p for p in _OPTIONS if url == p or url.startswith(p + "/")), key=len, default=None)
+    return dict(_OPTIONS[best]) if best is not None else {}
 
 
 def tmp_name(name: str) -> str:
@@ -78,9 +99,11 @@ def sweep_tmp(folder: str | Path) -> int:
 class Store:
     """Files under one root URL; every path argument is relative to that root."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, options: dict | None = None) -> None:
+        """``options``: fsspec options (credentials); default: those registered for ``url``."""
         self.url = url.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.options = storage_options(self.url) if options is None else dict(options)
+        self.fs, root = fsspec.core.url_to_fs(self.url, **self.options)
         self.root = root.rstrip("/") if root != "/" else root
         self.is_local = isinstance(self.fs, LocalFileSystem)
 

@@ -4,27 +4,40 @@
 open-data URLs: ``{run}/{model}/{res}/{PKG}/{file}``) at ``http://127.0.0.1:{port}/pnt/...``,
 answers ``Range`` requests with 206, and applies a :class:`Failure` configured per URL path:
 404, truncated body, connection reset mid-body, slow response, fail N times then succeed,
-ignore Range. Every request is logged in ``server.requests`` so tests can assert what was asked.
+ignore Range, 429 with Retry-After. Every request is logged in ``server.requests`` so tests can
+assert what was asked.
+
+``ArchiveServer(root, base_path="/previnum", api=ApiAuth(...))`` serves the same archive the way
+Météo-France's authenticated API does (``.../DPPaquetAROME/v1/models/AROME/grids/0.025/packages/
+SP1/productARO?referencetime=...&time=00H06H&format=grib2``): every request needs the
+``apikey`` header or a bearer token from ``POST /token`` (OAuth2 client credentials, HTTP basic
+auth), else 401.
 """
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import re
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 
 from aggregat.weather.products import Product, run_label
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+_API_PATH = re.compile(r"/DPPaquet(?P<model>[A-Z]+)/v1/models/(?P=model)/grids/(?P<grid>[\d.]+)/"
+                       r"packages/(?P<pkg>\w+)/product\w+$")
 
 
 @dataclass
@@ -40,13 +53,35 @@ class Failure:
     delay_s: float = 0.0  # sleep before answering
     times: int | None = None
     ignore_range: bool = False  # answer 200 with the whole body even to a Range request
+    retry_after: str | None = None  # Retry-After header sent with ``status``
+
+
+@dataclass
+class ApiAuth:
+    """The authenticated API's credentials: an API key, or OAuth2 client credentials."""
+
+    api_key: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_life_s: int = 3600
+    tokens: set[str] = field(default_factory=set)  # valid bearer tokens
+    token_requests: int = 0
+    _serial: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def revoke_tokens(self) -> None:
+        """Every issued token expires now (the next request with one gets 401)."""
+        self.tokens.clear()
 
 
 @dataclass
 class Request:
     method: str
-    path: str
+    path: str  # the archive path asked for (for the API: resolved from its query)
     range: str | None
+    at: float = 0.0  # time.monotonic() when it arrived
+    status: int | None = None  # the failure status answered, if any
+    headers: dict[str, str] = field(default_factory=dict)
+    target: str = ""  # the request line's target, query included
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,15 +97,55 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self._serve(head=False)
 
+    def do_POST(self) -> None:  # noqa: N802
+        owner = self.server.owner
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        auth = owner.api
+        with owner._lock:
+            owner.requests.append(Request("POST", self.path, None, time.monotonic(),
+                                          headers=dict(self.headers), target=self.path))
+        if auth is None or self.path != "/token" or auth.client_id is None:
+            self._empty(404)
+            return
+        basic = base64.b64encode(f"{auth.client_id}:{auth.client_secret}".encode()).decode()
+        if (self.headers.get("Authorization") != f"Basic {basic}"
+                or parse_qs(body).get("grant_type") != ["client_credentials"]):
+            self._empty(401)
+            return
+        with owner._lock:
+            auth.token_requests += 1
+            token = f"tok{next(auth._serial)}"
+            auth.tokens.add(token)
+        payload = json.dumps({"access_token": token, "token_type": "Bearer",
+                              "expires_in": auth.token_life_s}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _authorized(self) -> bool:
+        auth = self.server.owner.api
+        if auth is None:
+            return True
+        if auth.api_key is not None:
+            return self.headers.get("apikey") == auth.api_key
+        bearer = self.headers.get("Authorization", "")
+        return bearer.startswith("Bearer ") and bearer[7:] in auth.tokens
+
     def _serve(self, head: bool) -> None:
         owner = self.server.owner
-        path = self.path.split("?", 1)[0]
+        path = owner.archive_path(self.path)
         rng = self.headers.get("Range")
-        failure = owner.take_failure(self.command, path, rng)
+        failure = owner.take_failure(self.command, path, rng, dict(self.headers), self.path)
+        if not self._authorized():
+            owner.requests[-1].status = 401
+            self._empty(401)
+            return
         if failure and failure.delay_s:
             time.sleep(failure.delay_s)
         if failure and failure.status:
-            self._empty(failure.status)
+            self._empty(failure.status, failure.retry_after)
             return
         file = owner.file_for(path)
         if file is None:
@@ -122,8 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the socket is gone on purpose
         super().finish()
 
-    def _empty(self, status: int) -> None:
+    def _empty(self, status: int, retry_after: str | None = None) -> None:
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -139,9 +216,11 @@ class _Server(ThreadingHTTPServer):
 class ArchiveServer:
     """Serve ``root`` below ``base_path`` on 127.0.0.1 (ephemeral port) from a thread."""
 
-    def __init__(self, root: str | Path, base_path: str = "/pnt") -> None:
+    def __init__(self, root: str | Path, base_path: str = "/pnt",
+                 api: ApiAuth | None = None) -> None:
         self.root = Path(root)
         self.base_path = "/" + base_path.strip("/")
+        self.api = api  # None: the open-data layout; else the authenticated API's
         self.failures: dict[str, Failure] = {}
         self.requests: list[Request] = []
         self._counts: dict[str, int] = {}
@@ -182,6 +261,19 @@ class ArchiveServer:
         """Misbehave for archive path ``rel`` (relative to the archive root)."""
         self.failures[self.url_path(rel)] = failure
 
+    def archive_path(self, target: str) -> str:
+        """The URL path of the archive file a request asks for (the API's query resolved to
+        ``{base_path}/{run}/{model}/{res}/{PKG}/{file}``; anything else: the path as sent)."""
+        path, _, query = target.partition("?")
+        match = _API_PATH.search(path) if self.api is not None else None
+        if match is None:
+            return path
+        args = {k: v[0] for k, v in parse_qs(query).items()}
+        model, res = match["model"].lower(), match["grid"].replace(".", "")
+        run, group, pkg = args.get("referencetime", ""), args.get("time", ""), match["pkg"]
+        return (f"{self.base_path}/{run}/{model}/{res}/{pkg}/"
+                f"{model}__{res}__{pkg}__{group}__{run}.grib2")
+
     def file_for(self, path: str) -> Path | None:
         prefix = self.base_path + "/"
         if not path.startswith(prefix):
@@ -191,9 +283,12 @@ class ArchiveServer:
             return None
         return file
 
-    def take_failure(self, method: str, path: str, rng: str | None) -> Failure | None:
+    def take_failure(self, method: str, path: str, rng: str | None,
+                     headers: dict[str, str] | None = None, target: str = "") -> Failure | None:
         with self._lock:
-            self.requests.append(Request(method, path, rng))
+            request = Request(method, path, rng, time.monotonic(), headers=headers or {},
+                              target=target or path)
+            self.requests.append(request)
             failure = self.failures.get(path)
             if failure is None:
                 return None
@@ -204,6 +299,7 @@ class ArchiveServer:
             self._counts[path] = count
             if failure.times is not None and count > failure.times:
                 return None
+            request.status = failure.status
             return failure
 
     def gets(self, suffix: str = "") -> list[Request]:

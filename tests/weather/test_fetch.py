@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from archive_server import ArchiveServer, Failure, archive_rel, write_archive
 
 from aggregat.errors import FetchError, PartialRunError
 from aggregat.weather.datalake import Datalake
-from aggregat.weather.fetch import FAILED, MISSING, SKIPPED, RetryPolicy, fetch_run, find_latest_run
+from aggregat.weather.fetch import FAILED, MISSING, SKIPPED, RetryPolicy, fetch_run
 from aggregat.weather.products import get_product
 
 PRODUCT = get_product("arome-0025")
@@ -339,35 +339,6 @@ def test_retry_policy_is_bounded_with_jitter():
     assert policy.delay(1, retry_after=5.0) == 5.0
 
 
-# -- latest complete run ---------------------------------------------------------------------
-def test_latest_picks_the_newest_complete_run(tmp_path):
-    prev, newest = RUN - timedelta(hours=3), RUN + timedelta(hours=3)
-    root = tmp_path / "multi"
-    write_archive(root, PRODUCT, [prev, RUN])
-    # The newest run lacks one group in the middle of SP2: incomplete.
-    write_archive(root, PRODUCT, [newest], skip=[rel_of("SP2", 4, newest)])
-    now = newest + timedelta(hours=2, minutes=30)
-    with ArchiveServer(root) as server:
-        found = find_latest_run(PRODUCT, server.base_url, ["SP1", "SP2"], now=now,
-                                min_run_age_h=2, backoff_s=0.001)
-        assert found == RUN
-        # Only SP1 wanted: the newest run is complete for it.
-        assert find_latest_run(PRODUCT, server.base_url, ["SP1"], now=now,
-                               min_run_age_h=2) == newest
-        # Runs younger than min_run_age_h are not candidates.
-        assert find_latest_run(PRODUCT, server.base_url, ["SP1"], now=now,
-                               min_run_age_h=3) == RUN
-        assert not any(r.method == "GET" for r in server.requests)
-        # Nothing in the window.
-        assert find_latest_run(PRODUCT, server.base_url, now=prev - timedelta(hours=1),
-                               min_run_age_h=0, lookback_h=12) is None
-
-
-def test_latest_with_unreachable_server_is_a_clear_error():
-    with pytest.raises(FetchError, match="cannot probe"):
-        find_latest_run(PRODUCT, "http://127.0.0.1:9/pnt", now=RUN, retries=0, timeout_s=1)
-
-
 class _CountingHTTP(urllib3.PoolManager):
     """A pool counting the requests it was asked for (to bound attempts on an unreachable host)."""
 
@@ -446,7 +417,7 @@ def test_cli_fetch_latest_with_config_file(tmp_path, cli_env, monkeypatch, capsy
             f'[env.t.weather]\nbase_url = "{server.base_url}"\nmin_run_age_h = 0.0\n'
             'packages = { "arome-0025" = ["SP1"] }\n'
         )
-        monkeypatch.setattr("aggregat.weather.fetch.datetime", _FrozenDatetime)
+        monkeypatch.setattr("aggregat.weather.availability.datetime", _FrozenDatetime)
         code = run_cli(monkeypatch, "weather", "fetch", "--model", "arome", "--latest")
     out = capsys.readouterr().out
     assert code == 0, out

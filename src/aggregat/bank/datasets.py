@@ -121,6 +121,9 @@ FORECAST = Dataset(
         Column("p90_mw", "float64", nullable=True),
         Column("model_version", "str"),
         Column("is_baseline", "bool"),
+        # Set when the job used an earlier weather run than planned (runs late at the sources):
+        # "arome-0025 2026-11-27T21Z instead of 2026-11-28T00Z (...)". Not published.
+        Column("weather_run_fallback", "str", required=False, nullable=True),
     ),
     sort_by=("valid_time",),
     key_formats={"issue_date": _DATE},

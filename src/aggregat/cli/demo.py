@@ -1,4 +1,4 @@
-"""``aggregat demo``: the whole chain on the embedded default, offline."""
+"""``aggregat demo``: the whole chain offline, on the embedded default or any environment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from aggregat.cli.common import ConfigOption, EnvOption, console, environment, styled
+from aggregat.cli.common import ConfigOption, EnvOption, console, environment, flags, styled
 
 
 def demo(
@@ -16,6 +16,8 @@ def demo(
                                       help="Days of Météo-France runs to simulate.")] = 3,
     history_days: Annotated[int, typer.Option("--history-days", min=30, max=1500,
                                               help="Days of migrated forecast history.")] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Run even on an environment holding "
+                                        "data the demo did not write.")] = False,
     env: EnvOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -32,7 +34,9 @@ def demo(
     settings = environment(env, config)
     console.print(Text.assemble(("aggregat demo", "bold"),
                                 f" in environment {settings.name} ({settings.root})"))
-    report = run_demo(settings, days=days, history_days=history_days, log=console.print)
+    with flags(force="--force"):
+        report = run_demo(settings, days=days, history_days=history_days, force=force,
+                          log=console.print)
     table = Table(title="what the demo did", title_justify="left")
     for col in ("step", "seconds", "detail"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
@@ -52,5 +56,8 @@ def demo(
         console.print(f"  {name:10s} {path}")
     console.print("next: `aggregat health`, `aggregat model list`, `aggregat bank ls`, "
                   "`aggregat run daily --force`")
+    console.print("dashboard: `aggregat serve`"
+                  + ("" if settings.name == "local" else f" --env {settings.name}")
+                  + ", then open http://127.0.0.1:8050")
     if health.exit_code:
         sys.exit(health.exit_code)

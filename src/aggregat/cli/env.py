@@ -46,15 +46,23 @@ def check(env: EnvOption = None, config: ConfigOption = None,
                                        help="Skip the Météo-France reachability check."),
           timeout: float = typer.Option(5.0, "--timeout", min=0.1,
                                         help="Seconds per network check."),
-          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+          access: bool = typer.Option(
+              False, "--access", help="Review access instead: energy-DB users of sync and "
+              "publish, other environments' credentials, shared secrets, the dashboard token; "
+              "every environment unless --env.")) -> None:
     """Check that every connection is reachable and writable and the settings are complete.
 
-    Exit code 0 when everything is fine, 1 when any problem was found (one line per problem).
+    Exit code 0 when everything is fine, 1 when any problem (or access violation) was found
+    (one line per problem, with its fix).
     """
     from rich.table import Table
 
     from aggregat import api
 
+    if access:
+        _check_access(env, config, as_json)
+        return
     settings = environment(env, config)
     checks = api.check_env(settings, offline=offline, timeout_s=timeout)
     bad = [c for c in checks if c.status == "problem"]
@@ -72,3 +80,20 @@ def check(env: EnvOption = None, config: ConfigOption = None,
                       else styled(f"env {settings.name} ok", "green"))
     if bad:
         sys.exit(1)  # not typer.Exit: main() runs click with standalone_mode=False
+
+
+def _check_access(env: str | None, config: str | None, as_json: bool) -> None:
+    from aggregat import api
+
+    report = api.check_access(env, config=config)
+    if as_json:
+        typer.echo(json.dumps({"envs": report.envs, "ok": report.ok,
+                               "findings": [f.as_dict() for f in report.findings]}, indent=2))
+    else:
+        # Plain echo: one finding per line, never wrapped at the terminal's width.
+        for finding in report.findings:
+            if finding.status != "ok":
+                typer.echo(f"{finding.status}: {finding.line()}")
+        typer.echo(report.summary())
+    if report.exit_code:
+        sys.exit(report.exit_code)

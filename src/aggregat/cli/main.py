@@ -11,6 +11,7 @@ from rich.text import Text
 
 from aggregat import __version__
 from aggregat.cli import (
+    alerts,
     bank,
     bank_copy,  # noqa: F401  (registers bank copy)
     demo,
@@ -21,6 +22,7 @@ from aggregat.cli import (
     model,
     model_ops,  # noqa: F401  (registers train/list/predict/promote)
     run,
+    serve,
     weather,
     weather_extract,  # noqa: F401  (registers extract commands)
 )
@@ -42,9 +44,11 @@ app.add_typer(load.app, name="load", help="Import measured load into the bank.")
 app.add_typer(model.app, name="model", help="Train, predict, promote and backtest models.")
 app.add_typer(energy.app, name="energy", help="Sync load from, publish forecasts to the energy DB.")
 app.add_typer(run.app, name="run", help="Scheduled jobs: daily, intraday, weekly, backfill.")
+app.add_typer(alerts.app, name="alerts", help="Send a test alert; evaluate and alert now.")
 app.command("health")(health.health)
 app.command("schedule")(run.schedule)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def _version(value: bool) -> None:

@@ -29,6 +29,8 @@ def _finish(result) -> None:
     from aggregat.ops.timing import Timing
 
     Timing.of_steps(result.steps).print(console, title=f"{result.job}: timing")
+    if result.alerts is not None and result.alerts.channels:
+        console.print(result.alerts.summary())
     result.raise_for_problems()
     console.print(f"{result.job}: ok", style="green")
 

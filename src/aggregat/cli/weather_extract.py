@@ -35,6 +35,8 @@ def _print_report(report) -> None:
                                     f" {name} (fetch it, then extract again)"))
     for moved in report.quarantined:
         console.print(f"  quarantined -> {moved}")
+    for back in report.restored:
+        console.print(f"  restored from the quarantine (reads fine now) -> {back}")
     for name, count in report.kept:
         console.print(f"  kept {count} stored values for file {name}")
     for name in report.unverified:

@@ -10,10 +10,18 @@
 
 Every step is the production code; only the outside world (Météo-France, the energy DB's
 content) is simulated. Rerunning the demo redoes nothing that is already done.
+
+It runs on any environment: a root on object storage, the energy DB on PostgreSQL, extraction on
+a Dask cluster. The demo's local files (its sites, the simulated archive) go to the root when it
+is a folder, else to ``{AGGREGAT_HOME or ./aggregat-data}/demo-{env}``. An environment the demo
+did not fill is refused unless forced (:func:`check_demo_target`): the demo writes simulated load
+into the energy DB and forecasts into the bank. Its mark is the object ``.aggregat-demo.json`` at
+the root, written before anything else.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from aggregat.config import Environment
+from aggregat.config import Environment, default_root
 from aggregat.demo.sites import write_demo_sites
+from aggregat.errors import InputError
+from aggregat.storage import Store
 from aggregat.weather.products import get_product
 from aggregat.weather.sites import load_locations, load_sites
 
@@ -57,9 +67,70 @@ class DemoReport:
         return sum(s.seconds for s in self.steps)
 
 
+DEMO_MARKER = ".aggregat-demo.json"
+
+
+def local_workdir(env: Environment) -> Path:
+    """Where the demo keeps its local files: the root if it is a folder, else a local folder."""
+    store = Store(env.root)
+    if store.is_local:
+        return store.local_path()
+    return Path(default_root()) / f"demo-{env.name}"
+
+
+def check_demo_target(env: Environment, force: bool = False) -> None:
+    """Refuse (InputError) an environment holding data the demo did not write, unless ``force``;
+    otherwise mark the root as the demo's.
+
+    Demo data: the root holds the marker (or, written by versions before it, a local root holds
+    the demo's ``demo/archive``). Otherwise any file in the datalake, bank or registry, or any
+    row in the energy DB's load or forecast table, is someone's real data.
+    """
+    root = Store(env.root)
+    if root.exists(DEMO_MARKER):
+        return
+    legacy = root.is_local and (root.local_path() / "demo" / "archive").is_dir()
+    if not legacy and not force:
+        found = [f"{what} {url}" for what, url in (("datalake", env.datalake),
+                                                    ("bank", env.bank), ("registry", env.registry))
+                 if Store(url).listdir("")]
+        found += _energy_rows(env)
+        if found:
+            raise InputError(
+                f"environment {env.name} already holds data the demo did not write "
+                f"({'; '.join(found)}): the demo would add simulated load and forecasts to it; "
+                "run it on another environment, or pass force to write into this one anyway",
+                param="force")
+    body = {"env": env.name, "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            "forced": bool(force and not legacy)}
+    root.write_bytes(DEMO_MARKER, json.dumps(body).encode())
+
+
+def _energy_rows(env: Environment) -> list[str]:
+    """The energy DB's load / forecast tables that hold rows."""
+    import sqlalchemy as sa
+
+    from aggregat.energy.db import make_engine, safe_url
+    from aggregat.energy.schema import forecast_table, load_table
+
+    engine = make_engine(env.energy_db, env.energy)
+    found = []
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            for table in (load_table(env.energy), forecast_table(env.energy)):
+                if (inspector.has_table(table.name, schema=table.schema)
+                        and conn.execute(sa.select(sa.literal(1)).select_from(table)
+                                         .limit(1)).first() is not None):
+                    found.append(f"rows in table {table.fullname} of {safe_url(env.energy_db)}")
+    finally:
+        engine.dispose()
+    return found
+
+
 def demo_environment(env: Environment) -> Environment:
     """The environment with the demo's sites and weather settings (models, packages)."""
-    sites = env.sites or str(Path(env.root) / "sites.csv")
+    sites = env.sites or str(local_workdir(env) / "sites.csv")
     if not Path(sites).is_file():
         write_demo_sites(Path(sites))
     weather = env.weather.model_copy(update={"models": list(DEMO_PACKAGES),
@@ -68,13 +139,15 @@ def demo_environment(env: Environment) -> Environment:
 
 
 def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
-             now: datetime | None = None, log: Callable[[str], None] = print) -> DemoReport:
+             now: datetime | None = None, force: bool = False,
+             log: Callable[[str], None] = print) -> DemoReport:
     """Run the whole chain on ``env``; returns what each step did and how long it took."""
     from aggregat import api
 
+    check_demo_target(env, force)
     now = now or datetime.now(UTC)
     today = now.date()
-    configured_url = env.weather.base_url
+    configured = {k: getattr(env.weather, k) for k in ("base_url", "sources")}
     env = demo_environment(env)
     report = DemoReport()
     locations = load_locations(env.sites)
@@ -96,7 +169,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
     report.timed("energy DB: measured load", lambda: _fill_energy_db(env, world["load"], now))
     report.timed("migrate forecast history", lambda: _migrate_history(
         env, world["weather"], history_start, first_day))
-    archive = Path(env.root) / "demo" / "archive"
+    archive = local_workdir(env) / "demo" / "archive"
     runs = [first_day + pd.Timedelta(days=d) for d in range(days)]
     report.timed("simulate Météo-France archive", lambda: _simulate_archive(
         archive, runs, locations, world["weather"]))
@@ -105,8 +178,9 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
 
     with serve_folder(archive) as base_url:
         log(f"serving the simulated archive at {base_url}")
+        # The simulated archive is the one open-data source, whatever sources are configured.
         env = env.model_copy(update={"weather": env.weather.model_copy(
-            update={"base_url": base_url})})
+            update={"base_url": base_url, "sources": []})})
         # The past days first; today comes with the daily run, after training.
         yesterday = today - timedelta(days=1)
         if days > 1:
@@ -116,7 +190,7 @@ def run_demo(env: Environment, *, days: int = 3, history_days: int = 365,
         report.timed("run daily", lambda: _job(api.daily(env, today)))
 
     report.env = env.model_copy(update={"weather": env.weather.model_copy(
-        update={"base_url": configured_url})})
+        update=configured)})
     report.health = api.health(env)
     report.where = {"bank": env.bank, "datalake": env.datalake, "models": env.registry,
                     "energy DB": env.energy_db, "sites": env.sites}

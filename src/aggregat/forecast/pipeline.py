@@ -268,14 +268,15 @@ def _fmt_age(td: pd.Timedelta) -> str:
 
 # --------------------------------------------------------------------------------- predict
 def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | str,
-                   registry: Registry | None = None, horizon: str = Horizon.DAY_AHEAD
-                   ) -> dict[str, Any]:
+                   registry: Registry | None = None, horizon: str = Horizon.DAY_AHEAD,
+                   weather_fallback: str | None = None) -> dict[str, Any]:
     """Forecast ``target`` for the day after ``issue_time`` (intraday: the next
     ``intraday_hours``) and write dataset ``forecast`` (target id :func:`model_key`).
 
     Reads only recent partitions: load of the last ``history_days_for_predict`` (+1) days and
     the weather runs available at the issue time that reach back that far. Rerunning for the
-    same issue time replaces the same partition.
+    same issue time replaces the same partition. ``weather_fallback``: the job used an earlier
+    weather run than planned (the runs were late); every row carries this note.
     """
     t0 = time.perf_counter()
     fs = env.forecast
@@ -308,8 +309,10 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
     out.insert(0, "target_id", key)
     out["model_version"] = version
+    out["weather_run_fallback"] = pd.Series(weather_fallback, index=out.index, dtype="string")
     rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
-                                     "p50_mw", "p90_mw", "model_version", "is_baseline"]])
+                                     "p50_mw", "p90_mw", "model_version", "is_baseline",
+                                     "weather_run_fallback"]])
     return {"target": key, "status": "predicted", "issue_time": issue.isoformat(),
             "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
             "blended_rows": blended, "note": note,
@@ -368,8 +371,8 @@ def _train_task(task: tuple) -> dict[str, Any]:
 
 
 def _predict_task(task: tuple) -> dict[str, Any]:
-    env, target, issue, horizon = task
-    return predict_target(env, target, issue, horizon=horizon)
+    env, target, issue, horizon, fallback = task
+    return predict_target(env, target, issue, horizon=horizon, weather_fallback=fallback)
 
 
 def _run(fn, tasks: list[tuple], env: Environment, workers: int | None, typed: Callable[[dict], T],
@@ -412,16 +415,16 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
                     *, workers: int | None = None, horizon: str = Horizon.DAY_AHEAD,
-                    on_result: Callable[[PredictResult], None] | None = None
-                    ) -> list[PredictResult]:
+                    on_result: Callable[[PredictResult], None] | None = None,
+                    weather_fallback: str | None = None) -> list[PredictResult]:
     """Predict every target (or ``only`` these) for ``issue_time`` in parallel; one result per
-    target."""
+    target (``weather_fallback``: see :func:`predict_target`)."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
         raise ModelError(f"no target to predict: configure [env.{env.name}.forecast] targets or "
                          "import load into the bank")
     check_horizon(horizon)
-    tasks = [(env, t, issue_time, horizon) for t in targets]
+    tasks = [(env, t, issue_time, horizon, weather_fallback) for t in targets]
     return _run(_predict_task, tasks, env, _workers(env, len(tasks), workers), predict_result,
                 on_result)
 

@@ -199,7 +199,8 @@ class Registry:
                              "data_start": meta.get("data_start"),
                              "data_end": meta.get("data_end"),
                              "metrics": meta.get("metrics", {}),
-                             "promoted": meta.get("promotion", {}).get("promoted")})
+                             "promoted": meta.get("promotion", {}).get("promoted"),
+                             "promotion": meta.get("promotion", {})})
         return rows
 
     def age(self, target: str, now: pd.Timestamp | None = None) -> pd.Timedelta | None:

@@ -8,7 +8,8 @@ checked:
 - storage (datalake, bank, registry, quarantine): write, read back and delete a probe object;
 - energy DB: connect, ``SELECT 1``, the load table and its mapped columns exist, the forecast
   table exists (or will be created at the first publish) or the publish procedure is set;
-- Météo-France base URL: one HEAD request with a short timeout (skipped offline);
+- weather sources: one HEAD request with a short timeout to each HTTP source's base URL, with
+  its credentials (skipped offline); a mirror's folder exists;
 - Dask scheduler, if configured: a TCP connection to its address.
 """
 
@@ -21,10 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from aggregat.config import Environment, mask
 from aggregat.errors import AggregatError
+
+if TYPE_CHECKING:
+    from aggregat.weather.sources import Source
 
 OK, WARNING, PROBLEM, SKIPPED = "ok", "warning", "problem", "skipped"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -232,16 +237,31 @@ def _check_energy_db(env: Environment) -> tuple[str, str]:
 
 
 # -- network -------------------------------------------------------------------------------
-def _check_base_url(env: Environment, timeout_s: float) -> tuple[str, str]:
+def _check_source(source: Source, timeout_s: float) -> tuple[str, str]:
+    """One weather source: a mirror's folder exists; an HTTP source's base URL answers (one
+    HEAD, with its credentials: a 401 means they are refused)."""
     import urllib3
 
-    url = env.weather.base_url
+    from aggregat.weather.mfapi import AuthRefused, TokenUnavailable
+    from aggregat.weather.sources import MirrorSource
+
+    url = source.address
+    if isinstance(source, MirrorSource):
+        if source.fs.exists(source.root):
+            return OK, f"mirror {url} exists"
+        return PROBLEM, f"mirror {url} does not exist; check [{source.setting}] base_url"
     http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
     try:
-        resp = http.request("HEAD", url.rstrip("/") + "/", redirect=True)
-    except urllib3.exceptions.HTTPError as exc:
+        auth = source.headers(http)
+        resp = http.request("HEAD", source.base_url.rstrip("/") + "/", headers=auth,
+                            redirect=True)
+    except AuthRefused as exc:
+        return PROBLEM, source.refusal(str(exc))
+    except (urllib3.exceptions.HTTPError, TokenUnavailable) as exc:
         return PROBLEM, f"Météo-France base URL {url} unreachable ({type(exc).__name__}); check " \
-                        "[weather] base_url and the network/proxy"
+                        f"[{source.setting}] base_url and the network/proxy"
+    if resp.status == 401:
+        return PROBLEM, source.refusal("HTTP 401")
     if resp.status >= 500:
         return WARNING, f"Météo-France base URL {url} answered HTTP {resp.status}"
     # Buckets often answer 403/404 on the bare prefix: a response means the host is reachable.
@@ -271,10 +291,20 @@ def check_environment(env: Environment, *, offline: bool = False,
         url = getattr(env, name)
         checks.append(_run(f"storage: {name}", lambda url=url: probe_store(url)))
     checks.append(_run("energy DB", lambda: _check_energy_db(env)))
-    if offline:
-        checks.append(Check("Météo-France", SKIPPED, "skipped (--offline)"))
-    else:
-        checks.append(_run("Météo-France", lambda: _check_base_url(env, timeout_s)))
+    from aggregat.weather.sources import configured_sources
+
+    try:
+        sources = configured_sources(env)
+    except Exception as exc:  # a mirror's fsspec protocol not installed, ...
+        sources = []
+        checks.append(Check("weather sources", PROBLEM, mask(str(exc))[:500]))
+    for source in sources:
+        # The one default source keeps its name of old; configured ones go by theirs.
+        name = f"weather source {source.name}" if env.weather.sources else "Météo-France"
+        if offline:
+            checks.append(Check(name, SKIPPED, "skipped (--offline)"))
+        else:
+            checks.append(_run(name, lambda source=source: _check_source(source, timeout_s)))
     if env.scheduler:
         checks.append(_run("Dask scheduler", lambda: _check_scheduler(env.scheduler, timeout_s)))
     return checks

@@ -64,6 +64,7 @@ class HealthReport:
     env: str
     checked_at: datetime
     items: list[Item] = field(default_factory=list)
+    alerts: Any = None  # the AlertReport of the health hook (api.health(..., alert=True))
 
     @property
     def status(self) -> str:
@@ -82,7 +83,8 @@ class HealthReport:
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "status": self.status, "exit_code": self.exit_code,
                 "checked_at": self.checked_at.isoformat(),
-                "items": [i.as_dict() for i in self.items]}
+                "items": [i.as_dict() for i in self.items],
+                **({"alerts": self.alerts.as_dict()} if self.alerts is not None else {})}
 
 
 def _age_h(then: datetime | pd.Timestamp, now: datetime) -> float:
@@ -243,6 +245,7 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
                    f"({_fmt_age(_age_h(start, now))} ago)", detail,
                    {"run_id": run_id, "started_at": start.isoformat(), "seconds": seconds,
                     "statuses": counts})
+        _fallback(report, job, run)
     latest: dict[str, Any] = {}
     for e in entries:
         latest[e.step] = e
@@ -263,6 +266,17 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
     if env.forecast.intraday:
         _publish(report, entries, "publish-intraday", "last intraday publish",
                  _intraday_thresholds(env), now)
+
+
+def _fallback(report: HealthReport, job: str, run: list) -> None:
+    """A warning when the last ``job`` run used an earlier weather run than planned (the runs
+    were not complete at the sources by its deadline: ledger step ``choose-run``)."""
+    used = [e for e in run if e.step == "choose-run" and (e.details or {}).get("fallback")]
+    if used:
+        notes = "; ".join(str(e.details.get("reason") or e.partition) for e in used)
+        report.add("runs", f"{job} weather run", WARNING, "fallback run used",
+                   f"{notes}; forecasts flagged in column weather_run_fallback",
+                   {"fallbacks": [e.details for e in used]})
 
 
 def _publish(report: HealthReport, entries, step: str, name: str,
@@ -335,6 +349,30 @@ def _models(report: HealthReport, env: Environment, now: datetime) -> None:
                     "trained_at": meta.get("trained_at"), "metrics": validation})
 
 
+# -- alert channels ------------------------------------------------------------------------
+def _alert_channels(report: HealthReport, env: Environment) -> None:
+    """Each configured alert channel: warning when its latest send failed (ops.alerts)."""
+    if not env.alerts.channels:
+        return
+    from aggregat.ops.alerts import channel_label, read_state
+
+    counts = read_state(env).get("channels", {})
+    for i, url in enumerate(env.alerts.channels):
+        label = channel_label(i, url)
+        c = counts.get(label, {})
+        sent, failed = c.get("sent", 0), c.get("failed", 0)
+        last_ok, last_failed = c.get("last_ok_at") or "", c.get("last_failed_at") or ""
+        bad = bool(last_failed) and (not last_ok or datetime.fromisoformat(last_failed)
+                                     > datetime.fromisoformat(last_ok))
+        detail = f"{sent} sent, {failed} failed"
+        if bad:
+            detail += f"; last failure {last_failed[:16]}Z: {c.get('last_error', '')}"
+        report.add("alerts", f"alert channel {label}", WARNING if bad else OK,
+                   "failing" if bad else ("ok" if sent else "never used"), detail,
+                   {"sent": sent, "failed": failed, "last_ok_at": last_ok or None,
+                    "last_failed_at": last_failed or None})
+
+
 # -- all -----------------------------------------------------------------------------------
 def check_health(env: Environment, now: datetime | None = None) -> HealthReport:
     """The health of ``env`` at ``now`` (default: the current time)."""
@@ -359,7 +397,8 @@ def check_health(env: Environment, now: datetime | None = None) -> HealthReport:
                         ("forecast", lambda: _forecast(report, env, bank, now)),
                         ("ledger", lambda: _runs(report, env, Ledger(
                             bank, run_id=(holder or {}).get("run_id")), now)),
-                        ("model", lambda: _models(report, env, now))):
+                        ("model", lambda: _models(report, env, now)),
+                        ("alerts", lambda: _alert_channels(report, env))):
         try:
             fn()
         except Exception as exc:  # one unreadable part must not hide the rest of the report

@@ -62,6 +62,14 @@ class _Job:
             log.exception("%s %s failed", step, partition)
         return False
 
+    def alerted_report(self) -> RunReport:
+        """:meth:`report` with its outcome alerted (``job:<job>``; never fails the job)."""
+        from aggregat.ops.alerts import after_run
+
+        report = self.report()
+        report.alerts = after_run(self.env, report)
+        return report
+
     def report(self) -> RunReport:
         """The run's steps in the order they ended (``done``: finished by an earlier run)."""
         steps, seen = [], set()
@@ -84,25 +92,27 @@ class _Job:
             self._locations = load_locations(self.env.sites, self.env.areas)
         return self._locations
 
-    def engine(self):
+    def engine(self, role: str):
+        """The energy DB as the user of ``role`` (sync reads, publish writes)."""
         from aggregat.energy.db import make_engine
 
-        return make_engine(self.env.energy_db, self.env.energy, must_exist=True)
+        return make_engine(self.env.energy_url(role), self.env.energy, must_exist=True)
 
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:
         """Fetch then extract one run (extract runs even after a partial fetch)."""
         from aggregat.weather.extract import extract_run
         from aggregat.weather.fetch import fetch_run
+        from aggregat.weather.sources import configured_sources
 
         product = get_product(model)
         part = f"{product.id}/{run:%Y-%m-%dT%HZ}"
         w = self.env.weather
-        packages = w.packages.get(product.id) or list(product.default_packages)
+        packages = run_packages(self.env, product)
         fetched = {"report": None}
 
         def fetch(step) -> None:
-            report = fetch_run(product, run, self.datalake, base_url=w.base_url,
+            report = fetch_run(product, run, self.datalake, sources=configured_sources(self.env),
                                packages=packages, workers=w.download_workers, retries=w.retries,
                                timeout_s=w.timeout_s, progress=False, backoff_s=w.retry_backoff_s,
                                backoff_max_s=w.retry_backoff_max_s)
@@ -129,18 +139,58 @@ class _Job:
                                  scheduler=self.env.scheduler)
             step.rows = report.rows
             step.details.update(decoded=report.decoded, issues=report.issues[:10],
-                                quarantined=report.quarantined)
+                                quarantined=report.quarantined, restored=report.restored)
             if report.partial:
                 raise PartialRunError(report.summary())
 
         self.step("extract", part, extract, force=extract_force)
+
+    def choose_run(self, model: str, wanted: datetime) -> tuple[datetime, str | None]:
+        """The run to use for ``wanted`` (``jobs.*_start = "when-available"``): ``wanted`` when
+        it is complete in the datalake or at a source, else the newest complete earlier run
+        (within ``LOOKBACK_H``) and a note saying so, recorded as ledger step ``choose-run``.
+        With no complete run at all, ``wanted`` (fetch then names what is missing)."""
+        from aggregat.weather.availability import LOOKBACK_H, newest_complete_run
+        from aggregat.weather.sources import configured_sources
+
+        product = get_product(model)
+        packages = run_packages(self.env, product)
+        chosen: dict[str, object] = {"run": wanted, "note": None}
+
+        def have(run: datetime) -> bool:
+            files = self.datalake.expected_files(product, run, packages)
+            return len(self.datalake.run_files(product, run, packages)) == len(files)
+
+        def choose(step) -> None:
+            sources = configured_sources(self.env)
+            found = newest_complete_run(product, sources, packages, wanted,
+                                        wanted - timedelta(hours=LOOKBACK_H), have=have,
+                                        workers=self.env.weather.download_workers)
+            step.details.update(wanted=_run_part(wanted), sources=[s.name for s in sources])
+            if found is None:
+                step.details.update(used=_run_part(wanted), fallback=False,
+                                    reason="no complete run at the sources; fetching it anyway")
+                return
+            chosen["run"] = found.run
+            step.details.update(used=_run_part(found.run), fallback=found.run != wanted,
+                                in_datalake=found.in_datalake)
+            if found.run != wanted:
+                note = (f"{product.id} {_run_part(found.run)} instead of {_run_part(wanted)} "
+                        f"(not complete at {', '.join(s.name for s in sources)})")
+                chosen["note"] = note
+                step.details["reason"] = note
+                log.warning("weather run fallback: %s", note)
+
+        # Always rerun (force): the choice depends on what the sources hold now.
+        self.step("choose-run", f"{product.id}/{_run_part(wanted)}", choose, force=True)
+        return chosen["run"], chosen["note"]  # type: ignore[return-value]
 
     def sync(self, day: date) -> None:
         from aggregat.energy.sync import sync_load
         from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine(), self.bank, self.env.energy,
+            report = sync_load(self.engine("sync"), self.bank, self.env.energy,
                                plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
@@ -151,13 +201,18 @@ class _Job:
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
         self.step("sync", f"{day:%Y-%m-%d}", run, force=True)
 
-    def predict(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD) -> bool:
-        """Predict every target at ``issue_time``; True when the step ended ok (or was done)."""
+    def predict(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD,
+                fallback: str | None = None) -> bool:
+        """Predict every target at ``issue_time``; True when the step ended ok (or was done).
+        ``fallback``: the weather run fallback note the forecast rows carry."""
         from aggregat.forecast.pipeline import predict_targets
 
         def run(step) -> None:
             rows, baseline = 0, []
-            for summary in predict_targets(self.env, issue_time, horizon=horizon):
+            if fallback:
+                step.details["weather_run_fallback"] = fallback
+            for summary in predict_targets(self.env, issue_time, horizon=horizon,
+                                           weather_fallback=fallback):
                 if summary.failed:
                     raise PartialRunError(f"target {summary.target}: {summary.error}")
                 rows += summary.rows
@@ -175,7 +230,7 @@ class _Job:
         def run(step) -> None:
             # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
             ids = None if horizon == Horizon.DAY_AHEAD else self.forecast_ids(horizon)
-            report = publish_forecast(self.engine(), self.bank, self.env.energy,
+            report = publish_forecast(self.engine("publish"), self.bank, self.env.energy,
                                       issue_time.to_pydatetime(), target_ids=ids)
             step.rows = report.rows
 
@@ -188,11 +243,12 @@ class _Job:
 
         return [model_key(t.id, horizon) for t in resolve_targets(self.env, self.bank)]
 
-    def forecast(self, issue_time: pd.Timestamp, horizon: str, publish: bool) -> None:
+    def forecast(self, issue_time: pd.Timestamp, horizon: str, publish: bool,
+                 fallback: str | None = None) -> None:
         """Predict then (``publish``) publish one issue, each only if the ledger lacks it."""
         part = _issue_part(issue_time)
         if self.force or not self.ledger.done(step_name("predict", horizon), part):
-            if self.predict(issue_time, horizon) and publish:
+            if self.predict(issue_time, horizon, fallback) and publish:
                 self.publish(issue_time, horizon)
         elif publish and not self.ledger.done(step_name("publish", horizon), part):
             self.publish(issue_time, horizon)
@@ -204,6 +260,50 @@ class _Job:
             part = _issue_part(issue)
             if self.ledger.done("predict", part) and not self.ledger.done("publish", part):
                 self.publish(issue)
+
+
+def _run_part(run: datetime) -> str:
+    return f"{run:%Y-%m-%dT%HZ}"
+
+
+def run_packages(env: Environment, product) -> list[str]:
+    """The packages the jobs fetch of ``product``: ``weather.packages``, else its defaults."""
+    return list(env.weather.packages.get(product.id) or product.default_packages)
+
+
+def when_available(env: Environment, job: str) -> bool:
+    """True when ``job`` (daily, intraday) starts when its weather runs are complete."""
+    start = {"daily": env.jobs.daily_start, "intraday": env.jobs.intraday_start}.get(job)
+    return start == "when-available"
+
+
+def weather_runs(env: Environment, job: str, at: datetime) -> list[tuple[str, datetime]]:
+    """(model, run) the ``job`` started at ``at`` uses: daily, the runs of ``at``'s UTC day;
+    intraday, those of the newest intraday issue at or before ``at``."""
+    if job == "intraday":
+        return intraday_runs(env, intraday_issue_at(env, at))
+    return list(runs_of(env, as_utc(at, param="at").date()))
+
+
+def runs_complete(env: Environment, runs: list[tuple[str, datetime]]) -> bool:
+    """True when every run of ``runs`` is complete in the datalake or at a source."""
+    from aggregat.weather.availability import probe_runs
+    from aggregat.weather.datalake import Datalake
+    from aggregat.weather.sources import configured_sources
+
+    datalake = Datalake(env.datalake, quarantine=env.quarantine)
+    sources = configured_sources(env)
+    for model, run in runs:
+        product = get_product(model)
+        packages = run_packages(env, product)
+        expected = datalake.expected_files(product, run, packages)
+        if len(datalake.run_files(product, run, packages)) == len(expected):
+            continue
+        found = probe_runs(product, [run], packages, sources,
+                           workers=env.weather.download_workers)[0]
+        if not found.complete:
+            return False
+    return True
 
 
 def _issue_part(issue_time: pd.Timestamp) -> str:
@@ -284,16 +384,20 @@ def daily(env: Environment, day: date | None = None, *, force: bool = False,
     lock = _locked(env, "daily")
     try:
         job = _Job(env, Ledger(job_bank(env), job="daily", run_id=lock.run_id), force)
+        notes = []
         for model, run in runs_of(env, day):
+            if when_available(env, "daily"):
+                run, note = job.choose_run(model, run)
+                notes += [note] if note else []
             job.weather(run, model)
         job.sync(day)
         issue = issue_time_of(env, day)
-        predicted = job.predict(issue)
+        predicted = job.predict(issue, fallback="; ".join(notes) or None)
         if publish:
             job.catch_up_publishes(issue)
             if predicted:
                 job.publish(issue)
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -307,11 +411,15 @@ def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
     lock = _locked(env, "intraday")
     try:
         job = _Job(env, Ledger(job_bank(env), job="intraday", run_id=lock.run_id), force)
+        notes = []
         for model, run in intraday_runs(env, issue):
+            if when_available(env, "intraday"):
+                run, note = job.choose_run(model, run)
+                notes += [note] if note else []
             job.weather(run, model)
         job.sync(issue.date())
-        job.forecast(issue, Horizon.INTRADAY, publish)
-        return job.report()
+        job.forecast(issue, Horizon.INTRADAY, publish, fallback="; ".join(notes) or None)
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -353,7 +461,7 @@ def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = 
         if env.forecast.intraday:
             job.step(step_name("train", Horizon.INTRADAY), week,
                      _train(env, force, Horizon.INTRADAY))
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 
@@ -388,7 +496,7 @@ def backfill(env: Environment, since: date, until: date | None = None, *, dry_ru
         job.sync(until)
         for issue, horizon in backfill_issues(env, days, now):
             job.forecast(issue, horizon, publish)
-        return job.report()
+        return job.alerted_report()
     finally:
         lock.release()
 

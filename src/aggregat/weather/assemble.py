@@ -102,6 +102,24 @@ def assemble_run(
             accumulated[param.name][h.end_step] = (h.start_step, values)
         else:
             instant[column_name(f)][h.end_step] = _to_bank_units(values, param)
+    return assemble_columns(instant, accumulated, location_ids, model=model, run_time=run_time,
+                            available_at=available_at, expected_steps=expected_steps)
+
+
+def assemble_columns(
+    instant: dict[str, dict[int, np.ndarray]],
+    accumulated: dict[str, dict[int, tuple[int, np.ndarray]]],
+    location_ids: Sequence[str],
+    *,
+    model: str,
+    run_time: datetime,
+    available_at: datetime,
+    expected_steps: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The frame of :func:`assemble_run` from values already per location: ``instant`` maps a
+    bank column to step -> values in bank units, ``accumulated`` a catalogue parameter to end step
+    -> (start step, accumulation in GRIB units). Extraction and the history import both end here,
+    so both convert alike (de-accumulation, W/m², derived humidity and wind)."""
     columns: dict[str, dict[int, np.ndarray]] = dict(instant)
     for name, ends in accumulated.items():
         param = PARAMETERS[name]

@@ -350,6 +350,42 @@ class Datalake:
                 continue
         return sorted(out)
 
+    def quarantined_listing(self, product: str | Product, run: datetime,
+                            packages: Sequence[str] | None = None
+                            ) -> list[tuple[str, dict[str, Any]]]:
+        """The run's quarantined GRIB files that the manifest lists and whose place in the
+        datalake is empty, with their manifest entries: the extractor tries them again."""
+        product = _as_product(product)
+        files = self.read_manifest(product, run)["files"]
+        wanted = [product.check_package(p) for p in packages] if packages else None
+        prefix = self.run_prefix(product, run)
+        out = []
+        for package in sorted(self.quarantine_store.listdir(prefix)):
+            if wanted is not None and package not in wanted:
+                continue
+            for name in sorted(self.quarantine_store.listdir(f"{prefix}/{package}")):
+                rel, entry = f"{prefix}/{package}/{name}", files.get(f"{package}/{name}")
+                if entry and name.endswith((".grib2", ".grib", ".grb2", ".grb")) \
+                        and not self.store.exists(rel):
+                    out.append((rel, entry))
+        return out
+
+    def restore(self, rel: str) -> str:
+        """Move a quarantined file back to ``rel`` (its bytes were proven good); returns its URI.
+
+        Its ``.reason`` note goes with it."""
+        source = self.quarantine_store
+        if self.is_local and source.is_local:
+            dst = self.local_path(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source.local_path(rel), dst)
+        else:
+            with source.open(rel, "rb") as src, self.store.atomic_writer(rel) as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            source.remove(rel)
+        source.remove(f"{rel}.reason")
+        return self.store.uri(rel)
+
     def quarantine(self, rel: str, reason: str) -> str:
         """Move a bad file to ``{quarantine}/{rel}`` with a ``.reason`` note; return its new URI.
 

@@ -10,7 +10,6 @@ grid header, values outside the catalogue's physical bounds) raises CorruptFileE
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from aggregat.errors import CorruptFileError
 from aggregat.weather import ccsds
-from aggregat.weather.datalake import verify_file
+from aggregat.weather.datalake import message_offsets, verify_file
 from aggregat.weather.grib import (
     MessageHeader,
     check_geometry,
@@ -41,13 +40,14 @@ _SAMPLERS: dict[tuple, Sampler] = {}
 class Task:
     """Messages ``[first, first + count)`` of ``path`` (count None: to the end)."""
 
-    path: str  # local path, or an fsspec URL read whole into memory
+    path: str  # local path, or an fsspec URL (streamed to a local spool by the worker)
     locations: Locations
     method: str = "nearest"
     wanted: frozenset[str] | None = None  # aggregat parameter names; None: every message
     offsets: tuple[int, ...] | None = None  # byte offsets of the chunk's messages; None: all
     grid_name: str = "the grid"
     expect: tuple[int, str, str] | None = None  # (size, hash algorithm, hex digest) to verify
+    storage_options: dict | None = None  # fsspec options (credentials) of a remote path
 
 
 @dataclass
@@ -80,16 +80,59 @@ def _read_message(fh, offset: int, name: str) -> bytes:
     return message
 
 
-def _open(path: str, expect: tuple[int, str, str] | None = None):
-    """The file for reading; a remote one is read whole (and verified on those bytes)."""
-    if "://" in path and not path.startswith("file://"):
-        import fsspec
+def is_remote(path: str) -> bool:
+    """True for an fsspec URL other than ``file://`` (read through a local spool)."""
+    return "://" in path and not path.startswith("file://")
 
-        with fsspec.open(path, "rb") as fh:
-            data = fh.read()
+
+_BLOCK = 8 << 20  # bytes per streamed read of a remote file
+
+
+def _spool(path: str, expect: tuple[int, str, str] | None, options: dict | None = None):
+    """A remote file streamed into an anonymous local temp file, hashed on the way.
+
+    ecCodes reads through a file descriptor (an in-memory or fsspec file has none), and a local
+    copy makes the chunks' seeks free; the temp file is unlinked at once, so it goes away when
+    closed, even if the worker dies. Only the hash can prove the file corrupt here: a short read
+    (the store said the size was right) is a transport failure, never the file's fault.
+    """
+    import tempfile
+
+    import fsspec
+
+    from aggregat.weather.datalake import _hasher
+
+    name = os.path.basename(path)
+    digest = _hasher(expect[1]) if expect is not None else None
+    spool = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (returned open)
+    try:
+        size = 0
+        with fsspec.open(path, "rb", **(options or {})) as src:
+            while block := src.read(_BLOCK):
+                spool.write(block)
+                size += len(block)
+                if digest is not None:
+                    digest.update(block)
         if expect is not None:
-            verify_file(data, expect, os.path.basename(path))
-        return io.BytesIO(data)
+            if size != expect[0]:
+                raise OSError(f"{name}: read {size} of {expect[0]} bytes from the store "
+                              "(transfer cut short)")
+            if digest.hexdigest() != expect[2]:
+                raise CorruptFileError(f"{name}: {expect[1]} does not match the manifest (same "
+                                       "size, content changed); the file is corrupt, fetch it "
+                                       "again")
+        spool.seek(0)
+        return spool
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _open(path: str, expect: tuple[int, str, str] | None = None, options: dict | None = None):
+    """The file for reading, with a descriptor; a remote one through a local spool (``options``:
+    the fsspec options, credentials included, of its environment)."""
+    if is_remote(path):
+        return _spool(path, expect, options)
     if expect is not None:
         verify_file(path, expect, os.path.basename(path))
     return open(path, "rb")
@@ -111,35 +154,30 @@ def run_task(task: Task) -> TaskResult:
     """Read, select, decode and sample the messages of one task."""
     result = TaskResult(task.path)
     name = os.path.basename(task.path)
-    with _open(task.path, task.expect) as fh:
-        if task.offsets is None:
-            for index, handle in iter_messages(fh, task.path):
-                try:
-                    _one(task, result, handle, index)
-                finally:
-                    eccodes.codes_release(handle)
-        else:
-            for index, offset in enumerate(task.offsets):
-                message = _read_message(fh, offset, name)
-                header = fast_header(message, task.path, index, offset)
-                if header is not None:  # a catalogue field: identified without ecCodes
-                    result.headers.append(header)
-                    if task.wanted is not None and header.param not in task.wanted:
-                        continue
-                    if _fast_decode(task, result, header, message):
-                        continue
-                try:
-                    handle = eccodes.codes_new_from_message(message)
-                except eccodes.CodesInternalError as exc:
-                    raise CorruptFileError(f"{name}: message at byte {offset} is corrupt ({exc}); "
-                                    "re-fetch the file") from None
-                try:
-                    if header is None:
-                        _one(task, result, handle, index, offset)
-                    else:
-                        _decode(task, result, handle, header)
-                finally:
-                    eccodes.codes_release(handle)
+    with _open(task.path, task.expect, task.storage_options) as fh:
+        # A remote file comes whole (one task): its messages are walked in the local spool.
+        offsets = task.offsets if task.offsets is not None else message_offsets(fh, name)
+        for index, offset in enumerate(offsets):
+            message = _read_message(fh, offset, name)
+            header = fast_header(message, task.path, index, offset)
+            if header is not None:  # a catalogue field: identified without ecCodes
+                result.headers.append(header)
+                if task.wanted is not None and header.param not in task.wanted:
+                    continue
+                if _fast_decode(task, result, header, message):
+                    continue
+            try:
+                handle = eccodes.codes_new_from_message(message)
+            except eccodes.CodesInternalError as exc:
+                raise CorruptFileError(f"{name}: message at byte {offset} is corrupt ({exc}); "
+                                "re-fetch the file") from None
+            try:
+                if header is None:
+                    _one(task, result, handle, index, offset)
+                else:
+                    _decode(task, result, handle, header)
+            finally:
+                eccodes.codes_release(handle)
     return result
 
 
@@ -197,8 +235,11 @@ def warm_up(path: str) -> None:
     """Read one header in this process so that forked workers inherit ecCodes' loaded tables.
 
     ecCodes parses its definition files lazily, tens of milliseconds per concept on first use;
-    done once in the parent, every forked worker starts warm.
+    done once in the parent, every forked worker starts warm. Not for a remote file: it would be
+    downloaded once more only for this.
     """
+    if is_remote(path):
+        return
     try:
         with _open(path) as fh:
             for index, handle in iter_messages(fh, path):

@@ -8,9 +8,11 @@ validate against the catalogue -> write the run's partition of ``weather_forecas
 keeping the stored values of the cells a bad or missing file would have provided.
 
 A file proven corrupt (size, hash, framing, decoding, grid header, bounds) is named in the report
-and quarantined with its reason; a failure that is not about the file (a bug, a store error) is
-named but the file stays. A file on disk that the manifest does not list is decoded and reported
-as unverified.
+and quarantined with its reason; a failure that is not about the file (a bug, a store error, a
+transfer cut short) is named but the file stays. A quarantined file that the run's manifest lists
+and whose place is empty is tried again at each extraction: if it verifies and decodes, it goes
+back to the datalake (``restored``), else it stays where it is. A file on disk that the manifest
+does not list is decoded and reported as unverified.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from aggregat.errors import AggregatError, CorruptFileError, GribError, InputError
 from aggregat.parallel import default_workers, run_tasks
+from aggregat.storage import storage_options
 from aggregat.weather.assemble import assemble_run
 from aggregat.weather.datalake import Datalake, manifest_digest, message_offsets
 from aggregat.weather.decode_task import Field, Task, TaskResult, run_task, warm_up
@@ -65,6 +68,7 @@ class ExtractReport:
     unverified: list[str] = field(default_factory=list)  # decoded without a manifest entry
     kept: list[tuple[str, int]] = field(default_factory=list)  # (bad/missing file, stored values)
     corrupt: set[str] = field(default_factory=set)  # bad files proven corrupt: quarantined
+    restored: list[str] = field(default_factory=list)  # quarantined files that now read fine
 
     @property
     def partial(self) -> bool:
@@ -107,7 +111,7 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
     expect = expect or {}
     offsets: dict[str, list[int]] = {}
     for path in paths:
-        if "://" in path:  # remote: one task per file, read whole by the worker
+        if "://" in path:  # remote: one task per file, spooled and walked by the worker
             offsets[path] = []
             continue
         try:
@@ -120,7 +124,9 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
     for path, offs in offsets.items():
         grid = grid_name or f"the grid of {os.path.basename(path)}"
         if not offs:
-            tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path)))
+            # A Dask worker has not loaded the environment: the task carries its credentials.
+            tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path),
+                              storage_options(path) or None))
             continue
         for i in range(0, len(offs), per_chunk):
             tasks.append(Task(path, locations, method, wanted, tuple(offs[i:i + per_chunk]),
@@ -201,21 +207,28 @@ def extract_run(
         raise InputError(f"no files of {product.id} run {run_label(run)} in the datalake "
                          f"{datalake.store.url}: run `aggregat weather fetch --model {product.id} "
                          f"--run {run:%Y-%m-%dT%H}` first")
-    present = {rel for rel, _ in listing}
+    # A quarantined file the manifest lists, whose place is empty, is tried again: one that
+    # verifies and decodes now (quarantined by an error that was not its own) goes back.
+    retried = datalake.quarantined_listing(product, run, packages)
+    present = {rel for rel, _ in listing} | {rel for rel, _ in retried}
     pkgs = list(packages) if packages else sorted({r.rsplit("/", 2)[-2] for r in present})
     report.missing_files = [
         datalake.file_rel(product, run, pkg, group).rsplit("/", 1)[-1]
         for pkg, group in datalake.expected_files(product, run, pkgs)
         if datalake.file_rel(product, run, pkg, group) not in present]
-    paths, rel_of, expect = [], {}, {}
-    for rel, entry in listing:
-        path = str(datalake.local_path(rel)) if datalake.is_local else datalake.store.uri(rel)
+    paths, rel_of, expect, in_quarantine = [], {}, {}, set()
+    for rel, entry in listing + retried:
+        store = datalake.store
+        if (rel, entry) in retried:
+            store = datalake.quarantine_store
+            in_quarantine.add(rel)
+        path = str(store.local_path(rel)) if store.is_local else store.uri(rel)
         rel_of[path] = rel
         digest = manifest_digest(entry) if entry else None
         if digest is None:  # copied in by hand: used, but said so
             report.unverified.append(rel.rsplit("/", 1)[-1])
         else:
-            size = datalake.store.size(rel)  # a stat here; the hash is done by the workers
+            size = store.size(rel)  # a stat here; the hash is done by the workers
             if size != entry.get("size"):
                 _fail(report, path, CorruptFileError(
                     f"{os.path.basename(path)}: {size} bytes, the manifest says "
@@ -223,7 +236,7 @@ def extract_run(
                 continue
             expect[path] = (size, *digest)
         paths.append(path)
-    report.files = len(listing)
+    report.files = len(listing) + len(retried)
     for name in report.unverified:
         log.warning("%s is not in the run's manifest: extracted unverified", name)
     results = _extract(paths, locations, method=method, variables=variables, workers=workers,
@@ -246,10 +259,16 @@ def extract_run(
     elif len(frame):
         report.partition = write_weather_run(bank, product.id, run, frame)
         report.rows = len(frame)
+    bad = {p for p, _ in report.bad_files}
+    for path, rel in rel_of.items():
+        if rel in in_quarantine and path not in bad:
+            report.restored.append(datalake.restore(rel))
+            log.warning("%s read fine: restored from the quarantine", os.path.basename(rel))
     if quarantine:
         for path, reason in report.bad_files:
             rel = rel_of.get(path)
-            if path in report.corrupt and rel is not None and datalake.exists(rel):
+            if (path in report.corrupt and rel is not None and rel not in in_quarantine
+                    and datalake.exists(rel)):
                 report.quarantined.append(datalake.quarantine(rel, reason))
     report.seconds = time.perf_counter() - started
     return report

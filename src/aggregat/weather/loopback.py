@@ -19,6 +19,13 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that stops reading (an availability probe) resets the connection
+
+
 @contextlib.contextmanager
 def serve_folder(root: str | Path, base_path: str = "/pnt") -> Iterator[str]:
     """Serve ``root`` at ``http://127.0.0.1:PORT{base_path}/``; yields that base URL."""
@@ -31,9 +38,7 @@ def serve_folder(root: str | Path, base_path: str = "/pnt") -> Iterator[str]:
                 return str(root / "__not_found__")
             return super().translate_path(path[len(base):])
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(Handler, directory=str(root)))
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()

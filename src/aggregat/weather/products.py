@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from aggregat import timeutil
 from aggregat.errors import ConfigError
@@ -220,6 +221,21 @@ class Product:
         """ECMWF: the ``.index`` beside a step's file (one JSON line per field with its byte
         offset and length), read to download only the fields we use."""
         return self.url(base_url, run, "", group).removesuffix(".grib2") + ".index"
+    def api_url(self, base_url: str, run: datetime, package: str,
+                group: tuple[int, int]) -> str:
+        """The same file at Météo-France's authenticated API (its DPPaquet services)::
+
+            {base}/DPPaquetAROME/v1/models/AROME/grids/0.025/packages/SP1/productARO
+                ?referencetime=2026-11-28T00:00:00Z&time=00H06H&format=grib2
+
+        (ARPEGE: ``DPPaquetARPEGE/v1/models/ARPEGE/grids/0.1/packages/SP1/productARP``).
+        """
+        model = self.model.upper()
+        grid = f"{self.res[0]}.{self.res[1:]}"  # "0025" -> "0.025", "01" -> "0.1"
+        query = urlencode({"referencetime": run_label(run), "time": self.group_label(group),
+                           "format": "grib2"}, safe=":")
+        return (f"{base_url.rstrip('/')}/DPPaquet{model}/v1/models/{model}/grids/{grid}/"
+                f"packages/{package}/product{model[:3]}?{query}")
 
     def run_prefix(self, run: datetime) -> str:
         """``arome-0025/2026-11-28T00Z``: a run's folder in the datalake."""

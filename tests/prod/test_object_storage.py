@@ -1,0 +1,330 @@
+"""The production shape on real servers: an ``s3://`` root on a real S3 API (moto server), the
+energy DB on PostgreSQL, extraction on a Dask cluster of separate processes; and a ``gs://`` root
+on the GCS emulator. Nothing here has a test-only path in the product: it reaches the stores
+through the standard variables (AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prod_cluster import start_dask_cluster
+
+import aggregat
+from aggregat.bank import Bank
+from aggregat.errors import InputError, LockedError
+from aggregat.ops.lock import RunLock
+from aggregat.storage import Store
+from aggregat.weather.datalake import Datalake
+from aggregat.weather.extract import extract_run
+from child_process import child_env
+
+SITES = ("id,name,lat,lon\nlyon,Lyon,45.71,4.85\nfeyzin,Feyzin,45.67,4.86\n"
+         "jarrie,Jarrie,45.09,5.75\n")
+RUN = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _config(folder: Path, envs: dict[str, dict[str, str]]) -> Path:
+    """An aggregat.toml with one [env.NAME] per entry (string settings only)."""
+    text = "".join(f"[env.{name}]\n" + "".join(f'{k} = "{v}"\n' for k, v in settings.items())
+                   for name, settings in envs.items())
+    path = folder / "aggregat.toml"
+    path.write_text(text)
+    return path
+
+
+def _cli(*args: str, config: Path, cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aggregat.cli.main", *args, "--config",
+                           str(config)], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=env or child_env(COLUMNS="200",
+                                                        AGGREGAT_HOME=str(cwd / "home")))
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    """A Dask scheduler + 2 worker processes started AFTER the S3 server, so that the workers
+    inherit its variables."""
+    address, stop = start_dask_cluster(2)
+    try:
+        yield address
+    finally:
+        stop()
+
+
+# -- the demo on s3 + PostgreSQL + Dask, then health ---------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_demo_then_health_on_s3_postgres_and_dask(tmp_path, s3_bucket, pg_database, cluster):
+    root = f"s3://{s3_bucket}/aggregat"
+    config = _config(tmp_path, {"prod": {"root": root, "energy_db": pg_database,
+                                         "scheduler": cluster}})
+    out = _cli("demo", "--env", "prod", "--days", "2", "--history-days", "30", config=config,
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "UnsupportedOperation" not in out.stderr
+    assert "health: ok" in out.stdout
+    store = Store(root)
+    assert store.exists(".aggregat-demo.json")
+    assert store.listdir("quarantine") == []  # no good file blamed
+    runs = Bank(f"{root}/bank").partitions("weather_forecast", {"model": "arome-0025"})
+    assert len(runs) >= 32  # 30 migrated + the 2 extracted days
+    assert not (tmp_path / "s3:").exists()  # nothing written to a local folder named after the URL
+    health = _cli("health", "--env", "prod", config=config, cwd=tmp_path)
+    assert health.returncode == 0, health.stdout[-3000:] + health.stderr[-3000:]
+
+
+@pytest.mark.postgres
+def test_demo_refuses_an_environment_holding_other_data(tmp_path, s3_bucket, pg_database_factory):
+    """Bank data without the demo's marker, or energy-DB rows without it: exit 2, one line."""
+    root = f"s3://{s3_bucket}/real"
+    Store(f"{root}/bank").write_bytes("load/target=x/month=2026-11/data.parquet", b"PAR1")
+    busy_db = pg_database_factory()
+    aggregat.init_energy_db(aggregat.open_env("db", _config(tmp_path, {"db": {
+        "root": f"s3://{s3_bucket}/empty", "energy_db": busy_db}})))
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(busy_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO load_measurements VALUES ('x', now(), 1.0, now())"))
+    engine.dispose()
+    config = _config(tmp_path, {
+        "prod": {"root": root, "energy_db": pg_database_factory()},
+        "db": {"root": f"s3://{s3_bucket}/empty", "energy_db": busy_db}})
+    for env, what in (("prod", f"bank {root}/bank"), ("db", "rows in table load_measurements")):
+        out = _cli("demo", "--env", env, "--days", "1", "--history-days", "30", config=config,
+                   cwd=tmp_path)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert what in out.stderr and "--force" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not Store(root).exists(".aggregat-demo.json")
+    # forced, the root is marked as the demo's (the run itself is the test above)
+    from aggregat.demo.run import check_demo_target
+
+    prod = aggregat.open_env("prod", config)
+    with pytest.raises(InputError):
+        check_demo_target(prod)
+    check_demo_target(prod, force=True)
+    check_demo_target(prod)  # marked: no longer refused
+
+
+# -- the same day on s3 (through Dask) and on the embedded local defaults ------------------------
+@pytest.mark.slow
+def test_daily_chain_on_s3_gives_the_rows_of_the_embedded_run(tmp_path, s3_bucket, cluster):
+    from aggregat.demo.run import run_demo
+
+    local_root = tmp_path / "local"
+    s3_root = f"s3://{s3_bucket}/aggregat"
+    config = _config(tmp_path, {
+        "local": {"root": str(local_root), "energy_db": f"sqlite:///{tmp_path}/local.sqlite"},
+        "prod": {"root": s3_root, "energy_db": f"sqlite:///{tmp_path}/prod.sqlite",
+                 "scheduler": cluster}})
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    os.environ["AGGREGAT_HOME"] = str(tmp_path / "home")
+    try:
+        for name in ("local", "prod"):
+            run_demo(aggregat.open_env(name, config), days=2, history_days=30, now=now,
+                     log=lambda _: None)
+    finally:
+        os.environ.pop("AGGREGAT_HOME")
+    for dataset, order, skip in (
+            ("weather_forecast", ["model", "run_time", "site_id", "valid_time"], ()),
+            ("forecast", ["target_id", "issue_time", "valid_time"],
+             ("created_at", "model_version", "run_id"))):
+        frames = []
+        for root in (str(local_root), s3_root):
+            frame = Bank(f"{root}/bank").read(dataset)
+            frame = frame.drop(columns=[c for c in skip if c in frame.columns])
+            frames.append(frame.sort_values([c for c in order if c in frame.columns])
+                          .reset_index(drop=True))
+        assert len(frames[0]) > 0
+        pd.testing.assert_frame_equal(frames[0], frames[1], check_like=True)
+
+
+# -- quarantine: only a file proven bad; a good one comes back -----------------------------------
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """One simulated AROME SP1 run (cropped around the sites), as Météo-France serves it."""
+    from aggregat.weather.products import get_product
+    from aggregat.weather.simulate import crop_for_points, simulate_run
+
+    root = tmp_path_factory.mktemp("archive")
+    product = get_product("arome-0025")
+    grid = crop_for_points(product, [45.71, 45.67, 45.09], [4.85, 4.86, 5.75], margin_deg=0.2)
+    simulate_run(product, RUN, root, grid=grid, packages=["SP1"], seed=5)
+    return root
+
+
+def _fetched_env(tmp_path: Path, root: str, archive: Path):
+    from aggregat.weather.loopback import serve_folder
+
+    (tmp_path / "sites.csv").write_text(SITES)
+    env = aggregat.open_env("prod", _config(tmp_path, {"prod": {
+        "root": root, "energy_db": f"sqlite:///{tmp_path}/e.sqlite",
+        "sites": str(tmp_path / "sites.csv")}}))
+    with serve_folder(archive) as base_url:
+        aggregat.fetch(env, "arome-0025", RUN, ["SP1"], base_url=base_url).raise_for_partial()
+    return env
+
+
+def _extract(env):
+    from aggregat.weather.sites import load_locations
+
+    return extract_run("arome-0025", RUN, datalake=Datalake(env.datalake, env.quarantine),
+                       bank=Bank(env.bank), locations=load_locations(env.sites),
+                       packages=["SP1"], workers=1)
+
+
+class _ShortRead(io.BytesIO):
+    """What a cut connection gives: the first bytes of the object, then EOF."""
+
+
+@pytest.mark.parametrize("failure", ["denied", "short read"])
+def test_a_store_failure_never_quarantines(tmp_path, s3_bucket, archive, monkeypatch, failure):
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/q", archive)
+    import fsspec
+
+    real_open = fsspec.open
+
+    def failing_open(url, mode="rb", **kw):
+        if ".grib2" not in url:
+            return real_open(url, mode, **kw)
+        if failure == "denied":
+            raise PermissionError(f"Access Denied reading {url}")
+        with real_open(url, "rb") as fh:
+            return _ShortRead(fh.read()[:1000])
+
+    monkeypatch.setattr(fsspec, "open", failing_open)
+    report = _extract(env)
+    assert report.bad_files and report.partial
+    assert report.quarantined == [] and report.corrupt == set()
+    assert all("left in place" in message for _, message in report.bad_files)
+    assert Store(env.quarantine).listdir("") == []
+    assert len(Datalake(env.datalake).run_files("arome-0025", RUN)) == len(report.bad_files)
+
+
+def test_quarantine_proven_bad_only_and_restore_good_files(tmp_path, s3_bucket, archive):
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/r", archive)
+    lake = Datalake(env.datalake, env.quarantine)
+    files = lake.run_files("arome-0025", RUN)
+    good, bad = files[0], files[1]
+    clean = _extract(env)
+    assert not clean.partial and clean.rows > 0
+    stored = Bank(env.bank).read("weather_forecast")
+    # a good file wrongly quarantined (as by the fileno bug) and a file whose bytes changed
+    lake.quarantine(good, "UnsupportedOperation: fileno")
+    data = bytearray(lake.store.read_bytes(bad))
+    data[len(data) // 2] ^= 0xFF
+    lake.store.write_bytes(bad, bytes(data))
+    first = _extract(env)
+    assert [u.rsplit("/", 1)[-1] for u in first.restored] == [good.rsplit("/", 1)[-1]]
+    assert lake.exists(good) and not lake.quarantine_store.exists(good)
+    assert not lake.quarantine_store.exists(f"{good}.reason")
+    assert [u.rsplit("/", 1)[-1] for u in first.quarantined] == [bad.rsplit("/", 1)[-1]]
+    assert "does not match the manifest" in lake.quarantine_store.read_bytes(
+        f"{bad}.reason").decode()
+    second = _extract(env)  # the corrupt one is tried again and stays where it is
+    assert second.restored == [] and second.quarantined == [] and second.partial
+    assert lake.quarantine_store.exists(bad) and not lake.exists(bad)
+    # the corrupt file's cells keep the values the clean extraction stored
+    pd.testing.assert_frame_equal(Bank(env.bank).read("weather_forecast"), stored)
+
+
+# -- the run lock on s3, two processes claiming two hosts ----------------------------------------
+HOLDER = """
+import socket, sys, time
+socket.gethostname = lambda: "host-a"
+from aggregat.ops.lock import RunLock
+RunLock(sys.argv[1], "prod", command="run daily", ttl_s=float(sys.argv[2]),
+        heartbeat_s=0.5).acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+CLI_AS_HOST_B = """
+import socket, sys
+socket.gethostname = lambda: "host-b"
+from aggregat.cli.main import main
+sys.argv = ["aggregat", *sys.argv[1:]]
+main()
+"""
+
+
+def test_run_lock_across_hosts_on_s3(tmp_path, s3_bucket):
+    root = f"s3://{s3_bucket}/lock"
+    config = _config(tmp_path, {"prod": {"root": root,
+                                         "energy_db": f"sqlite:///{tmp_path}/e.sqlite"}})
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, root, "3"], stdout=subprocess.PIPE,
+                              text=True, env=child_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = subprocess.run([sys.executable, "-c", CLI_AS_HOST_B, "run", "daily", "--env",
+                              "prod", "--config", str(config)], capture_output=True, text=True,
+                             timeout=120, env=child_env(COLUMNS="200"), cwd=tmp_path)
+        assert out.returncode == 75, out.stdout + out.stderr
+        assert "on host-a" in out.stderr and "Traceback" not in out.stderr
+        time.sleep(4)  # past the ttl: the holder's heartbeat keeps it alive
+        with pytest.raises(LockedError):
+            RunLock(root, "prod").acquire()
+        os.kill(holder.pid, signal.SIGKILL)  # dies holding it: no release, no more heartbeat
+        holder.wait(timeout=10)
+        assert RunLock(root, "prod").holder()["host"] == "host-a"
+        time.sleep(3.5)  # the ttl runs out
+        with RunLock(root, "prod") as mine:
+            assert mine.holder()["host"] == socket.gethostname()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+# -- GCS: the emulator ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gcs_bucket(monkeypatch_module):
+    """A bucket on gcp-storage-emulator on loopback, reached through STORAGE_EMULATOR_HOST."""
+    server_mod = pytest.importorskip("gcp_storage_emulator.server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = "g-" + uuid.uuid4().hex[:10]
+    server = server_mod.create_server("127.0.0.1", port, in_memory=True, default_bucket=name)
+    server.start()
+    monkeypatch_module.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    # gcsfs asks the gRPC Storage Control API for the bucket type; the emulator has no gRPC.
+    monkeypatch_module.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    try:
+        yield name
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_gcs_bank_and_datalake_fetch_extract(tmp_path, gcs_bucket, archive):
+    pytest.importorskip("gcsfs")
+    root = f"gs://{gcs_bucket}/aggregat"
+    bank = Bank(f"{root}/bank")
+    frame = pd.DataFrame({"target_id": "t", "time": pd.date_range("2026-11-01", periods=3,
+                                                                  freq="h", tz="UTC"),
+                          "load_mw": [1.0, 2.0, 3.0],
+                          "updated_at": pd.Timestamp("2026-11-02", tz="UTC")})
+    bank.write_partition("load", {"target": "t", "month": "2026-11"}, frame)
+    back = bank.read("load")
+    assert back["load_mw"].tolist() == [1.0, 2.0, 3.0]
+    env = _fetched_env(tmp_path, root, archive)
+    report = _extract(env)
+    assert not report.partial and report.rows > 0 and report.quarantined == []
+    assert len(Bank(env.bank).read("weather_forecast")) == report.rows
