@@ -372,7 +372,7 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
     from aggregat.weather.datalake import Datalake
     from aggregat.weather.fetch import fetch_run
     from aggregat.weather.products import get_product, parse_run
-    from aggregat.weather.sources import configured_sources, open_data
+    from aggregat.weather.sources import configured_sources, source_at
 
     e = _env(env)
     w = e.weather
@@ -381,7 +381,8 @@ def fetch(env: Environment, model: str, run: TimeLike | None = None,
     if base_url and sources:
         raise ConfigError("give either base_url or sources, not both", param=("base_url",
                                                                               "sources"))
-    chain = [open_data(base_url)] if base_url else configured_sources(e, list(sources or []))
+    chain = ([source_at(base_url, product)] if base_url
+             else configured_sources(e, list(sources or []), product))
     n_workers = workers or w.download_workers
     if run is None:
         found = latest_complete_run(product, chain, pkgs, min_run_age_h=w.min_run_age_h,
@@ -413,7 +414,7 @@ def availability(env: Environment, model: str, since: date | str | None = None,
     from aggregat.weather.availability import LOOKBACK_H, MAX_SINCE_DAYS
     from aggregat.weather.availability import availability as probe
     from aggregat.weather.products import get_product
-    from aggregat.weather.sources import configured_sources, open_data
+    from aggregat.weather.sources import configured_sources, source_at
 
     e = _env(env)
     product = get_product(model)
@@ -431,7 +432,7 @@ def availability(env: Environment, model: str, since: date | str | None = None,
             raise InputError(f"since {day} is more than {MAX_SINCE_DAYS} days ago: the open "
                              "data keeps a few days of runs; give a later day", param="since")
     pkgs = list(packages or e.weather.packages.get(product.id) or product.default_packages)
-    chain = [open_data(base_url)] if base_url else configured_sources(e)
+    chain = [source_at(base_url, product)] if base_url else configured_sources(e, None, product)
     return probe(product, chain, pkgs, start, when, workers=e.weather.download_workers)
 
 

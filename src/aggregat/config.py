@@ -86,10 +86,12 @@ class SourceSettings(_Section):
 
     ``open-data``: the public bucket layout over HTTP; ``mirror``: the same layout at any fsspec
     URL or folder (copied with fsspec, no HTTP); ``meteofrance-api``: Météo-France's
-    authenticated API, with ``api_key`` or OAuth2 ``client_id``/``client_secret``.
+    authenticated API, with ``api_key`` or OAuth2 ``client_id``/``client_secret``;
+    ``ecmwf-open-data``: ECMWF's open data (or a mirror of its layout, e.g. its AWS bucket),
+    for the ``ifs-025`` product.
     """
 
-    kind: Literal["open-data", "mirror", "meteofrance-api"]
+    kind: Literal["open-data", "mirror", "meteofrance-api", "ecmwf-open-data"]
     base_url: str
     api_key: str | None = None
     client_id: str | None = None

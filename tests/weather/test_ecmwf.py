@@ -1,11 +1,12 @@
-"""ECMWF open data (IFS 0.25°): catalogue, index-driven selection, and extraction of its encodings."""
+"""ECMWF open data (IFS 0.25°): catalogue, index-driven download, extraction of its encodings."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import aggregat
@@ -86,3 +87,110 @@ def test_ecmwf_files_extract_in_bank_units(tmp_path):
     assert row.tcc_pct == pytest.approx(_nearest(files[2], "tcc", 48.85, 2.35) * 100.0, abs=1e-3)
     # the decoy field is in the files (the download must skip it), not in the catalogue
     assert f"{ECMWF_DECOY}_surface0_k" in frame.columns
+
+
+# -- fetch: the index, then only our fields by byte range -------------------------------------
+@pytest.fixture(scope="module")
+def ecmwf_archive(tmp_path_factory):
+    """A whole simulated IFS run (31 steps, a small grid) with its .index files."""
+    root = tmp_path_factory.mktemp("ecmwf")
+    grid = IFS.grid.crop(50, 47, 1, 4)
+    files = simulate_run(IFS, RUN, root, packages=["SFC"], grid=grid)
+    return root, files
+
+
+def test_fetch_downloads_only_our_fields_by_byte_range(ecmwf_archive, tmp_path):
+    import eccodes
+    from archive_server import ArchiveServer
+
+    from aggregat.bank import Bank, read_weather
+    from aggregat.weather.datalake import Datalake
+    from aggregat.weather.extract import extract_run
+    from aggregat.weather.fetch import fetch_run
+    from aggregat.weather.sites import Locations
+
+    root, files = ecmwf_archive
+    lake = Datalake(str(tmp_path / "lake"))
+    with ArchiveServer(root, "/forecasts") as server:
+        report = fetch_run(IFS, RUN, lake, base_url=server.base_url, progress=False, workers=4)
+        requests = list(server.requests)
+    assert report.complete and report.downloaded == len(IFS.steps) == 31
+    gets = [r for r in requests if r.method == "GET"]
+    assert sum(r.path.endswith(".index") for r in gets) == 31
+    grib_gets = [r for r in gets if r.path.endswith(".grib2")]
+    assert grib_gets and all(r.range for r in grib_gets)  # never a whole step file
+    names = []
+    with open(lake.local_path(IFS.datalake_rel(RUN, "SFC", (24, 24))), "rb") as fh:
+        while (h := eccodes.codes_grib_new_from_file(fh)) is not None:
+            names.append(eccodes.codes_get(h, "shortName"))
+            eccodes.codes_release(h)
+    assert ECMWF_DECOY not in names and {"2t", "2d", "tp", "tcc"} <= set(names)
+    assert sum(f.stat().st_size for f in lake.local_path().rglob("*.grib2")) < \
+        sum(f.stat().st_size for f in files)
+
+    bank = Bank(str(tmp_path / "bank"))
+    locations = Locations.points(["paris"], [48.85], [2.35])
+    extract_run(IFS, RUN, datalake=lake, bank=bank, locations=locations, workers=1)
+    frame = read_weather(bank, RUN, RUN + timedelta(hours=90), models=[IFS.id])
+    row = frame[frame.valid_time == pd.Timestamp(RUN + timedelta(hours=24))].iloc[0]
+    step24 = next(f for f in files if "-24h-" in f.name)
+    assert row.t2m_c == pytest.approx(_nearest(step24, "2t", 48.85, 2.35) - 273.15, abs=1e-3)
+    assert 0 < row.rh2m_pct <= 100 and 0 <= row.tcc_pct <= 100
+
+
+def test_a_missing_step_and_a_server_ignoring_range(ecmwf_archive, tmp_path):
+    from archive_server import ArchiveServer, Failure
+
+    from aggregat.weather.datalake import Datalake
+    from aggregat.weather.fetch import fetch_run
+
+    root, _ = ecmwf_archive
+    rel = IFS.archive_rel(RUN, "SFC", (6, 6))
+    with ArchiveServer(root, "/forecasts") as server:
+        server.fail(rel.removesuffix(".grib2") + ".index", Failure(status=404))
+        server.fail(IFS.archive_rel(RUN, "SFC", (9, 9)), Failure(ignore_range=True))
+        report = fetch_run(IFS, RUN, Datalake(str(tmp_path / "lake")), base_url=server.base_url,
+                           progress=False, workers=4, retries=1, backoff_s=0.01)
+    by_group = {f.group: f for f in report.files}
+    assert by_group["006H"].status == "missing"
+    assert by_group["009H"].status == "failed" and "byte-range" in by_group["009H"].error
+    assert report.downloaded == 29
+
+
+def test_sources_of_an_ecmwf_product(tmp_path):
+    from aggregat.config import load_environment
+    from aggregat.weather.sources import EcmwfSource, configured_sources
+
+    cfg = tmp_path / "aggregat.toml"
+    cfg.write_text('[env.t]\nroot = "x"\n[env.t.weather]\nsources = ["open-data", "aws"]\n'
+                   '[env.t.weather.source.open-data]\nkind = "open-data"\n'
+                   'base_url = "https://example.org/pnt"\n'
+                   '[env.t.weather.source.aws]\nkind = "ecmwf-open-data"\n'
+                   'base_url = "https://ecmwf-forecasts.s3.eu-central-1.amazonaws.com"\n')
+    env = load_environment("t", cfg)
+    mf = configured_sources(env, None, get_product("arome-0025"))
+    ifs = configured_sources(env, None, IFS)
+    assert [s.name for s in mf] == ["open-data"]
+    assert [s.name for s in ifs] == ["aws"] and isinstance(ifs[0], EcmwfSource)
+    bare = load_environment("t", _write(tmp_path, '[env.t]\nroot = "x"\n'))
+    assert configured_sources(bare, None, IFS)[0].base_url == "https://data.ecmwf.int/forecasts"
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "bare.toml"
+    path.write_text(text)
+    return path
+
+
+def test_ifs_follows_arome_and_arpege_in_a_target_preference():
+    from aggregat.forecast.targets import combine_models
+
+    valid = pd.Timestamp("2026-11-29T12:00Z")
+    rows = pd.DataFrame({
+        "model": ["arpege-01", "ifs-025", "ifs-025"],
+        "run_time": pd.to_datetime(["2026-11-28T00Z", "2026-11-28T00Z", "2026-11-28T00Z"]),
+        "available_at": pd.to_datetime(["2026-11-28T04Z", "2026-11-28T08Z", "2026-11-28T08Z"]),
+        "valid_time": [valid, valid, valid + pd.Timedelta(hours=1)],
+        "t2m_c": [5.0, 6.0, 7.0]})
+    out = combine_models(rows, ["arome-0025", "arpege-01", "ifs-025"])
+    assert list(out.sort_values("valid_time")["model"]) == ["arpege-01", "ifs-025"]

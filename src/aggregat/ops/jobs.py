@@ -112,7 +112,8 @@ class _Job:
         fetched = {"report": None}
 
         def fetch(step) -> None:
-            report = fetch_run(product, run, self.datalake, sources=configured_sources(self.env),
+            report = fetch_run(product, run, self.datalake,
+                               sources=configured_sources(self.env, None, product),
                                packages=packages, workers=w.download_workers, retries=w.retries,
                                timeout_s=w.timeout_s, progress=False, backoff_s=w.retry_backoff_s,
                                backoff_max_s=w.retry_backoff_max_s)
@@ -162,7 +163,7 @@ class _Job:
             return len(self.datalake.run_files(product, run, packages)) == len(files)
 
         def choose(step) -> None:
-            sources = configured_sources(self.env)
+            sources = configured_sources(self.env, None, product)
             found = newest_complete_run(product, sources, packages, wanted,
                                         wanted - timedelta(hours=LOOKBACK_H), have=have,
                                         workers=self.env.weather.download_workers)
@@ -292,9 +293,9 @@ def runs_complete(env: Environment, runs: list[tuple[str, datetime]]) -> bool:
     from aggregat.weather.sources import configured_sources
 
     datalake = Datalake(env.datalake, quarantine=env.quarantine)
-    sources = configured_sources(env)
     for model, run in runs:
         product = get_product(model)
+        sources = configured_sources(env, None, product)
         packages = run_packages(env, product)
         expected = datalake.expected_files(product, run, packages)
         if len(datalake.run_files(product, run, packages)) == len(expected):

@@ -51,7 +51,7 @@ from aggregat.errors import FetchError, GribError, PartialRunError
 from aggregat.weather.datalake import HASH, Datalake, check_grib_framing, file_digest
 from aggregat.weather.mfapi import AuthRefused, TokenUnavailable
 from aggregat.weather.products import Product, get_product, run_label
-from aggregat.weather.sources import MirrorSource, Source, open_data
+from aggregat.weather.sources import EcmwfSource, MirrorSource, Source, source_at
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +364,8 @@ class _Fetcher:
             try:
                 if isinstance(source, MirrorSource):
                     total = self._copy(source, result, part)
+                elif isinstance(source, EcmwfSource):
+                    total = self._download_fields(source, result, part)
                 else:
                     total = self._download(source, result.url, part)
                 self._verify(part, total, result.name)
@@ -489,6 +491,61 @@ class _Fetcher:
                 resp.close()  # unread or broken body: this connection cannot be reused as is
             resp.release_conn()  # back to the pool (a closed one reconnects on next use)
 
+    def _download_fields(self, source: EcmwfSource, result: FileResult, part: Path) -> int:
+        """ECMWF: read the step's ``.index``, then fetch only the catalogue's fields by byte
+        range into ``part`` (a few MB instead of the whole step file); return their size."""
+        from aggregat.weather import ecmwf
+
+        group = self.product.group_of(result.group)
+        index_url = self.product.index_url(source.base_url, self.run, group)
+        text = self._get(source, index_url).decode("utf-8", errors="replace")
+        entries = ecmwf.parse_index(text, index_url.rsplit("/", 1)[-1])
+        wanted = ecmwf.wanted_entries(self.product, entries, [result.package])
+        if not wanted:
+            raise _Missing("none of our fields in its index")
+        absent = ecmwf.missing_fields(self.product, entries, [result.package])
+        if absent:
+            log.warning("%s: %s not in its index; the other fields are used", result.name,
+                        ", ".join(absent))
+        total = 0
+        with open(part, "wb") as fh:  # small: restarted whole after a failure, never resumed
+            for first, last in ecmwf.byte_ranges(wanted):
+                body = self._get(source, result.url, (first, last))
+                if len(body) != last - first + 1:
+                    raise _Retryable(f"bytes {first}-{last}: {len(body)} received")
+                fh.write(body)
+                total += len(body)
+        return total
+
+    def _get(self, source: Source, url: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        """One small GET (an index, or one byte range that must come back as asked)."""
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        source.limiter.acquire()
+        try:
+            resp = self.http.request("GET", url, headers=headers, timeout=self.timeout,
+                                     retries=False, redirect=True)
+        except _CONNECT_ERRORS as exc:
+            self._connect_failed(source, exc)
+            raise _Retryable(f"connection failed ({_brief(exc)})", connect=True) from None
+        except _NETWORK_ERRORS as exc:
+            raise _Retryable(f"connection failed ({_brief(exc)})") from None
+        with self._lock:
+            self.reached.add(source.name)
+        if resp.status in _MISSING_STATUS or resp.status == 403:
+            raise _Missing(f"not on the server (HTTP {resp.status})")
+        if resp.status in _RETRY_STATUS:
+            if resp.status == 429:  # the source's rate limit: every thread waits
+                source.limiter.pause(_retry_after(resp) or self.policy.backoff_s)
+            raise _Retryable(f"HTTP {resp.status}", _retry_after(resp),
+                             server=resp.status in _SERVER_ERRORS)
+        if byte_range is not None and resp.status != 206:
+            # A server ignoring Range would send the whole step file (hundreds of MB).
+            raise _Fatal(f"HTTP {resp.status} to a byte-range request; this server cannot serve "
+                         "single fields")
+        if resp.status not in (200, 206):
+            raise _Fatal(f"HTTP {resp.status} {resp.reason or ''}".strip())
+        return resp.data
+
     def _copy(self, source: MirrorSource, result: FileResult, part: Path) -> int:
         """Copy the file from a mirror into ``part`` (resuming it); return its size."""
         path = source.path(self.product, self.run, result.package,
@@ -545,10 +602,11 @@ def _resolve(product: str | Product, run: datetime,
     return product, run, list(dict.fromkeys(pkgs))
 
 
-def _sources(sources: Sequence[Source] | None, base_url: str | None) -> list[Source]:
+def _sources(sources: Sequence[Source] | None, base_url: str | None,
+             product: Product) -> list[Source]:
     if (sources is None) == (base_url is None):
         raise ValueError("give either sources or base_url")
-    return list(sources) if sources is not None else [open_data(base_url or "")]
+    return list(sources) if sources is not None else [source_at(base_url or "", product)]
 
 
 def fetch_run(
@@ -570,7 +628,7 @@ def fetch_run(
     credentials): one error, not every file "failed".
     """
     product, run, pkgs = _resolve(product, run, packages)
-    chain = _sources(sources, base_url)
+    chain = _sources(sources, base_url, product)
     started = time.monotonic()
     report = FetchReport(product.id, run, chain[0].address, datalake.url,
                          sources=[s.name for s in chain])

@@ -23,7 +23,8 @@ MISSING = 1.0e30
 
 # GRIB1 / any-centre identification by ecCodes paramId (also when a GRIB2 key tuple is unknown).
 _PARAM_IDS: dict[int, str] = {
-    167: "t2m", 168: "d2m", 157: "rh2m", 260242: "rh2m", 165: "u10", 166: "v10", 10: "ws10", 207: "ws10",
+    167: "t2m", 168: "d2m", 157: "rh2m", 260242: "rh2m", 165: "u10", 166: "v10", 10: "ws10",
+    207: "ws10",
     49: "gust10", 228029: "gust10", 151: "msl", 169: "ssrd", 228: "tp", 228228: "tp",
     164: "tcc", 228164: "tcc", 186: "lcc", 3073: "lcc", 187: "mcc", 3074: "mcc", 188: "hcc",
     3075: "hcc",

@@ -132,8 +132,8 @@ DERIVED_COLUMNS = {"wind_speed_10m_ms": ("u10", "v10"), "wind_dir_10m_deg": ("u1
                    "rh2m_pct": ("t2m", "d2m")}
 
 # What `weather extract` keeps by default (the rest of a package is skipped without decoding).
-DEFAULT_VARIABLES = ("t2m", "rh2m", "d2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc", "mcc",
-                     "hcc", "tcc")
+DEFAULT_VARIABLES = ("t2m", "rh2m", "d2m", "u10", "v10", "gust10", "msl", "ssrd", "tp", "lcc",
+                     "mcc", "hcc", "tcc")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from aggregat.errors import ConfigError, InputError
+from aggregat.weather.humidity import dew_point
 from aggregat.weather.products import (
     PARAMETERS,
     Grid,
@@ -52,7 +53,6 @@ from aggregat.weather.products import (
     as_utc,
     get_product,
 )
-from aggregat.weather.humidity import dew_point
 from aggregat.weather.simfields import SyntheticWeather
 
 PACKINGS = ("grid_ccsds", "grid_simple")

@@ -29,7 +29,7 @@ from aggregat.weather.mfapi import (
     RateLimiter,
     TokenUnavailable,
 )
-from aggregat.weather.products import Product
+from aggregat.weather.products import DEFAULT_ECMWF_URL, Product
 
 if TYPE_CHECKING:
     from aggregat.config import Environment, WeatherSettings
@@ -50,6 +50,7 @@ class Source:
 
     kind: ClassVar[str] = ""
     is_http: ClassVar[bool] = True
+    provider: ClassVar[str] = "meteofrance"  # whose files it serves (Product.provider)
 
     def __init__(self, name: str, base_url: str, *, setting: str = "",
                  requests_per_minute: float | None = None) -> None:
@@ -270,6 +271,19 @@ class MirrorSource(Source):
         return grib_state(head, size, tail)
 
 
+class EcmwfSource(Source):
+    """ECMWF's open data (``{base}/{yyyymmdd}/{HH}z/ifs/0p25/oper/...-{step}h-oper-fc.grib2``):
+    one file per step holding every field; :mod:`aggregat.weather.fetch` reads its ``.index``
+    and downloads only the catalogue's fields, by byte range."""
+
+    kind = "ecmwf-open-data"
+    provider = "ecmwf"
+
+    def location(self, product: Product, run: datetime, package: str,
+                 group: tuple[int, int]) -> str:
+        return product.url(self.base_url, run, package, group)
+
+
 def make_source(name: str, settings: SourceSettings, *, setting: str = "",
                 timeout_s: float = 20.0) -> Source:
     """The source object of one ``[weather.source.NAME]`` table."""
@@ -277,6 +291,8 @@ def make_source(name: str, settings: SourceSettings, *, setting: str = "",
     rpm = settings.requests_per_minute
     if settings.kind == "open-data":
         return OpenDataSource(name, settings.base_url, setting=setting, requests_per_minute=rpm)
+    if settings.kind == "ecmwf-open-data":
+        return EcmwfSource(name, settings.base_url, setting=setting, requests_per_minute=rpm)
     if settings.kind == "mirror":
         return MirrorSource(name, settings.base_url, setting=setting,
                             storage_options=settings.storage_options)
@@ -299,11 +315,21 @@ def open_data(base_url: str = DEFAULT_BASE_URL, name: str = DEFAULT_SOURCE,
     return OpenDataSource(name, base_url, setting=setting)
 
 
+def source_at(base_url: str, product: Product) -> Source:
+    """The one source at ``base_url`` in ``product``'s layout (``--base-url``)."""
+    if product.provider == "ecmwf":
+        return EcmwfSource("ecmwf", base_url)
+    return open_data(base_url)
+
+
 def configured_sources(env_settings: Environment | WeatherSettings,
-                       only: list[str] | None = None) -> list[Source]:
+                       only: list[str] | None = None, product: Product | None = None
+                       ) -> list[Source]:
     """The sources of an environment (or its weather settings), in the order they are tried:
     ``weather.sources``, else the one open-data source at ``weather.base_url``. ``only``:
-    these configured sources, in this order (an unknown name is a ConfigError)."""
+    these configured sources, in this order (an unknown name is a ConfigError). ``product``:
+    only the sources that serve it (an ECMWF product: the ``ecmwf-open-data`` sources, else
+    ECMWF's own address; a Météo-France product: the others)."""
     weather = getattr(env_settings, "weather", env_settings)
     env_name = getattr(env_settings, "name", None)
     table = f"env.{env_name}.weather" if env_name else "weather"
@@ -322,4 +348,8 @@ def configured_sources(env_settings: Environment | WeatherSettings,
                               f"configured: {', '.join(by_name)} ([{table}] sources)",
                               param="sources")
         sources = [by_name[n] for n in only]
+    if product is not None:
+        sources = [s for s in sources if s.provider == product.provider]
+        if not sources and product.provider == "ecmwf":
+            sources = [EcmwfSource("ecmwf", DEFAULT_ECMWF_URL, setting=table)]
     return sources
