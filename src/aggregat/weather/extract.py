@@ -96,13 +96,15 @@ def _fail(report: ExtractReport, path: str, exc: BaseException) -> None:
 
 def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wanted, workers: int,
                grid_name: str | None, report: ExtractReport,
-               expect: dict[str, tuple[int, str, str]] | None = None) -> list[Task]:
+               expect: dict[str, tuple[int, str, str]] | None = None,
+               padded: bool = False) -> list[Task]:
     """Check framing and split files into chunks of messages; bad files go to the report.
 
     ``expect``: (size, hash algorithm, digest) per path; a file's first chunk verifies it before
     decoding (no task of its own: dispatching one per file cost more than the hash), a remote
     file is verified by its only task.
-    ``grid_name`` None: each file's own grid is named in messages.
+    ``grid_name`` None: each file's own grid is named in messages. ``padded``: bytes between
+    messages are skipped (files users bring), else they make the file corrupt (the datalake's).
     """
     expect = expect or {}
     offsets: dict[str, list[int]] = {}
@@ -111,7 +113,7 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
             offsets[path] = []
             continue
         try:
-            offsets[path] = message_offsets(path)
+            offsets[path] = message_offsets(path, padded=padded)
         except GribError as exc:
             _fail(report, path, exc)
     total = sum(len(v) for v in offsets.values())
@@ -256,14 +258,15 @@ def extract_run(
 
 
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
-             grid_name, report: ExtractReport, progress, expect=None) -> list[TaskResult]:
+             grid_name, report: ExtractReport, progress, expect=None,
+             padded: bool = False) -> list[TaskResult]:
     if len(locations) == 0:
         raise InputError("nothing to extract (no site or area list): set `sites` in "
                          "aggregat.toml or pass sites", param="sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,
-                       grid_name=grid_name, report=report, expect=expect)
+                       grid_name=grid_name, report=report, expect=expect, padded=padded)
     if tasks and scheduler is None:
         warm_up(tasks[0].path)
     tick = progress(len(tasks)) if progress else None
@@ -304,7 +307,7 @@ def extract_files(
         raise InputError(f"GRIB file {missing[0]} does not exist")
     results = _extract(list(paths), locations, method=method, variables=variables,
                        workers=workers, scheduler=scheduler, grid_name=None,
-                       report=report, progress=progress)
+                       report=report, progress=progress, padded=True)
     decoded = {r.path for r in results if r.fields}
     for r in results:
         if r.skipped_grids and r.path not in decoded:
