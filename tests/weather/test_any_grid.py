@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from aggregat import api
-from aggregat.errors import CorruptFileError, InputError
+from aggregat.errors import ConfigError, CorruptFileError
 from aggregat.weather.datalake import message_offsets
 from child_process import child_env
 
@@ -57,7 +57,8 @@ def _brute_nearest(lats, lons, site_lat: float, site_lon: float) -> int:
 
 def _sites(tmp_path: Path, lats, lons) -> Path:
     path = tmp_path / "sites.csv"
-    rows = [f"s{k},s{k},{la:.6f},{lo:.6f}" for k, (la, lo) in enumerate(zip(lats, lons))]
+    rows = [f"s{k},s{k},{la:.6f},{lo:.6f}"
+            for k, (la, lo) in enumerate(zip(lats, lons, strict=True))]
     path.write_text("id,name,lat,lon\n" + "\n".join(rows) + "\n")
     return path
 
@@ -93,7 +94,7 @@ def test_other_grids_give_eccodes_nearest_point(tmp_path, name):
     frame = api.extract_files([DATA / name], _sites(tmp_path, site_lats, site_lons), workers=1)
     (column,) = _value_columns(frame)
     got = frame.set_index("location")[column]
-    for k, (la, lo) in enumerate(zip(site_lats, site_lons)):
+    for k, (la, lo) in enumerate(zip(site_lats, site_lons, strict=True)):
         expected = values[_brute_nearest(lats, lons, la, lo)]
         assert got[f"s{k}"] == pytest.approx(expected, rel=1e-6, abs=1e-3), (name, k)
 
@@ -107,16 +108,19 @@ def test_nearest_matches_codes_grib_find_nearest(tmp_path, name):
     got = frame.set_index("location")[column]
     h = eccodes.codes_new_from_message(_messages(DATA / name)[0])
     try:
-        for k, (la, lo) in enumerate(zip(site_lats, site_lons)):
+        for k, (la, lo) in enumerate(zip(site_lats, site_lons, strict=True)):
             (near,) = eccodes.codes_grib_find_nearest(h, float(la), float(lo))
-            assert got[f"s{k}"] == pytest.approx(near["value"], rel=1e-6, abs=1e-3), (name, k)
+            # Its index, not its "value": on these second-order packed files the value ecCodes
+            # 2.50 returns differs from its own decoded field at that index.
+            expected = eccodes.codes_get_values(h)[near["index"]]
+            assert got[f"s{k}"] == pytest.approx(expected, rel=1e-6, abs=1e-3), (name, k)
     finally:
         eccodes.codes_release(h)
 
 
 def test_site_outside_a_lambert_domain_is_named(tmp_path):
     sites = _sites(tmp_path, [48.85], [2.35])  # Paris: 700 km south of this northern domain
-    with pytest.raises(InputError, match=r"'s0'.*outside.*epygram_lambert_HN.grb2"):
+    with pytest.raises(ConfigError, match=r"'s0'.*outside.*epygram_lambert_HN.grb2"):
         api.extract_files([DATA / "epygram_lambert_HN.grb2"], sites, workers=1)
 
 
@@ -165,16 +169,16 @@ def test_rotated_grid_nearest_and_bilinear(tmp_path):
     # Our rotation of ecCodes' geographic coordinates gives back the regular rotated grid.
     rlat, rlon = to_rotated(lats, lons, south_pole=(-30.0, 15.0), angle=0.0)
     jj, ii = np.divmod(np.arange(lats.size), 40)
-    np.testing.assert_allclose(rlat, -12.0 + 0.25 * jj, atol=1e-6)
-    np.testing.assert_allclose(rlon, -16.0 + 0.25 * ii, atol=1e-6)
+    np.testing.assert_allclose(rlat, -12.0 + 0.25 * jj, atol=1e-5)  # ecCodes rounds to 1e-6
+    np.testing.assert_allclose(rlon, -16.0 + 0.25 * ii, atol=1e-5)
     site_lats, site_lons = _interior_sites(lats, lons, n=8)
     sites = _sites(tmp_path, site_lats, site_lons)
     near = api.extract_files([path], sites, workers=1).set_index("location")["t2m_c"]
-    for k, (la, lo) in enumerate(zip(site_lats, site_lons)):
+    for k, (la, lo) in enumerate(zip(site_lats, site_lons, strict=True)):
         assert near[f"s{k}"] == pytest.approx(values[_brute_nearest(lats, lons, la, lo)] - 273.15,
                                               abs=1e-3)
     # Bilinear: exact at grid points, inside the four surrounding values elsewhere.
-    on_grid = [33, 250, 777]
+    on_grid = [85, 250, 777]  # inner points (ecCodes' coordinates are rounded to 1e-6)
     both_lats = np.concatenate([lats[on_grid], site_lats])
     both_lons = np.concatenate([lons[on_grid], site_lons])
     bil = api.extract_files([path], _sites(tmp_path, both_lats, both_lons), "bilinear",

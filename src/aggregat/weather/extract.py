@@ -276,8 +276,8 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
         report.decoded += len(r.fields)
         report.missing_values += r.missing_at_locations
         for skipped in r.skipped_grids:
-            report.issues.append(f"{os.path.basename(r.path)}: {skipped} skipped, "
-                                 "only regular lat/lon grids are supported")
+            report.issues.append(f"{os.path.basename(r.path)}: {skipped} skipped, ecCodes "
+                                 "gives no coordinates for its grid points")
     if report.missing_values:
         log.warning("%d extracted values are missing (outside the model domain, bitmap): "
                     "left as NaN", report.missing_values)
@@ -294,11 +294,14 @@ def extract_files(
     scheduler: str | None = None,
     progress=None,
 ) -> tuple[pd.DataFrame, ExtractReport]:
-    """Extract any regular lat/lon GRIB1/GRIB2 files (any centre); one frame over all their runs.
+    """Extract GRIB1/GRIB2 files of any centre on any grid ecCodes gives coordinates for (regular,
+    rotated, Lambert, Mercator, polar stereographic, Gaussian...); one frame over all their runs,
+    with a ``member`` column when messages are ensemble members.
 
-    A file whose messages are all on another grid (Lambert, Gaussian...) and an input that gives
-    no value at all are InputErrors (nothing to write); some bad files among good ones make the
-    report partial.
+    Bytes between messages (MARS padding) are skipped; a truncated message is not. A file whose
+    messages all lack grid coordinates (spectral, unstructured) and an input that gives no value
+    at all are InputErrors (nothing to write); some bad files among good ones make the report
+    partial.
     """
     report = ExtractReport("file", None, files=len(paths))
     started = time.perf_counter()
@@ -311,9 +314,9 @@ def extract_files(
     decoded = {r.path for r in results if r.fields}
     for r in results:
         if r.skipped_grids and r.path not in decoded:
-            raise InputError(f"{r.path}: {r.skipped_grids[0]} is not on a regular lat/lon grid; "
-                             "only regular lat/lon grids are supported today: regrid the file "
-                             "first")
+            raise InputError(f"{r.path}: {r.skipped_grids[0]}: ecCodes gives no coordinates "
+                             "for its grid points, so no site can be placed on it; regrid the "
+                             "file to a lat/lon grid first")
     if not decoded:
         if report.bad_files:
             more = len(report.bad_files) - 1
@@ -322,13 +325,22 @@ def extract_files(
         raise InputError(f"no message of {', '.join(paths)} matches "
                          f"{', '.join(variables) if variables else 'the catalogue'}: nothing "
                          "extracted; check variables", param="variables")
-    by_run: dict[datetime, list[Field]] = {}
+    # Ensemble members are a key, like the run: one assembly each, so they never overwrite
+    # each other (levels already differ by column name).
+    by_run: dict[tuple[datetime, int], list[Field]] = {}
     for r in results:
         for f in r.fields:
-            by_run.setdefault(f.header.run_time, []).append(f)
-    frames = [assemble_run(fields, locations.ids, model="file", run_time=run, available_at=run)
-              for run, fields in sorted(by_run.items())]
+            member = -1 if f.header.member is None else f.header.member
+            by_run.setdefault((f.header.run_time, member), []).append(f)
+    frames = []
+    for (run, member), fields in sorted(by_run.items()):
+        part = assemble_run(fields, locations.ids, model="file", run_time=run, available_at=run)
+        part.insert(part.columns.get_loc("location") + 1, "member",
+                    pd.array([None if member < 0 else member] * len(part), dtype="Int32"))
+        frames.append(part)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "member" in frame.columns and frame["member"].isna().all():
+        frame = frame.drop(columns="member")  # deterministic files: no member column
     report.rows = len(frame)
     report.seconds = time.perf_counter() - started
     return frame, report
