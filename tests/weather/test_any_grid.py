@@ -329,3 +329,21 @@ def test_deterministic_files_have_no_member_column(tmp_path):
     frame = api.extract_files([DATA / "arpege_2m_NW_20180501000000.grib"],
                               _sites(tmp_path, [48.5], [1.5]), workers=1)
     assert "member" not in frame.columns
+
+
+def test_real_grib1_levels_are_columns_of_their_own(tmp_path):
+    """Real AROME Guyane GRIB1: temperature at the surface, 2 m and 850 hPa, one column each,
+    each equal to ecCodes' value at the nearest grid point."""
+    path = DATA / "epygram_arome_guyane.grib1"
+    frame = api.extract_files([path], _sites(tmp_path, [4.93], [-52.33]), workers=1)
+    columns = _value_columns(frame)
+    assert len(columns) == 3, columns
+    h = eccodes.codes_new_from_message(_messages(path)[0])
+    try:
+        (near,) = eccodes.codes_grib_find_nearest(h, 4.93, -52.33)
+    finally:
+        eccodes.codes_release(h)
+    expected = sorted(_grid(path, k)[2][near["index"]] for k in range(3))
+    got = sorted(float(frame[c].iloc[0]) + (273.15 if c.endswith("_c") else 0.0)
+                 for c in columns)
+    assert got == pytest.approx(expected, abs=1e-3)

@@ -84,7 +84,7 @@ def extract(
 
 @app.command("extract-file")
 def extract_file(
-    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files, regular lat/lon grids.")],
+    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files, any centre and grid.")],
     sites: Annotated[str | None, typer.Option("--sites", help="Sites CSV.")] = None,
     areas: Annotated[str | None, typer.Option("--areas", help="Areas GeoJSON.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .parquet or .csv.")] = Path(
@@ -95,7 +95,8 @@ def extract_file(
     workers: WorkersOption = None,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Extract any regular lat/lon GRIB file(s) of any centre at the sites into a table."""
+    """Extract GRIB file(s) of any centre and grid at the sites into a table (bilinear: lat/lon
+    and rotated lat/lon grids only)."""
     from aggregat import api
 
     if out.suffix.lower() not in (".parquet", ".csv"):
