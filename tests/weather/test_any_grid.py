@@ -347,3 +347,60 @@ def test_real_grib1_levels_are_columns_of_their_own(tmp_path):
     got = sorted(float(frame[c].iloc[0]) + (273.15 if c.endswith("_c") else 0.0)
                  for c in columns)
     assert got == pytest.approx(expected, abs=1e-3)
+
+
+def _grib1_ecmwf(mars_type: str, number: int, value: float) -> bytes:
+    """A GRIB1 2 m temperature with ECMWF's local section (MARS type and number)."""
+    h = eccodes.codes_grib_new_from_samples("GRIB1")
+    try:
+        for key, v in (("marsType", mars_type), ("number", number), ("paramId", 167),
+                       ("Ni", 2), ("Nj", 2), ("latitudeOfFirstGridPointInDegrees", 49.0),
+                       ("longitudeOfFirstGridPointInDegrees", 2.0),
+                       ("latitudeOfLastGridPointInDegrees", 48.0),
+                       ("longitudeOfLastGridPointInDegrees", 3.0),
+                       ("iDirectionIncrementInDegrees", 1.0),
+                       ("jDirectionIncrementInDegrees", 1.0)):
+            eccodes.codes_set(h, key, v)
+        eccodes.codes_set_values(h, np.full(4, value))
+        return eccodes.codes_get_message(h)
+    finally:
+        eccodes.codes_release(h)
+
+
+def test_grib1_ensemble_members_are_keys_but_era5_number_zero_is_not(tmp_path):
+    sites = _sites(tmp_path, [48.5], [2.5])
+    ens = tmp_path / "ens.grib"
+    ens.write_bytes(_grib1_ecmwf("cf", 0, 280.0) + _grib1_ecmwf("pf", 3, 284.0))
+    frame = api.extract_files([ens], sites, workers=1).set_index("member")
+    assert frame.loc[0, "t2m_c"] == pytest.approx(280.0 - 273.15, abs=1e-2)
+    assert frame.loc[3, "t2m_c"] == pytest.approx(284.0 - 273.15, abs=1e-2)
+    analysis = tmp_path / "era5.grib"  # deterministic MARS fields carry number 0 too
+    analysis.write_bytes(_grib1_ecmwf("an", 0, 280.0))
+    assert "member" not in api.extract_files([analysis], sites, workers=1).columns
+
+
+def test_grid_coordinates_are_read_once_per_grid(tmp_path, monkeypatch):
+    from aggregat.weather import decode_task, grib
+    from aggregat.weather.sites import Locations
+
+    steps = []
+    for step in (0, 1, 2):
+        h = eccodes.codes_new_from_message(_messages(DATA / "epygram_lambert_HN.grb2")[0])
+        eccodes.codes_set(h, "forecastTime", step)
+        steps.append(eccodes.codes_get_message(h))
+        eccodes.codes_release(h)
+    path = tmp_path / "three.grib2"
+    path.write_bytes(b"".join(steps))
+    calls = []
+
+    def counting(handle):
+        calls.append(1)
+        return grib.grid_points(handle)
+
+    monkeypatch.setattr(decode_task, "grid_points", counting)
+    monkeypatch.setattr(decode_task, "_SAMPLERS", {})
+    lats, lons, _ = _grid(path)
+    site_lats, site_lons = _interior_sites(lats, lons, n=3)
+    task = decode_task.Task(str(path), Locations.points(["a", "b", "c"], site_lats, site_lons))
+    result = decode_task.run_task(task)
+    assert len(result.fields) == 3 and calls == [1]
