@@ -404,3 +404,23 @@ def test_grid_coordinates_are_read_once_per_grid(tmp_path, monkeypatch):
     task = decode_task.Task(str(path), Locations.points(["a", "b", "c"], site_lats, site_lons))
     result = decode_task.run_task(task)
     assert len(result.fields) == 3 and calls == [1]
+
+
+def test_area_on_a_gaussian_grid_is_the_mean_of_the_points_inside(tmp_path):
+    import json
+
+    from matplotlib.path import Path as PolygonPath
+
+    name = "epygram_gaussC1.grb2"
+    lats, lons, values = _grid(DATA / name)
+    ring = [[-2.0, 46.0], [4.0, 45.0], [6.0, 49.5], [-1.0, 50.5], [-2.0, 46.0]]  # (lon, lat)
+    areas = tmp_path / "areas.geojson"
+    areas.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "france_nw", "properties": {},
+         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    frame = api.extract_files([DATA / name], None, areas=str(areas), workers=1)
+    (column,) = _value_columns(frame)
+    frame_lons = (lons + 180.0) % 360.0 - 180.0
+    inside = PolygonPath(np.array(ring)).contains_points(np.column_stack([frame_lons, lats]))
+    assert inside.sum() >= 5
+    assert float(frame[column].iloc[0]) == pytest.approx(values[inside].mean(), rel=1e-5)
