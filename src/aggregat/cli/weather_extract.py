@@ -13,7 +13,8 @@ from aggregat.cli.progress import progress_bar
 from aggregat.cli.weather import app
 from aggregat.errors import ConfigError, PartialRunError
 
-MethodOption = Annotated[str | None, typer.Option("--method", help="nearest or bilinear.")]
+MethodOption = Annotated[str | None, typer.Option(
+    "--method", help="nearest, or bilinear (lat/lon and rotated lat/lon grids).")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", "-j",
                                                    help="Processes (default: all cores).")]
 SchedulerOption = Annotated[str | None, typer.Option(
