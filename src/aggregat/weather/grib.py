@@ -113,7 +113,7 @@ def _geometry(handle: int, grid_type: str = "regular_ll") -> GridGeometry | None
     g = eccodes.codes_get_double
     pole = None
     if grid_type == "rotated_ll":
-        if abs(g(handle, "angleOfRotationInDegrees")) > 1e-9:
+        if abs(float(_get(handle, "angleOfRotationInDegrees", 0.0))) > 1e-9:
             return None  # a rotation about the pole axis too: sampled from ecCodes' coordinates
         pole = (g(handle, "latitudeOfSouthernPoleInDegrees"),
                 g(handle, "longitudeOfSouthernPoleInDegrees"))
