@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from aggregat import api
-from aggregat.errors import ConfigError, CorruptFileError
+from aggregat.errors import ConfigError, CorruptFileError, InputError
 from aggregat.weather.datalake import message_offsets
 from child_process import child_env
 
@@ -424,3 +424,22 @@ def test_area_on_a_gaussian_grid_is_the_mean_of_the_points_inside(tmp_path):
     inside = PolygonPath(np.array(ring)).contains_points(np.column_stack([frame_lons, lats]))
     assert inside.sum() >= 5
     assert float(frame[column].iloc[0]) == pytest.approx(values[inside].mean(), rel=1e-5)
+
+
+def test_rotated_grid_with_an_angle_goes_through_eccodes_coordinates(tmp_path):
+    path = tmp_path / "angle.grib2"
+    h = eccodes.codes_new_from_message(_rotated_file(tmp_path / "rotated.grib2").read_bytes())
+    try:
+        eccodes.codes_set(h, "angleOfRotationInDegrees", 10.0)
+        path.write_bytes(eccodes.codes_get_message(h))
+    finally:
+        eccodes.codes_release(h)
+    lats, lons, values = _grid(path)
+    site_lats, site_lons = _interior_sites(lats, lons, n=6)
+    sites = _sites(tmp_path, site_lats, site_lons)
+    near = api.extract_files([path], sites, workers=1).set_index("location")["t2m_c"]
+    for k, (la, lo) in enumerate(zip(site_lats, site_lons, strict=True)):
+        assert near[f"s{k}"] == pytest.approx(values[_brute_nearest(lats, lons, la, lo)] - 273.15,
+                                              abs=1e-3)
+    with pytest.raises(InputError, match="rotated_ll grid: bilinear"):
+        api.extract_files([path], sites, "bilinear", workers=1)
