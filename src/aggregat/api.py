@@ -468,8 +468,10 @@ def extract_files(paths: Sequence[str | os.PathLike[str]], sites: str | os.PathL
                   method: str = "nearest", *, areas: str | None = None,
                   variables: Sequence[str] | None = None, workers: int | None = None,
                   scheduler: str | None = None, progress=None) -> pd.DataFrame:
-    """Any GRIB1/GRIB2 files of any centre at the sites (a CSV ``id,name,lat,lon``) as one
-    frame; the :class:`ExtractReport` is in ``frame.attrs["report"]``."""
+    """Any GRIB1/GRIB2 files of any centre and any grid ecCodes gives coordinates for, at the
+    sites (a CSV ``id,name,lat,lon``), as one frame (a ``member`` column for ensemble members);
+    the :class:`ExtractReport` is in ``frame.attrs["report"]``. ``method="bilinear"`` needs a
+    regular or rotated lat/lon grid."""
     from aggregat.weather.extract import extract_files as extract
     from aggregat.weather.sites import load_locations
 

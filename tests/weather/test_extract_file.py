@@ -50,10 +50,22 @@ def lambert_file(path: Path) -> Path:
     return path
 
 
-def test_lambert_file_is_refused_naming_the_file(tmp_path):
-    path = lambert_file(tmp_path / "lambert.grib2")
+def test_lambert_site_outside_the_domain_is_named(tmp_path):
+    path = lambert_file(tmp_path / "lambert.grib2")  # 4 x 3 points 90 km south of Paris
     line = _one_line_error(_run(tmp_path, path), tmp_path)
-    assert "lambert.grib2" in line and "only regular lat/lon grids are supported" in line
+    assert "lambert.grib2" in line and "'paris'" in line and "outside" in line
+
+
+def test_spectral_file_is_refused_naming_the_file(tmp_path):
+    """Spherical harmonics have no grid points to place a site on."""
+    h = eccodes.codes_grib_new_from_samples("sh_ml_grib2")
+    path = tmp_path / "spectral.grib2"
+    try:
+        path.write_bytes(eccodes.codes_get_message(h))
+    finally:
+        eccodes.codes_release(h)
+    line = _one_line_error(_run(tmp_path, path), tmp_path)
+    assert "spectral.grib2" in line and "(sh grid" in line and "regrid the file" in line
 
 
 def test_all_bad_files_write_nothing(tmp_path):

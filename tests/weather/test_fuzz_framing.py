@@ -156,6 +156,26 @@ def test_framing_is_a_result_or_one_grib_error(tmp, data):
 
 
 @FUZZ
+@given(data=any_grib)
+@example(data=b"\0" * 300)
+@example(data=b"pad" + GRIB1[:7044] + b"\0" * 156 + GRIB1[7044:9000])
+def test_padded_framing_is_messages_or_one_grib_error(data):
+    """extract-file's framing (bytes between messages skipped): every offset found starts a
+    whole message ending with 7777, in order, or the file is refused in one line."""
+    try:
+        offsets = message_offsets(data, "fuzz.grib", padded=True)
+    except GribError as exc:
+        assert "\n" not in str(exc) and "fuzz.grib" in str(exc)
+        return
+    assert offsets and offsets == sorted(set(offsets))
+    for start in offsets:
+        assert data[start:start + 4] == b"GRIB"
+        length = (int.from_bytes(data[start + 4:start + 7], "big") if data[start + 7] == 1
+                  else int.from_bytes(data[start + 8:start + 16], "big"))
+        assert data[start + length - 4:start + length] == b"7777"
+
+
+@FUZZ
 @given(data=reframed(GRIB2_ONE) | mutated(GRIB2_ONE, header_bias=200)
        | st.binary(max_size=200).map(lambda b: b"GRIB\0\0\0\2" + b))
 def test_fast_header_is_a_header_or_none(data):

@@ -13,7 +13,8 @@ from aggregat.cli.progress import progress_bar
 from aggregat.cli.weather import app
 from aggregat.errors import ConfigError, PartialRunError
 
-MethodOption = Annotated[str | None, typer.Option("--method", help="nearest or bilinear.")]
+MethodOption = Annotated[str | None, typer.Option(
+    "--method", help="nearest, or bilinear (lat/lon and rotated lat/lon grids).")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", "-j",
                                                    help="Processes (default: all cores).")]
 SchedulerOption = Annotated[str | None, typer.Option(
@@ -86,7 +87,7 @@ def extract(
 
 @app.command("extract-file")
 def extract_file(
-    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files, regular lat/lon grids.")],
+    files: Annotated[list[Path], typer.Argument(help="GRIB1/GRIB2 files, any centre and grid.")],
     sites: Annotated[str | None, typer.Option("--sites", help="Sites CSV.")] = None,
     areas: Annotated[str | None, typer.Option("--areas", help="Areas GeoJSON.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .parquet or .csv.")] = Path(
@@ -97,7 +98,8 @@ def extract_file(
     workers: WorkersOption = None,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Extract any regular lat/lon GRIB file(s) of any centre at the sites into a table."""
+    """Extract GRIB file(s) of any centre and grid at the sites into a table (bilinear: lat/lon
+    and rotated lat/lon grids only)."""
     from aggregat import api
 
     if out.suffix.lower() not in (".parquet", ".csv"):

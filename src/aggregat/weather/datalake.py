@@ -18,6 +18,13 @@ extractor checks size and hash of every file before using its values
 (:meth:`Datalake.run_listing`, :func:`verify_file`); :func:`file_digest` is the one place that
 knows hash algorithms. :func:`check_grib_framing` is the cheap structural check (``GRIB`` ...
 ``7777`` for every message) shared by the fetcher and the extractor.
+
+Framing is strict for the datalake and lenient for ``extract-file``: Météo-France packages are
+exactly a sequence of messages, so in our own downloads a byte between messages is corruption (a
+proxy's error page appended, a bad resume) and the file is fetched again. Files users bring may be
+padded between messages (MARS pads ECMWF/ERA5 messages to fixed blocks) or carry a bulletin header
+before one; ecCodes skips such bytes, so ``padded=True`` does too. Either way a message is
+measured by its own length and must end with ``7777`` there: truncation is always an error.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ _SECTION0 = 16  # GRIB2 section 0 is 16 bytes; GRIB1's is 8, so 16 covers both
 
 
 def check_grib_framing(source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
-                       name: str | None = None) -> int:
+                       name: str | None = None, padded: bool = False) -> int:
     """Walk the messages of a GRIB file by their section-0 lengths; return how many there are.
 
     Every message must start with ``GRIB`` and end with ``7777`` exactly where its total length
@@ -54,35 +61,52 @@ def check_grib_framing(source: str | os.PathLike[str] | bytes | bytearray | memo
     last one must end the file. Only headers are read, so a 500 MB file costs a few seeks.
     ``source`` is a path, bytes or a seekable binary file; ``name`` is used in messages.
     Raises :class:`GribError` naming the file, the message and the offset at fault.
+    ``padded``: bytes before, between and after messages are skipped as ecCodes does (files
+    users bring); the datalake's own files stay strict (see the module's docstring).
     (The ECMWF "large GRIB1" length extension, messages > 8 MiB in edition 1, is not supported.)
     """
-    return len(message_offsets(source, name))
+    return len(message_offsets(source, name, padded))
 
 
 def message_offsets(source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
-                    name: str | None = None) -> list[int]:
+                    name: str | None = None, padded: bool = False) -> list[int]:
     """Byte offset of every message, after the checks of :func:`check_grib_framing`.
 
     The extractor splits big files into chunks of messages at these offsets.
     """
     if isinstance(source, bytes | bytearray | memoryview):
-        return _walk(io.BytesIO(bytes(source)), len(source), name or "GRIB data")
+        return _walk(io.BytesIO(bytes(source)), len(source), name or "GRIB data", padded)
     if hasattr(source, "read"):
         fh = source  # type: ignore[assignment]
         size = fh.seek(0, io.SEEK_END)
         fh.seek(0)
-        return _walk(fh, size, name or getattr(fh, "name", "GRIB data"))
+        return _walk(fh, size, name or getattr(fh, "name", "GRIB data"), padded)
     path = Path(source)  # type: ignore[arg-type]
     label = name or str(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            return _walk(fh, size, label)
+            return _walk(fh, size, label, padded)
     except FileNotFoundError:
         raise GribError(f"{label}: file not found") from None
 
 
-def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
+_SCAN = 1 << 16  # bytes read at a time while looking for the next message in padding
+
+
+def _next_grib(fh: IO[bytes], offset: int, size: int) -> int:
+    """Offset of the next ``GRIB`` at or after ``offset``, or ``size`` if there is none."""
+    while offset < size:
+        fh.seek(offset)
+        block = fh.read(_SCAN + 3)  # 3 more: a marker across two blocks is found
+        found = block.find(b"GRIB")
+        if found >= 0:
+            return offset + found
+        offset += _SCAN
+    return size
+
+
+def _walk(fh: IO[bytes], size: int, label: str, padded: bool = False) -> list[int]:
     if size == 0:
         raise CorruptFileError(f"{label}: empty file, not GRIB; fetch it again")
     offset = count = 0
@@ -90,6 +114,12 @@ def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
     while offset < size:
         fh.seek(offset)
         head = fh.read(_SECTION0)
+        if padded and head[:4] != b"GRIB":
+            offset = _next_grib(fh, offset, size)
+            if offset >= size:
+                break
+            fh.seek(offset)
+            head = fh.read(_SECTION0)
         where = f"{label}: message {count + 1} at byte {offset}"
         if head[:4] != b"GRIB":
             what = "does not start with GRIB" if count == 0 else "trailing bytes are not GRIB"
@@ -115,6 +145,8 @@ def _walk(fh: IO[bytes], size: int, label: str) -> list[int]:
         offsets.append(offset)
         offset = end
         count += 1
+    if not offsets:
+        raise CorruptFileError(f"{label}: no GRIB message in {size} bytes (not a GRIB file)")
     return offsets
 
 

@@ -23,16 +23,19 @@ from aggregat.weather.grib import (
     MessageHeader,
     check_geometry,
     decode_raw,
+    grid_fingerprint,
+    grid_points,
     iter_messages,
     read_header,
     with_geometry,
 )
 from aggregat.weather.grib2_header import fast_header
 from aggregat.weather.products import PHYSICAL_BOUNDS
-from aggregat.weather.sampling import Sampler, build_sampler
+from aggregat.weather.sampling import Sampler, build_points_sampler, build_sampler
 from aggregat.weather.sites import Locations
 
-# One sampler per (grid, locations, method) per process: computed once, reused for every field.
+# One sampler per (grid, locations, method) per process: computed once, reused for every field
+# (for grids sampled from ecCodes' coordinates, the KD-tree is built once per distinct grid).
 _SAMPLERS: dict[tuple, Sampler] = {}
 
 
@@ -64,7 +67,7 @@ class TaskResult:
     headers: list[MessageHeader] = field(default_factory=list)  # every message seen
     fields: list[Field] = field(default_factory=list)  # the decoded ones
     missing_at_locations: int = 0  # values that are NaN because of the bitmap
-    skipped_grids: list[str] = field(default_factory=list)  # messages on unsupported grids
+    skipped_grids: list[str] = field(default_factory=list)  # messages on grids without points
 
 
 def _read_message(fh, offset: int, name: str) -> bytes:
@@ -201,16 +204,38 @@ def _fast_decode(task: Task, result: TaskResult, header: MessageHeader, message:
     return True
 
 
+def _points_sampler(handle: int, header: MessageHeader, task: Task) -> tuple[Sampler | None, str]:
+    """The sampler of a grid given by ecCodes' coordinates of its points, or (None, why not):
+    ecCodes has none for spectral or unstructured grids, or a grid section that contradicts
+    itself; the message is then reported as skipped."""
+    try:
+        key = (grid_fingerprint(handle), task.locations.cache_key(), task.method)
+        sampler = _SAMPLERS.get(key)
+        if sampler is None:
+            lats, lons = grid_points(handle)
+            if len(_SAMPLERS) > 32:
+                _SAMPLERS.clear()
+            sampler = build_points_sampler(lats, lons, task.locations, task.method,
+                                           task.grid_name, header.grid_type)
+            _SAMPLERS[key] = sampler
+    except eccodes.CodesInternalError as exc:
+        return None, str(exc)
+    return sampler, ""
+
+
 def _decode(task: Task, result: TaskResult, handle: int, header: MessageHeader) -> None:
+    sampler = None
     if header.geometry is None:
-        result.skipped_grids.append(f"{header.label} ({header.grid_type})")
-        return
+        sampler, why = _points_sampler(handle, header, task)
+        if sampler is None:
+            result.skipped_grids.append(f"{header.label} ({header.grid_type} grid: {why})")
+            return
     try:
         values = decode_raw(handle)
     except eccodes.CodesInternalError as exc:
         raise CorruptFileError(f"{os.path.basename(task.path)}: cannot decode {header.label} "
                                f"({exc}); the file is corrupt, re-fetch it") from None
-    _keep(task, result, header, _sampler(header, task).sample(values))
+    _keep(task, result, header, (sampler or _sampler(header, task)).sample(values))
 
 
 def _keep(task: Task, result: TaskResult, header: MessageHeader, sampled: np.ndarray) -> None:

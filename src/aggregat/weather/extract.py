@@ -100,13 +100,15 @@ def _fail(report: ExtractReport, path: str, exc: BaseException) -> None:
 
 def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wanted, workers: int,
                grid_name: str | None, report: ExtractReport,
-               expect: dict[str, tuple[int, str, str]] | None = None) -> list[Task]:
+               expect: dict[str, tuple[int, str, str]] | None = None,
+               padded: bool = False) -> list[Task]:
     """Check framing and split files into chunks of messages; bad files go to the report.
 
     ``expect``: (size, hash algorithm, digest) per path; a file's first chunk verifies it before
     decoding (no task of its own: dispatching one per file cost more than the hash), a remote
     file is verified by its only task.
-    ``grid_name`` None: each file's own grid is named in messages.
+    ``grid_name`` None: each file's own grid is named in messages. ``padded``: bytes between
+    messages are skipped (files users bring), else they make the file corrupt (the datalake's).
     """
     expect = expect or {}
     offsets: dict[str, list[int]] = {}
@@ -115,7 +117,7 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
             offsets[path] = []
             continue
         try:
-            offsets[path] = message_offsets(path)
+            offsets[path] = message_offsets(path, padded=padded)
         except GribError as exc:
             _fail(report, path, exc)
     total = sum(len(v) for v in offsets.values())
@@ -275,14 +277,15 @@ def extract_run(
 
 
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
-             grid_name, report: ExtractReport, progress, expect=None) -> list[TaskResult]:
+             grid_name, report: ExtractReport, progress, expect=None,
+             padded: bool = False) -> list[TaskResult]:
     if len(locations) == 0:
         raise InputError("nothing to extract (no site or area list): set `sites` in "
                          "aggregat.toml or pass sites", param="sites")
     workers = workers or default_workers()
     wanted = frozenset(variables) if variables else None
     tasks = plan_tasks(paths, locations, method=method, wanted=wanted, workers=workers,
-                       grid_name=grid_name, report=report, expect=expect)
+                       grid_name=grid_name, report=report, expect=expect, padded=padded)
     if tasks and scheduler is None:
         warm_up(tasks[0].path)
     tick = progress(len(tasks)) if progress else None
@@ -292,8 +295,8 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
         report.decoded += len(r.fields)
         report.missing_values += r.missing_at_locations
         for skipped in r.skipped_grids:
-            report.issues.append(f"{os.path.basename(r.path)}: {skipped} skipped, "
-                                 "only regular lat/lon grids are supported")
+            report.issues.append(f"{os.path.basename(r.path)}: {skipped} skipped, ecCodes "
+                                 "gives no coordinates for its grid points")
     if report.missing_values:
         log.warning("%d extracted values are missing (outside the model domain, bitmap): "
                     "left as NaN", report.missing_values)
@@ -310,11 +313,14 @@ def extract_files(
     scheduler: str | None = None,
     progress=None,
 ) -> tuple[pd.DataFrame, ExtractReport]:
-    """Extract any regular lat/lon GRIB1/GRIB2 files (any centre); one frame over all their runs.
+    """Extract GRIB1/GRIB2 files of any centre on any grid ecCodes gives coordinates for (regular,
+    rotated, Lambert, Mercator, polar stereographic, Gaussian...); one frame over all their runs,
+    with a ``member`` column when messages are ensemble members.
 
-    A file whose messages are all on another grid (Lambert, Gaussian...) and an input that gives
-    no value at all are InputErrors (nothing to write); some bad files among good ones make the
-    report partial.
+    Bytes between messages (MARS padding) are skipped; a truncated message is not. A file whose
+    messages all lack grid coordinates (spectral, unstructured) and an input that gives no value
+    at all are InputErrors (nothing to write); some bad files among good ones make the report
+    partial.
     """
     report = ExtractReport("file", None, files=len(paths))
     started = time.perf_counter()
@@ -323,13 +329,13 @@ def extract_files(
         raise InputError(f"GRIB file {missing[0]} does not exist")
     results = _extract(list(paths), locations, method=method, variables=variables,
                        workers=workers, scheduler=scheduler, grid_name=None,
-                       report=report, progress=progress)
+                       report=report, progress=progress, padded=True)
     decoded = {r.path for r in results if r.fields}
     for r in results:
         if r.skipped_grids and r.path not in decoded:
-            raise InputError(f"{r.path}: {r.skipped_grids[0]} is not on a regular lat/lon grid; "
-                             "only regular lat/lon grids are supported today: regrid the file "
-                             "first")
+            raise InputError(f"{r.path}: {r.skipped_grids[0]}: ecCodes gives no coordinates "
+                             "for its grid points, so no site can be placed on it; regrid the "
+                             "file to a lat/lon grid first")
     if not decoded:
         if report.bad_files:
             more = len(report.bad_files) - 1
@@ -338,13 +344,22 @@ def extract_files(
         raise InputError(f"no message of {', '.join(paths)} matches "
                          f"{', '.join(variables) if variables else 'the catalogue'}: nothing "
                          "extracted; check variables", param="variables")
-    by_run: dict[datetime, list[Field]] = {}
+    # Ensemble members are a key, like the run: one assembly each, so they never overwrite
+    # each other (levels already differ by column name).
+    by_run: dict[tuple[datetime, int], list[Field]] = {}
     for r in results:
         for f in r.fields:
-            by_run.setdefault(f.header.run_time, []).append(f)
-    frames = [assemble_run(fields, locations.ids, model="file", run_time=run, available_at=run)
-              for run, fields in sorted(by_run.items())]
+            member = -1 if f.header.member is None else f.header.member
+            by_run.setdefault((f.header.run_time, member), []).append(f)
+    frames = []
+    for (run, member), fields in sorted(by_run.items()):
+        part = assemble_run(fields, locations.ids, model="file", run_time=run, available_at=run)
+        part.insert(part.columns.get_loc("location") + 1, "member",
+                    pd.array([None if member < 0 else member] * len(part), dtype="Int32"))
+        frames.append(part)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "member" in frame.columns and frame["member"].isna().all():
+        frame = frame.drop(columns="member")  # deterministic files: no member column
     report.rows = len(frame)
     report.seconds = time.perf_counter() - started
     return frame, report

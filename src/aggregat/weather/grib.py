@@ -37,7 +37,8 @@ _UNIT_SCALE = {("tp", "m"): 1000.0, ("tcc", "(0 - 1)"): 100.0, ("lcc", "(0 - 1)"
 
 @dataclass(frozen=True)
 class GridGeometry:
-    """Regular lat/lon geometry as a message declares it."""
+    """Regular lat/lon geometry as a message declares it (in the rotated frame for a rotated
+    lat/lon grid, whose ``south_pole`` is then set)."""
 
     lat_first: float
     lon_first: float
@@ -49,6 +50,7 @@ class GridGeometry:
     nj: int
     j_positive: bool  # rows run south -> north
     i_negative: bool  # columns run east -> west
+    south_pole: tuple[float, float] | None = None  # (lat, lon) of a rotated grid's south pole
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,15 @@ class MessageHeader:
     packing: str
     bits: int
     grid_type: str
-    geometry: GridGeometry | None
+    geometry: GridGeometry | None  # None: not a (rotated) regular lat/lon grid
+    member: int | None = None  # ensemble member (perturbationNumber / number), None: not one
 
     @property
     def label(self) -> str:
         name = self.param or self.short_name
-        return f"{name}@{self.level_name}{self.level} step {self.start_step}-{self.end_step}h"
+        member = f" member {self.member}" if self.member is not None else ""
+        return (f"{name}@{self.level_name}{self.level} step {self.start_step}-{self.end_step}h"
+                f"{member}")
 
     @property
     def unit_scale(self) -> float:
@@ -101,8 +106,19 @@ def _long(handle: int, key: str, default: int = -1) -> int:
         return default
 
 
-def _geometry(handle: int) -> GridGeometry:
+# Grids whose points are a regular lat/lon lattice (in a rotated frame for rotated_ll): sampled
+# from their header's geometry, bilinear included. Other grids go through ecCodes' coordinates.
+LATLON_GRIDS = ("regular_ll", "rotated_ll")
+
+
+def _geometry(handle: int, grid_type: str = "regular_ll") -> GridGeometry | None:
     g = eccodes.codes_get_double
+    pole = None
+    if grid_type == "rotated_ll":
+        if abs(float(_get(handle, "angleOfRotationInDegrees", 0.0))) > 1e-9:
+            return None  # a rotation about the pole axis too: sampled from ecCodes' coordinates
+        pole = (g(handle, "latitudeOfSouthernPoleInDegrees"),
+                g(handle, "longitudeOfSouthernPoleInDegrees"))
     return GridGeometry(
         lat_first=g(handle, "latitudeOfFirstGridPointInDegrees"),
         lon_first=g(handle, "longitudeOfFirstGridPointInDegrees"),
@@ -114,6 +130,7 @@ def _geometry(handle: int) -> GridGeometry:
         nj=eccodes.codes_get_long(handle, "Nj"),
         j_positive=bool(eccodes.codes_get_long(handle, "jScansPositively")),
         i_negative=bool(eccodes.codes_get_long(handle, "iScansNegatively")),
+        south_pole=pole,
     )
 
 
@@ -158,12 +175,15 @@ def read_header(handle: int, file: str, index: int, offset: int = -1,
             level, stat,
         )
         packing_code = _long(handle, "dataRepresentationTemplateNumber")
+        # Ensemble templates (4.1, 4.11) number their members; deterministic ones do not.
+        member = _long(handle, "perturbationNumber") if pdt in (1, 11) else None
         signature = (2, _long(handle, "centre"), *key, packing_code,
                      _long(handle, "gridDefinitionTemplateNumber"))
     else:
         key = ("grib1", _long(handle, "table2Version"), _long(handle, "indicatorOfParameter"),
                _long(handle, "indicatorOfTypeOfLevel"), level, _long(handle, "timeRangeIndicator"))
         packing_code = None
+        member = _grib1_member(handle)
         signature = (1, _long(handle, "centre"), *key, _long(handle, "dataRepresentationType"),
                      _long(handle, "complexPacking"))
     fallback, short_name, level_name, units, packing, grid_type = _texts(handle, signature)
@@ -180,15 +200,43 @@ def read_header(handle: int, file: str, index: int, offset: int = -1,
         start_step=_long(handle, "startStep", 0), end_step=_long(handle, "endStep", 0),
         run_time=run, units=units, packing=_PACKING.get(packing_code, packing),
         bits=_long(handle, "bitsPerValue", 0), grid_type=grid_type,
-        geometry=_geometry(handle) if geometry and grid_type == "regular_ll" else None,
+        geometry=_geometry(handle, grid_type) if geometry and grid_type in LATLON_GRIDS else None,
+        member=member if member is None or member >= 0 else None,
     )
 
 
+def _grib1_member(handle: int) -> int | None:
+    """An ECMWF GRIB1 ensemble member's number (control or perturbed forecast), else None.
+
+    Deterministic ECMWF fields (ERA5, HRES) carry ``number`` 0 too: only the MARS type tells.
+    """
+    number = _long(handle, "number")  # defined only by ECMWF-style local sections
+    if number < 0:
+        return None
+    return number if str(_get(handle, "marsType", "")) in ("cf", "pf") else None
+
+
 def with_geometry(handle: int, header: MessageHeader) -> MessageHeader:
-    """``header`` with its grid geometry (None when the grid is not regular lat/lon)."""
-    if header.geometry is not None or header.grid_type != "regular_ll":
+    """``header`` with its grid geometry (None unless the grid is a (rotated) lat/lon one)."""
+    if header.geometry is not None or header.grid_type not in LATLON_GRIDS:
         return header
-    return replace(header, geometry=_geometry(handle))
+    return replace(header, geometry=_geometry(handle, header.grid_type))
+
+
+def grid_points(handle: int) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes of every point, in the order of the decoded values, as ecCodes
+    computes them for any grid it knows (Lambert, Mercator, polar stereographic, Gaussian...).
+
+    Raises ``eccodes.CodesInternalError`` when it cannot (spectral or unstructured grids, a grid
+    section that contradicts itself).
+    """
+    return (eccodes.codes_get_array(handle, "latitudes"),
+            eccodes.codes_get_array(handle, "longitudes"))
+
+
+def grid_fingerprint(handle: int) -> str:
+    """ecCodes' MD5 of the grid section: equal for messages on the same grid."""
+    return str(eccodes.codes_get(handle, "md5GridSection"))
 
 
 def decode_raw(handle: int) -> np.ndarray:

@@ -3,18 +3,24 @@
 ecCodes' own nearest-point search costs ~260 ms per point on big grids; computing indices once
 with numpy and indexing each decoded array costs microseconds, so extraction time is decode time.
 A sampler is a small sparse matrix in CSR form (flat grid indices, weights, row starts).
+
+Regular lat/lon grids (and rotated ones, through the sites' rotated coordinates) are sampled from
+their header: nearest, bilinear or areas. Any other grid ecCodes knows (Lambert, Mercator, polar
+stereographic, Gaussian...) is sampled from the coordinates ecCodes gives for every point: nearest
+through a KD-tree on the unit sphere (SciPy), areas through the points inside their polygons.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib.path import Path as PolygonPath
+from scipy.spatial import cKDTree
 
-from aggregat.errors import ConfigError
+from aggregat.errors import ConfigError, InputError
 from aggregat.weather.grib import MISSING, GridGeometry
-from aggregat.weather.sites import Locations
+from aggregat.weather.sites import Area, Locations
 
 METHODS = ("nearest", "bilinear")
 MISSING_MARK = MISSING * 0.5  # any decoded value above it is a bitmap hole
@@ -69,16 +75,55 @@ def _fractional_index(geom: GridGeometry, lats: np.ndarray, lons: np.ndarray):
     return col, row, wraps
 
 
-def build_sampler(geom: GridGeometry, locations: Locations, method: str = "nearest",
-                  grid_name: str = "the grid") -> Sampler:
-    """Indices and weights for ``locations`` on ``geom``; a location outside is a ConfigError."""
+def to_rotated(lats: np.ndarray, lons: np.ndarray, south_pole: tuple[float, float],
+               angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Geographic (lat, lon) in degrees -> the frame of a rotated grid whose south pole is at
+    ``south_pole`` (lat, lon), as ecCodes and WMO define it (rotated longitudes in -180..180).
+
+    Hand-written (no projection library is a dependency): a turn about the polar axis by the
+    pole's longitude, then about the y axis by 90 degrees + the pole's latitude.
+    """
+    la = np.radians(np.asarray(lats, dtype=float))
+    lo = np.radians(np.asarray(lons, dtype=float) - south_pole[1])
+    x, y, z = np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)
+    t = np.radians(90.0 + south_pole[0])
+    xr = np.cos(t) * x + np.sin(t) * z
+    zr = -np.sin(t) * x + np.cos(t) * z
+    rlon = (np.degrees(np.arctan2(y, xr)) - angle + 180.0) % 360.0 - 180.0
+    return np.degrees(np.arcsin(np.clip(zr, -1.0, 1.0))), rlon
+
+
+def _rotated_locations(locations: Locations, south_pole: tuple[float, float]) -> Locations:
+    """``locations`` in a rotated grid's frame (areas: their vertices rotated)."""
+    lats, lons = to_rotated(locations.lats, locations.lons, south_pole)
+    areas = []
+    for area in locations.areas:
+        rings = []
+        for ring in area.rings:
+            pts = np.asarray(ring, dtype=float)
+            rlat, rlon = to_rotated(pts[:, 1], pts[:, 0], south_pole)
+            rings.append(tuple(zip(rlon.tolist(), rlat.tolist(), strict=True)))
+        areas.append(Area(area.id, tuple(rings)))
+    return replace(locations, lats=lats, lons=lons, areas=tuple(areas))
+
+
+def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ConfigError(f"extraction method {method!r} is unknown: use one of "
                           f"{', '.join(METHODS)}")
+
+
+def build_sampler(geom: GridGeometry, locations: Locations, method: str = "nearest",
+                  grid_name: str = "the grid") -> Sampler:
+    """Indices and weights for ``locations`` on ``geom``; a location outside is a ConfigError."""
+    _check_method(method)
     idx_parts: list[np.ndarray] = []
     w_parts: list[np.ndarray] = []
     counts: list[int] = []
     strict: list[bool] = []
+    original = locations
+    if geom.south_pole is not None:
+        locations = _rotated_locations(locations, geom.south_pole)
     col, row, wraps = _fractional_index(geom, locations.lats, locations.lons)
     tol = 0.5 if method == "nearest" else 1e-6
     outside = (row < -tol) | (row > geom.nj - 1 + tol)
@@ -86,9 +131,10 @@ def build_sampler(geom: GridGeometry, locations: Locations, method: str = "neare
         outside |= (col < -tol) | (col > geom.ni - 1 + tol)
     if outside.any():
         k = int(np.argmax(outside))
+        frame = "rotated " if geom.south_pole is not None else ""
         raise ConfigError(
-            f"site {locations.site_ids[k]!r} (lat {locations.lats[k]}, lon {locations.lons[k]}) is "
-            f"outside {grid_name} (lat {min(geom.lat_first, geom.lat_last)}.."
+            f"site {original.site_ids[k]!r} (lat {original.lats[k]}, lon {original.lons[k]}) is "
+            f"outside {grid_name} ({frame}lat {min(geom.lat_first, geom.lat_last)}.."
             f"{max(geom.lat_first, geom.lat_last)}, lon {geom.lon_first}..{geom.lon_last}); "
             "remove it from the sites file or use another model"
         )
@@ -153,3 +199,72 @@ def _points_in_area(geom: GridGeometry, area, wraps: bool) -> np.ndarray:
         inside |= PolygonPath(np.asarray(ring)).contains_points(pts).reshape(glon.shape)
     jj, ii = np.nonzero(inside)
     return (rows[jj] * geom.ni + (cols[ii] % geom.ni)).astype(np.int64)
+
+
+def _unit_xyz(lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
+    la, lo = np.radians(lats), np.radians(lons)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def build_points_sampler(lats: np.ndarray, lons: np.ndarray, locations: Locations,
+                         method: str = "nearest", grid_name: str = "the grid",
+                         grid_type: str = "") -> Sampler:
+    """Indices for ``locations`` on a grid given by every point's coordinates (any projection).
+
+    Nearest: a KD-tree on 3-D unit-sphere coordinates (great-circle nearest; no seam at the date
+    line or the poles). A site farther from its nearest point than that point's farthest of 8
+    neighbours is outside the grid (a ConfigError). Bilinear needs a lattice: an InputError.
+    """
+    _check_method(method)
+    if method != "nearest":
+        raise InputError(f"{grid_name} is a {grid_type or 'non lat/lon'} grid: bilinear "
+                         "interpolation needs a regular or rotated lat/lon grid; use method "
+                         "nearest", param="method")
+    lats = np.asarray(lats, dtype=float)
+    lons = np.asarray(lons, dtype=float)
+    idx_parts: list[np.ndarray] = []
+    counts: list[int] = []
+    if len(locations.site_ids):
+        points = _unit_xyz(lats, lons)
+        tree = cKDTree(points)
+        dist, nearest = tree.query(_unit_xyz(locations.lats, locations.lons))
+        spacing = tree.query(points[nearest], k=min(9, len(points)))[0].max(axis=1)
+        outside = dist > np.maximum(spacing, 1e-12)
+        if outside.any():
+            k = int(np.argmax(outside))
+            raise ConfigError(
+                f"site {locations.site_ids[k]!r} (lat {locations.lats[k]}, lon "
+                f"{locations.lons[k]}) is outside {grid_name} ({grid_type}, lat "
+                f"{lats.min():.4g}..{lats.max():.4g}, lon {lons.min():.4g}..{lons.max():.4g}; "
+                f"nearest point {dist[k] * 6371.0:.0f} km away); remove it from the sites file "
+                "or use another model")
+        idx_parts += [np.array([i]) for i in nearest]
+        counts += [1] * len(nearest)
+    for area in locations.areas:
+        inside = _points_inside(lats, lons, area)
+        if inside.size == 0:
+            raise ConfigError(f"area {area.id!r} contains no grid point of {grid_name}: "
+                              "enlarge it or use a site (point) instead")
+        idx_parts.append(inside)
+        counts.append(inside.size)
+    idx = np.concatenate(idx_parts).astype(np.int64) if idx_parts else np.zeros(0, np.int64)
+    return Sampler(
+        idx=idx, weights=np.ones(idx.size),
+        starts=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        strict=np.array([True] * len(locations.site_ids) + [False] * len(locations.areas)),
+        single=bool(counts) and not locations.areas,
+    )
+
+
+def _points_inside(lats: np.ndarray, lons: np.ndarray, area: Area) -> np.ndarray:
+    """Flat indices of the points inside an area's polygons (only its bbox is examined)."""
+    lon_min, lat_min, lon_max, lat_max = area.bbox
+    # Grid longitudes in the polygon's frame (-180..180 vs 0..360).
+    frame_lons = (lons - lon_min + 180.0) % 360.0 + lon_min - 180.0
+    near = np.flatnonzero((lats >= lat_min) & (lats <= lat_max) & (frame_lons >= lon_min)
+                          & (frame_lons <= lon_max))
+    pts = np.column_stack([frame_lons[near], lats[near]])
+    inside = np.zeros(near.size, dtype=bool)
+    for ring in area.rings:
+        inside |= PolygonPath(np.asarray(ring)).contains_points(pts)
+    return near[inside].astype(np.int64)
