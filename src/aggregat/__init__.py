@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
          "load", "forecasts",
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
+         "sync_tables", "rte_sync",
          "publish", "import_load", "import_weather_history", "init_energy_db", "health",
          "check_env", "schedule",
          "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
@@ -40,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "ExtractReport": "aggregat.weather.extract",
     "HistoryReport": "aggregat.weather.history",
     "SyncReport": "aggregat.energy.sync",
+    "TableSyncReport": "aggregat.energy.tables",
+    "RteSyncReport": "aggregat.rte.sync",
     "PublishReport": "aggregat.energy.publish",
     **dict.fromkeys(
         ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
@@ -95,10 +98,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         promote,
         publish,
         read_backtest_csv,
+        rte_sync,
         run_demo,
         run_label,
         schedule,
         sync,
+        sync_tables,
         train,
         weather,
         weekly,
@@ -107,6 +112,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from aggregat.config import Environment  # noqa: F401
     from aggregat.energy.publish import PublishReport  # noqa: F401
     from aggregat.energy.sync import SyncReport  # noqa: F401
+    from aggregat.energy.tables import TableSyncReport  # noqa: F401
     from aggregat.errors import (  # noqa: F401
         AggregatError,
         BankError,
@@ -129,6 +135,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         StepReport,
         TrainResult,
     )
+    from aggregat.rte.sync import RteSyncReport  # noqa: F401
     from aggregat.timeutil import Horizon  # noqa: F401
     from aggregat.weather.extract import ExtractReport  # noqa: F401
     from aggregat.weather.fetch import FetchReport  # noqa: F401

@@ -40,9 +40,11 @@ if TYPE_CHECKING:
     from aggregat.demo.run import DemoReport
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
+    from aggregat.energy.tables import TableSyncReport
     from aggregat.load_import import ImportReport
     from aggregat.ops.envcheck import Check
     from aggregat.ops.health import HealthReport
+    from aggregat.rte.sync import RteSyncReport
     from aggregat.weather.extract import ExtractReport
     from aggregat.weather.fetch import FetchReport
     from aggregat.weather.history import HistoryReport
@@ -444,6 +446,36 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
                          plausibility=Plausibility.from_env(e))
     finally:
         engine.dispose()
+
+
+def sync_tables(env: Environment, tables: str | Collection[str] | None = None,
+                full: bool = False) -> list[TableSyncReport]:
+    """Copy the energy DB's other tables (``[energy.tables.NAME]``, or only ``tables``) into
+    bank datasets of their names: incremental, idempotent, kill-safe (as :func:`sync`)."""
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.tables import sync_tables as copy
+
+    e = _env(env)
+    if not e.energy.tables:
+        return []
+    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    try:
+        return copy(engine, _bank(e), e.energy, tz=e.forecast.timezone, full=full,
+                    only=_ids(tables, "tables"))
+    finally:
+        engine.dispose()
+
+
+def rte_sync(env: Environment, since: date | str | None = None, *,
+             tempo: bool = True) -> RteSyncReport:
+    """France's consumption (realised, RTE's D-1 and D forecasts) and Tempo day colours from
+    the ODRE open-data portal into the bank (``rte_consumption``, ``rte_tempo``), each row with
+    the time it became known: incremental from the last sync (or ``since``), idempotent."""
+    from aggregat.rte.sync import sync_rte
+
+    e = _env(env)
+    return sync_rte(_bank(e), e.rte, tz=e.forecast.timezone, since=_day(since, "since"),
+                    tempo=tempo)
 
 
 def publish(env: Environment, issue_time: TimeLike,
