@@ -329,9 +329,10 @@ def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
 
 def backtest_env(env: Environment, targets: str | Collection[str] | None = None, *,
                  test_weeks: int = 8, horizon: Horizon | str = Horizon.DAY_AHEAD,
-                 blend: bool | None = None,
+                 blend: bool | None = None, extra_features: bool = True,
                  progress: Callable[[str], None] | None = None) -> list[BacktestReport]:
-    """The production pipeline replayed on the environment's bank, one report per target."""
+    """The production pipeline replayed on the environment's bank, one report per target;
+    ``extra_features=False`` leaves the targets' extra features out (to measure them)."""
     from aggregat.forecast.pipeline import backtest_target
     from aggregat.forecast.targets import resolve_targets
 
@@ -346,7 +347,7 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
     out = []
     for t in chosen:
         result = backtest_target(e, t, test_weeks, horizon=Horizon.parse(horizon),
-                                 progress=progress)
+                                 progress=progress, extra_features=extra_features)
         result.report["inputs"]["bank"] = e.bank
         out.append(BacktestReport(t.id, result.report, result.forecasts, e.forecast.timezone))
     return out
