@@ -73,7 +73,7 @@ extra_features = [
 ]
 """)
     env = aggregat.open_env("bench", home / "aggregat.toml")
-    demo = aggregat.run_demo(env, days=1, history_days=args.history_days, log=lambda _m: None)
+    demo = aggregat.run_demo(env, days=2, history_days=args.history_days, log=lambda _m: None)
     load = aggregat.load(demo.env, "portfolio")
     synthetic_rte(demo.env, load["time"].min(), load["time"].max() + pd.Timedelta(days=3))
     results = {}
