@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
          "load", "forecasts",
          "train", "predict", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
+         "sync_tables", "rte_sync",
          "publish", "import_load", "import_weather_history", "init_energy_db", "health",
          "check_env", "check_access", "schedule",
          "next_runs", "run_demo", "availability", "open_bank", "dataset_keys", "copy_bank",
@@ -43,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "ExtractReport": "aggregat.weather.extract",
     "HistoryReport": "aggregat.weather.history",
     "SyncReport": "aggregat.energy.sync",
+    "TableSyncReport": "aggregat.energy.tables",
+    "RteSyncReport": "aggregat.rte.sync",
     "PublishReport": "aggregat.energy.publish",
     **dict.fromkeys(
         ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         promote,
         publish,
         read_backtest_csv,
+        rte_sync,
         run_demo,
         run_label,
         run_lock,
@@ -111,6 +115,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         schedule,
         serve,
         sync,
+        sync_tables,
         targets,
         train,
         weather,
@@ -120,6 +125,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from aggregat.config import Environment  # noqa: F401
     from aggregat.energy.publish import PublishReport  # noqa: F401
     from aggregat.energy.sync import SyncReport  # noqa: F401
+    from aggregat.energy.tables import TableSyncReport  # noqa: F401
     from aggregat.errors import (  # noqa: F401
         AggregatError,
         BankError,
@@ -150,6 +156,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         StepReport,
         TrainResult,
     )
+    from aggregat.rte.sync import RteSyncReport  # noqa: F401
     from aggregat.timeutil import Horizon  # noqa: F401
     from aggregat.weather.extract import ExtractReport  # noqa: F401
     from aggregat.weather.fetch import FetchReport  # noqa: F401

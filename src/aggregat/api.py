@@ -47,10 +47,12 @@ if TYPE_CHECKING:
     from aggregat.demo.run import DemoReport
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
+    from aggregat.energy.tables import TableSyncReport
     from aggregat.load_import import ImportReport
     from aggregat.ops.access import AccessReport
     from aggregat.ops.envcheck import Check
     from aggregat.ops.health import HealthReport
+    from aggregat.rte.sync import RteSyncReport
     from aggregat.weather.extract import ExtractReport
     from aggregat.weather.fetch import FetchReport
     from aggregat.weather.history import HistoryReport
@@ -335,9 +337,10 @@ def read_backtest_csv(paths: Sequence[str | os.PathLike[str]], *, load_col: str,
 
 def backtest_env(env: Environment, targets: str | Collection[str] | None = None, *,
                  test_weeks: int = 8, horizon: Horizon | str = Horizon.DAY_AHEAD,
-                 blend: bool | None = None,
+                 blend: bool | None = None, extra_features: bool = True,
                  progress: Callable[[str], None] | None = None) -> list[BacktestReport]:
-    """The production pipeline replayed on the environment's bank, one report per target."""
+    """The production pipeline replayed on the environment's bank, one report per target;
+    ``extra_features=False`` leaves the targets' extra features out (to measure them)."""
     from aggregat.forecast.pipeline import backtest_target
     from aggregat.forecast.targets import resolve_targets
 
@@ -352,7 +355,7 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
     out = []
     for t in chosen:
         result = backtest_target(e, t, test_weeks, horizon=Horizon.parse(horizon),
-                                 progress=progress)
+                                 progress=progress, extra_features=extra_features)
         result.report["inputs"]["bank"] = e.bank
         out.append(BacktestReport(t.id, result.report, result.forecasts, e.forecast.timezone))
     return out
@@ -497,6 +500,36 @@ def sync(env: Environment, full: bool = False) -> SyncReport:
                          plausibility=Plausibility.from_env(e))
     finally:
         engine.dispose()
+
+
+def sync_tables(env: Environment, tables: str | Collection[str] | None = None,
+                full: bool = False) -> list[TableSyncReport]:
+    """Copy the energy DB's other tables (``[energy.tables.NAME]``, or only ``tables``) into
+    bank datasets of their names: incremental, idempotent, kill-safe (as :func:`sync`)."""
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.tables import sync_tables as copy
+
+    e = _env(env)
+    if not e.energy.tables:
+        return []
+    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    try:
+        return copy(engine, _bank(e), e.energy, tz=e.forecast.timezone, full=full,
+                    only=_ids(tables, "tables"))
+    finally:
+        engine.dispose()
+
+
+def rte_sync(env: Environment, since: date | str | None = None, *,
+             tempo: bool = True) -> RteSyncReport:
+    """France's consumption (realised, RTE's D-1 and D forecasts) and Tempo day colours from
+    the ODRE open-data portal into the bank (``rte_consumption``, ``rte_tempo``), each row with
+    the time it became known: incremental from the last sync (or ``since``), idempotent."""
+    from aggregat.rte.sync import sync_rte
+
+    e = _env(env)
+    return sync_rte(_bank(e), e.rte, tz=e.forecast.timezone, since=_day(since, "since"),
+                    tempo=tempo)
 
 
 def publish(env: Environment, issue_time: TimeLike,

@@ -166,6 +166,71 @@ class WeatherSettings(_Section):
         return self
 
 
+_SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Columns every copied table gets in the bank: a value column cannot take these names.
+_BANK_COLUMNS = ("time", "available_at", "updated_at")
+# Datasets of the bank that a copied table cannot replace.
+RESERVED_DATASETS = ("weather_forecast", "load", "forecast", "sync_state", "rte_consumption",
+                     "rte_tempo")
+
+
+class TableSettings(_Section):
+    """``[env.X.energy.tables.NAME]``: a table (or query) of the energy DB that ``energy sync``
+    copies incrementally into the bank dataset NAME (aggregat.energy.tables)."""
+
+    table: str | None = None  # [schema.]name
+    query: str | None = None  # or a read-only SELECT (its columns are what it returns)
+    time_col: str
+    # Columns that, with the time, identify a row (a site id); empty: one row per time.
+    keys: list[str] = Field(default_factory=list)
+    # Newest-first column the copy resumes from (an update stamp); None: the time column.
+    watermark_col: str | None = None
+    # Value columns copied; empty: every other column.
+    columns: list[str] = Field(default_factory=list)
+    # When each row became known (what no-look-ahead features use): "+1h" (time + delay),
+    # "D-1 19:00" (local time the day before), or a column; None: the watermark column (when
+    # the row was written), else the time itself.
+    available: str | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _select(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^\s*(select|with)\b", value, re.I):
+            raise ValueError("write one read-only SELECT (or WITH ... SELECT) statement")
+        if value is not None and ";" in value.strip().rstrip(";"):
+            raise ValueError("one statement only: remove the ';'")
+        return value.strip().rstrip(";") if value is not None else value
+
+    @field_validator("time_col", "watermark_col")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None and not _SQL_NAME.match(value):
+            raise ValueError("not a plain column name (letters, digits, _)")
+        return value
+
+    @field_validator("keys", "columns")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _SQL_NAME.match(name):
+                raise ValueError(f"{name!r} is not a plain column name (letters, digits, _)")
+            if name in _BANK_COLUMNS:
+                raise ValueError(f"{name!r} is a column the bank adds; rename it in a query "
+                                 "(SELECT x AS other_name)")
+        return value
+
+    @field_validator("available")
+    @classmethod
+    def _available(cls, value: str | None) -> str | None:
+        from aggregat.timeutil import check_availability
+
+        return None if value is None else check_availability(value)
+
+    def model_post_init(self, _context: Any) -> None:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of table = \"...\" or query = \"SELECT ...\"")
+
+
 class EnergySettings(_Section):
     """Energy DB mapping: where measured load comes from and where forecasts go."""
 
@@ -192,6 +257,45 @@ class EnergySettings(_Section):
     # Plausibility of measured load (aggregat.plausibility): values above this (MW), or a
     # target's own max_mw, are rejected by `load import` and `energy sync`, never stored.
     max_load_mw: float = Field(1e5, gt=0)
+    # Other tables copied into bank datasets by `energy sync` (name -> table), e.g.
+    # [env.X.energy.tables.contracted_power] table = "contracts", time_col = "valid_from".
+    tables: dict[str, TableSettings] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _dataset_names(cls, value: dict[str, TableSettings]) -> dict[str, TableSettings]:
+        for name in value:
+            if not re.match(r"^[a-z][a-z0-9_]{0,63}$", name):
+                raise ValueError(f"table name {name!r}: the bank dataset's name, lower-case "
+                                 "letters, digits and _")
+            if name in RESERVED_DATASETS:
+                raise ValueError(f"table name {name!r} is a dataset of aggregat itself; pick "
+                                 "another name")
+        return value
+
+
+class ExtraFeature(_Section):
+    """A bank dataset's column as a feature of a target (``extra_features``)."""
+
+    dataset: str
+    column: str
+    # known: the value at the valid time, if known (available_at) by the issue time;
+    # lagged: values up to the issue time only (lags of 1, 2 and 7 days, the last value).
+    kind: Literal["known", "lagged"]
+    # Rows of the dataset kept (key column = value); rows left that share a time are summed.
+    where: dict[str, str] = Field(default_factory=dict)
+    name: str | None = None  # the feature's name; default DATASET__COLUMN
+
+    @property
+    def feature(self) -> str:
+        return self.name or f"{self.dataset}__{self.column}"
+
+    @field_validator("dataset", "column", "name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", value):
+            raise ValueError("letters, digits and _ only")
+        return value
 
 
 class TargetSettings(_Section):
@@ -211,6 +315,18 @@ class TargetSettings(_Section):
     min_mw: float | None = None
     max_mw: float | None = None
     net_load: bool = False
+    # Bank datasets' columns as features (docs/forecasting.md, "Extra features"), e.g.
+    # [{dataset = "rte_consumption", column = "consumption_mw", kind = "lagged"}].
+    extra_features: list[ExtraFeature] = Field(default_factory=list)
+
+    @field_validator("extra_features")
+    @classmethod
+    def _unique_features(cls, value: list[ExtraFeature]) -> list[ExtraFeature]:
+        names = [f.feature for f in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"feature {dup[0]!r} twice: give one of them a name")
+        return value
 
 
 class ForecastSettings(_Section):
@@ -339,6 +455,53 @@ class DashboardSettings(_Section):
 _SECRET_OPTION = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
 # gcsfs `token` values that name a method, not a credential.
 _NOT_CREDENTIALS = frozenset({"anon", "google_default", "cloud", "browser"})
+class RteSettings(_Section):
+    """RTE open data (aggregat.rte): France's consumption and Tempo days from the ODRE portal."""
+
+    base_url: str = "https://odre.opendatasoft.com"
+    # OpenDataSoft Explore API v2.1: "exports" (one JSON export per window) or "records"
+    # (pages of page_size rows).
+    api: Literal["exports", "records"] = "exports"
+    page_size: int = Field(100, ge=1, le=100)
+    realtime_dataset: str = "eco2mix-national-tr"
+    consolidated_dataset: str = "eco2mix-national-cons-def"
+    # NOT verified against the portal (no network where this was written): check the id and
+    # the field names on odre.opendatasoft.com and set them here (docs/rte.md).
+    tempo_dataset: str | None = "couleur-tempo"
+    tempo_date_field: str = "jour"
+    tempo_colour_field: str = "couleur"
+    # When values become known (aggregat.timeutil.available_at): realised consumption its time
+    # plus a delay; RTE's D-1 and D forecasts and Tempo colours at a local time before the day.
+    realised_available: str = "+1h"
+    forecast_d1_available: str = "D-1 19:00"
+    forecast_d_available: str = "D 07:00"
+    tempo_available: str = "D-1 10:40"
+    history_days: int = Field(730, ge=1)  # first sync without --since starts this far back
+    lookback_days: float = Field(2.0, ge=0)  # each sync re-reads this much before its watermark
+    window_days: int = Field(31, ge=1)  # rows per request window (and per bank write + watermark)
+    retries: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    retry_backoff_max_s: float = Field(60.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("realised_available", "forecast_d1_available", "forecast_d_available",
+                     "tempo_available")
+    @classmethod
+    def _rule(cls, value: str) -> str:
+        from aggregat.timeutil import check_availability, is_column_rule
+
+        value = check_availability(value)
+        if is_column_rule(value):
+            raise ValueError("write '+1h' or 'D-1 19:00' here, not a column")
+        return value
+
+    @field_validator("realtime_dataset", "consolidated_dataset", "tempo_dataset",
+                     "tempo_date_field", "tempo_colour_field")
+    @classmethod
+    def _dataset_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", value):
+            raise ValueError("an ODRE dataset or field id: letters, digits, '-', '_', '.'")
+        return value
 
 
 class Environment(_Section):
@@ -364,6 +527,7 @@ class Environment(_Section):
     # fsspec options of every store of this environment (datalake, bank, registry, lock), e.g.
     # {key = "${S3_KEY}", secret = "${S3_SECRET}"}: each environment its own credentials.
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    rte: RteSettings = Field(default_factory=RteSettings)
     source_file: str | None = None  # the aggregat.toml it came from, None for the embedded one
 
     # The secrets resolved for this environment: variable name -> value (never printed).
@@ -517,7 +681,7 @@ def load_environment(
 
 
 _TOP_LEVEL = ("default_env", "defaults", "env")
-_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts", "dashboard")
+_SECTIONS = ("weather", "energy", "forecast", "jobs", "alerts", "dashboard", "rte")
 
 
 def _check_layout(raw: dict[str, Any], where: str) -> None:

@@ -210,3 +210,51 @@ def parse_times(values: Sequence[str] | pd.Series, *, tz: str | None = None,
     if drop.any():
         out = out.where(~drop, pd.NaT)
     return pd.DatetimeIndex(out)
+
+
+# -- availability: when a value becomes known ----------------------------------------------------
+_DAY_BEFORE = re.compile(r"^D(?:-(\d+))?\s+([01]?\d|2[0-3]):([0-5]\d)$")
+_SHIFT = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(min|h|d)$")
+_SHIFT_UNITS = {"min": "min", "h": "h", "d": "D"}
+
+
+def check_availability(rule: str) -> str:
+    """``rule`` if it is a valid availability rule (see :func:`available_at`), else ValueError
+    saying how to write one. A plain name is a column name (checked by the caller)."""
+    text = rule.strip()
+    if _DAY_BEFORE.match(text) or _SHIFT.match(text) or re.fullmatch(r"[A-Za-z_]\w*", text):
+        return text
+    raise ValueError(f"availability {rule!r}: write '+1h' (the value's time plus a delay), "
+                     "'D-1 19:00' (a local time on the day before the value's local day), "
+                     "or the name of a column holding the time it was known")
+
+
+def available_at(times: pd.Series | pd.DatetimeIndex, rule: str, tz: str) -> pd.DatetimeIndex:
+    """When values at ``times`` (aware) become known, by ``rule``:
+
+    - ``+1h``, ``+30min``, ``-2d``: their time plus (minus) a delay (a measurement published an
+      hour after its interval; a contract known two days ahead);
+    - ``D-1 19:00``, ``D-2 10:40``, ``D 06:00``: a local time (``tz``) on the day N days before
+      the value's local day (a day-ahead forecast published at 19:00 the day before).
+    Local times in a DST gap move forward; in the repeated hour, the first (summer) one counts.
+    """
+    idx = pd.DatetimeIndex(times).tz_convert("UTC")
+    text = check_availability(rule)
+    shift = _SHIFT.match(text)
+    if shift:
+        delta = pd.Timedelta(float(shift.group(2)), unit=_SHIFT_UNITS[shift.group(3)])
+        return idx + delta if shift.group(1) == "+" else idx - delta
+    day = _DAY_BEFORE.match(text)
+    if not day:
+        raise ValueError(f"availability {rule!r} names a column: read it from the data")
+    days, hour, minute = int(day.group(1) or 0), int(day.group(2)), int(day.group(3))
+    local_day = idx.tz_convert(tz).tz_localize(None).normalize()
+    naive = local_day - pd.Timedelta(days=days) + pd.Timedelta(hours=hour, minutes=minute)
+    return pd.DatetimeIndex(naive.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+                            ).tz_convert("UTC")
+
+
+def is_column_rule(rule: str) -> bool:
+    """Whether an availability rule names a column (not a delay nor a day-before time)."""
+    text = rule.strip()
+    return not (_DAY_BEFORE.match(text) or _SHIFT.match(text))

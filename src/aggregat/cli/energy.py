@@ -30,11 +30,15 @@ def sync(
     full: Annotated[bool, typer.Option("--full", help="Ignore the watermark: copy everything "
                                        "again (idempotent).")] = False,
 ) -> None:
-    """Copy new and corrected measured load from the energy DB into the bank (incremental)."""
+    """Copy new and corrected measured load, and the tables of [energy.tables.NAME], from the
+    energy DB into the bank (incremental)."""
     from aggregat import api
 
-    report = api.sync(environment(env, config), full=full)
+    environ = environment(env, config)
+    report = api.sync(environ, full=full)
     console.print(report.summary())
+    for table in api.sync_tables(environ, full=full):
+        console.print(table.summary())
 
 
 @app.command("publish")

@@ -21,6 +21,7 @@ from aggregat.cli import (
     load,
     model,
     model_ops,  # noqa: F401  (registers train/list/predict/promote)
+    rte,
     run,
     serve,
     weather,
@@ -43,6 +44,7 @@ app.add_typer(bank.app, name="bank", help="Inspect and copy the data bank.")
 app.add_typer(load.app, name="load", help="Import measured load into the bank.")
 app.add_typer(model.app, name="model", help="Train, predict, promote and backtest models.")
 app.add_typer(energy.app, name="energy", help="Sync load from, publish forecasts to the energy DB.")
+app.add_typer(rte.app, name="rte", help="RTE open data: national consumption, Tempo days.")
 app.add_typer(run.app, name="run", help="Scheduled jobs: daily, intraday, weekly, backfill.")
 app.add_typer(alerts.app, name="alerts", help="Send a test alert; evaluate and alert now.")
 app.command("health")(health.health)

@@ -68,6 +68,10 @@ def backtest(
     blend: Annotated[bool | None, typer.Option("--blend/--no-blend", help="Intraday: blend with "
                      "the newest day-ahead forecast (its backtest runs first), as production "
                      "does; default: forecast.intraday_blend (on).")] = None,
+    extra_features: Annotated[bool, typer.Option("--extra-features/--no-extra-features",
+                              help="Bank mode: use the targets' extra_features (RTE data, "
+                              "other tables) as configured, or leave them out to measure "
+                              "their effect.")] = True,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default "
                    "./backtest-<name>/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name of the run (default: the "
@@ -88,7 +92,8 @@ def backtest(
         if not csv:
             settings = environment(env, config)
             reports = api.backtest_env(settings, target, test_weeks=test_weeks, horizon=horizon,
-                                       blend=blend, progress=say)
+                                       blend=blend, extra_features=extra_features,
+                                       progress=say)
             for report in reports:
                 folder = (out / report.name if out and len(reports) > 1
                           else out or Path(f"backtest-{report.name}"))

@@ -51,7 +51,13 @@ from aggregat.forecast.core.validation import (
     validation_scores,
 )
 from aggregat.forecast.registry import Registry
-from aggregat.forecast.targets import Target, forecast_span, issue_weather, resolve_targets
+from aggregat.forecast.targets import (
+    Target,
+    forecast_span,
+    issue_weather,
+    resolve_targets,
+    target_extras,
+)
 from aggregat.parallel import default_workers, run_tasks
 from aggregat.plausibility import Bounds, Plausibility
 from aggregat.results import PredictResult, TrainResult, predict_result, train_result
@@ -102,12 +108,14 @@ def model_key(target_id: str, horizon: str = Horizon.DAY_AHEAD) -> str:
 
 def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
                  known_cols: Sequence[str] = (), issue_hour: float | None = None,
-                 horizon: str = Horizon.DAY_AHEAD) -> ModelConfig:
+                 horizon: str = Horizon.DAY_AHEAD, target: Target | None = None
+                 ) -> ModelConfig:
     """The core's settings for a target of ``env`` with the weather columns found in the bank.
 
     ``known_cols``: bank columns known in advance (a holiday flag), used as they are;
     ``issue_hour``: a local issue hour (may be fractional) instead of ``issue_hour_local``;
-    ``horizon``: "day-ahead" or "intraday" (``intraday_every_h``, ``intraday_hours``).
+    ``horizon``: "day-ahead" or "intraday" (``intraday_every_h``, ``intraday_hours``);
+    ``target``: its ``extra_features`` (known and lagged extras).
     """
     fs = env.forecast
     holidays, school = calendar_code(fs.holidays), calendar_code(fs.school_holidays)
@@ -123,7 +131,9 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
                            school_holidays=school,
                            weather_cols=tuple(weather_cols), known_cols=tuple(known_cols),
                            horizon=horizon, intraday_every_h=float(fs.intraday_every_h),
-                           intraday_hours=float(fs.intraday_hours))
+                           intraday_hours=float(fs.intraday_hours),
+                           extra_known=target.extra_known if target else (),
+                           extra_lagged=target.extra_lagged if target else ())
     except InputError as exc:
         raise ConfigError(f"[env.{env.name}.forecast] {exc}") from None
     cfg = ModelConfig(features=fc, min_train_days=fs.min_train_days, n_jobs=n_jobs)
@@ -195,7 +205,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
                             max_lead_h=fs.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
-    cfg = model_config(env, cols, n_jobs=n_jobs, horizon=horizon)
+    cfg = model_config(env, cols, n_jobs=n_jobs, horizon=horizon, target=target)
+    extras = target_extras(bank, target, start, end + pd.Timedelta(days=3))
     current = reg.current(key)
     old, old_error = None, None
     if current is not None:
@@ -203,13 +214,15 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
             old = reg.load(key, current).model
         except ModelError as exc:  # corrupt or from an incompatible code version: replace it
             old_error = str(exc)
-    fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days)
+    fit = fit_and_validate(load, weather, cfg, validation_days=fs.validation_days,
+                           extras=extras)
     fair = unseen_issues(fit.val_pred, old)
     new_scores = validation_scores(fit.val_pred[fit.val_pred["issue_time"].isin(fair)]
                                    if len(fit.val_pred) else None, load)
     old_scores: dict[str, float] = {}
     if old is not None and len(fair):
-        old_pred = forecast_issues(old, load, _weather_for_model(weather, _cols_of(old)), fair)
+        old_pred = forecast_issues(old, load, _weather_for_model(weather, _cols_of(old)), fair,
+                                   extras)
         old_scores = validation_scores(old_pred, load)
     new_mae = new_scores.get("mae", float("nan"))
     promoted, reason = promotion_rule(current, old_error, len(fair), new_mae,
@@ -223,6 +236,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         "data_start": start.isoformat(), "data_end": end.isoformat(),
         "weather_models": list(target.weather_models), "weather_cols": cols,
         "weather_rows": int(len(weather)),
+        "extra_features": [f.model_dump() for f in target.extra_features],
         "features": list(model.feature_names),
         "n_rows": int(model.n_rows), "rounds": int(model.rounds),
         "resolution": str(model.resolution),
@@ -296,8 +310,9 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     weather = issue_weather(bank, target, issues, max_lead_h=fs.max_lead_h,
                             span=_span(env, horizon))
     weather = weather[weather["available_at"] <= issue] if len(weather) else weather
+    extras = target_extras(bank, target, issue - hist, issue + pd.Timedelta(days=3))
     try:
-        out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
+        out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue, extras)
     except (InputError, ModelError) as exc:
         if model.is_baseline:
             raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
@@ -332,10 +347,10 @@ def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.D
 
 
 def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-             issue: pd.Timestamp) -> pd.DataFrame:
+             issue: pd.Timestamp, extras: pd.DataFrame | None = None) -> pd.DataFrame:
     from aggregat.forecast.core.models import predict
 
-    return predict(model, load, weather, issue)
+    return predict(model, load, weather, issue, extras)
 
 
 def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, horizon: str
@@ -436,7 +451,8 @@ def promote(env: Environment, target: str, version: str) -> None:
 
 def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                     progress=None, *, known_cols: Sequence[str] = (),
-                    issue_hour: float | None = None, horizon: str = Horizon.DAY_AHEAD):
+                    issue_hour: float | None = None, horizon: str = Horizon.DAY_AHEAD,
+                    extra_features: bool = True):
     """The production pipeline over the last ``test_weeks`` weeks of ``target``'s load in the
     bank: issue every day with the weather runs available then, retrain weekly on all earlier
     data. Returns the core's :class:`~aggregat.forecast.core.backtest.BacktestResult`.
@@ -445,10 +461,13 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     daily aggregates); ``issue_hour``: see :func:`model_config` (the CSV backtest uses both).
     Intraday with ``forecast.intraday_blend``: the day-ahead backtest runs first, and its
     forecasts are blended in as :func:`predict_target` does (report key ``day_ahead``).
+    ``extra_features``: False leaves the target's extra features out (to measure their effect).
     """
     from aggregat.forecast.core.backtest import run_backtest
 
     bank = Bank(env.bank)
+    if not extra_features:
+        target = dataclasses.replace(target, extra_features=())
     load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
     day_ahead = None
     if horizon == Horizon.INTRADAY and env.forecast.intraday_blend:
@@ -462,10 +481,14 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
                             max_lead_h=env.forecast.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, [c for c in cols if c not in known_cols], issue_hour=issue_hour,
-                       known_cols=[c for c in cols if c in known_cols], horizon=horizon)
+                       known_cols=[c for c in cols if c in known_cols], horizon=horizon,
+                       target=target)
+    extras = target_extras(bank, target, load.index.min(),
+                           load.index.max() + pd.Timedelta(days=3))
     result = run_backtest(load, _weather_for_model(weather, cols), cfg, test_weeks=test_weeks,
                           progress=progress,
-                          day_ahead=day_ahead.forecasts if day_ahead is not None else None)
+                          day_ahead=day_ahead.forecasts if day_ahead is not None else None,
+                          extras=extras)
     if day_ahead is not None:
         result.report["day_ahead"] = {"metrics": day_ahead.report["metrics"],
                                       "timing_s": day_ahead.report["timing_s"]}

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aggregat.bank import Bank, nominal_available_at, read_weather, target_ids, weather_runs
-from aggregat.config import Environment, TargetSettings
+from aggregat.config import Environment, ExtraFeature, TargetSettings
 from aggregat.errors import ConfigError, ModelError
 from aggregat.forecast.core.features import is_direction
 from aggregat.timeutil import Horizon
@@ -52,6 +52,15 @@ class Target:
     weather_cols: tuple[str, ...] = ("t2m_c", "rh2m_pct", "wind_speed_10m_ms", "ssrd_wm2",
                                      "tcc_pct")
     configured: bool = True
+    extra_features: tuple[ExtraFeature, ...] = ()
+
+    @property
+    def extra_known(self) -> tuple[str, ...]:
+        return tuple(f.feature for f in self.extra_features if f.kind == "known")
+
+    @property
+    def extra_lagged(self) -> tuple[str, ...]:
+        return tuple(f.feature for f in self.extra_features if f.kind == "lagged")
 
     @classmethod
     def from_settings(cls, s: TargetSettings) -> Target:
@@ -63,7 +72,8 @@ class Target:
         if bad:
             raise ConfigError(f"forecast target {s.id!r}: weights must be >= 0 (see {bad[0]!r})")
         return cls(id=s.id, sites=tuple(s.sites), weights=dict(s.weights),
-                   weather_models=tuple(s.weather_models), weather_cols=tuple(s.weather_cols))
+                   weather_models=tuple(s.weather_models), weather_cols=tuple(s.weather_cols),
+                   extra_features=tuple(s.extra_features))
 
 
 def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = None
@@ -248,3 +258,52 @@ def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
     out = combine_models(mean, list(target.weather_models))
     return out[["valid_time", "available_at", *cols, "model", "run_time"]]
 
+
+
+EXTRA_MARGIN = pd.Timedelta(days=8)  # lagged extras look back a week before the first issue
+
+
+def target_extras(bank: Bank, target: Target, start: pd.Timestamp, end: pd.Timestamp
+                  ) -> pd.DataFrame | None:
+    """The core's ``extras`` of ``target`` (``feature, time, available_at, value``) with times
+    in ``[start - 8 days, end)``, read from the bank datasets its ``extra_features`` name (only
+    the months of the window). A column ``X`` is known at ``available_at__X`` when the dataset
+    has one (RTE's forecasts), else at ``available_at``. Rows left by ``where`` that share a
+    time are summed, known when the last of them is. None when the target has no extras."""
+    if not target.extra_features:
+        return None
+    import aggregat.rte.sync  # noqa: F401  (registers the RTE datasets' schemas)
+
+    t0, t1 = pd.Timestamp(start) - EXTRA_MARGIN, pd.Timestamp(end)
+    months = [f"{m:%Y-%m}" for m in pd.period_range(t0.tz_convert("UTC").tz_localize(None),
+                                                    t1.tz_convert("UTC").tz_localize(None),
+                                                    freq="M")]
+    parts = []
+    for spec in target.extra_features:
+        files = bank.files(spec.dataset, {"month": months}) if months else []
+        if not files:
+            parts.append(pd.DataFrame({"feature": [], "time": pd.DatetimeIndex([], tz="UTC"),
+                                       "available_at": pd.DatetimeIndex([], tz="UTC"),
+                                       "value": []}))
+            continue
+        probe = bank.read_files(spec.dataset, files[:1], limit=0)
+        avail = (f"available_at__{spec.column}" if f"available_at__{spec.column}" in probe
+                 else "available_at")
+        missing = [c for c in (spec.column, avail, *spec.where) if c not in probe]
+        if missing:
+            raise ConfigError(f"target {target.id!r} extra feature {spec.feature!r}: dataset "
+                              f"{spec.dataset!r} has no column {missing[0]!r} (columns: "
+                              f"{', '.join(probe.columns[:16])}); fix extra_features")
+        conds, params = ["time >= ?", "time < ?"], [t0, t1]
+        for key, value in spec.where.items():
+            conds.append(f'CAST("{key}" AS VARCHAR) = ?')
+            params.append(value)
+        rows = bank.read_files(spec.dataset, files, columns=["time", avail, spec.column],
+                               filter_sql=" AND ".join(conds), params=params)
+        rows = rows.assign(value=pd.to_numeric(rows[spec.column], errors="coerce"))
+        by_time = rows.groupby("time", sort=True)
+        grouped = pd.DataFrame({"available_at": by_time[avail].max(),
+                                "value": by_time["value"].sum(min_count=1)}).reset_index()
+        parts.append(grouped.assign(feature=spec.feature))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["feature", "time", "available_at", "value"]]

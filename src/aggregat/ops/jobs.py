@@ -198,6 +198,12 @@ class _Job:
             if report.rows_rejected:  # implausible load, not stored: named for the operator
                 step.details["rejected_implausible"] = report.rows_rejected
                 step.details["rejected_examples"] = report.rejected_examples
+            if self.env.energy.tables:  # [energy.tables.NAME]: copied with the load
+                from aggregat.energy.tables import sync_tables
+
+                tables = sync_tables(self.engine(), self.bank, self.env.energy,
+                                     tz=self.env.forecast.timezone)
+                step.details["tables"] = {t.name: t.rows_written for t in tables}
 
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
         self.step("sync", f"{day:%Y-%m-%d}", run, force=True)

@@ -170,7 +170,8 @@ def test_issues(days: pd.DatetimeIndex, cfg: FeatureConfig) -> pd.DatetimeIndex:
 def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelConfig,
                  test_weeks: int = 8, retrain_days: int = 7,
                  progress: Callable[[str], None] | None = None,
-                 day_ahead: pd.DataFrame | None = None) -> BacktestResult:
+                 day_ahead: pd.DataFrame | None = None,
+                 extras: pd.DataFrame | None = None) -> BacktestResult:
     """Backtest of ``config``'s horizon over the last ``test_weeks`` weeks of ``load``.
 
     ``day_ahead``: intraday only, the day-ahead backtest's forecasts of the same period, blended
@@ -193,7 +194,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
     # Every issue a retrain learns from (intraday thins the old ones), then the test issues.
     train_sets = [training_issues(observed, fc, c, res) for c in cutoffs]
     issues = pd.DatetimeIndex(sorted(set().union(*train_sets, tests)))
-    feats = build_features(s, w, issues, fc, res)
+    feats = build_features(s, w, issues, fc, res, extras)
     valid = pd.DatetimeIndex(feats["valid_time"])
     actual = s.reindex(valid).to_numpy(dtype=float)
     t_feat = time.perf_counter() - t_start
@@ -241,6 +242,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
                      "test_start": f"{days[0]:%Y-%m-%d}", "test_end": f"{days[-1]:%Y-%m-%d}",
                      "resolution_min": res.total_seconds() / 60},
         "inputs": {"weather_cols": list(fc.weather_cols), "known_cols": list(fc.known_cols),
+                   "extra_known": list(fc.extra_known), "extra_lagged": list(fc.extra_lagged),
                    "holidays": fc.holidays, "school_holidays": fc.school_holidays,
                    "load_start": s.dropna().index[0].isoformat(),
                    "load_end": s.dropna().index[-1].isoformat()},

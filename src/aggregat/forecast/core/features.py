@@ -7,6 +7,11 @@ Frames (the core's convention):
   values count as known forever, as for a CSV), and numeric columns (weather with units, and
   columns known in advance such as a holiday flag). One row per (available_at, valid_time): the
   site/area aggregation of a target is done before.
+- extras (optional): other series, long: ``feature, time, available_at, value``, one row per
+  (feature, time). A ``known`` feature (``extra_known``) is its value at the valid time if it
+  was available at the issue time (a contract, RTE's forecast, a Tempo colour); a ``lagged``
+  one (``extra_lagged``) gives its values 1, 2 and 7 days before the valid time and its last
+  value, each only if available at the issue time (like load lags).
 
 For an issue time ``t`` the rows cover the forecast window of the horizon: every interval of local
 day D for a day-ahead issue (``issue_hour`` local on day D-1), the next ``intraday_hours`` for an
@@ -34,6 +39,7 @@ NEVER = pd.Timestamp("1900-01-01", tz="UTC")  # available_at of values known for
 # Same time 1..7 days and two weeks before: with the 7-day profile they carry the weekly shape
 # and the recent level.
 LAGS_H = (24, 48, 72, 96, 120, 144, 168, 336)
+EXTRA_LAGS_H = (24, 48, 168)  # lags of a lagged extra series (national load: day, week)
 EWM_HALFLIFE_H = (6, 24, 72)  # building inertia: hours to half-forget a temperature
 ANOMALY_DAYS = 7  # weather is also compared with its mean over the days before issue
 LAST_VALUE_FADE_H = 6.0  # e-folding lead time of the last observed deviation
@@ -65,6 +71,8 @@ class FeatureConfig:
     horizon: str = Horizon.DAY_AHEAD  # or Horizon.INTRADAY
     intraday_hours: float = 36.0      # an intraday issue covers the next 36 h ...
     intraday_every_h: float = 6.0     # ... and one is issued every 6 h (aligned on issue_hour)
+    extra_known: tuple[str, ...] = ()   # extras used at their valid time (module doc)
+    extra_lagged: tuple[str, ...] = ()  # extras used up to the issue time only
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -338,6 +346,71 @@ def load_features(load: pd.Series, issue: np.ndarray, valid: np.ndarray,
     return pd.DataFrame(out)
 
 
+def _extra_series(extras: pd.DataFrame | None, name: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Times, availability (ns), values of one extra feature, and its step (ns; 1 day if
+    unknown): a value holds from its time until the next one, at most one step."""
+    if extras is None or extras.empty:
+        return np.array([], np.int64), np.array([], np.int64), np.array([]), 24 * NS_PER_H
+    rows = extras[extras["feature"] == name].sort_values("time")
+    t = _ns(rows["time"])
+    a = _ns(rows["available_at"])
+    v = pd.to_numeric(rows["value"], errors="coerce").to_numpy(dtype=float)
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    step = int(pd.Series(steps).mode().iloc[0]) if len(steps) else 24 * NS_PER_H
+    return t, a, v, step
+
+
+def _value_at(t: np.ndarray, a: np.ndarray, v: np.ndarray, step: int, when: np.ndarray,
+              issue: np.ndarray) -> np.ndarray:
+    """The value holding at each time ``when`` if it was available at ``issue`` (else NaN)."""
+    out = np.full(len(when), np.nan)
+    if not len(t):
+        return out
+    pos = np.searchsorted(t, when, side="right") - 1
+    p = np.clip(pos, 0, len(t) - 1)
+    ok = (pos >= 0) & (when - t[p] < step) & (a[p] <= issue)
+    out[ok] = v[p[ok]]
+    return out
+
+
+def extra_features(extras: pd.DataFrame | None, cfg: FeatureConfig, issue: np.ndarray,
+                   valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Known and lagged extra features (module doc) for rows (issue, valid), in ns."""
+    out: dict[str, np.ndarray] = {}
+    for name in getattr(cfg, "extra_known", ()):
+        t, a, v, step = _extra_series(extras, name)
+        out[name] = _value_at(t, a, v, step, valid, issue)
+    for name in getattr(cfg, "extra_lagged", ()):
+        t, a, v, step = _extra_series(extras, name)
+        for lag in EXTRA_LAGS_H:
+            out[f"{name}_lag_{lag}h"] = _value_at(t, a, v, step, valid - lag * NS_PER_H, issue)
+        # The newest value available at issue (availability as its running max: a late
+        # correction never makes an earlier value count as known sooner), and its 24 h mean.
+        last, age, mean = (np.full(len(issue), np.nan) for _ in range(3))
+        if len(t):
+            known = np.maximum.accumulate(a)
+            idx = np.searchsorted(known, issue, side="right") - 1
+            ok_v = ~np.isnan(v)
+            last_ok = np.maximum.accumulate(np.where(ok_v, np.arange(len(v)), -1))
+            li = np.where(idx >= 0, last_ok[np.clip(idx, 0, len(v) - 1)], -1)
+            has = li >= 0
+            lic = np.clip(li, 0, len(v) - 1)
+            last = np.where(has, v[lic], np.nan)
+            age = np.where(has, (issue - t[lic]) / NS_PER_H, np.nan)
+            csum = np.r_[0.0, np.cumsum(np.where(ok_v, v, 0.0))]
+            ccnt = np.r_[0, np.cumsum(ok_v)]
+            lo = np.searchsorted(t, t[lic] - 24 * NS_PER_H, side="right")
+            cnt = ccnt[lic + 1] - ccnt[lo]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(has & (cnt > 0), (csum[lic + 1] - csum[lo]) / cnt, np.nan)
+        out[f"{name}_last"] = last
+        out[f"{name}_last_age_h"] = age
+        out[f"{name}_mean_24h"] = mean
+    return out
+
+
 def _weather_rows(grid: pd.DataFrame, w: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """For each (issue, valid) pair, the newest weather row available at issue time."""
     if not cols:
@@ -359,12 +432,14 @@ def _per_issue_day(grid: pd.DataFrame, tz: str) -> np.ndarray:
 
 
 def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.DatetimeIndex,
-                   cfg: FeatureConfig, res: pd.Timedelta) -> pd.DataFrame:
+                   cfg: FeatureConfig, res: pd.Timedelta,
+                   extras: pd.DataFrame | None = None) -> pd.DataFrame:
     """Feature rows for every interval of each issue's forecast window.
 
     ``load`` comes from :func:`prepare_load`, ``weather`` from :func:`prepare_weather` (with the
-    weather and known columns of ``cfg``). Returns ``issue_time``, ``valid_time`` and the feature
-    columns (floats, NaN where unknown at issue time); see :func:`feature_names`.
+    weather and known columns of ``cfg``), ``extras`` as in the module doc. Returns
+    ``issue_time``, ``valid_time`` and the feature columns (floats, NaN where unknown at issue
+    time); see :func:`feature_names`.
     """
     wcols, kcols = list(cfg.weather_cols), list(cfg.known_cols)
     grid = issue_grid(issue_times, cfg, res, warmup_days=cfg.warmup_days if wcols else 0)
@@ -429,6 +504,7 @@ def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.Datet
                                            .reindex(key_t).to_numpy())
     for c in kcols:
         cols[c] = wx.loc[keep, c].to_numpy(dtype=float)
+    cols.update(extra_features(extras, cfg, issue, valid))
     body = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in cols.items()})
     lf = load_features(load, issue, valid, cfg.lags_h)
     cal = calendar_features(f["valid_time"], cfg.tz, cfg.holidays, cfg.school_holidays)
@@ -442,11 +518,12 @@ def feature_names(frame: pd.DataFrame) -> list[str]:
 
 def features(load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None,
              issue_time: pd.Timestamp, cfg: FeatureConfig,
-             resolution: pd.Timedelta | None = None) -> pd.DataFrame:
+             resolution: pd.Timedelta | None = None,
+             extras: pd.DataFrame | None = None) -> pd.DataFrame:
     """Feature rows of one issue: the intervals of day D for the issue at ``issue_time``.
 
-    Load observed after ``issue_time`` and weather made available after it are dropped first,
-    so the result cannot depend on them.
+    Load observed after ``issue_time``, and weather and extras made available after it, are
+    dropped first, so the result cannot depend on them.
     """
     issue_time = pd.Timestamp(issue_time).tz_convert("UTC")
     s = prepare_load(load, resolution)
@@ -456,4 +533,6 @@ def features(load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None,
         raise InputError(f"load series: nothing observed before the issue time {issue_time}")
     w = prepare_weather(weather, [*cfg.weather_cols, *cfg.known_cols], res)
     w = w[w["available_at"] <= issue_time]
-    return build_features(s, w, pd.DatetimeIndex([issue_time]), cfg, res)
+    if extras is not None and len(extras):
+        extras = extras[pd.DatetimeIndex(extras["available_at"]) <= issue_time]
+    return build_features(s, w, pd.DatetimeIndex([issue_time]), cfg, res, extras)

@@ -489,7 +489,8 @@ def training_issues(load: pd.Series, cfg: FeatureConfig, until: pd.Timestamp,
 
 
 def train(load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None, config: ModelConfig,
-          until: pd.Timestamp | None = None) -> ForecastModel:
+          until: pd.Timestamp | None = None, extras: pd.DataFrame | None = None
+          ) -> ForecastModel:
     """Train on every day fully observed before ``until`` (default: the end of the load)."""
     s = prepare_load(load)
     res = s.index[1] - s.index[0]
@@ -501,7 +502,7 @@ def train(load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None, config: 
     w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
     w = w[w["available_at"] <= until]
     issues = training_issues(s, fc, until, res)
-    feats = build_features(s, w, issues, fc, res) if len(issues) else pd.DataFrame(
+    feats = build_features(s, w, issues, fc, res, extras) if len(issues) else pd.DataFrame(
         columns=["issue_time", "valid_time"])
     target = s.reindex(pd.DatetimeIndex(feats["valid_time"])).to_numpy(dtype=float)
     return fit_frame(feats, target, config, res, persistence_errors(s))
@@ -547,7 +548,7 @@ def predict_frame(model: ForecastModel, feats: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.DataFrame | None,
-            issue_time: pd.Timestamp) -> pd.DataFrame:
+            issue_time: pd.Timestamp, extras: pd.DataFrame | None = None) -> pd.DataFrame:
     """Forecast issued at ``issue_time`` for its window (the next local day, day-ahead; the
     next ``intraday_hours``, intraday).
 
@@ -555,7 +556,8 @@ def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.Da
     """
     from aggregat.forecast.core.features import features
 
-    feats = features(load, weather, issue_time, model.config.features, model.resolution)
+    feats = features(load, weather, issue_time, model.config.features, model.resolution,
+                     extras)
     out = predict_frame(model, feats)
     if out["p50_mw"].isna().all():
         raise ModelError(f"prediction at {issue_time}: no load in the 14 days before the issue "

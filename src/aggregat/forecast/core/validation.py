@@ -49,7 +49,7 @@ def validation_scores(pred: pd.DataFrame | None, load: pd.Series) -> dict[str, f
 
 
 def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
-                     validation_days: int) -> FitResult:
+                     validation_days: int, extras: pd.DataFrame | None = None) -> FitResult:
     """Features once for every fully observed day; a candidate fitted before the validation
     window forecasts it; then the model fitted on everything (as the core's ``train``)."""
     fc = cfg.features
@@ -62,7 +62,7 @@ def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
     if not len(issues):
         raise ModelError(f"training: load from {s.index[0]:%Y-%m-%d} to {until:%Y-%m-%d} is "
                          "shorter than 10 days; import more load history")
-    feats = build_features(s, w, issues, fc, res)
+    feats = build_features(s, w, issues, fc, res, extras)
     valid = pd.DatetimeIndex(feats["valid_time"])
     y = s.reindex(valid).to_numpy(dtype=float)
     # The last ``validation_days`` (at most a quarter of the history), in days: intraday has
@@ -84,7 +84,8 @@ def fit_and_validate(load: pd.Series, weather: pd.DataFrame, cfg: ModelConfig,
 
 
 def forecast_issues(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-                    issues: pd.DatetimeIndex) -> pd.DataFrame | None:
+                    issues: pd.DatetimeIndex, extras: pd.DataFrame | None = None
+                    ) -> pd.DataFrame | None:
     """Day-ahead forecasts of an existing ``model`` at ``issues`` (None when it cannot serve
     them, e.g. a different load resolution)."""
     if not len(issues):
@@ -93,7 +94,7 @@ def forecast_issues(model: ForecastModel, load: pd.Series, weather: pd.DataFrame
     try:
         s = prepare_load(load, model.resolution)
         w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], model.resolution)
-        feats = build_features(s, w, issues, fc, model.resolution)
+        feats = build_features(s, w, issues, fc, model.resolution, extras)
         return predict_frame(model, feats)
     except (InputError, KeyError, ValueError):
         return None
