@@ -4,6 +4,7 @@ processes, talking TCP on 127.0.0.1), as production runs one."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def start_dask_cluster(n_workers: int = 2, *, preload: str | None = None,
                 pass
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
     try:
         spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -87,3 +89,9 @@ def dask_cluster() -> str:
         yield address
     finally:
         stop()
+
+
+@pytest.fixture(name="start_dask_cluster", scope="session")
+def _start_dask_cluster():
+    """:func:`start_dask_cluster`, for a test that needs its own cluster (a hook, variables)."""
+    return start_dask_cluster
