@@ -100,7 +100,8 @@ def _cursor() -> duckdb.DuckDBPyConnection:
 
 @atexit.register
 def close_duckdb() -> None:
-    """Close this process's DuckDB, which joins its worker threads (at exit, and in tests).
+    """Close this process's DuckDB, which joins its worker threads (at exit, before a fork, and
+    in tests).
 
     Left open, the database dies during interpreter teardown, or never, its threads still
     running while exit() destroys DuckDB's C++ statics: a rare SIGABRT once all work is done.
@@ -112,6 +113,11 @@ def close_duckdb() -> None:
         con = _DUCK.pop("con")
         _DUCK.clear()
     con.close()
+
+
+# A child forked while DuckDB's threads run deadlocks in its first duckdb.connect() (the embedded
+# jobs fork a pool per step after reading the bank): close it first; the parent reconnects.
+os.register_at_fork(before=close_duckdb)
 
 
 def _arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:

@@ -1,0 +1,203 @@
+"""Benchmark: the daily job and the weekly training of a simulated portfolio on a Dask cluster.
+
+For each size (N sites, T targets, Y years of hourly history) it builds a world with the demo's
+simulators (truth weather and load, the forecast history in the bank, the measured load in a
+SQLite energy DB, one simulated AROME SP1 run of the day served over loopback HTTP), then, with a
+Dask cluster of 1 and of 2 workers (scheduler in this process, worker processes over TCP on
+127.0.0.1, one thread each), times ``run weekly --force`` (one training task per target) and
+``run daily --force`` (extract, sync, predict and publish of every target; the files are already
+in the datalake after the first daily, so fetch is a check). Prints a table and, last, the
+figures of the largest size: ``daily_s=… weekly_s=… targets=… workers=…``.
+
+Site ``s`` belongs to target ``s % T``; every target's load is the demo's portfolio load of its
+sites. History is capped at ``--site-years`` (sites x years) per size so the big sizes fit in
+memory and time; the table says which history each size had.
+
+    python benches/bench_portfolio.py [--sizes 50/5,200/20,500/50] [--workers 1,2] [--years 3]
+    python benches/bench_portfolio.py --quick        # 10/2,20/4,40/8 with 0.3 years
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DAY = datetime(2026, 11, 27, tzinfo=UTC)  # the daily job's day (AROME 00Z of that day)
+
+
+def sites_csv(path: Path, n: int) -> list[tuple[str, float, float, float]]:
+    """``n`` sites on a jittered grid around Lyon (one region: small simulated GRIB files)."""
+    rng = np.random.default_rng(n)
+    side = int(np.ceil(np.sqrt(n)))
+    rows = []
+    for i in range(n):
+        lat = 44.6 + 1.8 * (i // side) / max(side - 1, 1) + rng.uniform(-0.02, 0.02)
+        lon = 4.2 + 2.0 * (i % side) / max(side - 1, 1) + rng.uniform(-0.02, 0.02)
+        rows.append((f"s{i:03d}", round(lat, 4), round(lon, 4), round(rng.uniform(0.5, 3), 2)))
+    path.write_text("id,name,lat,lon,weight\n" + "".join(
+        f"{i},{i},{la},{lo},{w}\n" for i, la, lo, w in rows))
+    return rows
+
+
+def build_world(root: Path, n_sites: int, n_targets: int, years: float, base_url: str) -> Path:
+    """The world's files under ``root``; returns its aggregat.toml (env ``bench``)."""
+    from aggregat.bank import Bank, write_weather_run
+    from aggregat.config import EnergySettings, load_environment
+    from aggregat.demo.truth import forecast_history, portfolio_load, truth_weather
+    from aggregat.energy.db import make_engine
+    from aggregat.energy.schema import create_default_tables, insert_measurements
+    from aggregat.weather.sites import load_locations
+
+    root.mkdir(parents=True, exist_ok=True)
+    sites = sites_csv(root / "sites.csv", n_sites)
+    locations = load_locations(str(root / "sites.csv"))
+    end = pd.Timestamp(DAY) + pd.Timedelta(days=3)
+    start = (pd.Timestamp(DAY) - pd.Timedelta(days=round(365 * years))).normalize()
+    truth = truth_weather(locations, start - pd.Timedelta(days=2), end)
+    groups = {f"t{j:02d}": [s for k, s in enumerate(sites) if k % n_targets == j]
+              for j in range(n_targets)}
+    targets = "".join(
+        f'[[env.bench.forecast.targets]]\nid = "{t}"\nsites = [{", ".join(repr(s[0]) for s in g)}]'
+        f'\nweather_models = ["arome-0025"]\n' for t, g in groups.items())
+    config = root / "aggregat.toml"
+    config.write_text(f"""default_env = "bench"
+[env.bench]
+root = "data"
+sites = "sites.csv"
+[env.bench.weather]
+base_url = "{base_url}"
+models = ["arome-0025"]
+packages = {{ "arome-0025" = ["SP1"] }}
+{targets}""")
+    bank = Bank(str(root / "data" / "bank"))
+    runs = pd.date_range(start, pd.Timestamp(DAY) - pd.Timedelta(days=1), freq="D")
+    for run, frame in forecast_history(truth, runs, "arome-0025"):
+        write_weather_run(bank, "arome-0025", run, frame)
+    measured = pd.concat([pd.DataFrame({"target_id": t, "time": load.index, "load_mw": load})
+                          for t, load in ((t, portfolio_load(truth["t2m"], {s[0]: s[3] for s in g}))
+                                          for t, g in groups.items())], ignore_index=True)
+    measured = measured[(measured["time"] >= start) & (measured["time"] < pd.Timestamp(DAY)
+                                                       + pd.Timedelta(hours=9))]
+    settings = EnergySettings()
+    engine = make_engine(f"sqlite:///{root}/data/energy.sqlite", settings)
+    create_default_tables(engine, settings)
+    insert_measurements(engine, settings, measured.assign(updated_at=pd.Timestamp(DAY)))
+    engine.dispose()
+    simulate_day(root / "archive", locations, truth)
+    from aggregat import api
+
+    api.sync(load_environment("bench", config))  # the load history into the bank (untimed)
+    return config
+
+
+def simulate_day(archive: Path, locations, truth: dict) -> None:
+    from aggregat.weather.products import get_product
+    from aggregat.weather.simulate import PointDriver, crop_for_points, simulate_run
+
+    product = get_product("arome-0025")
+    driver = PointDriver(locations.lats, locations.lons, list(locations.site_ids), truth)
+    grid = crop_for_points(product, locations.lats, locations.lons, margin_deg=0.2)
+    simulate_run(product, DAY, archive, grid=grid, packages=["SP1"], seed=1, driver=driver)
+
+
+def measure(config: Path, workers: int) -> dict:
+    """weekly --force then daily --force on a fresh ``workers``-worker cluster; seconds."""
+    import distributed
+
+    from aggregat.config import load_environment
+    from aggregat.ops import jobs
+
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        env = load_environment("bench", config).model_copy(
+            update={"scheduler": cluster.scheduler_address})
+        t = time.perf_counter()
+        weekly = jobs.weekly(env, force=True)
+        weekly_s = time.perf_counter() - t
+        weekly.raise_for_problems()
+        t = time.perf_counter()
+        daily = jobs.daily(env, DAY.date(), force=True)
+        daily_s = time.perf_counter() - t
+        daily.raise_for_problems()
+    per_target = [t["seconds"] for t in _train_details(env)]
+    steps = {s.step: s.seconds for s in daily.steps}
+    return {"weekly_s": weekly_s, "daily_s": daily_s,
+            "train_task_s": statistics.median(per_target) if per_target else float("nan"),
+            "extract_s": steps.get("extract", 0.0), "predict_s": steps.get("predict", 0.0)}
+
+
+def _train_details(env) -> list[dict]:
+    """Seconds of each target's newest model (meta ``fit_seconds``)."""
+    from aggregat.forecast.registry import Registry
+
+    reg = Registry(env.registry)
+    return [{"target": t, "seconds": reg.meta(t, reg.versions(t)[-1])["fit_seconds"]}
+            for t in reg.targets()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="50/5,200/20,500/50", help="sites/targets,...")
+    ap.add_argument("--workers", default="1,2", help="cluster sizes, e.g. 1,2")
+    ap.add_argument("--years", type=float, default=3.0, help="history (capped by --site-years)")
+    ap.add_argument("--site-years", type=float, default=150.0,
+                    help="at most sites x years of history per size (memory and time)")
+    ap.add_argument("--quick", action="store_true", help="sizes 10/2,20/4,40/8, 0.3 years")
+    ap.add_argument("--workdir", default=None, help="keep the worlds here (default: a temp dir)")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.years = "10/2,20/4,40/8", 0.3
+    sizes = [tuple(int(x) for x in s.split("/")) for s in args.sizes.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-portfolio-"))
+
+    from aggregat.weather.loopback import serve_folder
+
+    print(f"machine: {_cores()} cores (shared); workdir {work}")
+    rows = []
+    for n_sites, n_targets in sizes:
+        years = min(args.years, args.site_years / n_sites)
+        root = work / f"{n_sites}-{n_targets}"
+        (root / "archive").mkdir(parents=True, exist_ok=True)
+        with serve_folder(root / "archive") as base_url:
+            t = time.perf_counter()
+            config = build_world(root, n_sites, n_targets, years, base_url)
+            print(f"{n_sites} sites / {n_targets} targets / {years:.2f} years: world built in "
+                  f"{time.perf_counter() - t:.0f} s", flush=True)
+            for w in workers:
+                r = measure(config, w)
+                rows.append({"sites": n_sites, "targets": n_targets, "years": years,
+                             "workers": w, **r})
+                print(f"  {w} worker(s): weekly {r['weekly_s']:.1f} s (median task "
+                      f"{r['train_task_s']:.1f} s), daily {r['daily_s']:.1f} s (extract "
+                      f"{r['extract_s']:.1f} s, predict {r['predict_s']:.1f} s)", flush=True)
+    print()
+    print("| sites | targets | years | workers | weekly s | s/target | median train task s "
+          "| daily s | extract s | predict s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['sites']} | {r['targets']} | {r['years']:.2f} | {r['workers']} | "
+              f"{r['weekly_s']:.1f} | {r['weekly_s'] / r['targets']:.2f} | "
+              f"{r['train_task_s']:.1f} | {r['daily_s']:.1f} | {r['extract_s']:.1f} | "
+              f"{r['predict_s']:.1f} |")
+    last = [r for r in rows if (r["sites"], r["targets"]) == sizes[-1]]
+    best = min(last, key=lambda r: r["weekly_s"])
+    print(f"daily_s={best['daily_s']:.1f} weekly_s={best['weekly_s']:.1f} "
+          f"targets={best['targets']} workers={best['workers']}")
+
+
+def _cores() -> int:
+    from aggregat.parallel import default_workers
+
+    return default_workers()
+
+
+if __name__ == "__main__":
+    main()
