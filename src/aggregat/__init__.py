@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "publish", "import_load", "init_energy_db", "health", "check_env", "schedule",
          "next_runs", "run_demo", "open_bank", "dataset_keys", "copy_bank", "write_table",
-         "run_label"], "aggregat.api"),
+         "run_label", "bigquery_ddl", "read_bigquery"], "aggregat.api"),
     **dict.fromkeys(
         ["RunReport", "StepReport", "TrainResult", "PredictResult", "ModelVersion",
          "BacktestReport"], "aggregat.results"),
@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "ExtractReport": "aggregat.weather.extract",
     "SyncReport": "aggregat.energy.sync",
     "PublishReport": "aggregat.energy.publish",
+    "ExternalTable": "aggregat.bank.external",
     **dict.fromkeys(
         ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
          "EnergyDBError", "ModelError", "LockedError", "PartialRunError"], "aggregat.errors"),
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         backfill,
         backtest,
         backtest_env,
+        bigquery_ddl,
         check_env,
         copy_bank,
         daily,
@@ -90,6 +92,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         promote,
         publish,
         read_backtest_csv,
+        read_bigquery,
         run_demo,
         run_label,
         schedule,
@@ -99,6 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         weekly,
         write_table,
     )
+    from aggregat.bank.external import ExternalTable  # noqa: F401
     from aggregat.config import Environment  # noqa: F401
     from aggregat.energy.publish import PublishReport  # noqa: F401
     from aggregat.energy.sync import SyncReport  # noqa: F401

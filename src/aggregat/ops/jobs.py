@@ -84,11 +84,6 @@ class _Job:
             self._locations = load_locations(self.env.sites, self.env.areas)
         return self._locations
 
-    def engine(self):
-        from aggregat.energy.db import make_engine
-
-        return make_engine(self.env.energy_db, self.env.energy, must_exist=True)
-
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:
         """Fetch then extract one run (extract runs even after a partial fetch)."""
@@ -136,12 +131,12 @@ class _Job:
         self.step("extract", part, extract, force=extract_force)
 
     def sync(self, day: date) -> None:
-        from aggregat.energy.sync import sync_load
+        from aggregat.energy.route import sync_measured_load
         from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine(), self.bank, self.env.energy,
-                               plausibility=Plausibility.from_env(self.env))
+            report = sync_measured_load(self.env, self.bank,
+                                        plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
             if report.rows_rejected:  # implausible load, not stored: named for the operator
@@ -170,13 +165,13 @@ class _Job:
 
     def publish(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD) -> None:
         """Publish the forecasts of ``issue_time`` and ``horizon`` into the energy DB."""
-        from aggregat.energy.publish import publish_forecast
+        from aggregat.energy.route import publish_issue
 
         def run(step) -> None:
             # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
             ids = None if horizon == Horizon.DAY_AHEAD else self.forecast_ids(horizon)
-            report = publish_forecast(self.engine(), self.bank, self.env.energy,
-                                      issue_time.to_pydatetime(), target_ids=ids)
+            report = publish_issue(self.env, self.bank, issue_time.to_pydatetime(),
+                                   target_ids=ids)
             step.rows = report.rows
 
         self.step(step_name("publish", horizon), _issue_part(issue_time), run)
