@@ -73,6 +73,10 @@ def client(project: str | None = None, location: str | None = None) -> bigquery.
         from google.auth.credentials import AnonymousCredentials
 
         endpoint = host if "://" in host else f"http://{host}"
+        project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if not project:  # no credentials to find a default project in
+            raise ConfigError(f"{EMULATOR_VAR} is set but no project is known: set [energy] "
+                              "bigquery_project (or GOOGLE_CLOUD_PROJECT)")
         return bigquery.Client(project=project, location=location,
                                credentials=AnonymousCredentials(),
                                client_options={"api_endpoint": endpoint})
