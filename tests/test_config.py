@@ -153,3 +153,20 @@ def test_the_default_open_data_address_is_the_current_one(tmp_path, monkeypatch)
     monkeypatch.delenv("AGGREGAT_ENV", raising=False)
     env = load_environment()
     assert env.weather.base_url == "https://meteofrance-pnt.s3.rbx.io.cloud.ovh.net/pnt"
+
+
+def test_bigquery_settings_are_checked_at_load(config_file):
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\nsource = "bigquery"\n'
+                           'bigquery_load_table = "proj.energy.load`; DROP"\n')
+    with pytest.raises(ConfigError, match=r"\[env\.dev\.energy\] bigquery_load_table = .*"
+                                          r"project\.dataset\.table"):
+        load_environment("dev")
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\npublish_to = "bq"\n')
+    with pytest.raises(ConfigError, match=r"\[env\.dev\.energy\] publish_to = 'bq'"):
+        load_environment("dev")
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\nsource = "bigquery"\n'
+                           'publish_to = "bigquery"\n'
+                           'bigquery_forecast_table = "my-proj.energy.forecasts"\n')
+    energy = load_environment("dev").energy
+    assert (energy.source, energy.bigquery_forecast_table) == ("bigquery",
+                                                               "my-proj.energy.forecasts")

@@ -128,6 +128,48 @@ def test_sync_is_incremental_from_a_table(bigquery_dataset, tmp_path):
     assert len(read_load(bank)) == 102
 
 
+@pytest.mark.parametrize("fail_at", ["before_bank_write", "after_bank_write"])
+def test_sync_interrupted_then_rerun_equals_uninterrupted(bigquery_dataset, tmp_path,
+                                                          monkeypatch, fail_at):
+    import aggregat.bank as bank_module
+    import aggregat.energy.sync as sync_module
+    from aggregat.energy.bigquery import source_identity, sync_load_bigquery
+    from aggregat.energy.sync import load_state
+
+    # No look-back: a watermark saved before its rows were written would lose them for good.
+    cfg = settings(bigquery_dataset, sync_lookback_days=0, sync_fetch_rows=7, sync_batch_rows=30)
+    make_load_table(cfg.bigquery_load_table, measurements())
+    reference = Bank(str(tmp_path / "reference"))
+    sync_load_bigquery(reference, cfg)
+    calls = {"n": 0}
+
+    def crash_on_second(real):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("killed")
+            return real(*args, **kwargs)
+        return wrapped
+
+    if fail_at == "before_bank_write":
+        monkeypatch.setattr(bank_module, "write_load", crash_on_second(bank_module.write_load))
+    else:
+        monkeypatch.setattr(sync_module, "_save_state", crash_on_second(sync_module._save_state))
+    bank = Bank(str(tmp_path / "bank"))
+    with pytest.raises(RuntimeError):
+        sync_load_bigquery(bank, cfg)
+    assert 0 < len(read_load(bank)) < 96
+    monkeypatch.undo()
+
+    sync_load_bigquery(bank, cfg)
+    key = ["target_id", "time"]
+    pd.testing.assert_frame_equal(read_load(bank).sort_values(key).reset_index(drop=True),
+                                  read_load(reference).sort_values(key).reset_index(drop=True),
+                                  check_like=True)
+    source = source_identity(cfg)
+    assert load_state(bank, cfg, source) == load_state(reference, cfg, source)
+
+
 def test_sync_from_a_query_maps_its_columns(bigquery_dataset, tmp_path):
     from aggregat.energy.bigquery import sync_load_bigquery
 
