@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.."
 VENV=.venv-bqemulator
 DUCKDB=1.5.5
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet bqemulator==1.4.0 duckdb==$DUCKDB \
-    duckdb-extension-spatial==$DUCKDB numpy
+"$VENV/bin/pip" install --quiet -c tests/tools/bqemulator-constraints.txt bqemulator==1.4.0 \
+    duckdb==$DUCKDB duckdb-extension-spatial==$DUCKDB numpy
 EXT=$("$VENV/bin/python" -c "import duckdb_extension_spatial, pathlib; \
 print(next(pathlib.Path(duckdb_extension_spatial.__file__).parent.rglob('spatial.duckdb_extension')))")
 PLATFORM=$("$VENV/bin/python" -c "import duckdb; \
