@@ -253,3 +253,32 @@ bigquery_load_table = "${{PROJECT_ID}}.{dataset}.nope"
     assert "***" in missing.stderr
     for run in (synced, published, missing):
         assert "aggregat-test" not in run.stdout + run.stderr
+
+
+def test_env_check_looks_at_bigquery_and_not_at_an_unused_energy_db(bigquery_dataset, tmp_path,
+                                                                     monkeypatch):
+    import aggregat
+
+    make_load_table(f"{bigquery_dataset}.load", [])
+    (tmp_path / "aggregat.toml").write_text(f"""
+[env.bq]
+root = "{tmp_path}/data"
+[env.bq.energy]
+source = "bigquery"
+publish_to = "bigquery"
+bigquery_load_table = "{bigquery_dataset}.load"
+bigquery_forecast_table = "{bigquery_dataset}.forecasts"
+[env.renamed]
+root = "{tmp_path}/data"
+[env.renamed.energy]
+source = "bigquery"
+load_value_col = "mw"
+bigquery_load_table = "{bigquery_dataset}.load"
+""")
+    monkeypatch.setenv("AGGREGAT_CONFIG", str(tmp_path / "aggregat.toml"))
+    checks = {c.name: c for c in aggregat.check_env("bq", offline=True)}
+    assert checks["energy DB"].status == "skipped"
+    assert checks["BigQuery"].status == "ok", checks["BigQuery"].message
+    renamed = {c.name: c for c in aggregat.check_env("renamed", offline=True)}
+    assert renamed["BigQuery"].status == "problem"
+    assert "lacks column(s) ['mw']" in renamed["BigQuery"].message

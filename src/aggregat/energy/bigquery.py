@@ -323,3 +323,41 @@ def publish_bigquery(bank, settings: EnergySettings, issue_time: datetime, *,
                            published_at, time.perf_counter() - started, rows_changed=changed)
     log.debug(report.summary())
     return report
+
+
+def check_bigquery(settings: EnergySettings) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the BigQuery side, one masked line each, for ``env check``: the
+    client can be made, the load table has the mapped columns, the forecast table's dataset
+    exists. A load query is not run (it may be costly)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    errors = _api_errors()
+    try:
+        if settings.source == "bigquery":
+            text, is_query = _source(settings)
+            project = settings.bigquery_project or _project_of(None if is_query else text)
+            bq = client(project, settings.bigquery_location)
+            if is_query:
+                notes.append("measured load from a query (not run by the check)")
+            else:
+                have = {f.name for f in bq.get_table(text).schema}
+                wanted = [settings.load_target_col, settings.load_time_col,
+                          settings.load_value_col, settings.load_updated_col]
+                missing = [c for c in wanted if c and c not in have]
+                if missing:
+                    problems.append(f"load table {mask(text)} lacks column(s) {missing} (has "
+                                    f"{sorted(have)}); fix the [energy] mapping")
+                else:
+                    notes.append(f"load table {mask(text)}")
+        if settings.publish_to == "bigquery":
+            table = forecast_table_id(settings)
+            bq = client(settings.bigquery_project or _project_of(table),
+                        settings.bigquery_location)
+            dataset = table.rsplit(".", 1)[0]
+            bq.get_dataset(dataset)
+            notes.append(f"forecast table {mask(table)} (created at the first publish if missing)")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    except errors as exc:
+        problems.append(_one_line(exc))
+    return problems, notes
