@@ -282,3 +282,29 @@ bigquery_load_table = "{bigquery_dataset}.load"
     renamed = {c.name: c for c in aggregat.check_env("renamed", offline=True)}
     assert renamed["BigQuery"].status == "problem"
     assert "lacks column(s) ['mw']" in renamed["BigQuery"].message
+
+
+def test_bigquery_down_is_a_bounded_masked_one_line_error(tmp_path, monkeypatch):
+    import socket
+
+    from aggregat.config import register_secret
+    from aggregat.energy.bigquery import publish_bigquery, sync_load_bigquery
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", f"127.0.0.1:{port}")
+    register_secret("down-secret-proj")
+    cfg = EnergySettings(source="bigquery", publish_to="bigquery", timeout_s=1, retries=1,
+                         retry_backoff_s=0.1,
+                         bigquery_load_table="down-secret-proj.energy.load",
+                         bigquery_forecast_table="down-secret-proj.energy.forecasts")
+    bank = Bank(str(tmp_path / "bank"))
+    with pytest.raises(EnergyDBError) as err:
+        sync_load_bigquery(bank, cfg)
+    assert "rerun later" in str(err.value) and "down-secret-proj" not in str(err.value)
+    assert "\n" not in str(err.value) and read_load(bank).empty
+    write_forecast(bank, forecast_frame())
+    with pytest.raises(EnergyDBError, match="forecast kept in the bank") as err:
+        publish_bigquery(bank, cfg, ISSUE)
+    assert "down-secret-proj" not in str(err.value)

@@ -110,6 +110,30 @@ def _api_errors() -> tuple[type[BaseException], ...]:
     return (GoogleAPIError, GoogleAuthError, RequestException)
 
 
+def _call_options(timeout_s: float, retries: int, backoff_s: float = 1.0) -> dict[str, Any]:
+    """Per-request timeout and retry of transient errors (the client's default keeps retrying
+    for 10 minutes): within ``timeout_s`` in all, none with ``retries = 0``."""
+    from google.cloud import bigquery as bqmod
+
+    retry = (bqmod.DEFAULT_RETRY.with_deadline(timeout_s).with_delay(initial=backoff_s)
+             if retries > 0 else None)
+    return {"retry": retry, "timeout": timeout_s}
+
+
+def _options(settings: EnergySettings) -> dict[str, Any]:
+    return _call_options(settings.timeout_s, settings.retries, settings.retry_backoff_s)
+
+
+def _job_options(options: dict[str, Any], *, insert: bool = False) -> dict[str, Any]:
+    """``options`` for a query job: its own retry (rate limits, backend errors) bounded too. At
+    insert none: any job_retry there adds the client's fixed 10-minute retry of the insert."""
+    from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
+
+    job_retry = (DEFAULT_JOB_RETRY.with_deadline(options["timeout"])
+                 if options["retry"] is not None and not insert else None)
+    return {**options, "job_retry": job_retry}
+
+
 def is_table_id(query_or_table: str) -> bool:
     """Whether ``query_or_table`` names a table (``project.dataset.table``, backticks allowed)."""
     return bool(BIGQUERY_TABLE.fullmatch(query_or_table.strip().strip("`")))
@@ -121,25 +145,30 @@ def _project_of(table: str | None) -> str | None:
 
 def read_bigquery(query_or_table: str, *, project: str | None = None,
                   location: str | None = None, params: Sequence[Any] = (),
-                  page_rows: int | None = None,
+                  page_rows: int | None = None, timeout_s: float = 60.0, retries: int = 3,
                   bq_client: bigquery.Client | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of a table (``project.dataset.table``) or of a query, as Arrow record batches of
     at most ``page_rows`` rows (one per page of the API; the Storage Read API is not used).
 
     ``params``: query parameters (``bigquery.ScalarQueryParameter``) for ``@name`` in a query.
     ``project``: the project running the query job (default: the table's, else the client's).
+    ``timeout_s``: per request, and for all retries of transient errors (``retries = 0``: none).
     Errors are :class:`EnergyDBError` lines; nothing is read before the first batch is asked for.
     """
     bq = bq_client or client(project or _project_of(_table_or_none(query_or_table)), location)
     errors = _api_errors()
+    options = _call_options(timeout_s, retries)
     try:
         if is_table_id(query_or_table):
-            rows = bq.list_rows(query_or_table.strip().strip("`"), page_size=page_rows)
+            rows = bq.list_rows(query_or_table.strip().strip("`"), page_size=page_rows,
+                                **options)
         else:
             from google.cloud import bigquery as bqmod
 
             config = bqmod.QueryJobConfig(query_parameters=list(params))
-            rows = bq.query(query_or_table, job_config=config).result(page_size=page_rows)
+            job = bq.query(query_or_table, job_config=config,
+                           **_job_options(options, insert=True))
+            rows = job.result(page_size=page_rows, **_job_options(options))
         yield from rows.to_arrow_iterable()
     except errors as exc:
         raise _fail("read", exc, "check the table or query and the credentials") from None
@@ -220,6 +249,7 @@ def sync_load_bigquery(bank, settings: EnergySettings, *, full: bool = False,
 
     def chunks() -> Iterator[pd.DataFrame]:
         for batch in read_bigquery(sql, params=params, page_rows=settings.sync_fetch_rows,
+                                   timeout_s=settings.timeout_s, retries=settings.retries,
                                    bq_client=bq):
             yield batch.rename_columns(names).to_pandas()
 
@@ -268,12 +298,12 @@ def merge_statement(table: str) -> str:
             "AND T.target_id IN UNNEST(@targets) THEN DELETE")
 
 
-def _ensure_table(bq: bigquery.Client, table: str) -> None:
+def _ensure_table(bq: bigquery.Client, table: str, options: dict[str, Any]) -> None:
     from google.cloud import bigquery as bqmod
 
     spec = bqmod.Table(table, schema=[bqmod.SchemaField(n, t, mode=m)
                                       for n, t, m in FORECAST_SCHEMA])
-    bq.create_table(spec, exists_ok=True)
+    bq.create_table(spec, exists_ok=True, **options)
 
 
 def _row_param(record: dict) -> Any:
@@ -284,7 +314,8 @@ def _row_param(record: dict) -> Any:
 
 
 def merge_forecasts(bq: bigquery.Client, table: str, issue_time: datetime,
-                    targets: list[str], records: list[dict]) -> int:
+                    targets: list[str], records: list[dict],
+                    options: dict[str, Any] | None = None) -> int:
     """Run the MERGE of one issue (one query job); returns the rows it changed."""
     from google.cloud import bigquery as bqmod
 
@@ -295,8 +326,10 @@ def merge_forecasts(bq: bigquery.Client, table: str, issue_time: datetime,
         bqmod.ScalarQueryParameter("issue", "TIMESTAMP", issue_time),
         bqmod.ArrayQueryParameter("targets", "STRING", targets),
     ])
-    job = bq.query(merge_statement(table), job_config=config)
-    job.result()
+    options = options or _call_options(60.0, 3)
+    job = bq.query(merge_statement(table), job_config=config,
+                   **_job_options(options, insert=True))
+    job.result(**_job_options(options))
     return int(job.num_dml_affected_rows or 0)
 
 
@@ -313,8 +346,8 @@ def publish_bigquery(bank, settings: EnergySettings, issue_time: datetime, *,
     bq = bq_client or client(settings.bigquery_project or _project_of(table),
                              settings.bigquery_location)
     try:
-        _ensure_table(bq, table)
-        changed = merge_forecasts(bq, table, issue_time, targets, records)
+        _ensure_table(bq, table, _options(settings))
+        changed = merge_forecasts(bq, table, issue_time, targets, records, _options(settings))
     except _api_errors() as exc:
         raise _fail(f"energy publish of issue {issue_time:%Y-%m-%dT%H:%MZ} into "
                     f"{mask(table)}", exc,
@@ -340,7 +373,7 @@ def check_bigquery(settings: EnergySettings) -> tuple[list[str], list[str]]:
             if is_query:
                 notes.append("measured load from a query (not run by the check)")
             else:
-                have = {f.name for f in bq.get_table(text).schema}
+                have = {f.name for f in bq.get_table(text, **_options(settings)).schema}
                 wanted = [settings.load_target_col, settings.load_time_col,
                           settings.load_value_col, settings.load_updated_col]
                 missing = [c for c in wanted if c and c not in have]
@@ -354,7 +387,7 @@ def check_bigquery(settings: EnergySettings) -> tuple[list[str], list[str]]:
             bq = client(settings.bigquery_project or _project_of(table),
                         settings.bigquery_location)
             dataset = table.rsplit(".", 1)[0]
-            bq.get_dataset(dataset)
+            bq.get_dataset(dataset, **_options(settings))
             notes.append(f"forecast table {mask(table)} (created at the first publish if missing)")
     except ConfigError as exc:
         problems.append(str(exc))
