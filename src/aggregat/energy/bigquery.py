@@ -19,7 +19,8 @@ anonymous credentials instead.
   as one array-of-struct query parameter: no staging table to create, load and drop.
 
 Errors are one masked line (:class:`~aggregat.errors.EnergyDBError`, or ConfigError for a
-setting); the client already retries transient HTTP errors.
+setting). Transient errors are retried within ``[energy] timeout_s`` (the client's own default
+would go on for 10 minutes).
 """
 
 from __future__ import annotations
