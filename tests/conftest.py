@@ -119,3 +119,97 @@ def _forget_secrets():
     yield
     config._SECRETS.clear()
     config._SECRETS.update(saved)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bqemulator() -> Path | None:
+    """The bqemulator command: $AGGREGAT_TEST_BQEMULATOR, the project's .venv-bqemulator
+    (tests/tools/install_bqemulator.sh), else one on PATH."""
+    for candidate in (os.environ.get("AGGREGAT_TEST_BQEMULATOR"),
+                      str(_ROOT / ".venv-bqemulator" / "bin" / "bqemulator"),
+                      shutil.which("bqemulator")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BIGQUERY_PROJECT = "aggregat-test"
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator():
+    """``host:port`` of a BigQuery API emulator (bqemulator, DuckDB-backed) on loopback for this
+    session, started as a subprocess. The product reaches it only through
+    ``BIGQUERY_EMULATOR_HOST``, set for the session (child processes see it too)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    pytest.importorskip("google.cloud.bigquery", reason="google-cloud-bigquery not installed "
+                        "(pip install -c constraints.txt -e '.[dev]')")
+    command = _bqemulator()
+    if command is None:
+        pytest.skip("BigQuery emulator not installed: run tests/tools/install_bqemulator.sh "
+                    "(or set AGGREGAT_TEST_BQEMULATOR to a bqemulator command)")
+    port = _free_port()
+    env = dict(os.environ)
+    home = command.parents[1] / "duckdb-home"  # DuckDB's spatial extension, offline
+    if home.is_dir():
+        env["HOME"] = str(home)
+    log = tempfile.NamedTemporaryFile(prefix="aggregat-bqemulator-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [str(command), "start", "--rest-host", "127.0.0.1", "--rest-port", str(port),
+         "--grpc-host", "127.0.0.1", "--grpc-port", str(_free_port()),
+         "--project", BIGQUERY_PROJECT, "--log-level", "warning", "--ephemeral"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/bigquery/v2/projects/{BIGQUERY_PROJECT}/datasets"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"bqemulator exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"bqemulator did not answer on {url} in 120 s; see {log.name}")
+                time.sleep(0.3)
+        saved = os.environ.get("BIGQUERY_EMULATOR_HOST")
+        os.environ["BIGQUERY_EMULATOR_HOST"] = f"127.0.0.1:{port}"
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            if saved is None:
+                os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+            else:
+                os.environ["BIGQUERY_EMULATOR_HOST"] = saved
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def bigquery_dataset(bigquery_emulator):
+    """``project.dataset`` of a fresh, empty dataset on the session's BigQuery emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": f"http://{bigquery_emulator}"})
+    name = f"{BIGQUERY_PROJECT}.t_{uuid.uuid4().hex[:12]}"
+    client.create_dataset(name)
+    yield name
+    client.delete_dataset(name, delete_contents=True, not_found_ok=True)

@@ -240,3 +240,20 @@ def test_bad_source_settings_are_one_error(config_file, monkeypatch, source, wor
     for word in words:
         assert word in str(info.value), str(info.value)
     assert "literal-key" not in str(info.value)
+
+
+def test_bigquery_settings_are_checked_at_load(config_file):
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\nsource = "bigquery"\n'
+                           'bigquery_load_table = "proj.energy.load`; DROP"\n')
+    with pytest.raises(ConfigError, match=r"\[env\.dev\.energy\] bigquery_load_table = .*"
+                                          r"project\.dataset\.table"):
+        load_environment("dev")
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\npublish_to = "bq"\n')
+    with pytest.raises(ConfigError, match=r"\[env\.dev\.energy\] publish_to = 'bq'"):
+        load_environment("dev")
+    config_file.write_text('[env.dev]\nroot = "d"\n[env.dev.energy]\nsource = "bigquery"\n'
+                           'publish_to = "bigquery"\n'
+                           'bigquery_forecast_table = "my-proj.energy.forecasts"\n')
+    energy = load_environment("dev").energy
+    assert (energy.source, energy.bigquery_forecast_table) == ("bigquery",
+                                                               "my-proj.energy.forecasts")

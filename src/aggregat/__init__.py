@@ -31,7 +31,8 @@ _EXPORTS: dict[str, str] = {
          "check_env", "check_access", "schedule",
          "next_runs", "run_demo", "availability", "open_bank", "dataset_keys", "copy_bank",
          "write_table", "run_label", "alert", "check_alerts", "targets", "ledger", "runs",
-         "ledger_steps", "calendar", "run_lock", "dashboard_app", "serve"], "aggregat.api"),
+         "ledger_steps", "calendar", "run_lock", "dashboard_app", "serve", "bigquery_ddl",
+         "read_bigquery"], "aggregat.api"),
     **dict.fromkeys(
         ["RunReport", "StepReport", "AlertReport", "TrainResult", "PredictResult",
          "ModelVersion", "BacktestReport", "LedgerEntry", "JobRun", "Calendar", "CalendarRow",
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "TableSyncReport": "aggregat.energy.tables",
     "RteSyncReport": "aggregat.rte.sync",
     "PublishReport": "aggregat.energy.publish",
+    "ExternalTable": "aggregat.bank.external",
     **dict.fromkeys(
         ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
          "EnergyDBError", "ModelError", "LockedError", "PartialRunError"], "aggregat.errors"),
@@ -77,6 +79,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         backfill,
         backtest,
         backtest_env,
+        bigquery_ddl,
         calendar,
         check_access,
         check_alerts,
@@ -107,6 +110,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         promote,
         publish,
         read_backtest_csv,
+        read_bigquery,
         rte_sync,
         run_demo,
         run_label,
@@ -122,6 +126,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         weekly,
         write_table,
     )
+    from aggregat.bank.external import ExternalTable  # noqa: F401
     from aggregat.config import Environment  # noqa: F401
     from aggregat.energy.publish import PublishReport  # noqa: F401
     from aggregat.energy.sync import SyncReport  # noqa: F401

@@ -15,7 +15,7 @@ Rules that hold for every function here:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,11 @@ from aggregat.timeutil import Horizon, as_utc
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    import pyarrow as pa
+
     from aggregat.bank import Bank
     from aggregat.bank.copy import CopyReport
+    from aggregat.bank.external import ExternalTable
     from aggregat.demo.run import DemoReport
     from aggregat.energy.publish import PublishReport
     from aggregat.energy.sync import SyncReport
@@ -488,18 +491,13 @@ def extract_files(paths: Sequence[str | os.PathLike[str]], sites: str | os.PathL
 
 # -- energy DB ---------------------------------------------------------------------------------
 def sync(env: Environment, full: bool = False) -> SyncReport:
-    """Copy new and corrected measured load from the energy DB into the bank (incremental)."""
-    from aggregat.energy.db import make_engine
-    from aggregat.energy.sync import sync_load
+    """Copy new and corrected measured load from the energy DB (or BigQuery, ``[energy] source``)
+    into the bank (incremental)."""
+    from aggregat.energy.route import sync_measured_load
     from aggregat.plausibility import Plausibility
 
     e = _env(env)
-    engine = make_engine(e.energy_url("sync"), e.energy, must_exist=True)
-    try:
-        return sync_load(engine, _bank(e), e.energy, full=full,
-                         plausibility=Plausibility.from_env(e))
-    finally:
-        engine.dispose()
+    return sync_measured_load(e, _bank(e), full=full, plausibility=Plausibility.from_env(e))
 
 
 def sync_tables(env: Environment, tables: str | Collection[str] | None = None,
@@ -512,7 +510,7 @@ def sync_tables(env: Environment, tables: str | Collection[str] | None = None,
     e = _env(env)
     if not e.energy.tables:
         return []
-    engine = make_engine(e.energy_db, e.energy, must_exist=True)
+    engine = make_engine(e.energy_url("sync"), e.energy, must_exist=True)
     try:
         return copy(engine, _bank(e), e.energy, tz=e.forecast.timezone, full=full,
                     only=_ids(tables, "tables"))
@@ -534,19 +532,26 @@ def rte_sync(env: Environment, since: date | str | None = None, *,
 
 def publish(env: Environment, issue_time: TimeLike,
             targets: str | Collection[str] | None = None) -> PublishReport:
-    """Write the bank's forecasts of ``issue_time`` into the energy DB in one transaction
-    (default: every day-ahead target; ``<id>@intraday`` names an intraday forecast)."""
-    from aggregat.energy.db import make_engine
-    from aggregat.energy.publish import publish_forecast
+    """Write the bank's forecasts of ``issue_time`` into the energy DB in one transaction, or
+    merge them into BigQuery in one job (``[energy] publish_to``); default: every day-ahead
+    target; ``<id>@intraday`` names an intraday forecast."""
+    from aggregat.energy.route import publish_issue
 
     e = _env(env)
     when = as_utc(issue_time, param="issue_time").to_pydatetime()
-    engine = make_engine(e.energy_url("publish"), e.energy, must_exist=True)
-    try:
-        return publish_forecast(engine, _bank(e), e.energy, when,
-                                target_ids=_ids(targets, "targets"))
-    finally:
-        engine.dispose()
+    return publish_issue(e, _bank(e), when, target_ids=_ids(targets, "targets"))
+
+
+def read_bigquery(query_or_table: str, *, project: str | None = None,
+                  location: str | None = None, params: Sequence[Any] = (),
+                  page_rows: int | None = None) -> Iterator[pa.RecordBatch]:
+    """A BigQuery table (``project.dataset.table``) or query as an iterator of Arrow record
+    batches (``params``: ``google.cloud.bigquery`` query parameters for ``@name``). Credentials
+    from the environment; ``$BIGQUERY_EMULATOR_HOST`` for an emulator."""
+    from aggregat.energy.bigquery import read_bigquery as read
+
+    return read(query_or_table, project=project, location=location, params=params,
+                page_rows=page_rows)
 
 
 def import_load(env: Environment, path: str | os.PathLike[str], **options: Any) -> ImportReport:
@@ -629,6 +634,23 @@ def copy_bank(source: Environment, target: Environment, datasets: Sequence[str] 
                     on_partition=on_partition)
     with RunLock.for_environment(dst, command=f"bank copy from {src.name}"):
         return copy(_bank(src), _bank(dst), datasets, day, on_partition=on_partition)
+
+
+def bigquery_ddl(env: Environment, dataset: str | None = None,
+                 datasets: Sequence[str] | None = None) -> list[ExternalTable]:
+    """``CREATE EXTERNAL TABLE`` statements that let BigQuery query the bank in place (hive
+    partitioned Parquet on the environment's ``gs://`` bank), one per bank dataset, in BigQuery
+    dataset ``dataset`` (default ``aggregat_<env>``); ConfigError if the bank is not on gs://."""
+    import dataclasses
+    import re
+
+    from aggregat.bank.external import bigquery_ddl as ddl
+    from aggregat.config import mask
+
+    e = _env(env)
+    name = dataset or "aggregat_" + re.sub(r"[^A-Za-z0-9_]", "_", e.name)
+    tables = ddl(e.bank, name, list(datasets) if datasets else None)
+    return [dataclasses.replace(t, uri=mask(t.uri), statement=mask(t.statement)) for t in tables]
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> str:

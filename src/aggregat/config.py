@@ -70,6 +70,11 @@ _USERINFO = re.compile(r"[a-z][a-z0-9+.\-]*://(?P<userinfo>[^/?#@\s]*)@", re.IGN
 # Every secret value resolved in this process; mask() hides them all.
 _SECRETS: set[str] = set()
 
+# project.dataset.table: project ids hold letters, digits, - (and a "domain:" prefix), datasets
+# and tables letters, digits, _; nothing that could close a backtick-quoted name in SQL.
+BIGQUERY_TABLE = re.compile(r"(?:[a-z][a-z0-9.\-]*:)?[A-Za-z][A-Za-z0-9\-]{1,62}"
+                            r"\.[A-Za-z_][A-Za-z0-9_]{0,1023}\.[A-Za-z_][A-Za-z0-9_\-]{0,1023}")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -271,6 +276,27 @@ class EnergySettings(_Section):
             if name in RESERVED_DATASETS:
                 raise ValueError(f"table name {name!r} is a dataset of aggregat itself; pick "
                                  "another name")
+        return value
+
+    # BigQuery (energy/bigquery.py) instead of energy_db, for either way: `source = "bigquery"`
+    # reads measured load from bigquery_load_table (or the rows of bigquery_load_query, a SELECT
+    # with the load_*_col columns); `publish_to = "bigquery"` merges forecasts into
+    # bigquery_forecast_table (created if missing). Credentials come from the environment
+    # (GOOGLE_APPLICATION_CREDENTIALS or application default credentials), never from here.
+    source: Literal["db", "bigquery"] = "db"
+    publish_to: Literal["db", "bigquery"] = "db"
+    bigquery_load_table: str | None = None  # project.dataset.table
+    bigquery_load_query: str | None = None
+    bigquery_forecast_table: str | None = None  # project.dataset.table
+    bigquery_project: str | None = None  # project running the jobs; default: the table's
+    bigquery_location: str | None = None  # e.g. "EU"; default: the client's
+
+    @field_validator("bigquery_load_table", "bigquery_forecast_table")
+    @classmethod
+    def _bigquery_table(cls, value: str | None) -> str | None:
+        if value is not None and not BIGQUERY_TABLE.fullmatch(value):
+            raise ValueError("write a BigQuery table as project.dataset.table (letters, digits, "
+                             "_ and - in the project, no quotes)")
         return value
 
 

@@ -131,3 +131,19 @@ def show(
     for row in df.itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     console.print(table)
+
+
+@app.command("bigquery-ddl")
+def bigquery_ddl(
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", "-d", help="BigQuery dataset ([project.]dataset) to hold the tables; "
+        "default aggregat_<env>.")] = None,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print CREATE EXTERNAL TABLE statements so BigQuery queries the bank (gs://) in place."""
+    from aggregat import api
+
+    for table in api.bigquery_ddl(environment(env, config), dataset):
+        typer.echo(f"-- bank dataset {table.bank_dataset}")
+        typer.echo(table.statement)

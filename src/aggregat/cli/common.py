@@ -60,7 +60,7 @@ FLAGS = {"if_older": "--if-older", "horizon": "--horizon", "csv": "--csv", "site
          "time_col": "--time-col", "value_col": "--value-col", "target_col": "--target-col",
          "target": "--target", "time_format": "--time-format", "tz": "--tz",
          "ambiguous": "--ambiguous", "nonexistent": "--nonexistent", "variables": "--variables",
-         "base_url": "--base-url"}
+         "base_url": "--base-url", "dataset": "--dataset"}
 
 
 def error_line(exc: AggregatError) -> str:

@@ -54,9 +54,11 @@ class PublishReport:
     destination: str
     published_at: datetime
     duration_s: float = 0.0
+    rows_changed: int | None = None  # rows inserted, updated or deleted (BigQuery MERGE only)
 
     def summary(self) -> str:
-        return (f"published issue {self.issue_time:%Y-%m-%dT%H:%MZ}: {self.rows} rows, "
+        changed = "" if self.rows_changed is None else f" ({self.rows_changed} changed)"
+        return (f"published issue {self.issue_time:%Y-%m-%dT%H:%MZ}: {self.rows} rows{changed}, "
                 f"{len(self.targets)} target(s) into {self.destination} in {self.duration_s:.2f}s")
 
 
@@ -96,19 +98,8 @@ def publish_forecast(engine: sa.Engine, bank, settings: EnergySettings, issue_ti
 
     Without ``target_ids``: the day-ahead forecasts only; intraday ones (``<target>@intraday``,
     possibly issued at the same time) are published only when named."""
-    from aggregat.bank import read_forecast
-
-    issue_time = _utc(issue_time)
-    frame = read_forecast(bank, target_ids=target_ids, issue_time=issue_time)
-    if target_ids is None and frame is not None and not frame.empty:
-        frame = frame[~frame["target_id"].str.contains("@", regex=False)]
-    if frame is None or frame.empty:
-        raise BankError(f"no forecast for issue time {issue_time:%Y-%m-%dT%H:%MZ} in the bank "
-                        "dataset 'forecast'; run `aggregat model predict --issue-time` first")
+    issue_time, records, targets, published_at = issue_records(bank, issue_time, target_ids)
     started = time.perf_counter()
-    published_at = datetime.now(UTC).replace(microsecond=0)
-    records = forecast_records(frame, published_at)
-    targets = sorted({r["target_id"] for r in records})
     if settings.publish_procedure:
         destination = f"procedure {settings.publish_procedure}"
         action = lambda: _call_procedure(engine, settings, records)  # noqa: E731
@@ -121,6 +112,24 @@ def publish_forecast(engine: sa.Engine, bank, settings: EnergySettings, issue_ti
                            time.perf_counter() - started)
     log.debug(report.summary())
     return report
+
+
+def issue_records(bank, issue_time: datetime, target_ids: list[str] | None
+                  ) -> tuple[datetime, list[dict], list[str], datetime]:
+    """The bank's forecasts of ``issue_time`` as records to publish: (issue time in UTC, records,
+    targets, published_at). Without ``target_ids``, day-ahead targets only."""
+    from aggregat.bank import read_forecast
+
+    issue_time = _utc(issue_time)
+    frame = read_forecast(bank, target_ids=target_ids, issue_time=issue_time)
+    if target_ids is None and frame is not None and not frame.empty:
+        frame = frame[~frame["target_id"].str.contains("@", regex=False)]
+    if frame is None or frame.empty:
+        raise BankError(f"no forecast for issue time {issue_time:%Y-%m-%dT%H:%MZ} in the bank "
+                        "dataset 'forecast'; run `aggregat model predict --issue-time` first")
+    published_at = datetime.now(UTC).replace(microsecond=0)
+    records = forecast_records(frame, published_at)
+    return issue_time, records, sorted({r["target_id"] for r in records}), published_at
 
 
 def _replace_in_table(engine: sa.Engine, settings: EnergySettings, issue_time: datetime,

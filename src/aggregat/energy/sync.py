@@ -91,35 +91,44 @@ def _db_id(engine: sa.Engine) -> str:
     return hashlib.sha256(safe_url(engine.url).encode()).hexdigest()[:16]
 
 
-def _state_keys(settings: EnergySettings) -> dict[str, str]:
+# Where a sync reads from: (sync_state partition key, id of the database or service).
+Source = tuple[str, str]
+
+
+def _source(settings: EnergySettings, engine: sa.Engine | Source) -> Source:
+    if isinstance(engine, tuple):
+        return engine
     schema, name = validate_identifier(settings.load_table, "load_table")
-    return {"source": f"{schema}.{name}" if schema else name}
+    return (f"{schema}.{name}" if schema else name), _db_id(engine)
 
 
-def load_state(bank, settings: EnergySettings, engine: sa.Engine) -> datetime | None:
-    """The saved watermark for this source table and database, or None (full copy)."""
+def load_state(bank, settings: EnergySettings, engine: sa.Engine | Source) -> datetime | None:
+    """The saved watermark for this source table and database (an engine, or the ``Source`` of
+    another backend), or None (full copy)."""
+    key, db_id = _source(settings, engine)
     try:
-        state = bank.read_partition(STATE_DATASET, _state_keys(settings))
+        state = bank.read_partition(STATE_DATASET, {"source": key})
     except BankError:
         return None
-    if state.empty or str(state["db_id"].iloc[0]) != _db_id(engine):
+    if state.empty or str(state["db_id"].iloc[0]) != db_id:
         return None
     if str(state["watermark_col"].iloc[0]) != _watermark_col(settings):
         return None  # the mapping changed: the old watermark means something else
     return pd.Timestamp(state["watermark"].iloc[0]).tz_convert("UTC").to_pydatetime()
 
 
-def _save_state(bank, settings: EnergySettings, engine: sa.Engine, watermark: datetime,
+def _save_state(bank, settings: EnergySettings, engine: sa.Engine | Source, watermark: datetime,
                 rows: int) -> None:
+    key, db_id = _source(settings, engine)
     frame = pd.DataFrame({
-        "source": [_state_keys(settings)["source"]],
-        "db_id": [_db_id(engine)],
+        "source": [key],
+        "db_id": [db_id],
         "watermark_col": [_watermark_col(settings)],
         "watermark": [pd.Timestamp(watermark).tz_convert("UTC")],
         "synced_at": [pd.Timestamp.now(tz="UTC")],
         "rows": [rows],
     })
-    bank.write_partition(STATE_DATASET, _state_keys(settings), frame)
+    bank.write_partition(STATE_DATASET, {"source": key}, frame)
 
 
 def _watermark_col(settings: EnergySettings) -> str:
@@ -145,7 +154,12 @@ def rows_to_load(rows: list, settings: EnergySettings, synced_at: pd.Timestamp
     """Rows (target, time, value[, updated]) -> the bank ``load`` schema, rows skipped, and the
     largest watermark-column value among the rows (None if there is none)."""
     cols = ["target_id", "time", "load_mw"] + (["updated_at"] if settings.load_updated_col else [])
-    raw = pd.DataFrame.from_records(rows, columns=cols)
+    return frame_to_load(pd.DataFrame.from_records(rows, columns=cols), settings, synced_at)
+
+
+def frame_to_load(raw: pd.DataFrame, settings: EnergySettings, synced_at: pd.Timestamp
+                  ) -> tuple[pd.DataFrame, int, datetime | None]:
+    """:func:`rows_to_load` of a frame with columns target_id, time, load_mw[, updated_at]."""
     wm_raw = raw["updated_at" if settings.load_updated_col else "time"].dropna()
     wm_max = (_to_utc(wm_raw, settings, _watermark_col(settings)).max().to_pydatetime()
               if len(wm_raw) else None)
@@ -204,8 +218,6 @@ def _reject(frame: pd.DataFrame, plausibility: Plausibility, report: SyncReport)
 
 def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool,
                plausibility: Plausibility) -> SyncReport:
-    from aggregat.bank import write_load
-
     started = time.perf_counter()
     names = [settings.load_target_col, settings.load_time_col, settings.load_value_col]
     if settings.load_updated_col:
@@ -233,6 +245,34 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool,
         since_value = (f"{since:%Y-%m-%d %H:%M:%S.%f}" if engine.dialect.name == "sqlite"
                        else to_db_time(since, engine))
         query = query.where(wm_col >= since_param).params(since=since_value)
+
+    def chunks():
+        cols = ["target_id", "time", "load_mw"] + (["updated_at"] if settings.load_updated_col
+                                                   else [])
+        with engine.connect() as conn:
+            require_table(conn, settings.load_table, "load_table",
+                          "set [energy] load_table to the measured-load table, or create the "
+                          "default one with `aggregat energy init-db`")
+            result = conn.execution_options(stream_results=True,
+                                            yield_per=settings.sync_fetch_rows).execute(query)
+            for chunk in result.partitions():
+                yield pd.DataFrame.from_records(chunk, columns=cols)
+
+    copy_chunks(chunks(), bank, settings, _source(settings, engine), report, plausibility)
+    report.duration_s = time.perf_counter() - started
+    if report.rows_rejected:
+        log.warning(report.summary())
+    else:
+        log.debug(report.summary())
+    return report
+
+
+def copy_chunks(chunks, bank, settings: EnergySettings, source: Source, report: SyncReport,
+                plausibility: Plausibility) -> None:
+    """Copy ``chunks`` (frames of target_id, time, load_mw[, updated_at] in watermark order) into
+    the bank: every ``sync_batch_rows`` rows, the upsert, THEN the watermark (module doc)."""
+    from aggregat.bank import write_load
+
     synced_at = pd.Timestamp.now(tz="UTC")
     # Chunks are converted to columnar frames as they arrive (far less memory than tuples).
     pending: list[pd.DataFrame] = []
@@ -251,33 +291,21 @@ def _sync_once(engine: sa.Engine, bank, settings: EnergySettings, full: bool,
             report.targets.update(frame["target_id"].unique())
         if pending_max is not None:
             new_wm = max(pending_max, report.watermark_after or pending_max)
-            _save_state(bank, settings, engine, new_wm, len(frame))  # ... then the watermark
+            _save_state(bank, settings, source, new_wm, len(frame))  # ... then the watermark
             report.watermark_after = new_wm
         report.batches += 1
         pending.clear()
         pending_rows, pending_max = 0, None
 
-    with engine.connect() as conn:
-        require_table(conn, settings.load_table, "load_table",
-                      "set [energy] load_table to the measured-load table, or create the "
-                      "default one with `aggregat energy init-db`")
-        result = conn.execution_options(stream_results=True,
-                                        yield_per=settings.sync_fetch_rows).execute(query)
-        for chunk in result.partitions():
-            frame, skipped, chunk_max = rows_to_load(chunk, settings, synced_at)
-            pending.append(_reject(frame, plausibility, report))
-            pending_rows += len(chunk)
-            report.rows_read += len(chunk)
-            report.rows_skipped_null += skipped
-            if chunk_max is not None:
-                pending_max = max(chunk_max, pending_max or chunk_max)
-            if pending_rows >= settings.sync_batch_rows:
-                flush()
-        if pending:
+    for raw in chunks:
+        frame, skipped, chunk_max = frame_to_load(raw, settings, synced_at)
+        pending.append(_reject(frame, plausibility, report))
+        pending_rows += len(raw)
+        report.rows_read += len(raw)
+        report.rows_skipped_null += skipped
+        if chunk_max is not None:
+            pending_max = max(chunk_max, pending_max or chunk_max)
+        if pending_rows >= settings.sync_batch_rows:
             flush()
-    report.duration_s = time.perf_counter() - started
-    if report.rows_rejected:
-        log.warning(report.summary())
-    else:
-        log.debug(report.summary())
-    return report
+    if pending:
+        flush()

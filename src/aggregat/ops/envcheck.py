@@ -8,6 +8,8 @@ checked:
 - storage (datalake, bank, registry, quarantine): write, read back and delete a probe object;
 - energy DB: connect, ``SELECT 1``, the load table and its mapped columns exist, the forecast
   table exists (or will be created at the first publish) or the publish procedure is set;
+- BigQuery, where ``[energy] source`` or ``publish_to`` uses it: credentials, the load table
+  and its mapped columns, the forecast table's dataset;
 - weather sources: one HEAD request with a short timeout to each HTTP source's base URL, with
   its credentials (skipped offline); a mirror's folder exists;
 - Dask scheduler, if configured: a TCP connection to its address.
@@ -206,7 +208,9 @@ def _check_energy_db(env: Environment) -> tuple[str, str]:
             conn.execute(sa.text("SELECT 1")).scalar()
             inspector = sa.inspect(conn)
             schema, table = validate_identifier(env.energy.load_table, "load_table")
-            if not inspector.has_table(table, schema=schema):
+            if env.energy.source == "bigquery":
+                notes.append("measured load from BigQuery")
+            elif not inspector.has_table(table, schema=schema):
                 problems.append(f"load table {env.energy.load_table!r} not found (create it, map "
                                 "[energy] load_table, or run `aggregat energy init-db`)")
             else:
@@ -217,7 +221,9 @@ def _check_energy_db(env: Environment) -> tuple[str, str]:
                 if missing:
                     problems.append(f"load table {env.energy.load_table!r} lacks column(s) "
                                     f"{missing} (has {sorted(have)}); fix the [energy] mapping")
-            if env.energy.publish_procedure:
+            if env.energy.publish_to == "bigquery":
+                notes.append("publishes to BigQuery")
+            elif env.energy.publish_procedure:
                 validate_identifier(env.energy.publish_procedure, "publish_procedure")
                 notes.append(f"publishes via procedure {env.energy.publish_procedure}")
             else:
@@ -234,6 +240,15 @@ def _check_energy_db(env: Environment) -> tuple[str, str]:
     if problems:
         return PROBLEM, f"energy DB {where}: " + "; ".join(problems)
     return OK, f"energy DB {where} reachable; " + "; ".join(notes)
+
+
+def _check_bigquery(env: Environment) -> tuple[str, str]:
+    from aggregat.energy.bigquery import check_bigquery
+
+    problems, notes = check_bigquery(env.energy)
+    if problems:
+        return PROBLEM, "BigQuery: " + "; ".join(problems)
+    return OK, "BigQuery reachable; " + "; ".join(notes)
 
 
 # -- network -------------------------------------------------------------------------------
@@ -290,7 +305,13 @@ def check_environment(env: Environment, *, offline: bool = False,
     for name in ("datalake", "bank", "registry", "quarantine"):
         url = getattr(env, name)
         checks.append(_run(f"storage: {name}", lambda url=url: probe_store(url)))
-    checks.append(_run("energy DB", lambda: _check_energy_db(env)))
+    if env.energy.source == "bigquery" and env.energy.publish_to == "bigquery":
+        checks.append(Check("energy DB", SKIPPED, "not used: load and forecasts go through "
+                                                  "BigQuery"))
+    else:
+        checks.append(_run("energy DB", lambda: _check_energy_db(env)))
+    if "bigquery" in (env.energy.source, env.energy.publish_to):
+        checks.append(_run("BigQuery", lambda: _check_bigquery(env)))
     from aggregat.weather.sources import configured_sources
 
     try:

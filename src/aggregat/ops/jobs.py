@@ -92,12 +92,6 @@ class _Job:
             self._locations = load_locations(self.env.sites, self.env.areas)
         return self._locations
 
-    def engine(self, role: str):
-        """The energy DB as the user of ``role`` (sync reads, publish writes)."""
-        from aggregat.energy.db import make_engine
-
-        return make_engine(self.env.energy_url(role), self.env.energy, must_exist=True)
-
     # -- steps --------------------------------------------------------------------------------
     def weather(self, run: datetime, model: str) -> None:
         """Fetch then extract one run (extract runs even after a partial fetch)."""
@@ -187,22 +181,28 @@ class _Job:
         return chosen["run"], chosen["note"]  # type: ignore[return-value]
 
     def sync(self, day: date) -> None:
-        from aggregat.energy.sync import sync_load
+        from aggregat.energy.route import sync_measured_load
         from aggregat.plausibility import Plausibility
 
         def run(step) -> None:
-            report = sync_load(self.engine("sync"), self.bank, self.env.energy,
-                               plausibility=Plausibility.from_env(self.env))
+            report = sync_measured_load(self.env, self.bank,
+                                        plausibility=Plausibility.from_env(self.env))
             step.rows = report.rows_written
             step.details["targets"] = sorted(report.targets)
             if report.rows_rejected:  # implausible load, not stored: named for the operator
                 step.details["rejected_implausible"] = report.rows_rejected
                 step.details["rejected_examples"] = report.rejected_examples
             if self.env.energy.tables:  # [energy.tables.NAME]: copied with the load
+                from aggregat.energy.db import make_engine
                 from aggregat.energy.tables import sync_tables
 
-                tables = sync_tables(self.engine(), self.bank, self.env.energy,
-                                     tz=self.env.forecast.timezone)
+                engine = make_engine(self.env.energy_url("sync"), self.env.energy,
+                                     must_exist=True)
+                try:
+                    tables = sync_tables(engine, self.bank, self.env.energy,
+                                         tz=self.env.forecast.timezone)
+                finally:
+                    engine.dispose()
                 step.details["tables"] = {t.name: t.rows_written for t in tables}
 
         # Sync is incremental by watermark: it always runs (force) so late data is picked up.
@@ -232,13 +232,13 @@ class _Job:
 
     def publish(self, issue_time: pd.Timestamp, horizon: str = Horizon.DAY_AHEAD) -> None:
         """Publish the forecasts of ``issue_time`` and ``horizon`` into the energy DB."""
-        from aggregat.energy.publish import publish_forecast
+        from aggregat.energy.route import publish_issue
 
         def run(step) -> None:
             # Day-ahead: publish_forecast's default (intraday ids left out); intraday: named.
             ids = None if horizon == Horizon.DAY_AHEAD else self.forecast_ids(horizon)
-            report = publish_forecast(self.engine("publish"), self.bank, self.env.energy,
-                                      issue_time.to_pydatetime(), target_ids=ids)
+            report = publish_issue(self.env, self.bank, issue_time.to_pydatetime(),
+                                   target_ids=ids)
             step.rows = report.rows
 
         self.step(step_name("publish", horizon), _issue_part(issue_time), run)
