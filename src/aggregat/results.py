@@ -133,6 +133,8 @@ class TrainResult(_Outcome):
     mae_new: float | None = None
     mae_current: float | None = None
     baseline: bool = False
+    guards: str = ""             # what the input guards left out of training (one line)
+    masked_intervals: int = 0    # load intervals left out by them
     seconds: float = 0.0
     error: str | None = None
 
@@ -149,6 +151,7 @@ class PredictResult(_Outcome):
     baseline_rows: int = 0
     blended_rows: int = 0
     note: str | None = None
+    guard_flags: str | None = None  # input guards that tripped (comma-separated): baseline used
     seconds: float = 0.0
     error: str | None = None
 

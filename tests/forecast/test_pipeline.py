@@ -499,3 +499,58 @@ def test_daily_publish_leaves_intraday_forecasts_out_unless_named(trained, tmp_p
     both = publish_forecast(engine, Bank(env.bank), env.energy, ISSUE.to_pydatetime(),
                             target_ids=["portfolio", "portfolio@intraday"])
     assert both.targets == ["portfolio", "portfolio@intraday"] and both.rows == 24 + 36
+
+
+# ------------------------------------------------------------------------- input guards
+def _overwrite_load(env, times: pd.DatetimeIndex, values) -> None:
+    write_load(Bank(env.bank), pd.DataFrame({"target_id": "portfolio", "time": times,
+                                             "load_mw": values}))
+
+
+def test_training_leaves_a_stuck_meter_out_and_says_so(env):
+    stuck = pd.date_range("2026-09-20T00:00Z", periods=12, freq="h")
+    _overwrite_load(env, stuck, 321.0)
+    r = pipeline.train_target(env, _target(env))
+    assert r["status"] == "trained" and r["masked_intervals"] == 12
+    assert r["guards"].startswith("flatline 12 intervals (2026-09-20T00:00Z..")
+    meta = Registry(env.registry).meta("portfolio")
+    assert meta["guards"]["found"]["flatline"]["intervals"] == 12
+    assert set(meta["guards"]["weather_reference"]) == {"t2m_c", "ssrd_wm2"}
+
+
+def test_clean_inputs_are_not_flagged(trained):
+    env, _ = trained
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] is None and r["baseline_rows"] == 0
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert fc["guard_flags"].isna().all()
+
+
+def test_spike_in_recent_load_falls_back_to_the_flagged_baseline(trained):
+    env, first = trained
+    _overwrite_load(env, pd.DatetimeIndex([ISSUE - pd.Timedelta(days=2)]), 5000.0)
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] == "spike" and r["version"] == "baseline"
+    assert "input guards tripped (spike 1 interval" in r["note"]
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert fc["is_baseline"].all() and (fc["guard_flags"] == "spike").all()
+    assert fc["p50_mw"].max() < 1000  # the spike itself is not last week's value
+    off = _with(env, guards=env.forecast.guards.model_copy(update={"spike_z": 0.0}))
+    r = pipeline.predict_target(off, _target(env), ISSUE)
+    assert r["guard_flags"] is None and r["version"] == first["version"]
+
+
+def test_weather_in_kelvin_falls_back_to_the_flagged_baseline(trained):
+    env, _ = trained
+    bank = Bank(env.bank)
+    for model, every_h, lead_h in ((AROME, 12, 51), (ARPEGE, 24, 102)):
+        for run in pd.date_range((ISSUE - pd.Timedelta(days=4)).floor("D"), ISSUE,
+                                 freq=f"{every_h}h"):
+            valid = pd.date_range(run, run + pd.Timedelta(hours=lead_h), freq="h")
+            write_weather_run(bank, model, run, pd.DataFrame({
+                "valid_time": valid, "location": "s1", "t2m_c": _truth(valid) + 273.15,
+                "ssrd_wm2": np.clip(400 * np.sin(2 * np.pi * (valid.hour - 6) / 24), 0, None)}))
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] == "weather_drift" and "weather_drift t2m_c" in r["note"]
+    fc = read_forecast(bank, ["portfolio"], issue_time=ISSUE)
+    assert fc["is_baseline"].all()

@@ -124,6 +124,9 @@ FORECAST = Dataset(
         # Set when the job used an earlier weather run than planned (runs late at the sources):
         # "arome-0025 2026-11-27T21Z instead of 2026-11-28T00Z (...)". Not published.
         Column("weather_run_fallback", "str", required=False, nullable=True),
+        # Input guards that tripped ("flatline,weather_drift"): the rows are the weekly
+        # baseline (forecast.core.guards). Not published.
+        Column("guard_flags", "str", required=False, nullable=True),
     ),
     sort_by=("valid_time",),
     key_formats={"issue_date": _DATE},

@@ -36,6 +36,14 @@ from aggregat.forecast.core.features import (
     issue_time_for_day,
     prepare_load,
 )
+from aggregat.forecast.core.guards import (
+    GuardConfig,
+    check_load,
+    check_recent_load,
+    check_weather,
+    weather_reference,
+    window_rows,
+)
 from aggregat.forecast.core.models import (
     ForecastModel,
     ModelConfig,
@@ -143,6 +151,11 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     return dataclasses.replace(cfg, **params)
 
 
+def guard_config(env: Environment) -> GuardConfig:
+    """The core's guard settings from ``[env.X.forecast.guards]``."""
+    return GuardConfig.from_dict(env.forecast.guards.model_dump())
+
+
 def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> pd.Series:
     """The bank's load as a series; with ``bounds``, implausible values (stored before the check
     or under looser bounds) are missing, never learnt from (aggregat.plausibility)."""
@@ -192,6 +205,9 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}",
                         Plausibility.from_env(env).bounds(target.id))
     start, end = load.index.min(), load.index.max()
+    # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
+    guarded = check_load(prepare_load(load), guard_config(env))
+    load = prepare_load(load).mask(guarded.mask)
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
                             max_lead_h=fs.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
@@ -237,6 +253,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         "target_def": {"sites": list(target.sites), "weights": target.weights,
                        "configured": target.configured},
         "config": dataclasses.asdict(cfg),
+        "guards": {"found": guarded.found, "masked_intervals": int(guarded.mask.sum()),
+                   "weather_reference": weather_reference(weather, cols)},
         "fit_seconds": round(time.perf_counter() - t0, 2),
     }
     version = reg.save(key, model, meta, trained_at=now)
@@ -244,7 +262,9 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         reg.promote(key, version)
     return {"target": key, "status": "trained", "version": version, "promoted": promoted,
             "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
-            "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
+            "baseline": model.is_baseline, "guards": guarded.summary(),
+            "masked_intervals": int(guarded.mask.sum()),
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
@@ -289,6 +309,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
                         f"{issue:%Y-%m-%dT%H:%MZ}", Plausibility.from_env(env).bounds(target.id))
     key = model_key(target.id, horizon)
     model, version, note = _current_model(reg, key, env, load, horizon)
+    load = prepare_load(load)
     # The runs this issue uses, and those of the days before it that cover the weather history
     # of the features (warm-up), selected as in training.
     days = min(fs.history_days_for_predict, model.config.features.warmup_days + 2)
@@ -296,6 +317,12 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     weather = issue_weather(bank, target, issues, max_lead_h=fs.max_lead_h,
                             span=_span(env, horizon))
     weather = weather[weather["available_at"] <= issue] if len(weather) else weather
+    flags = _guard(env, reg, key, version, model, load, weather, issue, horizon)
+    if flags:
+        # Bad inputs: the weekly baseline on the load without the flagged intervals.
+        note = (f"input guards tripped ({flags.summary()}); weekly baseline used")
+        load = load.mask(flags.mask)
+        model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
     try:
         out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
     except (InputError, ModelError) as exc:
@@ -310,13 +337,35 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     out.insert(0, "target_id", key)
     out["model_version"] = version
     out["weather_run_fallback"] = pd.Series(weather_fallback, index=out.index, dtype="string")
+    guard_flags = ",".join(flags.flags) if flags else None
+    out["guard_flags"] = pd.Series(guard_flags, index=out.index, dtype="string")
     rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
                                      "p50_mw", "p90_mw", "model_version", "is_baseline",
-                                     "weather_run_fallback"]])
+                                     "weather_run_fallback", "guard_flags"]])
     return {"target": key, "status": "predicted", "issue_time": issue.isoformat(),
             "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
-            "blended_rows": blended, "note": note,
+            "blended_rows": blended, "note": note, "guard_flags": guard_flags,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _guard(env: Environment, reg: Registry, key: str, version: str, model: ForecastModel,
+           load: pd.Series, weather: pd.DataFrame, issue: pd.Timestamp, horizon: str):
+    """The input guards of one prediction (load of the last ``lookback_days``, the weather of
+    the forecast window against the model's training window): a GuardReport whose ``found``
+    is empty when the inputs look fine."""
+    cfg = guard_config(env)
+    report = check_recent_load(load, issue, cfg)
+    if model.is_baseline:
+        return report if report.found else None
+    reference: dict = {}
+    try:
+        reference = reg.meta(key, version).get("guards", {}).get("weather_reference", {})
+    except ModelError:  # an unreadable meta.json: the drift guard has nothing to compare with
+        pass
+    window = window_rows(weather, issue, issue + _span(env, horizon))
+    report.found.update(check_weather(window, model.config.features.weather_cols, reference,
+                                      cfg))
+    return report if report.found else None
 
 
 def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.DataFrame
