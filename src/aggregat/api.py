@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from aggregat.config import Environment, load_environment
-from aggregat.errors import AggregatError, ConfigError, InputError
+from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.results import (
     AlertReport,
     AvailabilityReport,
     BacktestReport,
     Calendar,
+    Explanation,
     JobRun,
     LedgerEntry,
     ModelVersion,
@@ -250,6 +251,26 @@ def predict(env: Environment, issue_time: TimeLike | None = None,
                                                                     param="issue_time")
     return predict_targets(e, issue, _ids(targets, "targets"), workers=workers,
                            horizon=Horizon.parse(horizon), on_result=on_result)
+
+
+def explain(env: Environment, target: str, issue_time: TimeLike,
+            horizon: Horizon | str = Horizon.DAY_AHEAD) -> Explanation:
+    """What each feature group contributed to the P50 of ``target``'s forecast issued at
+    ``issue_time`` (stored with it by :func:`predict`); a ModelError when there is none."""
+    from aggregat.bank import read_forecast_explain
+    from aggregat.forecast.pipeline import model_key
+
+    e = _env(env)
+    h = Horizon.parse(horizon)
+    issue = as_utc(issue_time, param="issue_time")
+    frame = read_forecast_explain(_bank(e), model_key(target, h), issue)
+    if frame.empty:
+        raise ModelError(f"no explained forecast of target {target!r} issued at "
+                         f"{issue:%Y-%m-%dT%H:%MZ} ({h}); predict it with `aggregat model "
+                         "predict` (forecasts made before explanations were stored have none)",
+                         param="issue_time")
+    return Explanation(target, issue, str(h), frame[["valid_time", "group", "contribution_mw"]],
+                       e.forecast.timezone)
 
 
 def models(env: Environment, target: str | None = None) -> list[ModelVersion]:

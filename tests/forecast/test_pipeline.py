@@ -554,3 +554,30 @@ def test_weather_in_kelvin_falls_back_to_the_flagged_baseline(trained):
     assert r["guard_flags"] == "weather_drift" and "weather_drift t2m_c" in r["note"]
     fc = read_forecast(bank, ["portfolio"], issue_time=ISSUE)
     assert fc["is_baseline"].all()
+
+
+# ------------------------------------------------------------------- explained forecasts
+def test_explanation_is_stored_with_the_forecast_and_sums_to_p50(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    import aggregat
+    from aggregat.cli.main import app
+
+    env, _ = trained
+    pipeline.predict_target(env, _target(env), ISSUE)
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE).set_index("valid_time")
+    ex = aggregat.explain(env, "portfolio", ISSUE)
+    assert isinstance(ex, aggregat.Explanation)
+    np.testing.assert_allclose(ex.p50.reindex(fc.index).to_numpy(), fc["p50_mw"].to_numpy(),
+                               rtol=1e-6)
+    assert {"temperature", "radiation", "calendar", "lags", "level", "base"} <= set(ex.wide())
+    png = tmp_path / "explain.png"
+    res = CliRunner().invoke(app, ["model", "explain", "--env", "test", "--config",
+                                   str(tmp_path / "aggregat.toml"), "--target", "portfolio",
+                                   "--issue-time", "2026-10-12T09:00Z", "--png", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "temperature" in res.output and png.read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["model", "explain", "--env", "test", "--config",
+                                   str(tmp_path / "aggregat.toml"), "--target", "portfolio",
+                                   "--issue-time", "2026-10-01T09:00Z"])
+    assert "no explained forecast" in str(res.exception)  # one line, exit 2 from `aggregat`

@@ -133,7 +133,24 @@ FORECAST = Dataset(
     doc="Load forecasts per target and issue time; part 'issue=HHMM'.",
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (WEATHER_FORECAST, LOAD, FORECAST)}
+FORECAST_EXPLAIN = Dataset(
+    name="forecast_explain",
+    keys=("target", "issue_date"),
+    columns=(
+        Column("target_id", "str"),
+        Column("issue_time", "ts"),
+        Column("valid_time", "ts"),
+        Column("group", "str"),           # temperature, calendar, lags, ..., base
+        Column("contribution_mw", "float64", nullable=True),
+    ),
+    sort_by=("valid_time", "group"),
+    key_formats={"issue_date": _DATE},
+    doc="What each feature group contributes to P50 (forecast.core.explain), keyed like "
+        "forecast: the groups of a row sum to its P50; part 'issue=HHMM'.",
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (WEATHER_FORECAST, LOAD, FORECAST,
+                                                    FORECAST_EXPLAIN)}
 
 
 def register_dataset(dataset: Dataset) -> None:

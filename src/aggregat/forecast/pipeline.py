@@ -26,11 +26,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from aggregat.bank import Bank, read_forecast, read_load, write_forecast
+from aggregat.bank import Bank, read_forecast, read_load, write_forecast, write_forecast_explain
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast.core.blend import blend_with_day_ahead
 from aggregat.forecast.core.calendar import calendar_code, school_zones
+from aggregat.forecast.core.explain import add_group
 from aggregat.forecast.core.features import (
     FeatureConfig,
     issue_time_for_day,
@@ -324,16 +325,21 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
         load = load.mask(flags.mask)
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
     try:
-        out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue)
+        out, explained = _predict(model, load, _weather_for_model(weather, _cols_of(model)),
+                                  issue)
     except (InputError, ModelError) as exc:
         if model.is_baseline:
             raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
         note = f"model {version} could not forecast ({exc}); weekly baseline used"
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
-        out = _predict(model, load, weather, issue)
+        out, explained = _predict(model, load, weather, issue)
     blended = 0
     if horizon == Horizon.INTRADAY and fs.intraday_blend:
+        unblended = out
         out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
+        if blended:
+            explained = add_group(explained, "day_ahead_blend", unblended, out)
+    write_forecast_explain(bank, explained.assign(target_id=key))
     out.insert(0, "target_id", key)
     out["model_version"] = version
     out["weather_run_fallback"] = pd.Series(weather_fallback, index=out.index, dtype="string")
@@ -381,10 +387,11 @@ def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.D
 
 
 def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-             issue: pd.Timestamp) -> pd.DataFrame:
-    from aggregat.forecast.core.models import predict
+             issue: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecast rows and what each feature group contributes to their P50."""
+    from aggregat.forecast.core.explain import predict_explained
 
-    return predict(model, load, weather, issue)
+    return predict_explained(model, load, weather, issue)
 
 
 def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, horizon: str
