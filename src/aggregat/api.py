@@ -360,7 +360,8 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
                  progress: Callable[[str], None] | None = None) -> list[BacktestReport]:
     """The production pipeline replayed on the environment's bank, one report per target."""
     from aggregat.forecast.pipeline import backtest_target
-    from aggregat.forecast.targets import resolve_targets
+    from aggregat.forecast.portfolio import reconcile_backtests
+    from aggregat.forecast.targets import hierarchy, resolve_targets
 
     e = _env(env)
     if blend is not None:
@@ -376,6 +377,13 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
                                  progress=progress)
         result.report["inputs"]["bank"] = e.bank
         out.append(BacktestReport(t.id, result.report, result.forecasts, e.forecast.timezone))
+    hy = hierarchy(resolve_targets(e, _bank(e))) if e.forecast.targets else None
+    if hy is not None and set(hy.nodes) <= {t.id for t in chosen}:
+        # The portfolio reconciled week by week, each week's method chosen on earlier weeks.
+        recon, frames = reconcile_backtests(hy, {r.name: r.forecasts for r in out})
+        for r in out:
+            r.report["reconciliation"] = recon
+            r.forecasts = frames[r.name]
     return out
 
 

@@ -581,3 +581,66 @@ def test_explanation_is_stored_with_the_forecast_and_sums_to_p50(trained, tmp_pa
                                    str(tmp_path / "aggregat.toml"), "--target", "portfolio",
                                    "--issue-time", "2026-10-01T09:00Z"])
     assert "no explained forecast" in str(res.exception)  # one line, exit 2 from `aggregat`
+
+
+# --------------------------------------------------------------------- portfolio hierarchy
+def _portfolio_env(env):
+    """Two sites' loads ``a`` and ``b`` under ``total``, which has no load of its own."""
+    bank = Bank(env.bank)
+    load = pd.read_parquet(bank.store.local_path(bank.files("load")[0]))
+    frames = [load]
+    for f in bank.files("load")[1:]:
+        frames.append(pd.read_parquet(bank.store.local_path(f)))
+    load = pd.concat(frames)
+    rng = np.random.default_rng(5)
+    a = load["load_mw"].to_numpy() * 0.6 + rng.normal(0, 4, len(load))
+    write_load(bank, pd.DataFrame({"target_id": "a", "time": load["time"], "load_mw": a}))
+    write_load(bank, pd.DataFrame({"target_id": "b", "time": load["time"],
+                                   "load_mw": load["load_mw"].to_numpy() - a}))
+    cols = ["t2m_c", "ssrd_wm2"]
+    return _with(env, targets=[TargetSettings(id="total", weather_cols=cols),
+                               TargetSettings(id="a", parent="total", weather_cols=cols),
+                               TargetSettings(id="b", parent="total", weather_cols=cols)])
+
+
+def test_a_parent_without_load_is_the_sum_of_its_children(env):
+    penv = _portfolio_env(env)
+    targets = {t.id: t for t in resolve_targets(penv, Bank(penv.bank))}
+    assert targets["total"].leaves == ("a", "b") and targets["a"].parent == "total"
+    got = pipeline.target_load(Bank(penv.bank), targets["total"]).set_index("time")["load_mw"]
+    want = pipeline.target_load(Bank(penv.bank), Target("portfolio")).set_index("time")
+    np.testing.assert_allclose(got.reindex(want.index).to_numpy(), want["load_mw"].to_numpy())
+    bad = _with(env, targets=[TargetSettings(id="a", parent="nope")])
+    with pytest.raises(ConfigError, match="parent 'nope' is not a configured target"):
+        resolve_targets(bad, Bank(env.bank))
+
+
+def test_portfolio_forecasts_are_reconciled_and_still_explained(env):
+    import aggregat
+    from aggregat.forecast.portfolio import SPEC_FILE
+
+    penv = _portfolio_env(env)
+    results = pipeline.train_targets(penv, workers=1)
+    assert all(r.status == "trained" for r in results)
+    spec = json.loads(Registry(penv.registry).store.read_bytes(
+        SPEC_FILE.format(horizon="day-ahead")))
+    assert spec["method"] in ("bottom_up", "ols", "mint_shrink") and spec["rows"] > 0
+    assert spec["nodes"] == ["total", "a", "b"]
+    pipeline.predict_targets(penv, ISSUE, workers=1)
+    fc = {t: read_forecast(Bank(penv.bank), [t], issue_time=ISSUE).set_index("valid_time")
+          for t in ("total", "a", "b")}
+    np.testing.assert_allclose(fc["total"]["p50_mw"], fc["a"]["p50_mw"] + fc["b"]["p50_mw"])
+    assert (fc["a"]["reconciliation"] == spec["method"]).all()
+    for t in ("total", "a", "b"):
+        assert (fc[t]["p10_mw"] <= fc[t]["p50_mw"]).all()
+        ex = aggregat.explain(penv, t, ISSUE)
+        np.testing.assert_allclose(ex.p50.reindex(fc[t].index), fc[t]["p50_mw"], rtol=1e-6)
+    # Predicting one target again reconciles the issue again: still coherent, still explained.
+    pipeline.predict_targets(penv, ISSUE, only=["a"], workers=1)
+    again = {t: read_forecast(Bank(penv.bank), [t], issue_time=ISSUE).set_index("valid_time")
+             for t in ("total", "a", "b")}
+    np.testing.assert_allclose(again["total"]["p50_mw"],
+                               again["a"]["p50_mw"] + again["b"]["p50_mw"])
+    ex = aggregat.explain(penv, "b", ISSUE)
+    np.testing.assert_allclose(ex.p50.reindex(again["b"].index), again["b"]["p50_mw"],
+                               rtol=1e-6)

@@ -127,6 +127,9 @@ FORECAST = Dataset(
         # Input guards that tripped ("flatline,weather_drift"): the rows are the weekly
         # baseline (forecast.core.guards). Not published.
         Column("guard_flags", "str", required=False, nullable=True),
+        # How P50 was made coherent with the portfolio hierarchy (bottom_up, ols, mint_shrink;
+        # forecast.portfolio); P10/P90 moved with it. Not published.
+        Column("reconciliation", "str", required=False, nullable=True),
     ),
     sort_by=("valid_time",),
     key_formats={"issue_date": _DATE},

@@ -173,6 +173,23 @@ def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> p
     return load
 
 
+def target_load(bank: Bank, target: Target, start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The bank's load of ``target`` (``time``, ``load_mw``); a parent of the portfolio
+    hierarchy without load of its own gets the sum of its leaves' (missing where any is)."""
+    df = read_load(bank, [target.id], start, end)
+    if not df.empty or not target.leaves:
+        return df
+    parts = read_load(bank, list(target.leaves), start, end)
+    if parts.empty:
+        return df
+    wide = parts.pivot_table(index="time", columns="target_id", values="load_mw",
+                             aggfunc="last", dropna=False)
+    total = wide.reindex(columns=list(target.leaves)).sum(axis=1, min_count=len(target.leaves))
+    return pd.DataFrame({"target_id": target.id, "time": total.index,
+                         "load_mw": total.to_numpy(dtype=float)})
+
+
 def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     """``weather`` with every column the model expects (missing ones as NaN: the core then
     flags those rows as baseline instead of failing)."""
@@ -203,7 +220,7 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}",
+    load = _load_series(target_load(bank, target, end=until), f"target {target.id!r}",
                         Plausibility.from_env(env).bounds(target.id))
     start, end = load.index.min(), load.index.max()
     # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
@@ -265,7 +282,18 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
             "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
             "baseline": model.is_baseline, "guards": guarded.summary(),
             "masked_intervals": int(guarded.mask.sum()),
+            "validation": _validation_frame(fit.val_pred, load),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _validation_frame(val_pred: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
+    """Out-of-sample validation forecasts with the actual load (what the portfolio
+    reconciliation is fitted on)."""
+    if val_pred is None or val_pred.empty:
+        return pd.DataFrame(columns=["issue_time", "valid_time", "p50_mw", "actual_mw"])
+    out = val_pred[["issue_time", "valid_time", "p50_mw"]].copy()
+    out["actual_mw"] = load.reindex(pd.DatetimeIndex(out["valid_time"])).to_numpy(dtype=float)
+    return out
 
 
 def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
@@ -305,7 +333,7 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     reg = registry or Registry(env.registry)
     bank = Bank(env.bank)
     hist = pd.Timedelta(days=fs.history_days_for_predict)
-    load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
+    load_df = target_load(bank, target, issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
                         f"{issue:%Y-%m-%dT%H:%MZ}", Plausibility.from_env(env).bounds(target.id))
     key = model_key(target.id, horizon)
@@ -466,7 +494,20 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     n_jobs = 1
     check_horizon(horizon)
     tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
-    return _run(_train_task, tasks, env, n, train_result, on_result)
+    validations: dict[str, pd.DataFrame] = {}
+
+    def typed(summary: dict) -> TrainResult:
+        frame = summary.pop("validation", None)
+        if frame is not None:
+            validations[summary["target"]] = frame
+        return train_result(summary)
+
+    results = _run(_train_task, tasks, env, n, typed, on_result)
+    if validations:  # a portfolio hierarchy: choose its reconciliation on these forecasts
+        from aggregat.forecast.portfolio import fit_reconciliation
+
+        fit_reconciliation(env, validations, horizon)
+    return results
 
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
@@ -481,8 +522,14 @@ def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[s
                          "import load into the bank")
     check_horizon(horizon)
     tasks = [(env, t, issue_time, horizon, weather_fallback) for t in targets]
-    return _run(_predict_task, tasks, env, _workers(env, len(tasks), workers), predict_result,
-                on_result)
+    results = _run(_predict_task, tasks, env, _workers(env, len(tasks), workers),
+                   predict_result, on_result)
+    if any(t.parent for t in targets) and not any(r.failed for r in results):
+        from aggregat.forecast.portfolio import reconcile_issue
+
+        reconcile_issue(env, as_utc(issue_time, param="issue_time", error=ConfigError),
+                        horizon)
+    return results
 
 
 def promote(env: Environment, target: str, version: str) -> None:
@@ -505,7 +552,7 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     from aggregat.forecast.core.backtest import run_backtest
 
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    load = _load_series(target_load(bank, target), f"target {target.id!r}")
     day_ahead = None
     if horizon == Horizon.INTRADAY and env.forecast.intraday_blend:
         if progress:

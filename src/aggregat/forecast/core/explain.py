@@ -172,10 +172,12 @@ def long_frame(wide: pd.DataFrame) -> pd.DataFrame:
 
 def add_group(explained: pd.DataFrame, group: str, before: pd.DataFrame, after: pd.DataFrame
               ) -> pd.DataFrame:
-    """``explained`` plus a ``group`` holding ``after.p50_mw - before.p50_mw`` per valid time
-    (a blend or a reconciliation moved P50; the sum keeps equal to it)."""
+    """``explained`` plus ``after.p50_mw - before.p50_mw`` per valid time in ``group`` (added
+    to what it holds: a blend or a reconciliation moved P50, the sum keeps equal to it)."""
     delta = (after.set_index("valid_time")["p50_mw"]
              - before.set_index("valid_time")["p50_mw"]).rename("contribution_mw")
+    held = explained[explained["group"] == group].set_index("valid_time")["contribution_mw"]
+    delta = delta.add(held, fill_value=0.0).rename("contribution_mw")
     rows = delta.reset_index().assign(group=group,
                                       issue_time=explained["issue_time"].iloc[0]
                                       if len(explained) else pd.NaT)
