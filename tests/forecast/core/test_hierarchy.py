@@ -64,3 +64,21 @@ def test_mint_wins_when_the_parent_forecast_is_better_and_is_chosen():
 def test_too_few_past_forecasts_fall_back_to_bottom_up():
     hy, base, actual = _world(n=5)
     assert h.choose_method(base, actual, hy.S) == ("bottom_up", {})
+
+
+def test_backtest_reconciles_week_by_week_on_earlier_weeks_only():
+    import pandas as pd
+
+    from aggregat.forecast.portfolio import reconcile_backtests
+
+    hy, base, actual = _world(n=24 * 28)
+    valid = pd.date_range("2026-01-01", periods=len(base), freq="h", tz="UTC")
+    issue = valid.floor("D") - pd.Timedelta(hours=14)
+    frames = {n: pd.DataFrame({"issue_time": issue, "valid_time": valid,
+                               "p50_mw": base[:, i], "actual_mw": actual[:, i]})
+              for i, n in enumerate(hy.nodes)}
+    report, out = reconcile_backtests(hy, frames)
+    assert [m["method"] for m in report["methods"]][0] == "bottom_up"  # nothing before week 0
+    assert report["methods"][-1]["method"] == "mint_shrink" and report["coherent"]
+    assert report["mae_after"]["level 2"] < report["mae_before"]["level 2"]
+    assert "p50_reconciled_mw" in out["a"] and len(out["a"]) == len(base)
