@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ["open_env", "daily", "intraday", "intraday_issue_at", "weekly", "backfill", "weather",
          "load", "forecasts",
-         "train", "predict", "default_issue_time", "models", "promote", "backtest",
+         "train", "predict", "explain", "default_issue_time", "models", "promote", "backtest",
          "read_backtest_csv", "backtest_env", "fetch", "extract", "extract_files", "sync",
          "sync_tables", "rte_sync",
          "publish", "import_load", "import_weather_history", "init_energy_db", "health",
@@ -36,7 +36,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ["RunReport", "StepReport", "AlertReport", "TrainResult", "PredictResult",
          "ModelVersion", "BacktestReport", "LedgerEntry", "JobRun", "Calendar", "CalendarRow",
-         "CalendarCell", "AvailabilityReport", "RunAvailability"], "aggregat.results"),
+         "CalendarCell", "AvailabilityReport", "RunAvailability", "Explanation"],
+        "aggregat.results"),
     "Horizon": "aggregat.timeutil",
     "Environment": "aggregat.config",
     "HealthReport": "aggregat.ops.health",

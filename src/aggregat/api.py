@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from aggregat.config import Environment, load_environment
-from aggregat.errors import AggregatError, ConfigError, InputError
+from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.results import (
     AlertReport,
     AvailabilityReport,
     BacktestReport,
     Calendar,
+    Explanation,
     JobRun,
     LedgerEntry,
     ModelVersion,
@@ -257,6 +258,26 @@ def predict(env: Environment, issue_time: TimeLike | None = None,
                            horizon=Horizon.parse(horizon), on_result=on_result)
 
 
+def explain(env: Environment, target: str, issue_time: TimeLike,
+            horizon: Horizon | str = Horizon.DAY_AHEAD) -> Explanation:
+    """What each feature group contributed to the P50 of ``target``'s forecast issued at
+    ``issue_time`` (stored with it by :func:`predict`); a ModelError when there is none."""
+    from aggregat.bank import read_forecast_explain
+    from aggregat.forecast.pipeline import model_key
+
+    e = _env(env)
+    h = Horizon.parse(horizon)
+    issue = as_utc(issue_time, param="issue_time")
+    frame = read_forecast_explain(_bank(e), model_key(target, h), issue)
+    if frame.empty:
+        raise ModelError(f"no explained forecast of target {target!r} issued at "
+                         f"{issue:%Y-%m-%dT%H:%MZ} ({h}); predict it with `aggregat model "
+                         "predict` (forecasts made before explanations were stored have none)",
+                         param="issue_time")
+    return Explanation(target, issue, str(h), frame[["valid_time", "group", "contribution_mw"]],
+                       e.forecast.timezone)
+
+
 def models(env: Environment, target: str | None = None) -> list[ModelVersion]:
     """Registry versions (all targets, or one), with their metrics; ``current`` marks the live
     one."""
@@ -345,7 +366,8 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
     """The production pipeline replayed on the environment's bank, one report per target;
     ``extra_features=False`` leaves the targets' extra features out (to measure them)."""
     from aggregat.forecast.pipeline import backtest_target
-    from aggregat.forecast.targets import resolve_targets
+    from aggregat.forecast.portfolio import reconcile_backtests
+    from aggregat.forecast.targets import hierarchy, resolve_targets
 
     e = _env(env)
     if blend is not None:
@@ -361,6 +383,13 @@ def backtest_env(env: Environment, targets: str | Collection[str] | None = None,
                                  progress=progress, extra_features=extra_features)
         result.report["inputs"]["bank"] = e.bank
         out.append(BacktestReport(t.id, result.report, result.forecasts, e.forecast.timezone))
+    hy = hierarchy(resolve_targets(e, _bank(e))) if e.forecast.targets else None
+    if hy is not None and set(hy.nodes) <= {t.id for t in chosen}:
+        # The portfolio reconciled week by week, each week's method chosen on earlier weeks.
+        recon, frames = reconcile_backtests(hy, {r.name: r.forecasts for r in out})
+        for r in out:
+            r.report["reconciliation"] = recon
+            r.forecasts = frames[r.name]
     return out
 
 

@@ -344,6 +344,10 @@ class TargetSettings(_Section):
     # Bank datasets' columns as features (docs/forecasting.md, "Extra features"), e.g.
     # [{dataset = "rte_consumption", column = "consumption_mw", kind = "lagged"}].
     extra_features: list[ExtraFeature] = Field(default_factory=list)
+    # The target this one is part of (a portfolio hierarchy): a parent's load is the sum of its
+    # children's; without load of its own in the bank it is computed as that sum. Forecasts are
+    # reconciled so that parents equal the sum of their children (docs/forecasting.md).
+    parent: str | None = None
 
     @field_validator("extra_features")
     @classmethod
@@ -353,6 +357,21 @@ class TargetSettings(_Section):
         if dup:
             raise ValueError(f"feature {dup[0]!r} twice: give one of them a name")
         return value
+
+
+class GuardSettings(_Section):
+    """Input guards (aggregat.forecast.core.guards): training leaves what they flag out, a
+    prediction on flagged inputs falls back to the weekly baseline. 0 switches a guard off."""
+
+    enabled: bool = True
+    flatline_hours: float = Field(6.0, ge=0)      # identical values this long: a stuck meter
+    min_completeness: float = Field(0.8, ge=0, le=1)  # of a day, and of the recent load
+    spike_z: float = Field(8.0, ge=0)             # robust z-score of a spike's two differences
+    level_shift: float = Field(0.3, ge=0)         # change of the median day mean / the level
+    level_shift_days: int = Field(7, ge=2)        # days compared before and after
+    weather_drift_z: float = Field(5.0, ge=0)     # mean shift of a weather column, training SDs
+    weather_missing: bool = True                  # a weather column the model uses is absent
+    lookback_days: float = Field(7.0, gt=0)       # recent load a prediction checks
 
 
 class ForecastSettings(_Section):
@@ -384,6 +403,7 @@ class ForecastSettings(_Section):
     # Overrides of the core's ModelConfig (learning_rate, max_rounds, num_leaves, ...;
     # p50_members = ["level", "nowcast"] leaves out the members built on the ridge).
     model_params: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
     targets: list[TargetSettings] = Field(default_factory=list)
 
     @field_validator("timezone")

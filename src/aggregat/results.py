@@ -133,6 +133,8 @@ class TrainResult(_Outcome):
     mae_new: float | None = None
     mae_current: float | None = None
     baseline: bool = False
+    guards: str = ""             # what the input guards left out of training (one line)
+    masked_intervals: int = 0    # load intervals left out by them
     seconds: float = 0.0
     error: str | None = None
 
@@ -149,6 +151,7 @@ class PredictResult(_Outcome):
     baseline_rows: int = 0
     blended_rows: int = 0
     note: str | None = None
+    guard_flags: str | None = None  # input guards that tripped (comma-separated): baseline used
     seconds: float = 0.0
     error: str | None = None
 
@@ -356,6 +359,44 @@ def _write(path: str | Path, data: bytes) -> Path:
     path = Path(path).resolve()
     Store(str(path.parent)).write_bytes(path.name, data)
     return path
+
+
+@dataclass
+class Explanation:
+    """What each feature group (temperature, radiation, calendar, holidays, lags, level, ...)
+    contributed to the P50 of one forecast issue: ``contributions`` has one row per valid time
+    and group (``base`` included); the groups of a valid time sum to its P50
+    (docs/forecasting.md, "Explained forecasts")."""
+
+    target: str
+    issue_time: pd.Timestamp
+    horizon: str
+    contributions: pd.DataFrame  # valid_time, group, contribution_mw
+    tz: str = "Europe/Paris"
+
+    def wide(self) -> pd.DataFrame:
+        """One row per valid time, one column per group (largest mean |contribution| first)."""
+        w = self.contributions.pivot_table(index="valid_time", columns="group",
+                                           values="contribution_mw", aggfunc="sum")
+        order = w.abs().mean().sort_values(ascending=False).index
+        return w[order]
+
+    @property
+    def p50(self) -> pd.Series:
+        """P50 per valid time: the sum of the groups."""
+        return self.contributions.groupby("valid_time")["contribution_mw"].sum().rename("p50_mw")
+
+    def totals(self) -> pd.DataFrame:
+        """Per group: mean, min and max contribution over the valid times (MW)."""
+        w = self.wide()
+        return pd.DataFrame({"mean_mw": w.mean(), "min_mw": w.min(), "max_mw": w.max()})
+
+    def to_png(self, path: str | Path) -> Path:
+        """A stacked bar chart of the groups per valid time with P50 (atomically)."""
+        from aggregat.forecast.plot import plot_explain
+
+        title = f"{self.target} issued {self.issue_time:%Y-%m-%dT%H:%MZ} ({self.horizon})"
+        return _write(path, plot_explain(self.wide(), title, self.tz))
 
 
 @dataclass(frozen=True)

@@ -499,3 +499,148 @@ def test_daily_publish_leaves_intraday_forecasts_out_unless_named(trained, tmp_p
     both = publish_forecast(engine, Bank(env.bank), env.energy, ISSUE.to_pydatetime(),
                             target_ids=["portfolio", "portfolio@intraday"])
     assert both.targets == ["portfolio", "portfolio@intraday"] and both.rows == 24 + 36
+
+
+# ------------------------------------------------------------------------- input guards
+def _overwrite_load(env, times: pd.DatetimeIndex, values) -> None:
+    write_load(Bank(env.bank), pd.DataFrame({"target_id": "portfolio", "time": times,
+                                             "load_mw": values}))
+
+
+def test_training_leaves_a_stuck_meter_out_and_says_so(env):
+    stuck = pd.date_range("2026-09-20T00:00Z", periods=12, freq="h")
+    _overwrite_load(env, stuck, 321.0)
+    r = pipeline.train_target(env, _target(env))
+    assert r["status"] == "trained" and r["masked_intervals"] == 12
+    assert r["guards"].startswith("flatline 12 intervals (2026-09-20T00:00Z..")
+    meta = Registry(env.registry).meta("portfolio")
+    assert meta["guards"]["found"]["flatline"]["intervals"] == 12
+    assert set(meta["guards"]["weather_reference"]) == {"t2m_c", "ssrd_wm2"}
+
+
+def test_clean_inputs_are_not_flagged(trained):
+    env, _ = trained
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] is None and r["baseline_rows"] == 0
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert fc["guard_flags"].isna().all()
+
+
+def test_spike_in_recent_load_falls_back_to_the_flagged_baseline(trained):
+    env, first = trained
+    _overwrite_load(env, pd.DatetimeIndex([ISSUE - pd.Timedelta(days=2)]), 5000.0)
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] == "spike" and r["version"] == "baseline"
+    assert "input guards tripped (spike 1 interval" in r["note"]
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE)
+    assert fc["is_baseline"].all() and (fc["guard_flags"] == "spike").all()
+    assert fc["p50_mw"].max() < 1000  # the spike itself is not last week's value
+    off = _with(env, guards=env.forecast.guards.model_copy(update={"spike_z": 0.0}))
+    r = pipeline.predict_target(off, _target(env), ISSUE)
+    assert r["guard_flags"] is None and r["version"] == first["version"]
+
+
+def test_weather_in_kelvin_falls_back_to_the_flagged_baseline(trained):
+    env, _ = trained
+    bank = Bank(env.bank)
+    for model, every_h, lead_h in ((AROME, 12, 51), (ARPEGE, 24, 102)):
+        for run in pd.date_range((ISSUE - pd.Timedelta(days=4)).floor("D"), ISSUE,
+                                 freq=f"{every_h}h"):
+            valid = pd.date_range(run, run + pd.Timedelta(hours=lead_h), freq="h")
+            write_weather_run(bank, model, run, pd.DataFrame({
+                "valid_time": valid, "location": "s1", "t2m_c": _truth(valid) + 273.15,
+                "ssrd_wm2": np.clip(400 * np.sin(2 * np.pi * (valid.hour - 6) / 24), 0, None)}))
+    r = pipeline.predict_target(env, _target(env), ISSUE)
+    assert r["guard_flags"] == "weather_drift" and "weather_drift t2m_c" in r["note"]
+    fc = read_forecast(bank, ["portfolio"], issue_time=ISSUE)
+    assert fc["is_baseline"].all()
+
+
+# ------------------------------------------------------------------- explained forecasts
+def test_explanation_is_stored_with_the_forecast_and_sums_to_p50(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    import aggregat
+    from aggregat.cli.main import app
+
+    env, _ = trained
+    pipeline.predict_target(env, _target(env), ISSUE)
+    fc = read_forecast(Bank(env.bank), ["portfolio"], issue_time=ISSUE).set_index("valid_time")
+    ex = aggregat.explain(env, "portfolio", ISSUE)
+    assert isinstance(ex, aggregat.Explanation)
+    np.testing.assert_allclose(ex.p50.reindex(fc.index).to_numpy(), fc["p50_mw"].to_numpy(),
+                               rtol=1e-6)
+    assert {"temperature", "radiation", "calendar", "lags", "level", "base"} <= set(ex.wide())
+    png = tmp_path / "explain.png"
+    res = CliRunner().invoke(app, ["model", "explain", "--env", "test", "--config",
+                                   str(tmp_path / "aggregat.toml"), "--target", "portfolio",
+                                   "--issue-time", "2026-10-12T09:00Z", "--png", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "temperature" in res.output and png.read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["model", "explain", "--env", "test", "--config",
+                                   str(tmp_path / "aggregat.toml"), "--target", "portfolio",
+                                   "--issue-time", "2026-10-01T09:00Z"])
+    assert "no explained forecast" in str(res.exception)  # one line, exit 2 from `aggregat`
+
+
+# --------------------------------------------------------------------- portfolio hierarchy
+def _portfolio_env(env):
+    """Two sites' loads ``a`` and ``b`` under ``total``, which has no load of its own."""
+    bank = Bank(env.bank)
+    load = pd.read_parquet(bank.store.local_path(bank.files("load")[0]))
+    frames = [load]
+    for f in bank.files("load")[1:]:
+        frames.append(pd.read_parquet(bank.store.local_path(f)))
+    load = pd.concat(frames)
+    rng = np.random.default_rng(5)
+    a = load["load_mw"].to_numpy() * 0.6 + rng.normal(0, 4, len(load))
+    write_load(bank, pd.DataFrame({"target_id": "a", "time": load["time"], "load_mw": a}))
+    write_load(bank, pd.DataFrame({"target_id": "b", "time": load["time"],
+                                   "load_mw": load["load_mw"].to_numpy() - a}))
+    cols = ["t2m_c", "ssrd_wm2"]
+    return _with(env, targets=[TargetSettings(id="total", weather_cols=cols),
+                               TargetSettings(id="a", parent="total", weather_cols=cols),
+                               TargetSettings(id="b", parent="total", weather_cols=cols)])
+
+
+def test_a_parent_without_load_is_the_sum_of_its_children(env):
+    penv = _portfolio_env(env)
+    targets = {t.id: t for t in resolve_targets(penv, Bank(penv.bank))}
+    assert targets["total"].leaves == ("a", "b") and targets["a"].parent == "total"
+    got = pipeline.target_load(Bank(penv.bank), targets["total"]).set_index("time")["load_mw"]
+    want = pipeline.target_load(Bank(penv.bank), Target("portfolio")).set_index("time")
+    np.testing.assert_allclose(got.reindex(want.index).to_numpy(), want["load_mw"].to_numpy())
+    bad = _with(env, targets=[TargetSettings(id="a", parent="nope")])
+    with pytest.raises(ConfigError, match="parent 'nope' is not a configured target"):
+        resolve_targets(bad, Bank(env.bank))
+
+
+def test_portfolio_forecasts_are_reconciled_and_still_explained(env):
+    import aggregat
+    from aggregat.forecast.portfolio import SPEC_FILE
+
+    penv = _portfolio_env(env)
+    results = pipeline.train_targets(penv, workers=1)
+    assert all(r.status == "trained" for r in results)
+    spec = json.loads(Registry(penv.registry).store.read_bytes(
+        SPEC_FILE.format(horizon="day-ahead")))
+    assert spec["method"] in ("bottom_up", "ols", "mint_shrink") and spec["rows"] > 0
+    assert spec["nodes"] == ["total", "a", "b"]
+    pipeline.predict_targets(penv, ISSUE, workers=1)
+    fc = {t: read_forecast(Bank(penv.bank), [t], issue_time=ISSUE).set_index("valid_time")
+          for t in ("total", "a", "b")}
+    np.testing.assert_allclose(fc["total"]["p50_mw"], fc["a"]["p50_mw"] + fc["b"]["p50_mw"])
+    assert (fc["a"]["reconciliation"] == spec["method"]).all()
+    for t in ("total", "a", "b"):
+        assert (fc[t]["p10_mw"] <= fc[t]["p50_mw"]).all()
+        ex = aggregat.explain(penv, t, ISSUE)
+        np.testing.assert_allclose(ex.p50.reindex(fc[t].index), fc[t]["p50_mw"], rtol=1e-6)
+    # Predicting one target again reconciles the issue again: still coherent, still explained.
+    pipeline.predict_targets(penv, ISSUE, only=["a"], workers=1)
+    again = {t: read_forecast(Bank(penv.bank), [t], issue_time=ISSUE).set_index("valid_time")
+             for t in ("total", "a", "b")}
+    np.testing.assert_allclose(again["total"]["p50_mw"],
+                               again["a"]["p50_mw"] + again["b"]["p50_mw"])
+    ex = aggregat.explain(penv, "b", ISSUE)
+    np.testing.assert_allclose(ex.p50.reindex(again["b"].index), again["b"]["p50_mw"],
+                               rtol=1e-6)

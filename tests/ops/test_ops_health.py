@@ -153,3 +153,16 @@ def test_health_json_exits_cleanly_with_duckdb_closed_and_no_eccodes(tmp_path):
         probe = json.loads(out.stderr.split("PROBE ", 1)[1])
         # An open DuckDB keeps its threads running into exit(): the suspected SIGABRT.
         assert probe == {"duckdb_open": False, "eccodes": False}
+
+
+def test_forecast_on_guarded_inputs_is_a_warning(tmp_path):
+    env, _ = _env(tmp_path)
+    _populate(env, NOW)
+    with Ledger(Bank(env.bank), job="daily").step("predict", f"{NOW:%Y-%m-%d}", force=True) as st:
+        st.rows = 24
+        st.details["guarded_targets"] = {"portfolio": "flatline,weather_drift"}
+    report = check_health(env, now=NOW.to_pydatetime())
+    assert report.exit_code == 1
+    warned = [i for i in report.items if i.status == "warning"]
+    assert [i.name for i in warned] == ["predict input guards"]
+    assert "portfolio (flatline,weather_drift)" in warned[0].detail

@@ -8,6 +8,7 @@
 from aggregat.bank.datasets import (
     DATASETS,
     FORECAST,
+    FORECAST_EXPLAIN,
     LOAD,
     WEATHER_FORECAST,
     WEATHER_VARIABLES,
@@ -26,6 +27,7 @@ from aggregat.bank.window import (
     merge_weather_run,
     nominal_available_at,
     read_forecast,
+    read_forecast_explain,
     read_load,
     read_weather,
     target_ids,
@@ -34,15 +36,16 @@ from aggregat.bank.window import (
     weather_run_partition,
     weather_runs,
     write_forecast,
+    write_forecast_explain,
     write_load,
     write_weather_run,
 )
 
 __all__ = [
-    "DATASETS", "FORECAST", "LOAD", "WEATHER_FORECAST", "WEATHER_VARIABLES", "Bank", "Column",
-    "Dataset", "conform", "forecast_issue_dates", "forecast_issues", "get_dataset",
-    "has_weather_run", "load_months", "merge_weather_run", "nominal_available_at",
-    "read_forecast", "read_load", "read_weather", "register_dataset", "target_ids", "utc",
-    "weather_run_dates", "weather_run_partition", "weather_runs", "write_forecast", "write_load",
-    "write_weather_run",
+    "DATASETS", "FORECAST", "FORECAST_EXPLAIN", "LOAD", "WEATHER_FORECAST", "WEATHER_VARIABLES",
+    "Bank", "Column", "Dataset", "conform", "forecast_issue_dates", "forecast_issues",
+    "get_dataset", "has_weather_run", "load_months", "merge_weather_run", "nominal_available_at",
+    "read_forecast", "read_forecast_explain", "read_load", "read_weather", "register_dataset",
+    "target_ids", "utc", "weather_run_dates", "weather_run_partition", "weather_runs",
+    "write_forecast", "write_forecast_explain", "write_load", "write_weather_run",
 ]

@@ -124,13 +124,36 @@ FORECAST = Dataset(
         # Set when the job used an earlier weather run than planned (runs late at the sources):
         # "arome-0025 2026-11-27T21Z instead of 2026-11-28T00Z (...)". Not published.
         Column("weather_run_fallback", "str", required=False, nullable=True),
+        # Input guards that tripped ("flatline,weather_drift"): the rows are the weekly
+        # baseline (forecast.core.guards). Not published.
+        Column("guard_flags", "str", required=False, nullable=True),
+        # How P50 was made coherent with the portfolio hierarchy (bottom_up, ols, mint_shrink;
+        # forecast.portfolio); P10/P90 moved with it. Not published.
+        Column("reconciliation", "str", required=False, nullable=True),
     ),
     sort_by=("valid_time",),
     key_formats={"issue_date": _DATE},
     doc="Load forecasts per target and issue time; part 'issue=HHMM'.",
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (WEATHER_FORECAST, LOAD, FORECAST)}
+FORECAST_EXPLAIN = Dataset(
+    name="forecast_explain",
+    keys=("target", "issue_date"),
+    columns=(
+        Column("target_id", "str"),
+        Column("issue_time", "ts"),
+        Column("valid_time", "ts"),
+        Column("group", "str"),           # temperature, calendar, lags, ..., base
+        Column("contribution_mw", "float64", nullable=True),
+    ),
+    sort_by=("valid_time", "group"),
+    key_formats={"issue_date": _DATE},
+    doc="What each feature group contributes to P50 (forecast.core.explain), keyed like "
+        "forecast: the groups of a row sum to its P50; part 'issue=HHMM'.",
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (WEATHER_FORECAST, LOAD, FORECAST,
+                                                    FORECAST_EXPLAIN)}
 
 
 def register_dataset(dataset: Dataset) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 WEATHER = "weather_forecast"
 LOAD = "load"
 FORECAST = "forecast"
+FORECAST_EXPLAIN = "forecast_explain"
 # Nominal delay between a run's time and its publication on Météo-France open data, used as
 # ``available_at`` when the writer does not know the actual fetch time.
 AVAILABILITY_DELAY_H = {"arome": 3.0, "arpege": 4.0}
@@ -375,6 +376,29 @@ def write_forecast(bank: Bank, df: pd.DataFrame) -> int:
     for keys, part, group in groups:
         bank.write_partition(FORECAST, keys, group, part=part)
     return int(len(frame))
+
+
+def write_forecast_explain(bank: Bank, df: pd.DataFrame) -> int:
+    """Write (replace) the P50 contributions of each (target_id, issue_time) in ``df``
+    (dataset ``forecast_explain``, partitioned like ``forecast``); returns rows."""
+    frame = conform(FORECAST_EXPLAIN, df).to_pandas()
+    groups = [({"target": str(target), "issue_date": f"{issue:%Y-%m-%d}"}, f"issue={issue:%H%M}",
+               group) for (target, issue), group in frame.groupby(["target_id", "issue_time"])]
+    for keys, _, _ in groups:
+        check_keys(FORECAST_EXPLAIN, keys)
+    for keys, part, group in groups:
+        bank.write_partition(FORECAST_EXPLAIN, keys, group, part=part)
+    return int(len(frame))
+
+
+def read_forecast_explain(bank: Bank, target_id: str, issue_time: datetime | str
+                          ) -> pd.DataFrame:
+    """The P50 contributions of one target's forecast issued at ``issue_time``."""
+    issue = utc(issue_time, "issue_time")
+    files = bank.files(FORECAST_EXPLAIN, {"target": [target_id],
+                                          "issue_date": [f"{issue:%Y-%m-%d}"]},
+                       parts=[f"issue={issue:%H%M}"])
+    return bank.read_files(FORECAST_EXPLAIN, files)
 
 
 def read_forecast(bank: Bank, target_ids: str | Collection[str] | None = None,

@@ -5,6 +5,7 @@ Registered on :data:`aggregat.cli.model.app` by importing this module (see cli/m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -150,3 +151,35 @@ def promote(
 
     api.promote(environment(env, config), target, version)
     console.print(f"{target}: current model is now {version}")
+
+
+@app.command("explain")
+def explain(
+    target: Annotated[str, typer.Option("--target", "-t", help="Target id.")],
+    issue_time: Annotated[str, typer.Option("--issue-time", help="Issue time of the forecast: "
+                          "local to forecast.timezone unless it has an offset.")],
+    png: Annotated[Path | None, typer.Option("--png", help="Also write a stacked bar chart of "
+                   "the groups per valid time here.")] = None,
+    horizon: HorizonOption = Horizon.DAY_AHEAD,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """What each feature group (temperature, radiation, calendar, holidays, lags, ...)
+    contributed to the P50 of a forecast; the groups and the base sum to P50."""
+    from aggregat import api
+    from aggregat.timeutil import fmt_time, parse_cli_time
+
+    e = environment(env, config)
+    issue = parse_cli_time(issue_time, e.forecast.timezone, param="--issue-time")
+    with flags(issue_time="--issue-time", horizon="--horizon", target="--target"):
+        ex = api.explain(e, target, issue, horizon)
+    p50 = ex.p50
+    table = Table(title=f"{target}: P50 issued {fmt_time(issue, e.forecast.timezone)}, "
+                  f"{len(p50)} valid times, mean {p50.mean():.4g} MW")
+    for col in ("group", "mean MW", "min MW", "max MW"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for group, row in ex.totals().iterrows():
+        table.add_row(str(group), _num(row["mean_mw"]), _num(row["min_mw"]), _num(row["max_mw"]))
+    console.print(table)
+    if png is not None:
+        console.print(f"chart: {ex.to_png(png)}")

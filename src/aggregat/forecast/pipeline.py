@@ -26,15 +26,24 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from aggregat.bank import Bank, read_forecast, read_load, write_forecast
+from aggregat.bank import Bank, read_forecast, read_load, write_forecast, write_forecast_explain
 from aggregat.config import Environment
 from aggregat.errors import AggregatError, ConfigError, InputError, ModelError
 from aggregat.forecast.core.blend import blend_with_day_ahead
 from aggregat.forecast.core.calendar import calendar_code, school_zones
+from aggregat.forecast.core.explain import add_group
 from aggregat.forecast.core.features import (
     FeatureConfig,
     issue_time_for_day,
     prepare_load,
+)
+from aggregat.forecast.core.guards import (
+    GuardConfig,
+    check_load,
+    check_recent_load,
+    check_weather,
+    weather_reference,
+    window_rows,
 )
 from aggregat.forecast.core.models import (
     ForecastModel,
@@ -153,6 +162,11 @@ def model_config(env: Environment, weather_cols: Sequence[str], n_jobs: int = 1,
     return dataclasses.replace(cfg, **params)
 
 
+def guard_config(env: Environment) -> GuardConfig:
+    """The core's guard settings from ``[env.X.forecast.guards]``."""
+    return GuardConfig.from_dict(env.forecast.guards.model_dump())
+
+
 def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> pd.Series:
     """The bank's load as a series; with ``bounds``, implausible values (stored before the check
     or under looser bounds) are missing, never learnt from (aggregat.plausibility)."""
@@ -167,6 +181,23 @@ def _load_series(df: pd.DataFrame, what: str, bounds: Bounds | None = None) -> p
         raise ModelError(f"no load for {what} in the bank; import it with `aggregat load "
                          "import` or `aggregat energy sync`")
     return load
+
+
+def target_load(bank: Bank, target: Target, start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The bank's load of ``target`` (``time``, ``load_mw``); a parent of the portfolio
+    hierarchy without load of its own gets the sum of its leaves' (missing where any is)."""
+    df = read_load(bank, [target.id], start, end)
+    if not df.empty or not target.leaves:
+        return df
+    parts = read_load(bank, list(target.leaves), start, end)
+    if parts.empty:
+        return df
+    wide = parts.pivot_table(index="time", columns="target_id", values="load_mw",
+                             aggfunc="last", dropna=False)
+    total = wide.reindex(columns=list(target.leaves)).sum(axis=1, min_count=len(target.leaves))
+    return pd.DataFrame({"target_id": target.id, "time": total.index,
+                         "load_mw": total.to_numpy(dtype=float)})
 
 
 def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
@@ -199,9 +230,12 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(read_load(bank, [target.id], end=until), f"target {target.id!r}",
+    load = _load_series(target_load(bank, target, end=until), f"target {target.id!r}",
                         Plausibility.from_env(env).bounds(target.id))
     start, end = load.index.min(), load.index.max()
+    # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
+    guarded = check_load(prepare_load(load), guard_config(env))
+    load = prepare_load(load).mask(guarded.mask)
     weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
                             max_lead_h=fs.max_lead_h, span=_span(env, horizon))
     cols = [c for c in target.weather_cols if c in weather.columns]
@@ -251,6 +285,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         "target_def": {"sites": list(target.sites), "weights": target.weights,
                        "configured": target.configured},
         "config": dataclasses.asdict(cfg),
+        "guards": {"found": guarded.found, "masked_intervals": int(guarded.mask.sum()),
+                   "weather_reference": weather_reference(weather, cols)},
         "fit_seconds": round(time.perf_counter() - t0, 2),
     }
     version = reg.save(key, model, meta, trained_at=now)
@@ -258,7 +294,20 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         reg.promote(key, version)
     return {"target": key, "status": "trained", "version": version, "promoted": promoted,
             "reason": reason, "mae_new": new_mae, "mae_current": old_scores.get("mae"),
-            "baseline": model.is_baseline, "seconds": round(time.perf_counter() - t0, 2)}
+            "baseline": model.is_baseline, "guards": guarded.summary(),
+            "masked_intervals": int(guarded.mask.sum()),
+            "validation": _validation_frame(fit.val_pred, load),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _validation_frame(val_pred: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
+    """Out-of-sample validation forecasts with the actual load (what the portfolio
+    reconciliation is fitted on)."""
+    if val_pred is None or val_pred.empty:
+        return pd.DataFrame(columns=["issue_time", "valid_time", "p50_mw", "actual_mw"])
+    out = val_pred[["issue_time", "valid_time", "p50_mw"]].copy()
+    out["actual_mw"] = load.reindex(pd.DatetimeIndex(out["valid_time"])).to_numpy(dtype=float)
+    return out
 
 
 def _daily_issues(env: Environment, load: pd.Series, issue_hour: float | None = None,
@@ -298,11 +347,12 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
     reg = registry or Registry(env.registry)
     bank = Bank(env.bank)
     hist = pd.Timedelta(days=fs.history_days_for_predict)
-    load_df = read_load(bank, [target.id], issue - hist - pd.Timedelta(days=1), issue)
+    load_df = target_load(bank, target, issue - hist - pd.Timedelta(days=1), issue)
     load = _load_series(load_df, f"target {target.id!r} in the {hist.days + 1} days before "
                         f"{issue:%Y-%m-%dT%H:%MZ}", Plausibility.from_env(env).bounds(target.id))
     key = model_key(target.id, horizon)
     model, version, note = _current_model(reg, key, env, load, horizon)
+    load = prepare_load(load)
     # The runs this issue uses, and those of the days before it that cover the weather history
     # of the features (warm-up), selected as in training.
     days = min(fs.history_days_for_predict, model.config.features.warmup_days + 2)
@@ -311,27 +361,60 @@ def predict_target(env: Environment, target: Target, issue_time: pd.Timestamp | 
                             span=_span(env, horizon))
     weather = weather[weather["available_at"] <= issue] if len(weather) else weather
     extras = target_extras(bank, target, issue - hist, issue + pd.Timedelta(days=3))
+    flags = _guard(env, reg, key, version, model, load, weather, issue, horizon)
+    if flags:
+        # Bad inputs: the weekly baseline on the load without the flagged intervals.
+        note = (f"input guards tripped ({flags.summary()}); weekly baseline used")
+        load = load.mask(flags.mask)
+        model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
     try:
-        out = _predict(model, load, _weather_for_model(weather, _cols_of(model)), issue, extras)
+        out, explained = _predict(model, load, _weather_for_model(weather, _cols_of(model)),
+                                  issue, extras)
     except (InputError, ModelError) as exc:
         if model.is_baseline:
             raise ModelError(f"target {target.id!r} at {issue:%Y-%m-%dT%H:%MZ}: {exc}") from None
         note = f"model {version} could not forecast ({exc}); weekly baseline used"
         model, version = _baseline_model(env, load, horizon), BASELINE_VERSION
-        out = _predict(model, load, weather, issue)
+        out, explained = _predict(model, load, weather, issue)
     blended = 0
     if horizon == Horizon.INTRADAY and fs.intraday_blend:
+        unblended = out
         out, blended = blend_with_day_ahead(out, _day_ahead_before(bank, target, issue, out))
+        if blended:
+            explained = add_group(explained, "day_ahead_blend", unblended, out)
+    write_forecast_explain(bank, explained.assign(target_id=key))
     out.insert(0, "target_id", key)
     out["model_version"] = version
     out["weather_run_fallback"] = pd.Series(weather_fallback, index=out.index, dtype="string")
+    guard_flags = ",".join(flags.flags) if flags else None
+    out["guard_flags"] = pd.Series(guard_flags, index=out.index, dtype="string")
     rows = write_forecast(bank, out[["target_id", "issue_time", "valid_time", "p10_mw",
                                      "p50_mw", "p90_mw", "model_version", "is_baseline",
-                                     "weather_run_fallback"]])
+                                     "weather_run_fallback", "guard_flags"]])
     return {"target": key, "status": "predicted", "issue_time": issue.isoformat(),
             "version": version, "rows": rows, "baseline_rows": int(out["is_baseline"].sum()),
-            "blended_rows": blended, "note": note,
+            "blended_rows": blended, "note": note, "guard_flags": guard_flags,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _guard(env: Environment, reg: Registry, key: str, version: str, model: ForecastModel,
+           load: pd.Series, weather: pd.DataFrame, issue: pd.Timestamp, horizon: str):
+    """The input guards of one prediction (load of the last ``lookback_days``, the weather of
+    the forecast window against the model's training window): a GuardReport whose ``found``
+    is empty when the inputs look fine."""
+    cfg = guard_config(env)
+    report = check_recent_load(load, issue, cfg)
+    if model.is_baseline:
+        return report if report.found else None
+    reference: dict = {}
+    try:
+        reference = reg.meta(key, version).get("guards", {}).get("weather_reference", {})
+    except ModelError:  # an unreadable meta.json: the drift guard has nothing to compare with
+        pass
+    window = window_rows(weather, issue, issue + _span(env, horizon))
+    report.found.update(check_weather(window, model.config.features.weather_cols, reference,
+                                      cfg))
+    return report if report.found else None
 
 
 def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.DataFrame
@@ -347,10 +430,12 @@ def _day_ahead_before(bank: Bank, target: Target, issue: pd.Timestamp, out: pd.D
 
 
 def _predict(model: ForecastModel, load: pd.Series, weather: pd.DataFrame,
-             issue: pd.Timestamp, extras: pd.DataFrame | None = None) -> pd.DataFrame:
-    from aggregat.forecast.core.models import predict
+             issue: pd.Timestamp, extras: pd.DataFrame | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecast rows and what each feature group contributes to their P50."""
+    from aggregat.forecast.core.explain import predict_explained
 
-    return predict(model, load, weather, issue, extras)
+    return predict_explained(model, load, weather, issue, extras)
 
 
 def _current_model(reg: Registry, key: str, env: Environment, load: pd.Series, horizon: str
@@ -425,7 +510,20 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     n_jobs = 1
     check_horizon(horizon)
     tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
-    return _run(_train_task, tasks, env, n, train_result, on_result)
+    validations: dict[str, pd.DataFrame] = {}
+
+    def typed(summary: dict) -> TrainResult:
+        frame = summary.pop("validation", None)
+        if frame is not None:
+            validations[summary["target"]] = frame
+        return train_result(summary)
+
+    results = _run(_train_task, tasks, env, n, typed, on_result)
+    if validations:  # a portfolio hierarchy: choose its reconciliation on these forecasts
+        from aggregat.forecast.portfolio import fit_reconciliation
+
+        fit_reconciliation(env, validations, horizon)
+    return results
 
 
 def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[str] | None = None,
@@ -440,8 +538,14 @@ def predict_targets(env: Environment, issue_time: pd.Timestamp, only: Sequence[s
                          "import load into the bank")
     check_horizon(horizon)
     tasks = [(env, t, issue_time, horizon, weather_fallback) for t in targets]
-    return _run(_predict_task, tasks, env, _workers(env, len(tasks), workers), predict_result,
-                on_result)
+    results = _run(_predict_task, tasks, env, _workers(env, len(tasks), workers),
+                   predict_result, on_result)
+    if any(t.parent for t in targets) and not any(r.failed for r in results):
+        from aggregat.forecast.portfolio import reconcile_issue
+
+        reconcile_issue(env, as_utc(issue_time, param="issue_time", error=ConfigError),
+                        horizon)
+    return results
 
 
 def promote(env: Environment, target: str, version: str) -> None:
@@ -468,7 +572,7 @@ def backtest_target(env: Environment, target: Target, test_weeks: int = 8,
     bank = Bank(env.bank)
     if not extra_features:
         target = dataclasses.replace(target, extra_features=())
-    load = _load_series(read_load(bank, [target.id]), f"target {target.id!r}")
+    load = _load_series(target_load(bank, target), f"target {target.id!r}")
     day_ahead = None
     if horizon == Horizon.INTRADAY and env.forecast.intraday_blend:
         if progress:

@@ -41,3 +41,36 @@ def plot_backtest(forecasts: pd.DataFrame, title: str = "", tz: str = "UTC",
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def plot_explain(wide: pd.DataFrame, title: str = "", tz: str = "UTC") -> bytes:
+    """PNG bytes: per valid time the contribution of each group (stacked bars, positive above
+    and negative below zero, ``base`` left out of the stack) and P50 (their sum, a line)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t = pd.DatetimeIndex(wide.index).tz_convert(tz).tz_localize(None)
+    width = (t[1] - t[0]) * 0.8 if len(t) > 1 else pd.Timedelta(minutes=24)
+    fig, ax = plt.subplots(figsize=(14, 6), constrained_layout=True)
+    pos, neg = np.zeros(len(t)), np.zeros(len(t))
+    base = wide["base"].to_numpy() if "base" in wide else np.zeros(len(t))
+    colors = plt.get_cmap("tab20").colors
+    for k, g in enumerate(c for c in wide.columns if c != "base"):
+        v = np.nan_to_num(wide[g].to_numpy(dtype=float))
+        bottom = np.where(v >= 0, pos, neg)
+        ax.bar(t, v, width=width, bottom=bottom, color=colors[k % len(colors)], label=g)
+        pos, neg = pos + np.clip(v, 0, None), neg + np.clip(v, None, 0)
+    ax.plot(t, wide.sum(axis=1).to_numpy() - base, color="black", lw=1.2,
+            label=f"P50 - base ({float(np.mean(base)):.4g} MW)")
+    ax.axhline(0, color="gray", lw=0.6)
+    ax.set_ylabel("MW")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, ncol=6)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()

@@ -20,7 +20,7 @@ materialising one frame per issue time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,10 @@ class Target:
                                      "tcc_pct")
     configured: bool = True
     extra_features: tuple[ExtraFeature, ...] = ()
+    parent: str | None = None
+    # Leaf targets under this one (a parent of the portfolio hierarchy): its load is their sum
+    # when it has none of its own in the bank.
+    leaves: tuple[str, ...] = ()
 
     @property
     def extra_known(self) -> tuple[str, ...]:
@@ -73,7 +77,7 @@ class Target:
             raise ConfigError(f"forecast target {s.id!r}: weights must be >= 0 (see {bad[0]!r})")
         return cls(id=s.id, sites=tuple(s.sites), weights=dict(s.weights),
                    weather_models=tuple(s.weather_models), weather_cols=tuple(s.weather_cols),
-                   extra_features=tuple(s.extra_features))
+                   extra_features=tuple(s.extra_features), parent=s.parent)
 
 
 def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = None
@@ -90,6 +94,7 @@ def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = N
             raise ConfigError(f"[env.{env.name}.forecast] target id(s) defined twice: "
                               f"{', '.join(sorted(dup))}")
         targets = [Target.from_settings(t) for t in configured]
+        targets = _with_leaves(targets)
     else:
         targets = [Target(id=t, configured=False) for t in target_ids(bank)]
     if only:
@@ -102,6 +107,29 @@ def resolve_targets(env: Environment, bank: Bank, only: Sequence[str] | None = N
                               f"{', '.join(known) or 'none'}")
         targets = [known[t] for t in only]
     return targets
+
+
+def hierarchy(targets: Sequence[Target]):
+    """The portfolio hierarchy of ``targets`` (:class:`~aggregat.forecast.core.hierarchy.
+    Hierarchy`), or None when no target names a parent."""
+    from aggregat.forecast.core.hierarchy import Hierarchy
+
+    if not any(t.parent for t in targets):
+        return None
+    return Hierarchy.from_parents({t.id: t.parent for t in targets})
+
+
+def _with_leaves(targets: list[Target]) -> list[Target]:
+    """``targets`` with the leaf targets under each parent (checks the hierarchy)."""
+    hy = hierarchy(targets)
+    if hy is None:
+        return targets
+    out = []
+    for t in targets:
+        row = hy.S[hy.nodes.index(t.id)]
+        leaves = tuple(leaf for leaf, on in zip(hy.leaves, row, strict=True) if on)
+        out.append(replace(t, leaves=leaves if t.id not in hy.leaves else ()))
+    return out
 
 
 def site_mean(df: pd.DataFrame, cols: Sequence[str], weights: dict[str, float]) -> pd.DataFrame:

@@ -261,6 +261,9 @@ def _runs(report: HealthReport, env: Environment, ledger, now: datetime) -> None
                    {"partition": e.partition, "status": e.status, "duration_s": e.duration_s,
                     "rows": e.rows, "attempts": e.attempts, "stale": e.stale,
                     "started_at": e.started_at.isoformat(), "error": e.error})
+    for step in ("predict", "predict-intraday"):
+        if step in latest:
+            _guarded(report, latest[step])
     _publish(report, entries, "publish", "last publish",
              (jobs.stale_warn_h, jobs.stale_fail_h), now)
     if env.forecast.intraday:
@@ -277,6 +280,19 @@ def _fallback(report: HealthReport, job: str, run: list) -> None:
         report.add("runs", f"{job} weather run", WARNING, "fallback run used",
                    f"{notes}; forecasts flagged in column weather_run_fallback",
                    {"fallbacks": [e.details for e in used]})
+
+
+def _guarded(report: HealthReport, entry) -> None:
+    """A warning when the input guards flagged the inputs of targets in the latest ``predict``
+    step: those targets were forecast by the weekly baseline (forecast column guard_flags)."""
+    guarded = (entry.details or {}).get("guarded_targets") or {}
+    if guarded:
+        listed = ", ".join(f"{t} ({f})" for t, f in sorted(guarded.items()))
+        report.add("runs", f"{entry.step} input guards", WARNING,
+                   f"{len(guarded)} target(s) on the baseline",
+                   f"{entry.partition}: {listed}; check their load and weather, see "
+                   "docs/forecasting.md (Input guards)",
+                   {"partition": entry.partition, "guarded_targets": guarded})
 
 
 def _publish(report: HealthReport, entries, step: str, name: str,

@@ -215,7 +215,7 @@ class _Job:
         from aggregat.forecast.pipeline import predict_targets
 
         def run(step) -> None:
-            rows, baseline = 0, []
+            rows, baseline, guarded = 0, [], {}
             if fallback:
                 step.details["weather_run_fallback"] = fallback
             for summary in predict_targets(self.env, issue_time, horizon=horizon,
@@ -225,8 +225,12 @@ class _Job:
                 rows += summary.rows
                 if summary.baseline_rows:
                     baseline.append(summary.target)
+                if summary.guard_flags:
+                    guarded[summary.target] = summary.guard_flags
             step.rows = rows
             step.details["baseline_targets"] = baseline
+            if guarded:  # inputs the guards flagged: those targets got the weekly baseline
+                step.details["guarded_targets"] = guarded
 
         return self.step(step_name("predict", horizon), _issue_part(issue_time), run)
 
@@ -445,7 +449,7 @@ def _train(env: Environment, force: bool, horizon: str) -> Callable:
             promoted += summary.promoted
             step.details.setdefault("targets", []).append(
                 {k: getattr(summary, k) for k in ("target", "status", "version", "promoted",
-                                                  "reason")})
+                                                  "reason", "guards", "masked_intervals")})
         step.rows = trained
         step.details["promoted"] = promoted
 
