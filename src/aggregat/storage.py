@@ -103,7 +103,10 @@ class Store:
         """``options``: fsspec options (credentials); default: those registered for ``url``."""
         self.url = url.rstrip("/")
         self.options = storage_options(self.url) if options is None else dict(options)
-        self.fs, root = fsspec.core.url_to_fs(self.url, **self.options)
+        # Other processes (Dask workers, another job) write here too: a cached listing of an
+        # object store would hide their files (a forecast "missing" right after it was written).
+        fs_options = {"use_listings_cache": False, **self.options}
+        self.fs, root = fsspec.core.url_to_fs(self.url, **fs_options)
         self.root = root.rstrip("/") if root != "/" else root
         self.is_local = isinstance(self.fs, LocalFileSystem)
 
