@@ -127,6 +127,7 @@ def _write_outputs(report, folder: Path, t0: float) -> None:
     console.print(f"test {r['protocol']['test_start']} .. {r['protocol']['test_end']}"
                   f": MAE {m['mae']:.4g} MW (persistence {m['mae_persistence']:.4g}), "
                   f"MAPE {m['mape']:.2%}, pinball {m['pinball']:.4g}, "
+                  f"CRPS {m['crps']:.4g} (rCRPS {m['rcrps']:.4f}), "
                   f"baseline rows {r['baseline_share']:.0%}, {r['timing_s']['wall']:.0f} s")
     console.print(f"report, forecasts and plot in {folder}/")
     typer.echo(report.summary_line())

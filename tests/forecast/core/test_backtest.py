@@ -1,7 +1,9 @@
+import numpy as np
 import pandas as pd
 import pytest
 
 from aggregat.errors import InputError
+from aggregat.forecast.core import metrics
 from aggregat.forecast.core.backtest import read_csv_inputs, run_backtest
 
 
@@ -81,6 +83,19 @@ def test_backtest_protocol_and_weekly_retrains(load, weather, small_cfg):
     assert rep["baseline_share"] == 0
     # Conformal margins keep the 10-90 band near its nominal 80 % on unseen weeks.
     assert 0.65 <= rep["metrics"]["coverage_10_90"] <= 0.95
+    # CRPS from the quantiles, and rCRPS against the test period's P1-P99 load range, overall
+    # and per lead time.
+    y = f["actual_mw"].to_numpy()
+    crps = 2 * np.mean([metrics.pinball(y, f[c], q)
+                        for c, q in (("p10_mw", 0.1), ("p50_mw", 0.5), ("p90_mw", 0.9))])
+    span = np.quantile(y, 0.99) - np.quantile(y, 0.01)
+    m = rep["metrics"]
+    assert m["crps"] == pytest.approx(crps) and m["load_p1_p99"] == pytest.approx(span)
+    assert m["rcrps"] == pytest.approx(crps / span)
+    lead = rep["by_lead_h"][0]
+    g = f[f["lead_h"] == lead["lead_h"]]
+    assert lead["rcrps"] == pytest.approx(metrics.crps(g["actual_mw"], {
+        0.1: g["p10_mw"], 0.5: g["p50_mw"], 0.9: g["p90_mw"]}) / span)
 
 
 def test_backtest_without_history_says_so(load, weather, small_cfg):

@@ -122,3 +122,23 @@ def test_pickles_and_digest_identifies_coefficients():
 def test_bad_member_lists_are_refused(members):
     with pytest.raises(ModelError, match="p50_members"):
         check_members(members)
+
+
+def test_fits_with_one_blas_thread(monkeypatch):
+    # On a busy 2-core machine OpenBLAS threads spin-wait: each small eigendecomposition ran
+    # 11x slower with the default threads (figures in docs/forecasting.md, "Speed").
+    from threadpoolctl import threadpool_info
+
+    from aggregat.forecast.core import linear
+
+    seen = []
+    real = linear._ridge_path
+
+    def spy(*args):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return real(*args)
+
+    monkeypatch.setattr(linear, "_ridge_path", spy)
+    X, y, day = rows(40)
+    fit_linear(X, y, NAMES, day, weather_cols=("t2m_c",))
+    assert seen and all(s <= {1} for s in seen)

@@ -230,6 +230,7 @@ def run_backtest(load: pd.Series, weather: pd.DataFrame | None, config: ModelCon
         raise ModelError("backtest: no actual load in the test period")
     sc = metrics.scores(fc_all["actual_mw"], fc_all["p10_mw"], fc_all["p50_mw"],
                         fc_all["p90_mw"], fc_all["persistence_mw"])
+    sc["load_p1_p99"] = metrics.p1_p99_range(fc_all["actual_mw"])  # rCRPS = crps / this
     report = {
         "protocol": {"horizon": fc.horizon, "issue_hour_local": fc.issue_hour, "tz": fc.tz,
                      **({"every_h": fc.intraday_every_h, "hours": fc.intraday_hours}

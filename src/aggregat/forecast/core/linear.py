@@ -32,6 +32,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
 
@@ -158,6 +159,8 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarr
     return w, float(ym - zm @ w), alpha, float(err[best])
 
 
+# One BLAS thread: on a busy machine OpenBLAS threads spin-wait (11x slower eigendecompositions).
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
                weather_cols: tuple[str, ...] = ()) -> LinearMember:
     """Fit ridge regressions of ``y`` on feature rows ``X``, by hour of the day (groups of 1, 3

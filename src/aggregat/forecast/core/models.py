@@ -62,12 +62,14 @@ class ModelConfig:
     # P50 minimises squared error: the median objective's sign-only gradients fit day-level
     # swings slowly. "quantile" gives the median model instead.
     p50_objective: str = "regression"
-    learning_rate: float = 0.05
+    # 0.1 rather than 0.05: half the rounds for every P50 member (figures: docs/forecasting.md,
+    # "Speed").
+    learning_rate: float = 0.1
     # P10/P90 take twice the step: their rounds were 2/3 of the training time (a P90 needs
     # ~1.5x the rounds of P50), and the conformal margins fix their coverage anyway.
-    quantile_learning_rate: float = 0.1
+    quantile_learning_rate: float = 0.2
     max_rounds: int = 1200
-    early_stopping_rounds: int = 30
+    early_stopping_rounds: int = 20
     min_rounds: int = 50           # floor for early stopping on a short, noisy window
     num_leaves: int = 31
     min_data_in_leaf: int = 50
@@ -80,7 +82,12 @@ class ModelConfig:
     # (needs "linear"). The first member is "level".
     p50_members: tuple[str, ...] = ("level", "nowcast", "linear", "linear_residual")
     feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
+    bagging_fraction: float = 0.5  # each round's histograms on half the rows
+    # P10/P90 on a quarter of the rows and half the features per round: the quantile objective
+    # re-sorts every leaf's residuals each round, so their rounds cost the most, and the
+    # conformal margins set the band's coverage anyway.
+    quantile_bagging_fraction: float = 0.25
+    quantile_feature_fraction: float = 0.5
     lambda_l2: float = 1.0
     max_bin: int = 127
     # One thread: on a busy machine OpenMP threads spin-wait; targets train in parallel
@@ -184,7 +191,8 @@ def _params(cfg: ModelConfig, q: float) -> dict:
         "objective": objective, "alpha": q,
         "learning_rate": cfg.learning_rate if q == 0.5 else cfg.quantile_learning_rate,
         "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
-        "feature_fraction": cfg.feature_fraction, "bagging_fraction": cfg.bagging_fraction,
+        "feature_fraction": cfg.feature_fraction if q == 0.5 else cfg.quantile_feature_fraction,
+        "bagging_fraction": cfg.bagging_fraction if q == 0.5 else cfg.quantile_bagging_fraction,
         "bagging_freq": 1, "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin,
         "num_threads": cfg.n_jobs,
         "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
