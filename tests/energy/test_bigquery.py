@@ -308,3 +308,35 @@ def test_bigquery_down_is_a_bounded_masked_one_line_error(tmp_path, monkeypatch)
     with pytest.raises(EnergyDBError, match="forecast kept in the bank") as err:
         publish_bigquery(bank, cfg, ISSUE)
     assert "down-secret-proj" not in str(err.value)
+
+
+def test_weather_history_imports_from_a_bigquery_table(bigquery_dataset, tmp_path):
+    """import-history reads a BigQuery table as it reads a file: same rows, same bank."""
+    from google.cloud import bigquery
+
+    from aggregat.bank import read_weather
+    from aggregat.weather.history import import_history
+
+    run = datetime(2026, 1, 5, tzinfo=UTC)
+    rows = [{"model": "AROME", "run_time": run.isoformat(),
+             "valid_time": (run + timedelta(hours=h)).isoformat(), "site_id": site,
+             "variable": var, "value": value}
+            for h in range(4) for site, base in (("paris", 275.0), ("lyon", 278.0))
+            for var, value in (("2t", base + h), ("tp", 0.5 * h))]
+    table = f"{bigquery_dataset}.weather_history"
+    schema = [bigquery.SchemaField(n, t) for n, t in (
+        ("model", "STRING"), ("run_time", "TIMESTAMP"), ("valid_time", "TIMESTAMP"),
+        ("site_id", "STRING"), ("variable", "STRING"), ("value", "FLOAT64"))]
+    client().create_table(bigquery.Table(table, schema=schema))
+    assert client().insert_rows_json(table, rows) == []
+    csv = tmp_path / "history.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+
+    from_bq, from_csv = Bank(str(tmp_path / "bq")), Bank(str(tmp_path / "csv"))
+    report = import_history(from_bq, [f"bigquery:{table}"])
+    import_history(from_csv, [csv])
+    assert report.rows == len(rows) and report.runs == 1
+    got, want = (read_weather(b, run, run + timedelta(hours=4)).sort_values(
+        ["valid_time", "location"]).reset_index(drop=True) for b in (from_bq, from_csv))
+    pd.testing.assert_frame_equal(got, want)
+    assert got["t2m_c"].notna().all() and (got["tp_mm"].dropna() == 0.5).all()

@@ -165,7 +165,8 @@ def _csv(value: str | None) -> list[str] | None:
 @app.command("import-history")
 def import_history(
     files: list[str] = typer.Argument(..., help="CSV or Parquet files of weather forecasts as "
-                                      "they were issued."),
+                                      "they were issued, or bigquery:PROJECT.DATASET.TABLE "
+                                      "(or bigquery:SELECT ...)."),
     fmt: str = typer.Option("long", "--format",
                             help="long: model,run_time,valid_time,site_id,variable,value[,unit]; "
                                  "wide: one column per variable."),

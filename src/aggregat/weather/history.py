@@ -1,6 +1,8 @@
 """Import a weather history (forecasts as they were issued, parsed from GRIB by another tool).
 
-The long format, the natural output of a GRIB parser, needs no mapping::
+Sources: CSV or Parquet files, or a BigQuery table or query (``bigquery:project.dataset.table``,
+``bigquery:SELECT ...``, read page by page with the official client). The long format, the
+natural output of a GRIB parser, needs no mapping::
 
     model,run_time,valid_time,site_id,variable,value[,unit]
     AROME,2025-01-01T00:00Z,2025-01-01T01:00Z,paris,2t,276.4
@@ -189,6 +191,28 @@ def _csv_to_parquet(path: Path, out: Path) -> Path:
     return out
 
 
+BIGQUERY = "bigquery:"  # a history in BigQuery: bigquery:project.dataset.table or a query
+
+
+def _bigquery_to_parquet(spec: str, out: Path) -> Path:
+    """A BigQuery table or query's rows streamed, page by page, into a local Parquet file (the
+    rest of the import then reads it like any history file)."""
+    from aggregat.energy.bigquery import read_bigquery
+
+    writer = None
+    try:
+        for batch in read_bigquery(spec[len(BIGQUERY):].strip()):
+            if writer is None:
+                writer = pq.ParquetWriter(out, batch.schema)
+            writer.write_batch(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise InputError(f"{spec}: no rows", param="paths")
+    return out
+
+
 def _all_text(path: Path) -> dict[str, pa.DataType]:
     with open(path, encoding="utf-8", errors="replace") as fh:
         header = fh.readline().strip().lstrip("\ufeff")
@@ -218,11 +242,12 @@ def import_history(bank, paths: Sequence[str | os.PathLike[str]], *, fmt: str = 
     mapping = mapping or Mapping()
     if fmt not in ("long", "wide"):
         raise ConfigError(f"format {fmt!r}: use long or wide", param="format")
-    files = [Path(p) for p in paths]
+    files: list[Path | str] = [str(p) if str(p).startswith(BIGQUERY) else Path(p)
+                               for p in paths]
     if not files:
         raise ConfigError("give at least one history file", param="paths")
     for path in files:
-        if not path.is_file():
+        if isinstance(path, Path) and not path.is_file():
             raise InputError(f"{path}: no such file", param="paths")
     report = HistoryReport([str(p) for p in files])
     tmp = Path(tempfile.mkdtemp(prefix="aggregat-history-"))
@@ -230,7 +255,12 @@ def import_history(bank, paths: Sequence[str | os.PathLike[str]], *, fmt: str = 
     try:
         sources = []
         for i, path in enumerate(files):
-            if path.suffix.lower() == ".parquet":
+            if isinstance(path, str):  # bigquery:TABLE or bigquery:SELECT ...
+                local = _bigquery_to_parquet(path, tmp / f"in-{i}.parquet")
+                src = (f"(SELECT *, file_row_number + 1 AS _line FROM "
+                       f"read_parquet({_lit(str(local))}, file_row_number = true))")
+                kind = "row"
+            elif path.suffix.lower() == ".parquet":
                 src = (f"(SELECT *, file_row_number + 1 AS _line FROM "
                        f"read_parquet({_lit(str(path))}, file_row_number = true))")
                 kind = "row"
