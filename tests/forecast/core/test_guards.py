@@ -107,3 +107,20 @@ def test_disabled_guards_flag_nothing(clean):
     s = clean.copy()
     s.iloc[200:220] = s.iloc[200]
     assert guards.check_load(s, GuardConfig(enabled=False)).found == {}
+
+
+def test_training_on_load_the_guards_masked_almost_whole_is_the_baseline():
+    """A stuck meter for weeks leaves a few scattered values: no level can be made of them, so
+    training gives the (flagged) baseline instead of LightGBM failing on zero rows."""
+    from aggregat.forecast.core.models import ModelConfig, prepare_load
+    from aggregat.forecast.core.validation import fit_and_validate
+
+    times = pd.date_range("2026-10-25", periods=34 * 24, freq="h", tz="UTC")
+    hour = times.hour.to_numpy()
+    stepped = pd.Series(10.0 + 2 * ((hour >= 6) & (hour < 22)), index=times)  # flat for hours
+    load = prepare_load(stepped)
+    guarded = guards.check_load(load, GuardConfig())
+    assert guarded.found.get("flatline") and guarded.mask.mean() > 0.9
+    fit = fit_and_validate(load.mask(guarded.mask), None, ModelConfig(min_train_days=5),
+                           validation_days=7)
+    assert fit.model.is_baseline

@@ -441,8 +441,10 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     names = feature_names(feats)
     ok = np.isfinite(target)
     feats, y = feats.loc[ok].reset_index(drop=True), target[ok]
-    # Windows count days of issues (UTC dates): intraday has several issues a day.
-    days = feats["issue_time"].dt.floor("D").drop_duplicates().sort_values()
+    # Windows count days of issues (UTC dates): intraday has several issues a day. Only rows
+    # with a level count (input guards can mask the load the level is made of).
+    usable = np.isfinite(_level(feats)) | (cfg.relative_to_level is False)
+    days = feats.loc[usable, "issue_time"].dt.floor("D").drop_duplicates().sort_values()
     now = pd.Timestamp.now(tz="UTC")
     common = dict(config=cfg, resolution=resolution, feature_names=names,
                   baseline_errors=baseline_errors, trained_at=now,
