@@ -49,3 +49,37 @@ def test_combine_takes_the_newest_issue_of_each_time_and_daily_error():
     assert list(combine(fc, load, t[0] - pd.Timedelta(days=1))["p50"]) == [1.0] * 4
     [day] = daily_error(frame, "Europe/Paris")
     assert day["mae"] == 1.0 and day["coverage"] == 1.0 and day["n"] == 4
+
+
+def test_series_cache_warms_and_refreshes_without_making_a_page_wait(monkeypatch):
+    """The app's start reads every target's series (the first view is served from memory); an
+    entry older than the TTL is served as it is while a background thread reads it again."""
+    import threading
+
+    from aggregat.dashboard import pages
+
+    reads: list[str] = []
+    gate = threading.Event()
+
+    def read(env, target, horizon, start=None, end=None):
+        reads.append(target)
+        if len(reads) > 1:  # the refresh: slow, and must not hold the page
+            gate.wait(10)
+        return pd.DataFrame({"n": [len(reads)]}), pd.DataFrame()
+
+    monkeypatch.setattr(pages, "read_series", read)
+    cache = pages.SeriesCache(env=None)
+    cache.warm(["a"], ("day-ahead",)).join(10)
+    assert reads == ["a"]
+    fc, _ = cache.get("a", "day-ahead")
+    assert reads == ["a"] and fc["n"].iloc[0] == 1  # served from memory
+    monkeypatch.setattr(pages, "SERIES_TTL_S", 0.0)
+    fc, _ = cache.get("a", "day-ahead")  # stale: served at once, refreshed behind
+    assert fc["n"].iloc[0] == 1
+    gate.set()
+    for _ in range(100):
+        if cache._data[("a", "day-ahead")][1]["n"].iloc[0] == 2:
+            break
+        threading.Event().wait(0.05)
+    monkeypatch.setattr(pages, "SERIES_TTL_S", 60.0)
+    assert cache.get("a", "day-ahead")[0]["n"].iloc[0] == 2

@@ -9,6 +9,7 @@ own scripts and styles (uPlot is vendored in ``static/``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import date
@@ -91,10 +92,19 @@ def _templates() -> Jinja2Templates:
 
 
 def create_app(env: Environment) -> FastAPI:
-    app = FastAPI(title=f"aggregat {env.name}", docs_url=None, redoc_url=None,
-                  openapi_url=None, default_response_class=JSONMasked)
-    templates = _templates()
     cache = pages.SeriesCache(env)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # The forecast pages' series are read while nobody waits: the first view is fast too.
+        horizons = (Horizon.DAY_AHEAD, Horizon.INTRADAY) if env.forecast.intraday \
+            else (Horizon.DAY_AHEAD,)
+        cache.warm(aggregat.targets(env), horizons)
+        yield
+
+    app = FastAPI(title=f"aggregat {env.name}", docs_url=None, redoc_url=None,
+                  openapi_url=None, default_response_class=JSONMasked, lifespan=lifespan)
+    templates = _templates()
     actions = Actions(env)
     actions.on_done = cache.clear
     registry = metrics_registry(env)

@@ -115,22 +115,49 @@ def read_series(env: Environment, target: str, horizon: Horizon | str = Horizon.
 
 
 class SeriesCache:
-    """Each (target, horizon)'s forecasts and load, read once per :data:`SERIES_TTL_S`."""
+    """Each (target, horizon)'s forecasts and load, kept in memory: read on first use (or by
+    :meth:`warm` when the app starts, so the first page is fast too), and, once older than
+    :data:`SERIES_TTL_S`, served as they are while a background thread reads them again."""
 
     def __init__(self, env: Environment) -> None:
         self.env = env
         self._data: dict[tuple[str, str], tuple[float, pd.DataFrame, pd.DataFrame]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[tuple[str, str]] = set()
+
+    def _read(self, key: tuple[str, str]) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+        fc, load = read_series(self.env, key[0], key[1])
+        hit = (time.monotonic(), fc, load)
+        with self._lock:
+            self._data[key] = hit
+            self._refreshing.discard(key)
+        return hit
 
     def get(self, target: str, horizon: Horizon) -> tuple[pd.DataFrame, pd.DataFrame]:
         key = (target, str(horizon))
         with self._lock:
             hit = self._data.get(key)
-            if hit is None or time.monotonic() - hit[0] > SERIES_TTL_S:
-                fc, load = read_series(self.env, target, horizon)
-                hit = (time.monotonic(), fc, load)
-                self._data[key] = hit
-            return hit[1], hit[2]
+            stale = hit is not None and time.monotonic() - hit[0] > SERIES_TTL_S
+            if stale and key not in self._refreshing:
+                self._refreshing.add(key)
+                threading.Thread(target=self._read, args=(key,), daemon=True).start()
+        if hit is None:
+            hit = self._read(key)
+        return hit[1], hit[2]
+
+    def warm(self, targets: list[str], horizons: tuple[Horizon, ...]) -> threading.Thread:
+        """Read every target's series in a background thread (the app's start)."""
+        def run() -> None:
+            for target in targets:
+                for horizon in horizons:
+                    try:
+                        self.get(target, horizon)
+                    except Exception:  # noqa: BLE001 - the page shows the error when asked
+                        pass
+
+        thread = threading.Thread(target=run, daemon=True, name="series-warm")
+        thread.start()
+        return thread
 
     def clear(self) -> None:
         with self._lock:

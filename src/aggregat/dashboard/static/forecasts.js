@@ -89,13 +89,17 @@
     const source = document.getElementById("daily-error-data");
     if (!target || !source) return;
     const rows = JSON.parse(source.textContent);
-    const x = rows.map((r) => Date.parse(r.day + "T12:00:00Z") / 1e3);
-    const data = [x, rows.map((r) => r.mae), rows.map((r) => r.bias)];
+    let x = rows.map((r) => Date.parse(r.day + "T12:00:00Z") / 1e3);
+    let mae = rows.map((r) => r.mae), bias = rows.map((r) => r.bias);
+    if (x.length === 1) {  // one day alone: uPlot would span years around it; a day each side
+      x = [x[0] - 86400, x[0], x[0] + 86400];
+      mae = [null, mae[0], null];
+      bias = [null, bias[0], null];
+    }
+    const data = [x, mae, bias];
     new uPlot({
       width: target.clientWidth - 16, height: 200, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), tz),
-      // One day alone would get uPlot's default span of years around it: show a day either side.
-      scales: {x: {time: true, range: (u, min, max) => (max - min < 86400 ?
-        [min - 86400, max + 86400] : [min, max])}},
+      scales: {x: {time: true}},
       series: [{}, {label: "daily MAE (MW)", stroke: "#d64545", width: 1.5, points: {show: true}},
                {label: "bias (MW)", stroke: "#6b7480", width: 1, dash: [4, 4]}],
       axes: [{}, {label: "MW"}],
