@@ -136,3 +136,19 @@ def test_actions_are_off_without_the_setting(demo_home, secrets_set):
                    headers={"X-Aggregat-Token": TOKEN})
         assert r.status_code == 403 and "actions = true" in r.json()["error"]
         assert c.post("/login", data={"token": TOKEN}).status_code == 403
+
+
+def test_republish_and_backfill_actions_run_through_the_api(client, web_env):
+    csrf = client.get("/api/csrf", headers={"X-Aggregat-Token": TOKEN}).json()["csrf"]
+    headers = {"X-Aggregat-Token": TOKEN, "X-CSRF-Token": csrf}
+    issue = aggregat.forecasts(web_env, "portfolio")["issue_time"].max()
+    started = client.post("/api/actions/publish", headers=headers,
+                          json={"issue_time": issue.isoformat()})
+    assert started.status_code == 202, started.text
+    done = _wait(client, started.json()["id"])
+    assert done["state"] == "done" and "published issue" in done["message"], done
+    day = issue.tz_convert("UTC").strftime("%Y-%m-%d")
+    started = client.post("/api/actions/backfill", headers=headers,
+                          json={"since": day, "until": day})
+    done = _wait(client, started.json()["id"])
+    assert done["state"] == "done", done
