@@ -135,18 +135,22 @@ def _watermark_col(settings: EnergySettings) -> str:
     return settings.load_updated_col or settings.load_time_col
 
 
-def _to_utc(values: pd.Series, settings: EnergySettings, column: str) -> pd.Series:
-    """Times from the DB as UTC (naive values are UTC; SQLite returns text)."""
+def db_times(values: pd.Series, where: str, fix: str) -> pd.Series:
+    """Times from a DB as UTC (naive values are UTC; SQLite returns text in any layout); an
+    EnergyDBError naming ``where`` (the table and column) and saying ``fix`` otherwise."""
     try:
         return pd.to_datetime(values, utc=True, format="ISO8601")
     except (ValueError, TypeError):
         try:
             return pd.to_datetime(values, utc=True, format="mixed")
         except (ValueError, TypeError) as exc:
-            raise EnergyDBError(
-                f"table {settings.load_table!r} column {column!r}: values that are not times "
-                f"({str(exc)[:120]}); check [energy] mapping"
-            ) from None
+            raise EnergyDBError(f"{where}: values that are not times ({str(exc)[:120]}); "
+                                f"{fix}") from None
+
+
+def _to_utc(values: pd.Series, settings: EnergySettings, column: str) -> pd.Series:
+    return db_times(values, f"table {settings.load_table!r} column {column!r}",
+                    "check [energy] mapping")
 
 
 def rows_to_load(rows: list, settings: EnergySettings, synced_at: pd.Timestamp

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from aggregat.bank import Bank, Column, Dataset, register_dataset
 from aggregat.config import EnergySettings, TableSettings
 from aggregat.energy.db import require_table, safe_url, table_ref, to_db_time, with_retries
-from aggregat.errors import BankError, ConfigError, EnergyDBError
+from aggregat.errors import BankError, ConfigError
 from aggregat.timeutil import available_at, is_column_rule
 
 log = logging.getLogger(__name__)
@@ -124,16 +124,10 @@ def _save_state(bank: Bank, name: str, spec: TableSettings, engine: sa.Engine,
 
 
 def _times(values: pd.Series, name: str, column: str) -> pd.Series:
-    """DB times as UTC (naive values are UTC; SQLite returns text in any layout)."""
-    try:
-        return pd.to_datetime(values, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        try:
-            return pd.to_datetime(values, utc=True, format="mixed")
-        except (ValueError, TypeError) as exc:
-            raise EnergyDBError(f"{_where(name)} column {column!r}: values that are not times "
-                                f"({str(exc)[:120]}); fix time_col / watermark_col / available"
-                                ) from None
+    from aggregat.energy.sync import db_times
+
+    return db_times(values, f"{_where(name)} column {column!r}",
+                    "fix time_col / watermark_col / available")
 
 
 def _source(conn: sa.Connection, name: str, spec: TableSettings) -> tuple[sa.FromClause,

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from aggregat.forecast.core.features import (
-    features,
     is_direction,
     is_radiation,
     is_temperature,
@@ -36,7 +35,7 @@ from aggregat.forecast.core.models import (
     RIDGE_FULL_LEAD_H,
     ForecastModel,
     p50_bases,
-    predict_frame,
+    predict_rows,
 )
 
 BASE = "base"
@@ -190,12 +189,5 @@ def predict_explained(model: ForecastModel, load: pd.Series | pd.DataFrame,
                       weather: pd.DataFrame | None, issue_time: pd.Timestamp,
                       extras: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`aggregat.forecast.core.models.predict` and its :func:`explain_frame`."""
-    from aggregat.errors import ModelError
-
-    feats = features(load, weather, issue_time, model.config.features, model.resolution,
-                     extras)
-    out = predict_frame(model, feats)
-    if out["p50_mw"].isna().all():
-        raise ModelError(f"prediction at {issue_time}: no load in the 14 days before the issue "
-                         "time, not even the baseline can forecast; import recent load")
+    feats, out = predict_rows(model, load, weather, issue_time, extras)
     return out, explain_frame(model, feats, out)

@@ -564,6 +564,14 @@ def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.Da
 
     Returns ``issue_time, valid_time, p10_mw, p50_mw, p90_mw, is_baseline, model_version``.
     """
+    return predict_rows(model, load, weather, issue_time, extras)[1]
+
+
+def predict_rows(model: ForecastModel, load: pd.Series | pd.DataFrame,
+                 weather: pd.DataFrame | None, issue_time: pd.Timestamp,
+                 extras: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(feature rows, forecast rows) of :func:`predict`; a ModelError when nothing can be
+    forecast."""
     from aggregat.forecast.core.features import features
 
     feats = features(load, weather, issue_time, model.config.features, model.resolution,
@@ -572,7 +580,7 @@ def predict(model: ForecastModel, load: pd.Series | pd.DataFrame, weather: pd.Da
     if out["p50_mw"].isna().all():
         raise ModelError(f"prediction at {issue_time}: no load in the 14 days before the issue "
                          "time, not even the baseline can forecast; import recent load")
-    return out
+    return feats, out
 
 
 def lead_hours(frame: pd.DataFrame) -> np.ndarray:
