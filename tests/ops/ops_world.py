@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from child_process import child_env  # noqa: F401  (re-exported for the job tests)
@@ -33,7 +34,11 @@ def measured_load() -> pd.DataFrame:
     times = pd.date_range("2026-10-25", "2026-11-27 23:00", freq="h", tz="UTC")
     hour = times.hour.to_numpy()
     load = 10 + 2 * ((hour >= 6) & (hour < 22)) + 0.5 * (times.day_of_week.to_numpy() < 5)
-    return pd.DataFrame({"target_id": "portfolio", "time": times, "load_mw": load.astype(float)})
+    # Metered load is never exactly flat for hours (the input guards take that for a stuck
+    # meter and train nothing on it): a little deterministic noise.
+    noise = np.random.default_rng(7).normal(0.0, 0.05, len(times))
+    return pd.DataFrame({"target_id": "portfolio", "time": times,
+                         "load_mw": (load + noise).round(3)})
 
 
 def make_env(tmp_path: Path, base_url: str, measured: pd.DataFrame | None,
