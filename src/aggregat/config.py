@@ -440,6 +440,10 @@ class JobSettings(_Section):
     data_poll_max_s: float = Field(600.0, gt=0)
     weekly_on: str = "sun"
     weekly_at: str = "03:00"
+    # `aggregat schedule` evaluates health and alerts every N minutes when [alerts] has channels
+    # (late data and warnings are seen between jobs, and a job killed before its own alert hook
+    # ran is still reported); 0: only the jobs' own alerts.
+    alerts_every_min: int = Field(30, ge=0, le=1440)
     step_warn_s: float = Field(600.0, gt=0)
     stale_warn_h: float = Field(30.0, gt=0)
     # Health thresholds (aggregat health): warning / failed.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -63,3 +63,44 @@ def test_once_also_runs_the_intraday_job_when_it_is_on(env):
                  runner=lambda e, job: calls.append(job) or 0)
     assert calls == ["daily", "intraday"]
     assert lines == ["daily: exit code 0", "intraday: exit code 0"]
+
+
+def _with_channels(env, every_min=30):
+    return env.model_copy(update={
+        "alerts": env.alerts.model_copy(update={"channels": ["json://127.0.0.1:9/hook"]}),
+        "jobs": env.jobs.model_copy(update={"alerts_every_min": every_min})})
+
+
+def test_alert_checks_are_due_on_a_grid_only_with_channels(env):
+    at = datetime(2026, 11, 28, 12, 10, tzinfo=PARIS)
+    assert "alerts" not in next_runs(env, at)  # no channel: nothing to tell anyone
+    assert next_runs(_with_channels(env), at)["alerts"] == datetime(2026, 11, 28, 12, 30,
+                                                                    tzinfo=PARIS)
+    assert next_runs(_with_channels(env), datetime(2026, 11, 28, 23, 50, tzinfo=PARIS)
+                     )["alerts"] == datetime(2026, 11, 29, 0, 0, tzinfo=PARIS)
+    assert "alerts" not in next_runs(_with_channels(env, 0), at)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_loop_checks_alerts_between_jobs(env):
+    """Late data or a job killed before its own alert hook is only seen by a health check: the
+    scheduler runs `alerts check` on its grid, after any job due at the same minute."""
+    clock = [datetime(2026, 11, 29, 5, 0, tzinfo=PARIS)]
+    ran: list[tuple[str, str]] = []
+
+    def sleep(seconds):
+        clock[0] += timedelta(seconds=seconds)
+
+    def runner(e, job):
+        ran.append((job, f"{clock[0]:%H:%M}"))
+        if len(ran) == 3:
+            raise _Stop
+        return 0
+
+    with pytest.raises(_Stop):
+        run_schedule(_with_channels(env), log=lambda line: None, sleep=sleep, runner=runner,
+                     clock=lambda: clock[0])
+    assert ran == [("daily", "05:30"), ("alerts", "05:30"), ("alerts", "06:00")]

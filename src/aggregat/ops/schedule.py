@@ -27,8 +27,9 @@ from aggregat.ops.jobs import when_available
 from aggregat.weather.products import get_product
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# Forecasts first (the daily one is the contract), training last.
-JOB_ORDER = ("daily", "intraday", "weekly")
+# Forecasts first (the daily one is the contract), training last, then the alert check that
+# sees how they went.
+JOB_ORDER = ("daily", "intraday", "weekly", "alerts")
 # The intraday job starts this long after its issue time: the load of the hour before the issue
 # has had time to reach the energy DB, and the newest weather run a margin over its typical
 # publication delay (the job forecasts as of the issue time, whatever the start time).
@@ -73,7 +74,17 @@ def next_runs(env: Environment, now: datetime) -> dict[str, datetime]:
     due = {"daily": daily, "weekly": weekly}
     if env.forecast.intraday:
         due["intraday"] = _next_intraday(env, local)
+    if env.alerts.channels and env.jobs.alerts_every_min:
+        due["alerts"] = _next_alert_check(env.jobs.alerts_every_min, local)
     return due
+
+
+def _next_alert_check(every_min: int, local: datetime) -> datetime:
+    """The next multiple of ``every_min`` minutes after local midnight (a grid, so that the
+    checks do not drift after each job)."""
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = timedelta(minutes=every_min)
+    return min(midnight + step * ((local - midnight) // step + 1), midnight + timedelta(days=1))
 
 
 def _next_intraday(env: Environment, local: datetime) -> datetime:
@@ -147,8 +158,10 @@ def wait_for_data(env: Environment, job: str, *, log: Callable[[str], None] = pr
 
 
 def run_job(env: Environment, job: str) -> int:
-    """Run ``aggregat run JOB --env NAME`` in a child process; returns its exit code."""
-    cmd = [sys.executable, "-m", "aggregat.cli.main", "run", job, "--env", env.name]
+    """Run ``aggregat run JOB --env NAME`` (``alerts``: ``aggregat alerts check``) in a child
+    process; returns its exit code."""
+    command = ["alerts", "check"] if job == "alerts" else ["run", job]
+    cmd = [sys.executable, "-m", "aggregat.cli.main", *command, "--env", env.name]
     if env.source_file:
         cmd += ["--config", env.source_file]
     return subprocess.call(cmd)
