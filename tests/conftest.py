@@ -114,11 +114,15 @@ def _forget_secrets():
     """Each test masks only the secrets it loaded: the registry is per process, and a short
     secret of one test ("key") would mask words in the next test's messages."""
     from aggregat import config
+    from aggregat.weather import sources
 
     saved = set(config._SECRETS)
     yield
     config._SECRETS.clear()
     config._SECRETS.update(saved)
+    sources.forget_sources()  # a source made again registers its secrets again
+
+
 _ROOT = Path(__file__).resolve().parents[1]
 
 

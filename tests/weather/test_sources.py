@@ -479,3 +479,24 @@ def test_env_check_names_a_source_whose_key_is_refused(tmp_path, archive, monkey
     refused = checks["weather source portail"]
     assert refused.status == "problem" and "api_key" in refused.message
     assert_no_key(refused.message)
+
+
+def test_one_token_for_the_runs_of_a_backfill(tmp_path, monkeypatch):
+    """The sources of an environment are made once per process: fetching several runs (a
+    backfill, the availability probes before them) asks the token endpoint once."""
+    runs = [RUN, datetime(2026, 11, 28, 3, tzinfo=UTC)]
+    root = tmp_path / "archive"
+    write_archive(root, PRODUCT, runs)
+    monkeypatch.setenv("AGGREGAT_PROD_MF_ID", "client-1")
+    monkeypatch.setenv("AGGREGAT_PROD_MF_SECRET", KEY)
+    auth = ApiAuth(client_id="client-1", client_secret=KEY)
+    lake = Datalake(str(tmp_path / "lake"))
+    with ArchiveServer(root, "/previnum", api=auth) as api:
+        token_url = api.base_url.replace("/previnum", "/token")
+        config = make_config(tmp_path, '["portail"]', api_table(
+            api.base_url, auth=f'client_id = "${{MF_ID}}"\nclient_secret = "${{MF_SECRET}}"\n'
+                               f'token_url = "{token_url}"'))
+        for run in runs:
+            report = fetch_run(PRODUCT, run, lake, sources=sources_of(config), **OPTS)
+            assert report.complete
+    assert auth.token_requests == 1

@@ -14,6 +14,7 @@ layout). The location it gives is what the manifest records: it never holds a cr
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -284,10 +285,31 @@ class EcmwfSource(Source):
         return product.url(self.base_url, run, package, group)
 
 
+# One source object per configured source and process: a backfill's runs, the availability
+# probes and the fetches share its OAuth token, its requests-per-minute cap and its connections.
+_MADE: dict[tuple, Source] = {}
+_MADE_LOCK = threading.Lock()
+
+
 def make_source(name: str, settings: SourceSettings, *, setting: str = "",
                 timeout_s: float = 20.0) -> Source:
-    """The source object of one ``[weather.source.NAME]`` table."""
+    """The source object of one ``[weather.source.NAME]`` table (the same object for the same
+    settings within a process)."""
     setting = setting or f"weather.source.{name}"
+    key = (name, settings.model_dump_json(), setting, timeout_s)
+    with _MADE_LOCK:
+        if key not in _MADE:
+            _MADE[key] = _new_source(name, settings, setting, timeout_s)
+        return _MADE[key]
+
+
+def forget_sources() -> None:
+    """Drop the sources made so far (their tokens and caps): the next ones are made anew."""
+    with _MADE_LOCK:
+        _MADE.clear()
+
+
+def _new_source(name: str, settings: SourceSettings, setting: str, timeout_s: float) -> Source:
     rpm = settings.requests_per_minute
     if settings.kind == "open-data":
         return OpenDataSource(name, settings.base_url, setting=setting, requests_per_minute=rpm)
