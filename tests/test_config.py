@@ -257,3 +257,12 @@ def test_bigquery_settings_are_checked_at_load(config_file):
     energy = load_environment("dev").energy
     assert (energy.source, energy.bigquery_forecast_table) == ("bigquery",
                                                                "my-proj.energy.forecasts")
+
+
+@pytest.mark.parametrize("bad", ["a/b", "../up", "x@intraday", ".hidden", ""])
+def test_an_unsafe_target_id_is_refused_at_load(tmp_path, bad):
+    """A target id names bank partitions and registry folders."""
+    path = tmp_path / "aggregat.toml"
+    path.write_text(f'[env.x.forecast]\n[[env.x.forecast.targets]]\nid = "{bad}"\n')
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.id"):
+        load_environment("x", path)

@@ -349,6 +349,19 @@ class TargetSettings(_Section):
     # reconciled so that parents equal the sum of their children (docs/forecasting.md).
     parent: str | None = None
 
+    @field_validator("id", "parent")
+    @classmethod
+    def _safe_id(cls, value: str | None) -> str | None:
+        # A target id names bank partitions and registry folders: refused here, at load, rather
+        # than by the first job that writes it.
+        from aggregat.bank.datasets import SAFE_SEGMENT
+
+        if value is not None and (not SAFE_SEGMENT.match(value) or ".." in value
+                                  or "@" in value):
+            raise ValueError("use letters, digits and '_', '.', ':', '+', '-' (up to 128; no "
+                             "'/', '@' or '..')")
+        return value
+
     @field_validator("extra_features")
     @classmethod
     def _unique_features(cls, value: list[ExtraFeature]) -> list[ExtraFeature]:

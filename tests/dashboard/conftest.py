@@ -2,12 +2,13 @@
 headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
 The environment ``web`` is the demo's (2 days of archive, 30 of history) plus what the pages
-must survive: actions on with a token, a configured target whose id is HTML (``<script>``), and
-one whose id holds a secret (``${ZONE_KEY}``); both secrets must never reach a page."""
+must survive: actions on with a token, a failed run whose error is HTML (``<script>``, as an
+error quoting a file or a database can be), and a target whose id holds a secret
+(``${ZONE_KEY}``); both secrets must never reach a page."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from dash_world import CHROMIUM, CHROMIUM_ARGS, EVIL, TOKEN, ZONE_KEY, LiveServer
 
 import aggregat
+from aggregat.bank import Bank
+from aggregat.ops.ledger import Ledger
 
 
 @pytest.fixture(scope="session")
@@ -27,13 +30,15 @@ def demo_home(tmp_path_factory):
     report = aggregat.run_demo(aggregat.open_env("web", plain), days=2, history_days=30,
                                log=lambda _msg: None)
     models = list(report.env.weather.models)
+    ledger = Ledger(Bank(report.env.bank), job="import")
+    with contextlib.suppress(RuntimeError), ledger.step("import", "history"):
+        raise RuntimeError(EVIL)
     for name, actions in (("aggregat.toml", True), ("no-actions.toml", False)):
         (home / name).write_text(
             f'[env.web]\nroot = "{home / "data"}"\n'
             f'[env.web.weather]\nmodels = [{", ".join(chr(34) + m + chr(34) for m in models)}]\n'
             f'[env.web.dashboard]\nactions = {str(actions).lower()}\n'
             '[[env.web.forecast.targets]]\nid = "portfolio"\n'
-            f"[[env.web.forecast.targets]]\nid = {json.dumps(EVIL)}\n"
             '[[env.web.forecast.targets]]\nid = "zone-${ZONE_KEY}"\n')
     return home
 

@@ -75,13 +75,11 @@ def test_navigation_and_selectors(page, live):
     assert page.problems == [], page.problems
 
 
-def test_hostile_names_are_text(page, live):
-    page.goto(live.url + "/")
-    assert page.get_by_text(EVIL, exact=False).count() >= 1
-    page.goto(live.url + "/calendar")
-    page.goto(live.url + "/forecasts/portfolio")
+def test_hostile_text_is_text(page, live):
+    for path in ("/", "/calendar", "/runs", "/runs?job=import"):
+        page.goto(live.url + path)
+    assert page.get_by_text(EVIL, exact=False).count() >= 1  # shown as text on the last
     assert page.dialogs == []  # no injected script ran
-    assert EVIL in page.locator("#target-select").inner_text()
 
 
 def test_an_action_needs_a_login_and_csrf(page, live):
