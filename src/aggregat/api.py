@@ -669,7 +669,8 @@ def bigquery_ddl(env: Environment, dataset: str | None = None,
                  datasets: Sequence[str] | None = None) -> list[ExternalTable]:
     """``CREATE EXTERNAL TABLE`` statements that let BigQuery query the bank in place (hive
     partitioned Parquet on the environment's ``gs://`` bank), one per bank dataset, in BigQuery
-    dataset ``dataset`` (default ``aggregat_<env>``); ConfigError if the bank is not on gs://."""
+    dataset ``dataset`` (default ``aggregat_<env>``); ``weather_forecast`` is a view over one
+    table per model of ``[weather] models``. ConfigError if the bank is not on gs://."""
     import dataclasses
     import re
 
@@ -678,7 +679,7 @@ def bigquery_ddl(env: Environment, dataset: str | None = None,
 
     e = _env(env)
     name = dataset or "aggregat_" + re.sub(r"[^A-Za-z0-9_]", "_", e.name)
-    tables = ddl(e.bank, name, list(datasets) if datasets else None)
+    tables = ddl(e.bank, name, list(datasets) if datasets else None, list(e.weather.models))
     return [dataclasses.replace(t, uri=mask(t.uri), statement=mask(t.statement)) for t in tables]
 
 

@@ -36,14 +36,26 @@ def test_one_hive_partitioned_external_table_per_bank_dataset(tmp_path, monkeypa
     write_config(tmp_path, monkeypatch)
     tables = aggregat.bigquery_ddl(aggregat.open_env("prod"))
     assert [t.bank_dataset for t in tables] == sorted(DATASETS)
+    forecast = next(t for t in tables if t.bank_dataset == "forecast")
+    sql = forecast.statement
+    assert sql.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS `aggregat_prod.forecast`")
+    assert "WITH PARTITION COLUMNS (target STRING, issue_date DATE)" in sql
+    assert "uris = ['gs://aggregat-prod/eu/bank/forecast/*']" in sql
+    assert "hive_partition_uri_prefix = 'gs://aggregat-prod/eu/bank/forecast'" in sql
+    assert "format = 'PARQUET'" in sql
+    # BigQuery: "the hive partitioning keys and the columns in the underlying files cannot
+    # overlap"; weather_forecast's files hold `model`: one table per model, under a view.
     weather = next(t for t in tables if t.bank_dataset == "weather_forecast")
     assert weather.table == "aggregat_prod.weather_forecast"
     sql = weather.statement
-    assert sql.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS `aggregat_prod.weather_forecast`")
-    assert "WITH PARTITION COLUMNS (model STRING, run_date DATE)" in sql
-    assert "uris = ['gs://aggregat-prod/eu/bank/weather_forecast/*']" in sql
-    assert "hive_partition_uri_prefix = 'gs://aggregat-prod/eu/bank/weather_forecast'" in sql
-    assert "format = 'PARQUET'" in sql
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `aggregat_prod.weather_forecast__arome_0025`" \
+        in sql
+    assert "hive_partition_uri_prefix = 'gs://aggregat-prod/eu/bank/weather_forecast/model=" \
+        "arpege-01'" in sql
+    assert "WITH PARTITION COLUMNS (run_date DATE)" in sql and "model STRING" not in sql
+    assert sql.endswith("CREATE OR REPLACE VIEW `aggregat_prod.weather_forecast` AS\n"
+                        "SELECT * FROM `aggregat_prod.weather_forecast__arome_0025`\nUNION ALL\n"
+                        "SELECT * FROM `aggregat_prod.weather_forecast__arpege_01`;")
     load = aggregat.bigquery_ddl("prod", dataset="analytics.bank")
     assert "`analytics.bank.load`" in load[[t.bank_dataset for t in load].index("load")].statement
 
@@ -53,7 +65,7 @@ def test_cli_prints_the_statements_and_refuses_a_root_not_on_gs(tmp_path, monkey
     runner = CliRunner()
     done = runner.invoke(app, ["bank", "bigquery-ddl", "--dataset", "bank_eu"])
     assert done.exit_code == 0, done.output
-    assert done.output.count("CREATE EXTERNAL TABLE") == len(DATASETS)
+    assert done.output.count("CREATE EXTERNAL TABLE") == len(DATASETS) - 1 + 2  # 2 models
     assert "`bank_eu.forecast`" in done.output
     # Errors as a user sees them: the real command, one line on stderr, exit 2.
     local = ddl_command("--env", "local")

@@ -5,6 +5,12 @@ One table per registered dataset (bank/datasets.py), named after it, in a BigQue
 the caller's choice; the folder levels ``{key}={value}`` become hive partition columns (a date
 key as DATE, others as STRING), so a filter on them reads only the matching folders. The
 statements are printed, never run: creating tables is the BigQuery administrator's call.
+
+BigQuery refuses hive keys that are also columns of the files ("the hive partitioning keys and
+the columns in the underlying files cannot overlap"): a dataset with such a leading key
+(``weather_forecast``: ``model``) becomes one table per value of that key (``weather_forecast__
+arome_0025`` over ``…/model=arome-0025``, partitioned by the remaining keys) and a view of their
+``UNION ALL`` under the dataset's name.
 """
 
 from __future__ import annotations
@@ -29,10 +35,22 @@ class ExternalTable:
     statement: str
 
 
-def bigquery_ddl(bank_url: str, bq_dataset: str,
-                 datasets: list[str] | None = None) -> list[ExternalTable]:
+def _create(table: str, prefix: str, keys: str) -> str:
+    return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}`\n"
+            f"WITH PARTITION COLUMNS ({keys})\n"
+            "OPTIONS (\n"
+            "  format = 'PARQUET',\n"
+            f"  uris = ['{prefix}/*'],\n"
+            f"  hive_partition_uri_prefix = '{prefix}',\n"
+            "  require_hive_partition_filter = false\n"
+            ");")
+
+
+def bigquery_ddl(bank_url: str, bq_dataset: str, datasets: list[str] | None = None,
+                 models: list[str] | None = None) -> list[ExternalTable]:
     """``CREATE EXTERNAL TABLE`` statements for the bank at ``bank_url`` (a ``gs://`` URL) in
-    BigQuery dataset ``bq_dataset`` (``dataset`` or ``project.dataset``)."""
+    BigQuery dataset ``bq_dataset`` (``dataset`` or ``project.dataset``). ``models``: the
+    weather models whose tables make up the ``weather_forecast`` view."""
     if not bank_url.startswith("gs://"):
         raise ConfigError(f"bank {bank_url} is not on Google Cloud Storage: BigQuery external "
                           "tables read gs:// only; set root (or bank) to a gs://bucket/prefix "
@@ -50,16 +68,22 @@ def bigquery_ddl(bank_url: str, bq_dataset: str,
     for name in names:
         spec = DATASETS[name]
         prefix = f"{root}/{name}"
+        columns = {c.name for c in spec.columns}
+        split = [k for k in spec.keys if k in columns]  # hive keys BigQuery cannot take
+        rest = [k for k in spec.keys if k not in columns]
         keys = ", ".join(f"{k} {'DATE' if spec.key_formats.get(k) == _DATE_FORMAT else 'STRING'}"
-                         for k in spec.keys)
+                         for k in rest)
         table = f"{bq_dataset}.{name}"
-        statement = (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}`\n"
-                     f"WITH PARTITION COLUMNS ({keys})\n"
-                     "OPTIONS (\n"
-                     "  format = 'PARQUET',\n"
-                     f"  uris = ['{prefix}/*'],\n"
-                     f"  hive_partition_uri_prefix = '{prefix}',\n"
-                     "  require_hive_partition_filter = false\n"
-                     ");")
-        out.append(ExternalTable(name, table, f"{prefix}/*", statement))
+        if not split:
+            out.append(ExternalTable(name, table, f"{prefix}/*", _create(table, prefix, keys)))
+            continue
+        if split != ["model"] or not models:
+            raise InputError(f"bank dataset {name}: give the weather models whose tables make "
+                             "up its view ([weather] models)", param="models")
+        parts = [(f"{table}__{re.sub(r'[^A-Za-z0-9_]', '_', m)}", f"{prefix}/model={m}")
+                 for m in models]
+        union = "\nUNION ALL\n".join(f"SELECT * FROM `{t}`" for t, _ in parts)
+        statement = "\n".join([*(_create(t, p, keys) for t, p in parts),
+                               f"CREATE OR REPLACE VIEW `{table}` AS\n{union};"])
+        out.append(ExternalTable(name, table, f"{prefix}/model=*", statement))
     return out
