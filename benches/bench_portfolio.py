@@ -1,25 +1,35 @@
 """Benchmark: the daily job and the weekly training of a simulated portfolio on a Dask cluster.
 
 For each size (N sites, T targets, Y years of hourly history) it builds a world with the demo's
-simulators (truth weather and load, the forecast history in the bank, the measured load in a
-SQLite energy DB, one simulated AROME SP1 run of the day served over loopback HTTP), then, with a
+simulators (truth weather and load, the forecast history in the bank, the measured load in the
+energy DB, one simulated AROME SP1 run of the day served over loopback HTTP), then, with a
 Dask cluster of 1 and of 2 workers (scheduler in this process, worker processes over TCP on
 127.0.0.1, one thread each), times ``run weekly --force`` (one training task per target) and
 ``run daily --force`` (extract, sync, predict and publish of every target; the files are already
 in the datalake after the first daily, so fetch is a check). Prints a table and, last, the
 figures of the largest size: ``daily_s=… weekly_s=… targets=… workers=…``.
 
+``--stack prod`` (the default) is the production shape: root on an S3 API server (moto in server
+mode on loopback, reached through the standard ``AWS_*`` variables, which the worker processes
+inherit) and the energy DB on PostgreSQL (pgserver); ``--stack local`` uses a local root and
+SQLite. moto is a Python server sharing this machine's cores: read S3 times as an upper bound.
+
 Site ``s`` belongs to target ``s % T``; every target's load is the demo's portfolio load of its
 sites. History is capped at ``--site-years`` (sites x years) per size so the big sizes fit in
 memory and time; the table says which history each size had.
 
     python benches/bench_portfolio.py [--sizes 50/5,200/20,500/50] [--workers 1,2] [--years 3]
+                                      [--stack prod|local]
     python benches/bench_portfolio.py --quick        # 10/2,20/4,40/8 with 0.3 years
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -46,8 +56,11 @@ def sites_csv(path: Path, n: int) -> list[tuple[str, float, float, float]]:
     return rows
 
 
-def build_world(root: Path, n_sites: int, n_targets: int, years: float, base_url: str) -> Path:
-    """The world's files under ``root``; returns its aggregat.toml (env ``bench``)."""
+def build_world(root: Path, n_sites: int, n_targets: int, years: float, base_url: str,
+                data_root: str = "data", energy_db: str | None = None) -> Path:
+    """The world's files under ``root`` (its data under ``data_root``: a folder or a URL, its
+    energy DB at ``energy_db``, default SQLite in the folder); returns its aggregat.toml (env
+    ``bench``)."""
     from aggregat.bank import Bank, write_weather_run
     from aggregat.config import EnergySettings, load_environment
     from aggregat.demo.truth import forecast_history, portfolio_load, truth_weather
@@ -67,16 +80,19 @@ def build_world(root: Path, n_sites: int, n_targets: int, years: float, base_url
         f'[[env.bench.forecast.targets]]\nid = "{t}"\nsites = [{", ".join(repr(s[0]) for s in g)}]'
         f'\nweather_models = ["arome-0025"]\n' for t, g in groups.items())
     config = root / "aggregat.toml"
+    energy_db = energy_db or f"sqlite:///{root}/data/energy.sqlite"
+    (root / "data").mkdir(exist_ok=True)
     config.write_text(f"""default_env = "bench"
 [env.bench]
-root = "data"
+root = "{data_root}"
+energy_db = "{energy_db}"
 sites = "sites.csv"
 [env.bench.weather]
 base_url = "{base_url}"
 models = ["arome-0025"]
 packages = {{ "arome-0025" = ["SP1"] }}
 {targets}""")
-    bank = Bank(str(root / "data" / "bank"))
+    bank = Bank(load_environment("bench", config).bank)
     runs = pd.date_range(start, pd.Timestamp(DAY) - pd.Timedelta(days=1), freq="D")
     for run, frame in forecast_history(truth, runs, "arome-0025"):
         write_weather_run(bank, "arome-0025", run, frame)
@@ -86,7 +102,7 @@ packages = {{ "arome-0025" = ["SP1"] }}
     measured = measured[(measured["time"] >= start) & (measured["time"] < pd.Timestamp(DAY)
                                                        + pd.Timedelta(hours=9))]
     settings = EnergySettings()
-    engine = make_engine(f"sqlite:///{root}/data/energy.sqlite", settings)
+    engine = make_engine(energy_db, settings)
     create_default_tables(engine, settings)
     insert_measurements(engine, settings, measured.assign(updated_at=pd.Timestamp(DAY)))
     engine.dispose()
@@ -151,33 +167,91 @@ def main() -> None:
                     help="at most sites x years of history per size (memory and time)")
     ap.add_argument("--quick", action="store_true", help="sizes 10/2,20/4,40/8, 0.3 years")
     ap.add_argument("--workdir", default=None, help="keep the worlds here (default: a temp dir)")
+    ap.add_argument("--stack", choices=("prod", "local"), default="prod",
+                    help="prod: root on S3 (moto) and PostgreSQL (pgserver); local: folder, SQLite")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.years = "10/2,20/4,40/8", 0.3
     sizes = [tuple(int(x) for x in s.split("/")) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-portfolio-"))
+    print(f"machine: {_cores()} cores (shared); workdir {work}; stack {args.stack}")
+    rows = []
+    with contextlib.ExitStack() as stack:
+        new_store = stack.enter_context(_prod_stack(work)) if args.stack == "prod" else None
+        for n_sites, n_targets in sizes:
+            rows += _size(work, n_sites, n_targets, min(args.years, args.site_years / n_sites),
+                          workers, new_store)
+    _table(rows, sizes)
 
+
+def _size(work: Path, n_sites: int, n_targets: int, years: float, workers: list[int],
+          new_store) -> list[dict]:
     from aggregat.weather.loopback import serve_folder
 
-    print(f"machine: {_cores()} cores (shared); workdir {work}")
     rows = []
-    for n_sites, n_targets in sizes:
-        years = min(args.years, args.site_years / n_sites)
-        root = work / f"{n_sites}-{n_targets}"
-        (root / "archive").mkdir(parents=True, exist_ok=True)
-        with serve_folder(root / "archive") as base_url:
-            t = time.perf_counter()
-            config = build_world(root, n_sites, n_targets, years, base_url)
-            print(f"{n_sites} sites / {n_targets} targets / {years:.2f} years: world built in "
-                  f"{time.perf_counter() - t:.0f} s", flush=True)
-            for w in workers:
-                r = measure(config, w)
-                rows.append({"sites": n_sites, "targets": n_targets, "years": years,
-                             "workers": w, **r})
-                print(f"  {w} worker(s): weekly {r['weekly_s']:.1f} s (median task "
-                      f"{r['train_task_s']:.1f} s), daily {r['daily_s']:.1f} s (extract "
-                      f"{r['extract_s']:.1f} s, predict {r['predict_s']:.1f} s)", flush=True)
+    root = work / f"{n_sites}-{n_targets}"
+    (root / "archive").mkdir(parents=True, exist_ok=True)
+    where = new_store(f"{n_sites}-{n_targets}") if new_store else {}
+    with serve_folder(root / "archive") as base_url:
+        t = time.perf_counter()
+        config = build_world(root, n_sites, n_targets, years, base_url, **where)
+        print(f"{n_sites} sites / {n_targets} targets / {years:.2f} years: world built in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        for w in workers:
+            r = measure(config, w)
+            rows.append({"sites": n_sites, "targets": n_targets, "years": years,
+                         "workers": w, **r})
+            print(f"  {w} worker(s): weekly {r['weekly_s']:.1f} s (median task "
+                  f"{r['train_task_s']:.1f} s), daily {r['daily_s']:.1f} s (extract "
+                  f"{r['extract_s']:.1f} s, predict {r['predict_s']:.1f} s)", flush=True)
+    return rows
+
+
+@contextlib.contextmanager
+def _prod_stack(work: Path):
+    """An S3 API server (moto) and a PostgreSQL server for the run; yields a function giving
+    each size a fresh bucket root and database (``data_root``, ``energy_db``)."""
+    import boto3
+    import pgserver
+    import sqlalchemy as sa
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # The product and the Dask worker processes reach it through the standard variables only.
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    pg_dir = Path(tempfile.mkdtemp(prefix="bench-portfolio-pg-"))
+    pg = pgserver.get_server(pg_dir / "data", cleanup_mode="delete")
+    info = pg.get_postmaster_info()
+    socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
+
+    def new_store(name: str) -> dict[str, str]:
+        bucket = "bench-" + name.replace("/", "-")
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        db = "bench_" + name.replace("-", "_")
+        admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={socket}",
+                                 isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
+        admin.dispose()
+        return {"data_root": f"s3://{bucket}/data",
+                "energy_db": f"postgresql+pg8000://postgres@/{db}?unix_sock={socket}"}
+
+    try:
+        yield new_store
+    finally:
+        pg.cleanup()
+        shutil.rmtree(pg_dir, ignore_errors=True)
+        s3.stop()
+
+
+def _table(rows: list[dict], sizes: list[tuple[int, int]]) -> None:
     print()
     print("| sites | targets | years | workers | weekly s | s/target | median train task s "
           "| daily s | extract s | predict s |")
