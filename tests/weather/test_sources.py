@@ -74,6 +74,16 @@ def open_table(base_url: str, name: str = "open-data") -> str:
     return f'[env.prod.weather.source.{name}]\nkind = "open-data"\nbase_url = "{base_url}"\n'
 
 
+def oauth_config(tmp_path: Path, api: ArchiveServer, monkeypatch) -> Path:
+    """The API source with OAuth2 client credentials (client-1, KEY) at ``api``."""
+    monkeypatch.setenv("AGGREGAT_PROD_MF_ID", "client-1")
+    monkeypatch.setenv("AGGREGAT_PROD_MF_SECRET", KEY)
+    token_url = api.base_url.replace("/previnum", "/token")
+    return make_config(tmp_path, '["portail"]', api_table(
+        api.base_url, auth=f'client_id = "${{MF_ID}}"\nclient_secret = "${{MF_SECRET}}"\n'
+                           f'token_url = "{token_url}"'))
+
+
 def sources_of(config: Path) -> list:
     return configured_sources(load_environment("prod", config))
 
@@ -203,16 +213,10 @@ def test_a_refused_key_at_the_only_source_is_one_configuration_error(
 
 def test_oauth_token_is_fetched_once_and_renewed_after_a_401(tmp_path, archive, monkeypatch):
     root, _ = archive
-    monkeypatch.setenv("AGGREGAT_PROD_MF_ID", "client-1")
-    monkeypatch.setenv("AGGREGAT_PROD_MF_SECRET", KEY)
     auth = ApiAuth(client_id="client-1", client_secret=KEY)
     lake = Datalake(str(tmp_path / "lake"))
     with ArchiveServer(root, "/previnum", api=auth) as api:
-        token_url = api.base_url.replace("/previnum", "/token")
-        config = make_config(tmp_path, '["portail"]', api_table(
-            api.base_url, auth=f'client_id = "${{MF_ID}}"\nclient_secret = "${{MF_SECRET}}"\n'
-                               f'token_url = "{token_url}"'))
-        sources = sources_of(config)
+        sources = sources_of(oauth_config(tmp_path, api, monkeypatch))
         report = fetch(sources, lake)
         assert report.complete and auth.token_requests == 1  # one token for all the workers
         assert all(r.headers["Authorization"] == "Bearer tok1" for r in api.gets())
@@ -487,15 +491,10 @@ def test_one_token_for_the_runs_of_a_backfill(tmp_path, monkeypatch):
     runs = [RUN, datetime(2026, 11, 28, 3, tzinfo=UTC)]
     root = tmp_path / "archive"
     write_archive(root, PRODUCT, runs)
-    monkeypatch.setenv("AGGREGAT_PROD_MF_ID", "client-1")
-    monkeypatch.setenv("AGGREGAT_PROD_MF_SECRET", KEY)
     auth = ApiAuth(client_id="client-1", client_secret=KEY)
     lake = Datalake(str(tmp_path / "lake"))
     with ArchiveServer(root, "/previnum", api=auth) as api:
-        token_url = api.base_url.replace("/previnum", "/token")
-        config = make_config(tmp_path, '["portail"]', api_table(
-            api.base_url, auth=f'client_id = "${{MF_ID}}"\nclient_secret = "${{MF_SECRET}}"\n'
-                               f'token_url = "{token_url}"'))
+        config = oauth_config(tmp_path, api, monkeypatch)
         for run in runs:
             report = fetch_run(PRODUCT, run, lake, sources=sources_of(config), **OPTS)
             assert report.complete
