@@ -7,8 +7,12 @@ rather than inherited: LightGBM gets ``num_threads`` (``ModelConfig.n_jobs``) wi
 ``deterministic`` in its parameters, and the ridge's BLAS work runs under :data:`one_blas_thread`
 (issue 15: its coefficients, so the models' content hashes, followed the BLAS thread count).
 One thread is also the faster choice on a busy machine, where OpenBLAS threads spin-wait (eigh
-11x slower). The process pools and Dask tasks of ``aggregat.parallel`` also start each task on
-one thread, which covers tasks that overlap in the threads of one process.
+11x slower).
+
+OpenBLAS has one thread pool per process, and threadpoolctl lets one Python thread at a time set
+its size: tasks that overlap in several threads of one process (a Dask worker with
+``--nthreads 2`` and ``--no-nanny``) need OPENBLAS_NUM_THREADS=1 in its environment, as the
+nanny sets by default (docs/operations.md, "Dask").
 """
 
 from __future__ import annotations
