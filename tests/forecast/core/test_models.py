@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from aggregat.forecast.core.features import issue_time_for_day
 from aggregat.forecast.core.models import _conformal_margin, predict, train
@@ -44,6 +45,22 @@ def test_training_ignores_data_after_until(load, weather, small_cfg):
     future[future.index + pd.Timedelta(hours=1) > ISSUE] *= 5
     b = train(future, weather, small_cfg, until=ISSUE)
     assert a.version == b.version
+
+
+def test_the_model_does_not_depend_on_the_thread_counts(load, weather, small_cfg):
+    """A Dask worker starts with OMP/OPENBLAS/MKL_NUM_THREADS=1 (its nanny sets them), a forked
+    pool worker with a thread per core: the same data gives the same model and forecasts in
+    both (issue 15: the ridge's coefficients followed the BLAS thread count)."""
+    def trained_under(threads: int):
+        with threadpool_limits(limits=threads):  # BLAS and OpenMP, as the variables set them
+            assert {i["num_threads"] for i in threadpool_info()} == {threads}
+            model = train(load, weather, small_cfg, until=ISSUE)
+            return model, predict(model, load, weather, ISSUE)
+
+    one, many = trained_under(1), trained_under(4)
+    assert not one[0].is_baseline and one[0].linear is not None
+    assert many[0].version == one[0].version
+    pd.testing.assert_frame_equal(many[1], one[1], check_exact=True)
 
 
 def test_baseline_when_history_is_short(load, weather, small_cfg):

@@ -37,6 +37,7 @@ from aggregat.forecast.core.models import (
     p50_bases,
     predict_rows,
 )
+from aggregat.forecast.core.threads import one_blas_thread
 
 BASE = "base"
 GROUPS = ("temperature", "radiation", "wind", "weather", "known", "calendar", "holidays",
@@ -68,6 +69,7 @@ def feature_group(name: str, weather_cols: tuple[str, ...], known_cols: tuple[st
     return "calendar"
 
 
+@one_blas_thread  # as the ridge's fit and prediction (threads.py)
 def _linear_terms(member: LinearMember, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows x features) coefficient x standardised value of each design column, summed onto
     the feature it is built from, and the intercept of each row; zeros where no regression

@@ -32,9 +32,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
+from aggregat.forecast.core.threads import one_blas_thread
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -63,6 +63,7 @@ class LinearMember:
     coefs: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # group -> (w, b)
     alphas: dict[int, float] = field(default_factory=dict)
 
+    @one_blas_thread
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Prediction for rows of ``X`` (columns in ``feature_names`` order); NaN in hours
         whose group has no fitted regression."""
@@ -159,8 +160,7 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarr
     return w, float(ym - zm @ w), alpha, float(err[best])
 
 
-# One BLAS thread: on a busy machine OpenBLAS threads spin-wait (11x slower eigendecompositions).
-@threadpool_limits.wrap(limits=1, user_api="blas")
+@one_blas_thread  # the same coefficients on any machine or worker, and faster (threads.py)
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
                weather_cols: tuple[str, ...] = ()) -> LinearMember:
     """Fit ridge regressions of ``y`` on feature rows ``X``, by hour of the day (groups of 1, 3
