@@ -167,11 +167,6 @@ def _worker_pids(address: str) -> dict[str, int]:
         return client.run(os.getpid)
 
 
-# Seen on 2026-12-07: after the kill the job process logged an AssertionError of
-# distributed.client and made no progress until the test's timeout.
-@pytest.mark.xfail(run=False, reason="known defect, not run (it waits for its 300 s timeout): a "
-                   "worker killed mid-extract left the job waiting (distributed.client "
-                   "AssertionError)")
 def test_a_worker_killed_mid_extract_reruns_to_the_same_bank(base_url, tmp_path,
                                                              pg_database_factory,
                                                              start_dask_cluster):
