@@ -52,7 +52,8 @@ _EXPORTS: dict[str, str] = {
     "ExternalTable": "aggregat.bank.external",
     **dict.fromkeys(
         ["AggregatError", "ConfigError", "InputError", "FetchError", "GribError", "BankError",
-         "EnergyDBError", "ModelError", "LockedError", "PartialRunError"], "aggregat.errors"),
+         "EnergyDBError", "ModelError", "LockedError", "PartialRunError", "ClusterError"],
+        "aggregat.errors"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -135,6 +136,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from aggregat.errors import (  # noqa: F401
         AggregatError,
         BankError,
+        ClusterError,
         ConfigError,
         EnergyDBError,
         FetchError,

@@ -496,7 +496,7 @@ def extract(env: Environment, model: str, run: TimeLike | None = None,
     return extract_run(product, run_time, datalake=datalake, bank=_bank(e), locations=locations,
                        packages=packages, method=method or e.weather.method,
                        workers=workers or e.workers, scheduler=scheduler or e.scheduler,
-                       progress=progress)
+                       progress=progress, stall_s=e.scheduler_stall_s)
 
 
 def extract_files(paths: Sequence[str | os.PathLike[str]], sites: str | os.PathLike[str] | None,

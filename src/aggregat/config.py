@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from aggregat.errors import ConfigError
+from aggregat.parallel import DEFAULT_STALL_S
 
 DEFAULT_ENV = "local"
 CONFIG_FILENAME = "aggregat.toml"
@@ -580,6 +581,8 @@ class Environment(_Section):
     sites: str | None = None
     areas: str | None = None
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://10.0.0.5:8786
+    # Longest wait (s) for the next task to end on the Dask cluster; then the step fails (exit 3).
+    scheduler_stall_s: float = Field(DEFAULT_STALL_S, gt=0)
     workers: int | None = Field(None, ge=1)  # processes for extraction; None = all cores
     weather: WeatherSettings = Field(default_factory=WeatherSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)

@@ -65,3 +65,11 @@ class PartialRunError(AggregatError):
     """The run completed, but some items failed (they are named in the message)."""
 
     exit_code = 3
+
+
+class ClusterError(AggregatError):
+    """The Dask cluster lost work: a task whose workers kept dying (KilledWorker), a scheduler
+    that went away, or no task ending within ``scheduler_stall_s``. Not the input's fault: the
+    rest of the run completed, a rerun does the rest."""
+
+    exit_code = 3

@@ -4,6 +4,11 @@ The same picklable function and tasks run either way; results come back as they 
 progress bar can follow and one failed task does not stop the others. Local worker processes die
 with the process that started them, even when it is killed with SIGKILL (see
 :func:`_die_with_parent`).
+
+On Dask, a task whose worker dies is run again on another worker by the scheduler (up to its
+``distributed.scheduler.allowed-failures`` deaths, then KilledWorker); every wait on the cluster
+is bounded (``stall_s``), so a lost worker or scheduler ends in a :class:`ClusterError`, never a
+hang.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from aggregat.errors import ConfigError
+from aggregat.errors import ClusterError, ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+# Longest wait for the next task to end on a Dask cluster (``scheduler_stall_s``): a training
+# task of a big target takes minutes, a worker that hangs must not hold the job for ever.
+DEFAULT_STALL_S = 3600.0
 
 
 def _die_with_parent(parent: int) -> None:
@@ -70,17 +79,21 @@ def run_tasks(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
+    stall_s: float | None = None,
 ) -> Iterator[tuple[T, R | None, BaseException | None]]:
     """Yield ``(task, result, error)`` for each task as it completes.
 
     ``scheduler``: a Dask scheduler address (``tcp://host:8786``) or a ``distributed.Client``;
     otherwise ``workers`` local processes (default: all cores; 1 runs in this process).
+    On Dask, a task whose workers kept dying yields a :class:`ClusterError` as its error; a wait
+    of more than ``stall_s`` seconds (default :data:`DEFAULT_STALL_S`) for the next task, or a
+    lost scheduler, raises one.
     """
     tasks = list(tasks)
     if not tasks:
         return
     if scheduler is not None:
-        yield from _run_dask(fn, tasks, scheduler)
+        yield from _run_dask(fn, tasks, scheduler, stall_s or DEFAULT_STALL_S)
         return
     workers = min(workers or default_workers(), len(tasks))
     if workers <= 1:
@@ -100,10 +113,9 @@ def run_tasks(
             yield futures[future], (None if exc else future.result()), exc
 
 
-def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any):
+def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any, stall_s: float):
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        from distributed import Client, wait
     except ImportError:  # pragma: no cover - distributed is a declared dependency
         raise ConfigError("scheduler is set but dask.distributed is not installed") from None
     own = isinstance(scheduler, str)
@@ -113,12 +125,56 @@ def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any):
         raise ConfigError(f"cannot reach the Dask cluster at {scheduler} ({exc}); check "
                           "`scheduler` in aggregat.toml or the scheduler argument",
                           param="scheduler") from None
+    where = f"the Dask cluster at {scheduler if own else client.scheduler.address}"
+    name = getattr(fn, "__name__", "task")
     try:
+        # No retries=: it reruns tasks that raised (a corrupt file would be decoded 3 times); a
+        # task whose worker died is rerun by the scheduler itself.
         futures = client.map(fn, tasks, pure=False)
         index = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-        for future in dask_completed(futures):
-            exc = future.exception()
-            yield index[future.key], (None if exc else future.result()), exc
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=stall_s, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                raise ClusterError(
+                    f"{where}: no {name} task ended in {stall_s:g} s ({len(pending)} of "
+                    f"{len(tasks)} still waiting); check its workers (logs, memory) or raise "
+                    "`scheduler_stall_s`") from None
+            except CancelledError:  # the client lost the scheduler and cancelled everything
+                raise _lost(where) from None
+            for future in done:
+                yield index[future.key], *_outcome(future, stall_s, where, name)
     finally:
         if own:
             client.close()
+
+
+def _outcome(future: Any, stall_s: float, where: str, name: str
+             ) -> tuple[Any, BaseException | None]:
+    """``(result, None)`` or ``(None, error)`` of a future that ended; a KilledWorker becomes a
+    ClusterError of its task, a cancelled future (scheduler lost) one of the whole run."""
+    from distributed import KilledWorker
+
+    try:
+        if future.status == "finished":
+            return future.result(timeout=stall_s), None
+        exc = future.exception(timeout=stall_s)
+    except CancelledError:
+        raise _lost(where) from None
+    except TimeoutError:  # the result's worker died and its recomputation is stuck
+        raise ClusterError(f"{where}: a {name} result did not arrive in {stall_s:g} s; check "
+                           "its workers or raise `scheduler_stall_s`") from None
+    except Exception as exc:  # fetching the result failed (it does not unpickle, say)
+        return None, exc
+    if isinstance(exc, KilledWorker):
+        return None, ClusterError(
+            f"{where}: the workers running this {name} task died {exc.allowed_failures + 1} "
+            f"times (last {exc.last_worker.address}); the scheduler gave up on it: see the "
+            "workers' logs (out of memory?) and run the job again")
+    return None, exc
+
+
+def _lost(where: str) -> ClusterError:
+    return ClusterError(f"lost the connection to {where} (the scheduler stopped or the network "
+                        "failed); check the scheduler and run the job again")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import aggregat.weather.decode_task as decode_task
 
-_run_task = decode_task.run_task
+# distributed imports a preload then reloads it in the same namespace (utils.import_file): wrap
+# the original, never the previous wrapper (which would call itself, 0.3 s a level, for ever).
+_run_task = getattr(decode_task.run_task, "__wrapped__", decode_task.run_task)
 
 
 def run_task(task):
@@ -17,4 +19,5 @@ def run_task(task):
     return _run_task(task)
 
 
+run_task.__wrapped__ = _run_task
 decode_task.run_task = run_task  # tasks name it by module and name: the worker runs this one

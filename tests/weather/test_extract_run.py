@@ -381,6 +381,43 @@ def test_reextracting_with_bad_or_missing_files_keeps_the_stored_values(archive,
     pd.testing.assert_frame_equal(before, after)  # nothing lost, nothing changed
 
 
+def test_a_chunk_the_dask_cluster_lost_leaves_its_file_and_the_stored_values(archive, tmp_path,
+                                                                             monkeypatch):
+    """A task whose workers kept dying (a ClusterError from run_tasks) is not the file's fault:
+    the run is partial, the file stays in the datalake, its cells keep their stored values and
+    the other files' are written."""
+    from aggregat.errors import ClusterError
+    from aggregat.weather import extract
+
+    datalake = _fetched(archive, tmp_path)
+    bank = Bank(str(tmp_path / "bank"))
+    locations = _locations(archive["driver"])
+    assert not extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                           workers=2).partial
+    before = read_weather(bank, RUN, END).set_index(["step_h", "location"]).sort_index()
+    victim = _victim(datalake, "SP1", "07H12H")
+    real = extract.run_tasks
+
+    def losing(fn, tasks, **kwargs):
+        for task, result, error in real(fn, tasks, **kwargs):
+            if task.path.endswith(victim.rsplit("/", 1)[-1]):
+                result, error = None, ClusterError("the Dask cluster at tcp://x:8786: the "
+                                                   "workers running this task died 4 times")
+            yield task, result, error
+
+    monkeypatch.setattr(extract, "run_tasks", losing)
+    second = extract_run(PRODUCT, RUN, datalake=datalake, bank=bank, locations=locations,
+                         workers=2)
+    assert second.partial and second.quarantined == []
+    [(path, error)] = second.bad_files
+    assert path.endswith(victim.rsplit("/", 1)[-1]) and "died 4 times" in error
+    assert "left in place" in error
+    assert datalake.local_path(victim).is_file()
+    assert dict(second.kept)[victim.rsplit("/", 1)[-1]] > 0
+    after = read_weather(bank, RUN, END).set_index(["step_h", "location"]).sort_index()
+    pd.testing.assert_frame_equal(before, after)
+
+
 def test_quarantine_is_the_environment_setting(archive, tmp_path):
     env = _test_env(archive, tmp_path)
     cli = [sys.executable, "-m", "aggregat.cli.main"]

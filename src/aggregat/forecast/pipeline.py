@@ -479,7 +479,8 @@ def _run(fn, tasks: list[tuple], env: Environment, workers: int | None, typed: C
          on_result: Callable[[T], None] | None) -> list[T]:
     """Run the tasks (in parallel); one typed result per target, failures included."""
     out = []
-    for task, result, exc in run_tasks(fn, tasks, workers=workers, scheduler=env.scheduler):
+    for task, result, exc in run_tasks(fn, tasks, workers=workers, scheduler=env.scheduler,
+                                       stall_s=env.scheduler_stall_s):
         target = task[1].id
         if exc is not None:
             error = str(exc) if isinstance(exc, AggregatError) else f"{type(exc).__name__}: {exc}"

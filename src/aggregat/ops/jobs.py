@@ -131,7 +131,8 @@ class _Job:
             report = extract_run(product, run, datalake=self.datalake, bank=self.bank,
                                  locations=self.locations, packages=packages,
                                  method=w.method, workers=self.env.workers,
-                                 scheduler=self.env.scheduler)
+                                 scheduler=self.env.scheduler,
+                                 stall_s=self.env.scheduler_stall_s)
             step.rows = report.rows
             step.details.update(decoded=report.decoded, issues=report.issues[:10],
                                 quarantined=report.quarantined, restored=report.restored)

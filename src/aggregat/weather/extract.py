@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from aggregat.errors import AggregatError, CorruptFileError, GribError, InputError
+from aggregat.errors import AggregatError, ClusterError, CorruptFileError, GribError, InputError
 from aggregat.parallel import default_workers, run_tasks
 from aggregat.storage import storage_options
 from aggregat.weather.assemble import assemble_run
@@ -137,14 +137,17 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
 
 
 def execute(tasks: list[Task], *, workers: int | None, scheduler: str | None,
-            report: ExtractReport, on_done: Callable[[], None] | None = None
-            ) -> list[TaskResult]:
-    """Run the tasks; a failed chunk (or hash) marks its whole file bad, its chunks dropped."""
+            report: ExtractReport, on_done: Callable[[], None] | None = None,
+            stall_s: float | None = None) -> list[TaskResult]:
+    """Run the tasks; a failed chunk (or hash) marks its whole file bad, its chunks dropped (a
+    chunk the Dask cluster lost too: the file is left in place, the run is partial)."""
     results: list[TaskResult] = []
     config: tuple[str, AggregatError] | None = None
-    for task, result, error in run_tasks(run_task, tasks, workers=workers, scheduler=scheduler):
+    for task, result, error in run_tasks(run_task, tasks, workers=workers, scheduler=scheduler,
+                                         stall_s=stall_s):
         if error is not None:
-            if isinstance(error, AggregatError) and not isinstance(error, GribError):
+            if isinstance(error, AggregatError) and not isinstance(error,
+                                                                   GribError | ClusterError):
                 config = config or (task.path, error)  # a site outside the grid: stop, unless
             else:                                      # the file is proven corrupt meanwhile
                 _fail(report, task.path, error)
@@ -196,8 +199,10 @@ def extract_run(
     scheduler: str | None = None,
     quarantine: bool = True,
     progress: Callable[[int], Callable[[], None]] | None = None,
+    stall_s: float | None = None,
 ) -> ExtractReport:
-    """Extract one run from the datalake into the bank's ``weather_forecast`` dataset."""
+    """Extract one run from the datalake into the bank's ``weather_forecast`` dataset
+    (``stall_s``: the longest wait for the next task on a Dask cluster)."""
     from aggregat.bank import merge_weather_run, write_weather_run
 
     product = get_product(product) if isinstance(product, str) else product
@@ -243,7 +248,7 @@ def extract_run(
         log.warning("%s is not in the run's manifest: extracted unverified", name)
     results = _extract(paths, locations, method=method, variables=variables, workers=workers,
                        scheduler=scheduler, grid_name=f"the {product.id} grid", report=report,
-                       progress=progress, expect=expect)
+                       progress=progress, expect=expect, stall_s=stall_s)
     for _path, error in report.bad_files:  # extract-file prints them in its report (or error)
         log.error("%s", error)
     report.issues = validate_run(product, [rel_of[r.path] for r in results], results)
@@ -278,7 +283,7 @@ def extract_run(
 
 def _extract(paths: list[str], locations: Locations, *, method, variables, workers, scheduler,
              grid_name, report: ExtractReport, progress, expect=None,
-             padded: bool = False) -> list[TaskResult]:
+             padded: bool = False, stall_s: float | None = None) -> list[TaskResult]:
     if len(locations) == 0:
         raise InputError("nothing to extract (no site or area list): set `sites` in "
                          "aggregat.toml or pass sites", param="sites")
@@ -289,7 +294,8 @@ def _extract(paths: list[str], locations: Locations, *, method, variables, worke
     if tasks and scheduler is None:
         warm_up(tasks[0].path)
     tick = progress(len(tasks)) if progress else None
-    results = execute(tasks, workers=workers, scheduler=scheduler, report=report, on_done=tick)
+    results = execute(tasks, workers=workers, scheduler=scheduler, report=report, on_done=tick,
+                      stall_s=stall_s)
     for r in results:
         report.messages += len(r.headers)
         report.decoded += len(r.fields)
