@@ -5,7 +5,6 @@ through the standard variables (AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -185,26 +184,51 @@ def _extract(env):
                        packages=["SP1"], workers=1)
 
 
-class _ShortRead(io.BytesIO):
-    """What a cut connection gives: the first bytes of the object, then EOF."""
+class _Source:
+    """A remote file as the store streams it (s3fs's ``open_async``): ``before_read(pos)`` runs
+    (in a thread) before every read after the first, to hold the transfer or to cut it."""
+
+    def __init__(self, data: bytes, before_read=None) -> None:
+        self._data, self._pos, self._before, self.size = data, 0, before_read, len(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        import asyncio
+
+        if self._pos and self._before is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._before, self._pos)
+        end = len(self._data) if n < 0 else self._pos + n
+        block, self._pos = self._data[self._pos:end], min(end, len(self._data))
+        return block
+
+    async def close(self) -> None:
+        pass
+
+
+def _serve_grib(monkeypatch, serve) -> None:
+    """GRIB files are streamed by ``serve(path, data)`` (given the real bytes of the real store)
+    instead of the store."""
+    import s3fs
+
+    real_open = s3fs.S3FileSystem.open_async
+
+    async def open_async(fs, path, mode="rb", **kw):
+        if ".grib2" not in path:
+            return await real_open(fs, path, mode, **kw)
+        return serve(path, await fs._cat_file(path))
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "open_async", open_async)
 
 
 @pytest.mark.parametrize("failure", ["denied", "short read"])
 def test_a_store_failure_never_quarantines(tmp_path, s3_bucket, archive, monkeypatch, failure):
     env = _fetched_env(tmp_path, f"s3://{s3_bucket}/q", archive)
-    import s3fs
 
-    real_open = s3fs.S3FileSystem.open
-
-    def failing_open(fs, path, mode="rb", **kw):
-        if ".grib2" not in path or "r" not in mode:
-            return real_open(fs, path, mode, **kw)
+    def failing(path, data):
         if failure == "denied":
             raise PermissionError(f"Access Denied reading {path}")
-        with real_open(fs, path, "rb") as fh:
-            return _ShortRead(fh.read()[:1000])
+        return _Source(data[:1000])  # what a cut connection gives: the first bytes, then EOF
 
-    monkeypatch.setattr(s3fs.S3FileSystem, "open", failing_open)
+    _serve_grib(monkeypatch, failing)
     report = _extract(env)
     assert report.bad_files and report.partial
     assert report.quarantined == [] and report.corrupt == set()
@@ -241,42 +265,6 @@ def test_quarantine_proven_bad_only_and_restore_good_files(tmp_path, s3_bucket, 
 
 
 # -- remote files are decoded while they arrive (issue 15) ----------------------------------------
-class _Source:
-    """A remote file as the store streams it: each read is one ranged GET; ``before_read`` runs
-    before every read after the first (to hold the transfer, or to cut it)."""
-
-    def __init__(self, data: bytes, before_read) -> None:
-        self._data, self._pos, self._before, self.size = data, 0, before_read, len(data)
-
-    def read(self, n: int = -1) -> bytes:
-        if self._pos:
-            self._before(self._pos)
-        end = len(self._data) if n < 0 else self._pos + n
-        block, self._pos = self._data[self._pos:end], min(end, len(self._data))
-        return block
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-def _serve_grib(monkeypatch, before_read) -> None:
-    """Grib files are read through :class:`_Source` (the real bytes of the real store)."""
-    import s3fs
-
-    real_open = s3fs.S3FileSystem.open
-
-    def open_(fs, path, mode="rb", **kw):
-        if ".grib2" not in path or "r" not in mode:
-            return real_open(fs, path, mode, **kw)
-        with real_open(fs, path, "rb") as fh:
-            return _Source(fh.read(), lambda pos: before_read(path, pos))
-
-    monkeypatch.setattr(s3fs.S3FileSystem, "open", open_)
-
-
 @pytest.fixture
 def spool_dir(tmp_path, monkeypatch) -> Path:
     """The folder of this process's temp files (spools), to find those still open."""
@@ -328,11 +316,11 @@ def test_a_remote_file_is_decoded_while_it_arrives(tmp_path, s3_bucket, archive,
     monkeypatch.setattr(decode_task, "fast_header", header)
     held = []
 
-    def hold(url, pos):  # the rest of the first file waits until its first message is decoded
+    def hold(pos):  # the rest of the first file waits until its first message is decoded
         if not held:
             held.append(decoding.wait(60))
 
-    _serve_grib(monkeypatch, hold)
+    _serve_grib(monkeypatch, lambda path, data: _Source(data, hold))
     report = _extract(env)
     assert held == [True], "the first message was decoded only after the whole file arrived"
     assert not report.partial and report.rows > 0 and report.quarantined == []
@@ -345,11 +333,12 @@ def test_a_store_error_mid_transfer_quarantines_nothing_and_leaves_no_spool(
     files = Datalake(env.datalake).run_files("arome-0025", RUN)
     cut = files[len(files) // 2].rsplit("/", 1)[-1]
 
-    def reset(url, pos):  # the connection drops in the middle of one file, while decoding it
-        if url.endswith(cut) and pos >= 3 * 4096:
+    def reset(pos):  # the connection drops in the middle of one file, while decoding it
+        if pos >= 3 * 4096:
             raise ConnectionResetError("Connection reset by peer")
 
-    _serve_grib(monkeypatch, reset)
+    _serve_grib(monkeypatch, lambda path, data: _Source(data, reset if path.endswith(cut)
+                                                        else None))
     report = _extract(env)
     assert [os.path.basename(p) for p, _ in report.bad_files] == [cut]
     assert "ConnectionResetError" in report.bad_files[0][1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import eccodes
@@ -90,19 +90,20 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-_BLOCK = 8 << 20  # bytes per ranged read of a remote file
+_BLOCK = 8 << 20  # bytes per read of a remote file (the spool's buffer)
 
 
 class _Spool:
     """A remote file copied into an anonymous local temp file by a thread, read while it arrives.
 
     ecCodes reads through a file descriptor (an in-memory or fsspec file has none), and a local
-    copy makes the chunks' seeks free. The copy goes by ranged reads of ``_BLOCK`` bytes (a
-    bounded buffer, and the first messages can be decoded while the rest of the file arrives);
-    a read of bytes not yet there waits for them. The file is hashed on the way; :meth:`result`
-    says whether it arrived whole and verified. The temp file is unlinked at once, so it goes
-    away when closed, even if the worker dies. Only the hash can prove the file corrupt here: a
-    short read (the store said the size was right) is a transport failure, never the file's fault.
+    copy makes the chunks' seeks free. The copy goes ``_BLOCK`` bytes at a time (a bounded
+    buffer), and the first messages are decoded while the rest of the file arrives: a read of
+    bytes not yet there waits for them (transfer overlapped with decoding, issue 15). The file
+    is hashed on the way; :meth:`result` says whether it arrived whole and verified. The temp
+    file is unlinked at once, so it goes away when closed, even if the worker dies. Only the
+    hash can prove the file corrupt here: a short read (the store said the size was right) is a
+    transport failure, never the file's fault.
     """
 
     def __init__(self, path: str, expect: tuple[int, str, str] | None,
@@ -115,7 +116,7 @@ class _Spool:
         self._path, self._expect, self._options = path, expect, options or {}
         self._digest = _hasher(expect[1]) if expect is not None else None  # before any byte
         self.size = expect[0] if expect is not None else None  # else the store's, at open
-        self._file = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (closed by close())
+        self._file = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (close())
         self._arrived = 0  # bytes in the temp file
         self._pos = 0  # the reader's position
         self._done = False
@@ -127,33 +128,32 @@ class _Spool:
         self._thread.start()
 
     def _fetch(self) -> None:
-        from fsspec.core import url_to_fs
-
+        blocks = _stream(self._path, self._options, self._learn_size)
         try:
-            fs, path = url_to_fs(self._path, **self._options)
-            # cache "none": each read is one ranged GET (a read-ahead cache would fetch the
-            # whole file before the first block comes back).
-            with fs.open(path, "rb", block_size=_BLOCK, cache_type="none") as src:
+            for block in blocks:
+                if self._digest is not None:
+                    self._digest.update(block)
                 with self._cond:
-                    if self.size is None:
-                        self.size = getattr(src, "size", None)
+                    self._file.seek(self._arrived)
+                    self._file.write(block)
+                    self._arrived += len(block)
                     self._cond.notify_all()
-                while not self._stop and (block := src.read(_BLOCK)):
-                    if self._digest is not None:
-                        self._digest.update(block)
-                    with self._cond:
-                        self._file.seek(self._arrived)
-                        self._file.write(block)
-                        self._arrived += len(block)
-                        self._cond.notify_all()
-            if not self._stop:
-                self._verify()
+                if self._stop:
+                    return
+            self._verify()
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
             self._error = exc
         finally:
+            blocks.close()  # the connection, when stopped early
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+
+    def _learn_size(self, size: int | None) -> None:
+        with self._cond:
+            if self.size is None:
+                self.size = size
+            self._cond.notify_all()
 
     def _verify(self) -> None:
         if self._expect is None:
@@ -208,6 +208,51 @@ class _Spool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _stream(url: str, options: dict, on_size: Callable[[int | None], None]) -> Iterator[bytes]:
+    """The bytes of a remote file, ``_BLOCK`` at a time, as they arrive; ``on_size`` is told the
+    store's size of the file as soon as it is known.
+
+    One streamed GET where the filesystem has one (``open_async``: s3fs), else ranged reads
+    (gcsfs...): a ranged read per block costs a request each, and a read-ahead cache would fetch
+    the whole file before the first block comes back.
+    """
+    from fsspec.asyn import AsyncFileSystem, sync
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url, **options)
+    streamed = None
+    if isinstance(fs, AsyncFileSystem):
+        try:
+            streamed = sync(fs.loop, fs.open_async, path, "rb")
+        except NotImplementedError:
+            pass
+    if streamed is None:
+        with fs.open(path, "rb", block_size=_BLOCK, cache_type="none") as src:
+            on_size(getattr(src, "size", None))
+            while block := src.read(_BLOCK):
+                yield block
+        return
+    try:
+        while block := sync(fs.loop, _read_block, streamed, _BLOCK):
+            on_size(getattr(streamed, "size", None))  # known once the GET answered
+            yield block
+    finally:
+        sync(fs.loop, streamed.close)
+
+
+async def _read_block(streamed, size: int) -> bytes:
+    """``size`` bytes of a streamed file (fewer at its end): the stream gives what the socket
+    had, often a few kilobytes; gathered here, in the filesystem's loop, not one call each."""
+    parts, got = [], 0
+    while got < size:
+        part = await streamed.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _open(path: str, expect: tuple[int, str, str] | None = None):
