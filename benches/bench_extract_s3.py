@@ -8,7 +8,10 @@ CPU seconds it took (this process, moto included, plus the workers): on a busy m
 times follow CPU. moto serves from this process (one GIL shared with the parent of the workers):
 a real store (or MinIO) serves faster, and on another machine.
 
-    python benches/bench_extract_s3.py [--workdir DIR] [--repeats 3]
+``--workers 1`` decodes in one process: the transfer then has the other core, and what is left
+of the difference is what transfer does not overlap with decoding.
+
+    python benches/bench_extract_s3.py [--workdir DIR] [--repeats 3] [--workers N]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-s3-"))
     local = Datalake(str(workdir / "datalake"))
@@ -70,7 +74,8 @@ def main() -> None:
             cpu0 = _cpu()
             t0 = time.perf_counter()
             report = extract_run("arome-0025", RUN, datalake=lake, bank=bank,
-                                 locations=locations, packages=["SP1", "SP2"])
+                                 locations=locations, packages=["SP1", "SP2"],
+                                 workers=args.workers)
             times[name].append(time.perf_counter() - t0)
             assert not report.partial and not report.quarantined, report.summary()
             print(f"{name}: {times[name][-1]:.2f} s, cpu {_cpu() - cpu0:.2f} s "
