@@ -10,6 +10,7 @@ grid header, values outside the catalogue's physical bounds) raises CorruptFileE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -144,7 +145,10 @@ class _Spool:
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
             self._error = exc
         finally:
-            blocks.close()  # the connection, when stopped early
+            # The connection, when stopped early; a failure to close it must not leave the
+            # reader waiting, nor is it the file's business.
+            with contextlib.suppress(Exception):
+                blocks.close()
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
