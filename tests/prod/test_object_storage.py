@@ -5,7 +5,6 @@ through the standard variables (AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST)."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -185,26 +184,51 @@ def _extract(env):
                        packages=["SP1"], workers=1)
 
 
-class _ShortRead(io.BytesIO):
-    """What a cut connection gives: the first bytes of the object, then EOF."""
+class _Source:
+    """A remote file as the store streams it (s3fs's ``open_async``): ``before_read(pos)`` runs
+    (in a thread) before every read after the first, to hold the transfer or to cut it."""
+
+    def __init__(self, data: bytes, before_read=None) -> None:
+        self._data, self._pos, self._before, self.size = data, 0, before_read, len(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        import asyncio
+
+        if self._pos and self._before is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._before, self._pos)
+        end = len(self._data) if n < 0 else self._pos + n
+        block, self._pos = self._data[self._pos:end], min(end, len(self._data))
+        return block
+
+    async def close(self) -> None:
+        pass
+
+
+def _serve_grib(monkeypatch, serve) -> None:
+    """GRIB files are streamed by ``serve(path, data)`` (given the real bytes of the real store)
+    instead of the store."""
+    import s3fs
+
+    real_open = s3fs.S3FileSystem.open_async
+
+    async def open_async(fs, path, mode="rb", **kw):
+        if ".grib2" not in path:
+            return await real_open(fs, path, mode, **kw)
+        return serve(path, await fs._cat_file(path))
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "open_async", open_async)
 
 
 @pytest.mark.parametrize("failure", ["denied", "short read"])
 def test_a_store_failure_never_quarantines(tmp_path, s3_bucket, archive, monkeypatch, failure):
     env = _fetched_env(tmp_path, f"s3://{s3_bucket}/q", archive)
-    import fsspec
 
-    real_open = fsspec.open
-
-    def failing_open(url, mode="rb", **kw):
-        if ".grib2" not in url:
-            return real_open(url, mode, **kw)
+    def failing(path, data):
         if failure == "denied":
-            raise PermissionError(f"Access Denied reading {url}")
-        with real_open(url, "rb") as fh:
-            return _ShortRead(fh.read()[:1000])
+            raise PermissionError(f"Access Denied reading {path}")
+        return _Source(data[:1000])  # what a cut connection gives: the first bytes, then EOF
 
-    monkeypatch.setattr(fsspec, "open", failing_open)
+    _serve_grib(monkeypatch, failing)
     report = _extract(env)
     assert report.bad_files and report.partial
     assert report.quarantined == [] and report.corrupt == set()
@@ -238,6 +262,112 @@ def test_quarantine_proven_bad_only_and_restore_good_files(tmp_path, s3_bucket, 
     assert lake.quarantine_store.exists(bad) and not lake.exists(bad)
     # the corrupt file's cells keep the values the clean extraction stored
     pd.testing.assert_frame_equal(Bank(env.bank).read("weather_forecast"), stored)
+
+
+# -- remote files are decoded while they arrive (issue 15) ----------------------------------------
+@pytest.fixture
+def spool_dir(tmp_path, monkeypatch) -> Path:
+    """The folder of this process's temp files (spools), to find those still open."""
+    import tempfile
+
+    from aggregat.weather import decode_task
+
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / ".keep").touch()  # a fetch removes the temp folders it leaves empty
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(decode_task, "_BLOCK", 4096)  # files of many reads
+    return folder
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Spool files still open in this process (anonymous temp files show only in /proc), and
+    transfer threads still running."""
+    import threading
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to see open files")
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    found += [name for name in os.listdir(folder) if name != ".keep"]
+    return found + [t.name for t in threading.enumerate() if "spool" in t.name]
+
+
+def test_a_remote_file_is_decoded_while_it_arrives(tmp_path, s3_bucket, archive, monkeypatch,
+                                                   spool_dir):
+    import threading
+
+    from aggregat.weather import decode_task
+
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/o", archive)
+    decoding = threading.Event()
+    real_header = decode_task.fast_header
+
+    def header(*args, **kw):
+        decoding.set()
+        return real_header(*args, **kw)
+
+    monkeypatch.setattr(decode_task, "fast_header", header)
+    held = []
+
+    def hold(pos):  # the rest of the first file waits until its first message is decoded
+        if not held:
+            held.append(decoding.wait(60))
+
+    _serve_grib(monkeypatch, lambda path, data: _Source(data, hold))
+    report = _extract(env)
+    assert held == [True], "the first message was decoded only after the whole file arrived"
+    assert not report.partial and report.rows > 0 and report.quarantined == []
+    assert _leftovers(spool_dir) == []
+
+
+def test_a_store_error_mid_transfer_quarantines_nothing_and_leaves_no_spool(
+        tmp_path, s3_bucket, archive, monkeypatch, spool_dir):
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/m", archive)
+    files = Datalake(env.datalake).run_files("arome-0025", RUN)
+    cut = files[len(files) // 2].rsplit("/", 1)[-1]
+
+    def reset(pos):  # the connection drops in the middle of one file, while decoding it
+        if pos >= 3 * 4096:
+            raise ConnectionResetError("Connection reset by peer")
+
+    _serve_grib(monkeypatch, lambda path, data: _Source(data, reset if path.endswith(cut)
+                                                        else None))
+    report = _extract(env)
+    assert [os.path.basename(p) for p, _ in report.bad_files] == [cut]
+    assert "ConnectionResetError" in report.bad_files[0][1]
+    assert "left in place" in report.bad_files[0][1]
+    assert report.quarantined == [] and report.corrupt == set()
+    assert Store(env.quarantine).listdir("") == []
+    assert _leftovers(spool_dir) == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug of ours"), KeyboardInterrupt()])
+def test_the_spool_is_closed_when_decoding_raises(tmp_path, s3_bucket, archive, monkeypatch,
+                                                   spool_dir, error):
+    from aggregat.weather import decode_task
+
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/d", archive)
+
+    def broken(*args, **kw):
+        raise error
+
+    monkeypatch.setattr(decode_task, "_keep", broken)
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C stops the extraction mid-file
+        with pytest.raises(KeyboardInterrupt):
+            _extract(env)
+    else:
+        report = _extract(env)
+        assert report.bad_files and all("a bug of ours" in m for _, m in report.bad_files)
+        assert report.quarantined == [] and report.corrupt == set()
+    assert Store(env.quarantine).listdir("") == []
+    assert _leftovers(spool_dir) == []
 
 
 # -- the run lock on s3, two processes claiming two hosts ----------------------------------------

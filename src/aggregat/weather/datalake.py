@@ -34,7 +34,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -107,10 +107,15 @@ def _next_grib(fh: IO[bytes], offset: int, size: int) -> int:
 
 
 def _walk(fh: IO[bytes], size: int, label: str, padded: bool = False) -> list[int]:
+    return list(walk_offsets(fh, size, label, padded))
+
+
+def walk_offsets(fh: IO[bytes], size: int, label: str, padded: bool = False) -> Iterator[int]:
+    """:func:`message_offsets` one message at a time: a file still arriving (a remote one) is
+    walked, and its messages decoded, as its bytes come; ``size`` is its whole size."""
     if size == 0:
         raise CorruptFileError(f"{label}: empty file, not GRIB; fetch it again")
     offset = count = 0
-    offsets: list[int] = []
     while offset < size:
         fh.seek(offset)
         head = fh.read(_SECTION0)
@@ -142,12 +147,11 @@ def _walk(fh: IO[bytes], size: int, label: str, padded: bool = False) -> list[in
         if fh.read(4) != b"7777":
             raise CorruptFileError(f"{where}: does not end with 7777 (corrupt file); "
                                    "fetch it again")
-        offsets.append(offset)
+        yield offset
         offset = end
         count += 1
-    if not offsets:
+    if not count:
         raise CorruptFileError(f"{label}: no GRIB message in {size} bytes (not a GRIB file)")
-    return offsets
 
 
 # xxh3: fast enough not to slow extraction; no security boundary here, the manifest is ours.

@@ -10,7 +10,10 @@ grid header, values outside the catalogue's physical bounds) raises CorruptFileE
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import eccodes
@@ -18,7 +21,7 @@ import numpy as np
 
 from aggregat.errors import CorruptFileError
 from aggregat.weather import ccsds
-from aggregat.weather.datalake import message_offsets, verify_file
+from aggregat.weather.datalake import message_offsets, verify_file, walk_offsets
 from aggregat.weather.grib import (
     MessageHeader,
     check_geometry,
@@ -88,54 +91,176 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-_BLOCK = 8 << 20  # bytes per streamed read of a remote file
+_BLOCK = 8 << 20  # bytes per read of a remote file (the spool's buffer)
 
 
-def _spool(path: str, expect: tuple[int, str, str] | None, options: dict | None = None):
-    """A remote file streamed into an anonymous local temp file, hashed on the way.
+class _Spool:
+    """A remote file copied into an anonymous local temp file by a thread, read while it arrives.
 
     ecCodes reads through a file descriptor (an in-memory or fsspec file has none), and a local
-    copy makes the chunks' seeks free; the temp file is unlinked at once, so it goes away when
-    closed, even if the worker dies. Only the hash can prove the file corrupt here: a short read
-    (the store said the size was right) is a transport failure, never the file's fault.
+    copy makes the chunks' seeks free. The copy goes ``_BLOCK`` bytes at a time (a bounded
+    buffer), and the first messages are decoded while the rest of the file arrives: a read of
+    bytes not yet there waits for them (transfer overlapped with decoding, issue 15). The file
+    is hashed on the way; :meth:`result` says whether it arrived whole and verified. The temp
+    file is unlinked at once, so it goes away when closed, even if the worker dies. Only the
+    hash can prove the file corrupt here: a short read (the store said the size was right) is a
+    transport failure, never the file's fault.
     """
-    import tempfile
 
-    import fsspec
+    def __init__(self, path: str, expect: tuple[int, str, str] | None,
+                 options: dict | None = None) -> None:
+        import tempfile
 
-    from aggregat.weather.datalake import _hasher
+        from aggregat.weather.datalake import _hasher
 
-    name = os.path.basename(path)
-    digest = _hasher(expect[1]) if expect is not None else None
-    spool = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (returned open)
-    try:
-        size = 0
-        with fsspec.open(path, "rb", **(options or {})) as src:
+        self.name = os.path.basename(path)
+        self._path, self._expect, self._options = path, expect, options or {}
+        self._digest = _hasher(expect[1]) if expect is not None else None  # before any byte
+        self.size = expect[0] if expect is not None else None  # else the store's, at open
+        self._file = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (close())
+        self._arrived = 0  # bytes in the temp file
+        self._pos = 0  # the reader's position
+        self._done = False
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()  # guards the temp file's position and the counters
+        self._thread = threading.Thread(target=self._fetch, name=f"aggregat-spool {self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        blocks = _stream(self._path, self._options, self._learn_size)
+        try:
+            for block in blocks:
+                if self._digest is not None:
+                    self._digest.update(block)
+                with self._cond:
+                    self._file.seek(self._arrived)
+                    self._file.write(block)
+                    self._arrived += len(block)
+                    self._cond.notify_all()
+                if self._stop:
+                    return
+            self._verify()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._error = exc
+        finally:
+            # The connection, when stopped early; a failure to close it must not leave the
+            # reader waiting, nor is it the file's business.
+            with contextlib.suppress(Exception):
+                blocks.close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _learn_size(self, size: int | None) -> None:
+        with self._cond:
+            if self.size is None:
+                self.size = size
+            self._cond.notify_all()
+
+    def _verify(self) -> None:
+        if self._expect is None:
+            return
+        if self._arrived != self._expect[0]:
+            raise OSError(f"{self.name}: read {self._arrived} of {self._expect[0]} bytes from "
+                          "the store (transfer cut short)")
+        if self._digest.hexdigest() != self._expect[2]:
+            raise CorruptFileError(f"{self.name}: {self._expect[1]} does not match the manifest "
+                                   "(same size, content changed); the file is corrupt, fetch it "
+                                   "again")
+
+    def whole_size(self) -> int:
+        """The file's size: the manifest's, else the store's (else what arrived in the end)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.size is not None or self._done)
+            if self.size is None and self._error is not None:
+                raise self._error
+            return self.size if self.size is not None else self._arrived
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else self._pos + offset
+        return self._pos
+
+    def read(self, n: int) -> bytes:
+        """``n`` bytes at the position, once they arrived; fewer at the end of the file. A failed
+        transfer raises its error here when the bytes asked for never came."""
+        end = self._pos + n
+        with self._cond:
+            self._cond.wait_for(lambda: self._arrived >= end or self._done)
+            if self._arrived < end and self._error is not None:
+                raise self._error
+            self._file.seek(self._pos)
+            data = self._file.read(max(0, min(end, self._arrived) - self._pos))
+        self._pos += len(data)
+        return data
+
+    def result(self) -> None:
+        """Wait for the whole file; raise what its transfer or its verification found."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the transfer (after the read under way) and remove the temp file."""
+        self._stop = True
+        self._thread.join()
+        self._file.close()
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stream(url: str, options: dict, on_size: Callable[[int | None], None]) -> Iterator[bytes]:
+    """The bytes of a remote file, ``_BLOCK`` at a time, as they arrive; ``on_size`` is told the
+    store's size of the file as soon as it is known.
+
+    One streamed GET where the filesystem has one (``open_async``: s3fs), else ranged reads
+    (gcsfs...): a ranged read per block costs a request each, and a read-ahead cache would fetch
+    the whole file before the first block comes back.
+    """
+    from fsspec.asyn import AsyncFileSystem, sync
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url, **options)
+    streamed = None
+    if isinstance(fs, AsyncFileSystem):
+        try:
+            streamed = sync(fs.loop, fs.open_async, path, "rb")
+        except NotImplementedError:
+            pass
+    if streamed is None:
+        with fs.open(path, "rb", block_size=_BLOCK, cache_type="none") as src:
+            on_size(getattr(src, "size", None))
             while block := src.read(_BLOCK):
-                spool.write(block)
-                size += len(block)
-                if digest is not None:
-                    digest.update(block)
-        if expect is not None:
-            if size != expect[0]:
-                raise OSError(f"{name}: read {size} of {expect[0]} bytes from the store "
-                              "(transfer cut short)")
-            if digest.hexdigest() != expect[2]:
-                raise CorruptFileError(f"{name}: {expect[1]} does not match the manifest (same "
-                                       "size, content changed); the file is corrupt, fetch it "
-                                       "again")
-        spool.seek(0)
-        return spool
-    except BaseException:
-        spool.close()
-        raise
+                yield block
+        return
+    try:
+        while block := sync(fs.loop, _read_block, streamed, _BLOCK):
+            on_size(getattr(streamed, "size", None))  # known once the GET answered
+            yield block
+    finally:
+        sync(fs.loop, streamed.close)
 
 
-def _open(path: str, expect: tuple[int, str, str] | None = None, options: dict | None = None):
-    """The file for reading, with a descriptor; a remote one through a local spool (``options``:
-    the fsspec options, credentials included, of its environment)."""
-    if is_remote(path):
-        return _spool(path, expect, options)
+async def _read_block(streamed, size: int) -> bytes:
+    """``size`` bytes of a streamed file (fewer at its end): the stream gives what the socket
+    had, often a few kilobytes; gathered here, in the filesystem's loop, not one call each."""
+    parts, got = [], 0
+    while got < size:
+        part = await streamed.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _open(path: str, expect: tuple[int, str, str] | None = None):
+    """A local file for reading, verified first when ``expect`` is given."""
     if expect is not None:
         verify_file(path, expect, os.path.basename(path))
     return open(path, "rb")
@@ -157,31 +282,47 @@ def run_task(task: Task) -> TaskResult:
     """Read, select, decode and sample the messages of one task."""
     result = TaskResult(task.path)
     name = os.path.basename(task.path)
-    with _open(task.path, task.expect, task.storage_options) as fh:
-        # A remote file comes whole (one task): its messages are walked in the local spool.
+    if is_remote(task.path):
+        # A remote file comes whole (one task): its messages are decoded as they arrive.
+        with _Spool(task.path, task.expect, task.storage_options) as spool:
+            try:
+                _walk_messages(task, result, spool,
+                               walk_offsets(spool, spool.whole_size(), name), name)
+            except Exception:
+                # A failed transfer or hash explains a failed decoding: it is what is reported
+                # (the quarantine rules see the same error as when files were verified first).
+                spool.result()
+                raise
+            spool.result()  # no value counts before the whole file is verified
+        return result
+    with _open(task.path, task.expect) as fh:
         offsets = task.offsets if task.offsets is not None else message_offsets(fh, name)
-        for index, offset in enumerate(offsets):
-            message = _read_message(fh, offset, name)
-            header = fast_header(message, task.path, index, offset)
-            if header is not None:  # a catalogue field: identified without ecCodes
-                result.headers.append(header)
-                if task.wanted is not None and header.param not in task.wanted:
-                    continue
-                if _fast_decode(task, result, header, message):
-                    continue
-            try:
-                handle = eccodes.codes_new_from_message(message)
-            except eccodes.CodesInternalError as exc:
-                raise CorruptFileError(f"{name}: message at byte {offset} is corrupt ({exc}); "
-                                "re-fetch the file") from None
-            try:
-                if header is None:
-                    _one(task, result, handle, index, offset)
-                else:
-                    _decode(task, result, handle, header)
-            finally:
-                eccodes.codes_release(handle)
+        _walk_messages(task, result, fh, offsets, name)
     return result
+
+
+def _walk_messages(task: Task, result: TaskResult, fh, offsets: Iterable[int], name: str) -> None:
+    for index, offset in enumerate(offsets):
+        message = _read_message(fh, offset, name)
+        header = fast_header(message, task.path, index, offset)
+        if header is not None:  # a catalogue field: identified without ecCodes
+            result.headers.append(header)
+            if task.wanted is not None and header.param not in task.wanted:
+                continue
+            if _fast_decode(task, result, header, message):
+                continue
+        try:
+            handle = eccodes.codes_new_from_message(message)
+        except eccodes.CodesInternalError as exc:
+            raise CorruptFileError(f"{name}: message at byte {offset} is corrupt ({exc}); "
+                                   "re-fetch the file") from None
+        try:
+            if header is None:
+                _one(task, result, handle, index, offset)
+            else:
+                _decode(task, result, handle, header)
+        finally:
+            eccodes.codes_release(handle)
 
 
 def _one(task: Task, result: TaskResult, handle: int, index: int, offset: int = -1) -> None:
