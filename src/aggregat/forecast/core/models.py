@@ -410,7 +410,9 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
     cfg, y, X = ts.cfg, ts.y, ts.X
     bases = p50_bases(ts.feats, relative)
     raw = y + bases["level"]
-    linear = (fit_linear(X, y, ts.names, ts.issue_day.to_numpy(), cfg.features.weather_cols)
+    # Issue days as datetime64: np.unique sorts Timestamp objects slowly.
+    days = ts.issue_day.to_numpy(dtype="datetime64[ns]")
+    linear = (fit_linear(X, y, ts.names, days, cfg.features.weather_cols)
               if "linear" in cfg.p50_members else None)
     if linear is not None:
         bases["linear_residual"] = _ridge_base(bases["level"], linear.predict(X))
