@@ -142,3 +142,22 @@ def test_fits_with_one_blas_thread(monkeypatch):
     X, y, day = rows(40)
     fit_linear(X, y, NAMES, day, weather_cols=("t2m_c",))
     assert seen and all(s <= {1} for s in seen)
+
+
+def test_groups_of_hours_sum_the_per_hour_gram_matrices():
+    # fit_linear computes each hour's block sums once and adds them up for groups of 3 and 24
+    # hours: the result must be the fit on the group's own rows.
+    from aggregat.forecast.core.linear import CV_BLOCKS, _block_sums, _fit_group, _sum_blocks
+
+    rng = np.random.default_rng(7)
+    X, y, day = rows(40)
+    Z, hour = rng.normal(size=(len(y), 6)), X[:, 1].astype(int)
+    block, weight = day * CV_BLOCKS // 40, rng.uniform(0.5, 1, len(y))
+    m = hour < 3
+    own = _fit_group(Z[m], y[m], block[m], weight[m],
+                     _block_sums(Z[m], y[m], block[m], weight[m], CV_BLOCKS))
+    per_hour = [_block_sums(Z[hour == h], y[hour == h], block[hour == h], weight[hour == h],
+                            CV_BLOCKS) for h in range(3)]
+    got = _fit_group(Z[m], y[m], block[m], weight[m], _sum_blocks(per_hour))
+    np.testing.assert_allclose(got[0], own[0], rtol=1e-9)
+    np.testing.assert_allclose(got[1:], own[1:], rtol=1e-9)
