@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
+from aggregat.forecast.core.features import is_temperature, temperature_aggregates
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -46,9 +46,6 @@ CLIP_SD = 5.0
 # Half-life of the row weights, as a share of the training history's issue days (None: equal
 # weights). 1/3 and 1/4 scored alike on openstef_307 and vic_elec: not tuned further.
 RECENCY_HALFLIFE = 0.5
-# Temperature aggregates that also get hinges (the raw weather columns always do).
-_TEMP_SUFFIXES = ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
-                  *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H))
 
 
 @dataclass
@@ -114,7 +111,8 @@ def hinge_columns(names: list[str], weather_cols: tuple[str, ...]) -> list[int]:
     daily and smoothed aggregates of temperature columns."""
     out = []
     for c in weather_cols:
-        cand = [c] + ([c + s for s in _TEMP_SUFFIXES] if is_temperature(c) else [])
+        # The temperature aggregates get hinges too (heating and cooling are not linear).
+        cand = [c] + ([c + s for s in temperature_aggregates()] if is_temperature(c) else [])
         out += [names.index(n) for n in cand if n in names]
     return out
 
@@ -162,7 +160,8 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarr
 # One BLAS thread: on a busy machine OpenBLAS threads spin-wait (11x slower eigendecompositions).
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
-               weather_cols: tuple[str, ...] = ()) -> LinearMember:
+               weather_cols: tuple[str, ...] = (), row_weight: np.ndarray | None = None
+               ) -> LinearMember:
     """Fit ridge regressions of ``y`` on feature rows ``X``, by hour of the day (groups of 1, 3
     or 24 hours, whichever cross-validates best).
 
@@ -190,6 +189,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     block = day_index * CV_BLOCKS // n_days
     weight = (np.ones(len(y)) if RECENCY_HALFLIFE is None
               else 0.5 ** ((n_days - 1 - day_index) / (RECENCY_HALFLIFE * n_days)))
+    if row_weight is not None:
+        weight = weight * row_weight
     best = None
     for size in GROUP_HOURS:
         group = hour // size
