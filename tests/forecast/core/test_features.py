@@ -84,26 +84,8 @@ def test_batch_equals_single_issue(load, weather, fcfg):
     batch = build_features(s, w, issues, fcfg, res)
     one = batch[batch["issue_time"] == ISSUE].reset_index(drop=True)
     pd.testing.assert_frame_equal(one, features(load, weather, ISSUE, fcfg))
-    assert {"t2m_c_day_max", "t2m_c_hdd", "t2m_c_ewm_24h", "t2m_c_ewm_3h", "t2m_c_max_24h",
-            "t2m_c_min_24h", "t2m_c_prev_day_mean",
+    assert {"t2m_c_day_max", "t2m_c_hdd", "t2m_c_ewm_24h", "t2m_c_prev_day_mean",
             "ssrd_wm2_day_max", "is_bridge", "holiday"} <= set(batch.columns)
-
-
-def test_running_temperature_extremes_use_the_weather_up_to_the_valid_time(load, weather, fcfg):
-    # Heat built up over the last 24 h: the max and min of the forecast temperature from 24 h
-    # before each valid time to it, never a later value.
-    f = features(load, weather, ISSUE, fcfg)
-    t = weather.set_index("valid_time")["t2m_c"]
-    for _, row in f.iloc[[0, 11, 23]].iterrows():
-        window = t[(t.index > row["valid_time"] - pd.Timedelta(hours=24))
-                   & (t.index <= row["valid_time"])]
-        assert row["t2m_c_max_24h"] == pytest.approx(window.max())
-        assert row["t2m_c_min_24h"] == pytest.approx(window.min())
-    hot = weather.assign(t2m_c=np.where(pd.DatetimeIndex(weather["valid_time"])
-                                        > f["valid_time"].iloc[11], 60.0, weather["t2m_c"]))
-    g = features(load, hot, ISSUE, fcfg)
-    pd.testing.assert_series_equal(g["t2m_c_max_24h"].iloc[:12], f["t2m_c_max_24h"].iloc[:12])
-    assert (g["t2m_c_max_24h"].iloc[12:] == 60).all()
 
 
 def test_wind_directions_are_circular(load, weather, fcfg):

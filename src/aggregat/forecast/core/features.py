@@ -40,10 +40,7 @@ NEVER = pd.Timestamp("1900-01-01", tz="UTC")  # available_at of values known for
 # and the recent level.
 LAGS_H = (24, 48, 72, 96, 120, 144, 168, 336)
 EXTRA_LAGS_H = (24, 48, 168)  # lags of a lagged extra series (national load: day, week)
-# Building inertia: hours to half-forget a temperature (3-12 h: a room, 24-72 h: the walls).
-EWM_HALFLIFE_H = (3, 6, 12, 24, 48, 72)
-# Running max/min of a temperature over the hours up to the valid time (heat built up).
-TEMP_WINDOW_H = (24,)
+EWM_HALFLIFE_H = (6, 24, 72)  # building inertia: hours to half-forget a temperature
 ANOMALY_DAYS = 7  # weather is also compared with its mean over the days before issue
 LAST_VALUE_FADE_H = 6.0  # e-folding lead time of the last observed deviation
 HDD_BASE_C, CDD_BASE_C = 18.0, 22.0
@@ -83,13 +80,6 @@ class FeatureConfig:
         if self.horizon == Horizon.INTRADAY and not (0 < self.intraday_every_h <= 24
                                                and 0 < self.intraday_hours <= 72):
             raise InputError("intraday horizon: every_h must be in (0, 24] and hours in (0, 72]")
-
-
-def temperature_aggregates() -> tuple[str, ...]:
-    """Suffixes of the aggregate features each temperature column gets (the ridge's hinges)."""
-    return ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
-            *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H),
-            *(f"_{stat}_{h}h" for h in TEMP_WINDOW_H for stat in ("max", "min")))
 
 
 def is_temperature(col: str) -> bool:
@@ -499,18 +489,10 @@ def build_features(load: pd.Series, weather: pd.DataFrame, issue_times: pd.Datet
             cols[f"{c}_cdd"] = np.clip(day_mean - CDD_BASE_C, 0, None)
             cols[f"{c}_prev_day_mean"] = mean.reindex(prev_key).to_numpy()
             cols[f"{c}_prev_day_max"] = vmax.reindex(prev_key).to_numpy()
-            by_issue = wx[c].groupby(grid["issue_time"])
             for hl in EWM_HALFLIFE_H:
-                sm = by_issue.ewm(halflife=hl * NS_PER_H / res.value)
+                sm = wx[c].groupby(grid["issue_time"]).ewm(halflife=hl * NS_PER_H / res.value)
                 cols[f"{c}_ewm_{hl}h"] = (sm.mean().reset_index(level=0, drop=True)
                                           .reindex(grid.index).to_numpy()[keep])
-            for hours in TEMP_WINDOW_H:
-                k = max(int(hours * NS_PER_H // res.value), 1)
-                roll = by_issue.rolling(k, min_periods=max(k // 2, 1))
-                for stat in ("max", "min"):
-                    cols[f"{c}_{stat}_{hours}h"] = (getattr(roll, stat)()
-                                                    .reset_index(level=0, drop=True)
-                                                    .reindex(grid.index).to_numpy()[keep])
         if is_radiation(c):
             cols[f"{c}_day_max"] = vmax.reindex(key_t).to_numpy()
         if is_wind_speed(c):

@@ -17,7 +17,9 @@ Rows weigh less with age (half-life: half the issue days of the training history
 oldest weigh a quarter of the newest): a load's response to the weather drifts as assets are
 connected or consumption changes (openstef_307: the effect of wind on its net load doubled
 between August and November; the ridge alone went from MAE 2.42 to 2.28, on vic_elec from
-127.4 to 126.0). The trees are not weighted: there it cost accuracy on both sets.
+127.4 to 126.0). Rows older than a few months also weigh by their season
+(:mod:`aggregat.forecast.core.weights`: last year's same weeks fully, the opposite season a
+fifth; figures in docs/forecasting.md). The trees are not weighted: there it cost accuracy.
 
 The penalty is chosen per group of hours by cross-validation over 5 contiguous blocks of issue
 days: the intervals of one day are nearly copies of each other, and leave-one-row-out picked
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from aggregat.forecast.core.features import is_temperature, temperature_aggregates
+from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -46,6 +48,9 @@ CLIP_SD = 5.0
 # Half-life of the row weights, as a share of the training history's issue days (None: equal
 # weights). 1/3 and 1/4 scored alike on openstef_307 and vic_elec: not tuned further.
 RECENCY_HALFLIFE = 0.5
+# Temperature aggregates that also get hinges (the raw weather columns always do).
+_TEMP_SUFFIXES = ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
+                  *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H))
 
 
 @dataclass
@@ -111,8 +116,7 @@ def hinge_columns(names: list[str], weather_cols: tuple[str, ...]) -> list[int]:
     daily and smoothed aggregates of temperature columns."""
     out = []
     for c in weather_cols:
-        # The temperature aggregates get hinges too (heating and cooling are not linear).
-        cand = [c] + ([c + s for s in temperature_aggregates()] if is_temperature(c) else [])
+        cand = [c] + ([c + s for s in _TEMP_SUFFIXES] if is_temperature(c) else [])
         out += [names.index(n) for n in cand if n in names]
     return out
 
@@ -166,7 +170,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     or 24 hours, whichever cross-validates best).
 
     ``groups``: the issue day of each row (sortable); cross-validation blocks are contiguous
-    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``). Groups of
+    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``), times
+    ``row_weight`` when given (the seasonal weights of :mod:`.weights`). Groups of
     hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no regression (NaN predictions).
     """
     X = np.asarray(X, dtype=float)

@@ -411,7 +411,7 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
     cfg, y, X = ts.cfg, ts.y, ts.X
     bases = p50_bases(ts.feats, relative)
     raw = y + bases["level"]
-    # The ridge weighs older rows by their season (the trees did worse so on vic_elec).
+    # The ridge weighs older rows by their season (the trees did worse so: docs/forecasting.md).
     linear = (fit_linear(X, y, ts.names, ts.issue_day.to_numpy(), cfg.features.weather_cols,
                          seasonal_weights(ts.feats["valid_time"]))
               if "linear" in cfg.p50_members else None)
