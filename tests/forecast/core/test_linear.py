@@ -161,3 +161,24 @@ def test_groups_of_hours_sum_the_per_hour_gram_matrices():
     got = _fit_group(Z[m], y[m], block[m], weight[m], _sum_blocks(per_hour))
     np.testing.assert_allclose(got[0], own[0], rtol=1e-9)
     np.testing.assert_allclose(got[1:], own[1:], rtol=1e-9)
+
+
+def test_row_weights_count_in_the_fit():
+    # The response to the "noise" column (think: heating) is three times as strong in November
+    # and December; rows weighted (almost) only in those months learn that response, as the
+    # seasonal weights of forecast/core/weights.py make older rows of other seasons count less.
+    import pandas as pd
+
+    X, _, day = rows(3 * 365 - 60, seed=7)
+    t = pd.Timestamp("2012-01-01", tz="UTC") + pd.to_timedelta(day, unit="D")
+    winter = np.isin(t.month, (11, 12))
+    y = np.where(winter, -3.0, -1.0) * X[:, 4] + np.random.default_rng(8).normal(0, 0.2, len(day))
+    Xt = X[-24:].copy()
+    Xt[:, 4] = np.linspace(-2, 2, 24)
+
+    def slope(weight):
+        m = fit_linear(X, y, NAMES, day, ("t2m_c",), row_weight=weight)
+        return np.polyfit(Xt[:, 4], m.predict(Xt), 1)[0]
+
+    assert slope(None) > -1.5
+    assert slope(np.where(winter, 1.0, 0.01)) < -2.5

@@ -183,3 +183,22 @@ def test_a_model_pickled_before_the_linear_member_still_predicts(model, load, we
     out = predict(old, load, weather, ISSUE)
     assert out["p50_mw"].notna().all() and old.linear is None
     assert old.version != model.version
+
+
+def test_the_ridge_learns_with_seasonal_row_weights(load, weather, small_cfg, monkeypatch):
+    # Every training row reaches the ridge with its seasonal weight (forecast/core/weights.py),
+    # the trees without: the weights are all 1 on a history shorter than RECENT_DAYS.
+    from aggregat.forecast.core import linear, models, weights
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("row_weight", args[5] if len(args) > 5 else None))
+        return linear.fit_linear(*args, **kwargs)
+
+    monkeypatch.setattr(models, "fit_linear", spy)
+    monkeypatch.setattr(weights, "RECENT_DAYS", 7.0)  # the test history is a few weeks
+    monkeypatch.setattr(weights, "FADE_DAYS", 7.0)
+    train(load, weather, small_cfg, until=ISSUE)
+    (w,) = seen
+    assert w is not None and w.min() < 1 and w.max() == 1

@@ -17,7 +17,9 @@ Rows weigh less with age (half-life: half the issue days of the training history
 oldest weigh a quarter of the newest): a load's response to the weather drifts as assets are
 connected or consumption changes (openstef_307: the effect of wind on its net load doubled
 between August and November; the ridge alone went from MAE 2.42 to 2.28, on vic_elec from
-127.4 to 126.0). The trees are not weighted: there it cost accuracy on both sets.
+127.4 to 126.0). Rows older than a few months also weigh by their season
+(:mod:`aggregat.forecast.core.weights`: last year's same weeks fully, the opposite season a
+fifth; figures in docs/forecasting.md). The trees are not weighted: there it cost accuracy.
 
 The penalty is chosen per group of hours by cross-validation over 5 contiguous blocks of issue
 days: the intervals of one day are nearly copies of each other, and leave-one-row-out picked
@@ -175,12 +177,14 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarr
 
 @one_blas_thread  # the same coefficients on any machine or worker, and faster (threads.py)
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
-               weather_cols: tuple[str, ...] = ()) -> LinearMember:
+               weather_cols: tuple[str, ...] = (), row_weight: np.ndarray | None = None
+               ) -> LinearMember:
     """Fit ridge regressions of ``y`` on feature rows ``X``, by hour of the day (groups of 1, 3
     or 24 hours, whichever cross-validates best).
 
     ``groups``: the issue day of each row (sortable); cross-validation blocks are contiguous
-    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``). Groups of
+    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``), times
+    ``row_weight`` when given (the seasonal weights of :mod:`.weights`). Groups of
     hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no regression (NaN predictions).
     """
     X = np.asarray(X, dtype=float)
@@ -203,6 +207,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     block = day_index * CV_BLOCKS // n_days
     weight = (np.ones(len(y)) if RECENCY_HALFLIFE is None
               else 0.5 ** ((n_days - 1 - day_index) / (RECENCY_HALFLIFE * n_days)))
+    if row_weight is not None:
+        weight = weight * row_weight
     # The Gram matrices of each hour and block, once: groups of 3 and 24 hours sum them.
     by_hour = {int(h): _block_sums(Z[hour == h], y[hour == h], block[hour == h],
                                    weight[hour == h], CV_BLOCKS) for h in np.unique(hour)}

@@ -38,6 +38,7 @@ from aggregat.forecast.core.features import (
     target_day,
 )
 from aggregat.forecast.core.linear import LinearMember, fit_linear
+from aggregat.forecast.core.weights import seasonal_weights
 from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -413,9 +414,11 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
     cfg, y, X = ts.cfg, ts.y, ts.X
     bases = p50_bases(ts.feats, relative)
     raw = y + bases["level"]
-    # Issue days as datetime64: np.unique sorts Timestamp objects slowly.
+    # Issue days as datetime64: np.unique sorts Timestamp objects slowly. The ridge weighs older
+    # rows by their season (the trees did worse so: docs/forecasting.md).
     days = ts.issue_day.to_numpy(dtype="datetime64[ns]")
-    linear = (fit_linear(X, y, ts.names, days, cfg.features.weather_cols)
+    linear = (fit_linear(X, y, ts.names, days, cfg.features.weather_cols,
+                         seasonal_weights(ts.feats["valid_time"]))
               if "linear" in cfg.p50_members else None)
     if linear is not None:
         bases["linear_residual"] = _ridge_base(bases["level"], linear.predict(X))
