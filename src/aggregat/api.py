@@ -674,10 +674,14 @@ def bigquery_ddl(env: Environment, dataset: str | None = None,
     import dataclasses
     import re
 
+    import aggregat.ops.ledger  # noqa: F401  (each registers its datasets on import)
+    import aggregat.rte.sync  # noqa: F401
     from aggregat.bank.external import bigquery_ddl as ddl
     from aggregat.config import mask
+    from aggregat.energy.tables import register_tables
 
     e = _env(env)
+    register_tables(e.energy)  # the [energy.tables.NAME] datasets of this environment
     name = dataset or "aggregat_" + re.sub(r"[^A-Za-z0-9_]", "_", e.name)
     tables = ddl(e.bank, name, list(datasets) if datasets else None, list(e.weather.models))
     return [dataclasses.replace(t, uri=mask(t.uri), statement=mask(t.statement)) for t in tables]

@@ -10,7 +10,8 @@ BigQuery refuses hive keys that are also columns of the files ("the hive partiti
 the columns in the underlying files cannot overlap"): a dataset with such a leading key
 (``weather_forecast``: ``model``) becomes one table per value of that key (``weather_forecast__
 arome_0025`` over ``…/model=arome-0025``, partitioned by the remaining keys) and a view of their
-``UNION ALL`` under the dataset's name.
+``UNION ALL`` under the dataset's name; another (the ledger, small, keyed by its ``step``
+column) is one table over its files without hive partitioning.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ class ExternalTable:
     statement: str
 
 
-def _create(table: str, prefix: str, keys: str) -> str:
+def _create(table: str, prefix: str, keys: str | None) -> str:
+    """One external table over ``prefix``; ``keys``: its hive partition columns (None: none)."""
+    if keys is None:
+        return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}`\n"
+                f"OPTIONS (\n  format = 'PARQUET',\n  uris = ['{prefix}/*']\n);")
     return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}`\n"
             f"WITH PARTITION COLUMNS ({keys})\n"
             "OPTIONS (\n"
@@ -77,9 +82,9 @@ def bigquery_ddl(bank_url: str, bq_dataset: str, datasets: list[str] | None = No
         if not split:
             out.append(ExternalTable(name, table, f"{prefix}/*", _create(table, prefix, keys)))
             continue
-        if split != ["model"] or not models:
-            raise InputError(f"bank dataset {name}: give the weather models whose tables make "
-                             "up its view ([weather] models)", param="models")
+        if split != ["model"] or not models:  # e.g. the ledger (small): its files, unpartitioned
+            out.append(ExternalTable(name, table, f"{prefix}/*", _create(table, prefix, None)))
+            continue
         parts = [(f"{table}__{re.sub(r'[^A-Za-z0-9_]', '_', m)}", f"{prefix}/model={m}")
                  for m in models]
         union = "\nUNION ALL\n".join(f"SELECT * FROM `{t}`" for t, _ in parts)
