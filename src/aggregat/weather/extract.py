@@ -146,10 +146,12 @@ def execute(tasks: list[Task], *, workers: int | None, scheduler: str | None,
     for task, result, error in run_tasks(run_task, tasks, workers=workers, scheduler=scheduler,
                                          stall_s=stall_s):
         if error is not None:
-            if isinstance(error, AggregatError) and not isinstance(error,
-                                                                   GribError | ClusterError):
-                config = config or (task.path, error)  # a site outside the grid: stop, unless
-            else:                                      # the file is proven corrupt meanwhile
+            # A setting's error (a site outside the grid) stops the run, unless the file is proven
+            # corrupt meanwhile; any other (the file's, the cluster's, a bug) fails that file.
+            file_or_cluster = isinstance(error, GribError | ClusterError)
+            if isinstance(error, AggregatError) and not file_or_cluster:
+                config = config or (task.path, error)
+            else:
                 _fail(report, task.path, error)
         else:
             results.append(result)
