@@ -172,6 +172,10 @@ def test_weekly_trains_both_horizons_when_enabled(offline, measured):
     assert set(registry.targets()) == {"portfolio", "portfolio@intraday"}
     meta = registry.meta("portfolio@intraday", registry.current("portfolio@intraday"))
     assert meta["horizon"] == "intraday"
+    # The job's time is the training's: models are dated by it, not by the wall clock.
+    assert pd.Timestamp(meta["trained_at"]) == now
+    day_ahead = registry.meta("portfolio", registry.current("portfolio"))
+    assert pd.Timestamp(day_ahead["trained_at"]) == now
     assert jobs.weekly(env, now=now + pd.Timedelta(hours=12)).ok  # same ISO week: a no-op
     assert _attempts(env) == {("train", "2026-W48"): 1, ("train-intraday", "2026-W48"): 1}
 

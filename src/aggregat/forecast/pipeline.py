@@ -465,9 +465,9 @@ def _baseline_model(env: Environment, load: pd.Series, horizon: str = Horizon.DA
 
 # ------------------------------------------------------------------------- many targets
 def _train_task(task: tuple) -> dict[str, Any]:
-    env, target, force, if_older, n_jobs, horizon = task
+    env, target, force, if_older, n_jobs, horizon, now = task
     return train_target(env, target, force=force, if_older=if_older, n_jobs=n_jobs,
-                        horizon=horizon)
+                        horizon=horizon, now=now)
 
 
 def _predict_task(task: tuple) -> dict[str, Any]:
@@ -498,9 +498,11 @@ def _workers(env: Environment, n: int, workers: int | None) -> int:
 def train_targets(env: Environment, only: Sequence[str] | None = None, *, force: bool = False,
                   if_older: pd.Timedelta | None = None, workers: int | None = None,
                   horizon: str = Horizon.DAY_AHEAD,
-                  on_result: Callable[[TrainResult], None] | None = None) -> list[TrainResult]:
+                  on_result: Callable[[TrainResult], None] | None = None,
+                  now: pd.Timestamp | None = None) -> list[TrainResult]:
     """Train every target (or ``only`` these) in parallel; one result per target (``on_result``
-    sees each as it ends)."""
+    sees each as it ends). ``now``: the time models are trained at and their age is judged
+    from (default: the current time, taken once for every target)."""
     targets = resolve_targets(env, Bank(env.bank), only)
     if not targets:
         raise ModelError(f"no target to train: configure [env.{env.name}.forecast] targets or "
@@ -510,7 +512,8 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     # docs/forecasting.md); targets run in parallel processes instead.
     n_jobs = 1
     check_horizon(horizon)
-    tasks = [(env, t, force, if_older, n_jobs, horizon) for t in targets]
+    now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
+    tasks = [(env, t, force, if_older, n_jobs, horizon, now) for t in targets]
     validations: dict[str, pd.DataFrame] = {}
 
     def typed(summary: dict) -> TrainResult:

@@ -436,14 +436,15 @@ def intraday(env: Environment, at: datetime | pd.Timestamp | None = None, *,
         lock.release()
 
 
-def _train(env: Environment, force: bool, horizon: str) -> Callable:
+def _train(env: Environment, force: bool, horizon: str, now: pd.Timestamp) -> Callable:
     """The ledger body training every target's ``horizon`` model that is due."""
     from aggregat.forecast.pipeline import train_targets
 
     def train(step) -> None:
         trained = promoted = 0
         for summary in train_targets(env, force=force, horizon=horizon,
-                                     if_older=pd.Timedelta(days=env.forecast.retrain_after_days)):
+                                     if_older=pd.Timedelta(days=env.forecast.retrain_after_days),
+                                     now=now):
             if summary.failed:
                 raise PartialRunError(f"target {summary.target}: {summary.error}")
             trained += summary.status == "trained"
@@ -469,10 +470,10 @@ def weekly(env: Environment, *, force: bool = False, now: pd.Timestamp | None = 
         # One ledger partition per ISO week: a second weekly run in the same week is a no-op.
         iso = now.isocalendar()
         week = f"{iso.year}-W{iso.week:02d}"
-        job.step("train", week, _train(env, force, Horizon.DAY_AHEAD))
+        job.step("train", week, _train(env, force, Horizon.DAY_AHEAD, now))
         if env.forecast.intraday:
             job.step(step_name("train", Horizon.INTRADAY), week,
-                     _train(env, force, Horizon.INTRADAY))
+                     _train(env, force, Horizon.INTRADAY, now))
         return job.alerted_report()
     finally:
         lock.release()
