@@ -263,3 +263,17 @@ def test_free_form_datasets_are_stored_as_given(bank):
     got = bank.read("notes", where={"day": ["2026-11-21"]})
     assert got["rows"].tolist() == [5, 6]
     assert bank.datasets() == ["notes"]
+
+
+def test_remote_reads_fetch_every_file_and_name_a_missing_or_corrupt_one(bank):
+    mem = Bank(f"memory://bank-{uuid.uuid4().hex}")
+    runs = [RUN + pd.Timedelta(hours=6 * k) for k in range(5)]
+    rels = [write_weather_run(b, "arome-0025", r, weather_run(r, seed=k))
+            for k, r in enumerate(runs) for b in (bank, mem)][1::2]
+    how = {"filter_sql": "location = ?", "params": ["lyon"], "order_by": ["run_time", "valid_time"]}
+    pd.testing.assert_frame_equal(mem.read_files(WF, rels, **how), bank.read_files(WF, rels, **how))
+    with pytest.raises(BankError, match=r"missing bank file memory://.*/nope\.parquet"):
+        mem.read_files(WF, [*rels, "weather_forecast/nope.parquet"])
+    mem.store.write_bytes(rels[2], b"PAR1 not really")
+    with pytest.raises(BankError, match=rf"unreadable bank file .*{rels[2]}"):
+        mem.read_files(WF, rels)

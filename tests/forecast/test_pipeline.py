@@ -24,6 +24,7 @@ from aggregat.forecast.targets import (
     combine_models,
     forecast_span,
     issue_weather,
+    portfolio_issue_weather,
     resolve_targets,
     select_runs,
     site_mean,
@@ -204,6 +205,46 @@ def test_issue_weather_reads_only_the_runs_issues_use(env):
         "2026-10-12 00:00:00+00:00", "2026-10-10 00:00:00+00:00"}
     assert set(w["model"]) == {AROME, ARPEGE}
     assert not w.duplicated(["available_at", "valid_time"]).any()
+
+
+def test_a_portfolio_read_gives_each_target_its_own_weather(env):
+    bank = Bank(env.bank)
+    days = pd.date_range(ISSUE - pd.Timedelta(days=20), ISSUE, freq="D")
+    wanted = {  # other sites, weights, models, issue times and spans; one without sites (all)
+        "a": (Target("a", sites=("s1",)), days),
+        "b": (Target("b", sites=("s1", "s2"), weights={"s1": 3.0}, weather_models=(ARPEGE,)),
+              days[5:]),
+        "c": (Target("c", weather_models=(AROME, ARPEGE), weather_cols=("t2m_c",)), days[::3]),
+    }
+    together = portfolio_issue_weather(bank, wanted, max_lead_h=102.0, chunk_files=7)
+    for tid, (target, issues) in wanted.items():
+        alone = issue_weather(bank, target, issues, max_lead_h=102.0)
+        assert len(alone) > 100
+        pd.testing.assert_frame_equal(together[tid], alone)
+    assert set(together["b"]["model"]) == {ARPEGE}
+    warm = issue_weather(bank, Target("warm", sites=("s2",)), days, max_lead_h=102.0)
+    assert (together["a"]["t2m_c"] < warm["t2m_c"] - 1).mean() > 0.9  # s1 is 2 degrees colder
+
+
+def test_training_a_portfolio_at_once_gives_the_models_trained_one_by_one(env, tmp_path):
+    bank = Bank(env.bank)
+    load = bank.read("load")
+    write_load(bank, load.assign(target_id="other", load_mw=load["load_mw"] * 0.5 + 20))
+    sites = '[[env.test.forecast.targets]]\nid = "{}"\nsites = [{}]\n'
+    cfg = tmp_path / "aggregat.toml"
+    cfg.write_text(CONFIG.format(root=tmp_path) + sites.format("portfolio", '"s1", "s2"')
+                   + sites.format("other", '"s2"'))
+    env = load_environment("test", cfg)
+    now = pd.Timestamp("2026-10-14T03:00Z")
+    together = {r.target: r for r in pipeline.train_targets(env, force=True, now=now)}
+    assert {t: r.status for t, r in together.items()} == {"portfolio": "trained",
+                                                           "other": "trained"}
+    reg = Registry(env.registry)
+    hashes = {t: reg.meta(t, r.version)["model_hash"] for t, r in together.items()}
+    for target in resolve_targets(env, bank):
+        alone = pipeline.train_target(env, target, force=True, now=now)
+        assert reg.meta(target.id, alone["version"])["model_hash"] == hashes[target.id]
+    assert hashes["portfolio"] != hashes["other"]
 
 
 # ------------------------------------------------------------------------------- train

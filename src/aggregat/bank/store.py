@@ -290,6 +290,21 @@ class Bank:
         except (pa.ArrowException, OSError) as exc:
             raise self._unreadable(rel, exc) from None
 
+    def _read_remote_tables(self, rels: Sequence[str]) -> list[pa.Table]:
+        """Whole files fetched concurrently, then parsed: one round trip per file instead of a
+        HEAD and two ranged GETs in turn (training reads a target's weather from ~1,000 runs)."""
+        tables = []
+        for rel, data in zip(rels, self.store.read_many(rels), strict=True):
+            if isinstance(data, FileNotFoundError):
+                raise BankError(f"missing bank file {self.store.uri(rel)}")
+            try:
+                if isinstance(data, BaseException):  # as reading the file alone would raise it
+                    raise data
+                tables.append(pq.read_table(pa.BufferReader(data)))
+            except (pa.ArrowException, OSError) as exc:
+                raise self._unreadable(rel, exc) from None
+        return tables
+
     def read_partition(self, dataset: str, keys: dict[str, str], part: str = "data",
                        columns: list[str] | None = None) -> pd.DataFrame:
         """One part as a DataFrame; BankError if it does not exist."""
@@ -332,7 +347,7 @@ class Bank:
                 sql = (f"SELECT {select} FROM read_parquet([{sources}], union_by_name = true, "
                        f"hive_partitioning = false){sql_tail}")
             else:
-                parts = [self._read_arrow_file(f) for f in files]
+                parts = self._read_remote_tables(files)
                 view = f"bank_rows_{uuid.uuid4().hex}"  # unique: cursors share the catalog
                 con.register(view, pa.concat_tables(parts, promote_options="permissive"))
                 sql = f"SELECT {select} FROM {view}{sql_tail}"

@@ -39,6 +39,7 @@ from aggregat.forecast.core.features import (
 )
 from aggregat.forecast.core.guards import (
     GuardConfig,
+    GuardReport,
     check_load,
     check_recent_load,
     check_weather,
@@ -64,6 +65,7 @@ from aggregat.forecast.targets import (
     Target,
     forecast_span,
     issue_weather,
+    portfolio_issue_weather,
     resolve_targets,
     target_extras,
 )
@@ -214,12 +216,15 @@ def _weather_for_model(weather: pd.DataFrame, cols: Sequence[str]) -> pd.DataFra
 def train_target(env: Environment, target: Target, *, force: bool = False,
                  if_older: pd.Timedelta | None = None, now: pd.Timestamp | None = None,
                  until: pd.Timestamp | None = None, n_jobs: int = 1,
-                 horizon: str = Horizon.DAY_AHEAD) -> dict[str, Any]:
+                 horizon: str = Horizon.DAY_AHEAD,
+                 inputs: TrainInputs | None = None) -> dict[str, Any]:
     """Train, validate, save and maybe promote a model of ``target``; returns a summary dict
     (status ``trained`` or ``skipped``, version, promoted, reason, metrics, seconds).
 
     ``until``: use only load before this time (replays, tests); default: all of it.
-    ``horizon``: the intraday model is kept under :func:`model_key` beside the day-ahead one."""
+    ``horizon``: the intraday model is kept under :func:`model_key` beside the day-ahead one.
+    ``inputs``: its load and weather, already read (:func:`train_targets` reads a portfolio's
+    weather in one pass); default: read here."""
     t0 = time.perf_counter()
     fs = env.forecast
     reg = Registry(env.registry)
@@ -230,14 +235,9 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
-    load = _load_series(target_load(bank, target, end=until), f"target {target.id!r}",
-                        Plausibility.from_env(env).bounds(target.id))
-    start, end = load.index.min(), load.index.max()
-    # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
-    guarded = check_load(prepare_load(load), guard_config(env))
-    load = prepare_load(load).mask(guarded.mask)
-    weather = issue_weather(bank, target, _daily_issues(env, load, horizon=horizon),
-                            max_lead_h=fs.max_lead_h, span=_span(env, horizon))
+    inputs = inputs or _training_inputs(env, bank, [target], until, horizon)[target.id]
+    load, guarded, weather = inputs.load, inputs.guarded, inputs.weather
+    start, end = inputs.start, inputs.end
     cols = [c for c in target.weather_cols if c in weather.columns]
     cfg = model_config(env, cols, n_jobs=n_jobs, horizon=horizon, target=target)
     extras = target_extras(bank, target, start, end + pd.Timedelta(days=3))
@@ -298,6 +298,55 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
             "masked_intervals": int(guarded.mask.sum()),
             "validation": _validation_frame(fit.val_pred, load),
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainInputs:
+    """What one training reads from the bank: the guarded load and the issues' weather."""
+
+    load: pd.Series  # prepared, guarded periods masked
+    guarded: GuardReport
+    weather: pd.DataFrame
+    start: pd.Timestamp  # the measured load's first and last time
+    end: pd.Timestamp
+
+
+def _training_inputs(env: Environment, bank: Bank, targets: Sequence[Target],
+                     until: pd.Timestamp | None, horizon: str, *, skip_failed: bool = False
+                     ) -> dict[str, TrainInputs]:
+    """Each target's training inputs; the weather of all of them in one pass over the runs.
+    ``skip_failed``: a target whose load cannot be used is left out (its own training then
+    reports why) instead of stopping the others."""
+    loads, found = {}, {}
+    for target in targets:
+        try:
+            load = _load_series(target_load(bank, target, end=until), f"target {target.id!r}",
+                                Plausibility.from_env(env).bounds(target.id))
+        except AggregatError:
+            if skip_failed:
+                continue
+            raise
+        # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
+        guarded = check_load(prepare_load(load), guard_config(env))
+        loads[target.id] = (load.index.min(), load.index.max(),
+                            prepare_load(load).mask(guarded.mask))
+        found[target.id] = guarded
+    ok = [t for t in targets if t.id in loads]
+    weather = portfolio_issue_weather(
+        bank, {t.id: (t, _daily_issues(env, loads[t.id][2], horizon=horizon)) for t in ok},
+        max_lead_h=env.forecast.max_lead_h, span=_span(env, horizon))
+    return {t.id: TrainInputs(loads[t.id][2], found[t.id], weather[t.id], *loads[t.id][:2])
+            for t in ok}
+
+
+def _due(env: Environment, targets: Sequence[Target], horizon: str, force: bool,
+         if_older: pd.Timedelta | None, now: pd.Timestamp) -> list[Target]:
+    """The targets :func:`train_target` will not skip as too recently trained."""
+    if force or if_older is None:
+        return list(targets)
+    reg = Registry(env.registry)
+    ages = {t.id: reg.age(model_key(t.id, horizon), now) for t in targets}
+    return [t for t in targets if ages[t.id] is None or ages[t.id] >= if_older]
 
 
 def _validation_frame(val_pred: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
@@ -465,9 +514,9 @@ def _baseline_model(env: Environment, load: pd.Series, horizon: str = Horizon.DA
 
 # ------------------------------------------------------------------------- many targets
 def _train_task(task: tuple) -> dict[str, Any]:
-    env, target, force, if_older, n_jobs, horizon, now = task
+    env, target, force, if_older, n_jobs, horizon, now, inputs = task
     return train_target(env, target, force=force, if_older=if_older, n_jobs=n_jobs,
-                        horizon=horizon, now=now)
+                        horizon=horizon, now=now, inputs=inputs)
 
 
 def _predict_task(task: tuple) -> dict[str, Any]:
@@ -513,7 +562,15 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     n_jobs = 1
     check_horizon(horizon)
     now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
-    tasks = [(env, t, force, if_older, n_jobs, horizon, now) for t in targets]
+    due = _due(env, targets, horizon, force, if_older, now)
+    inputs: dict[str, TrainInputs] = {}
+    if len(due) > 1:  # read the portfolio's weather once, not once per target
+        try:
+            inputs = _training_inputs(env, Bank(env.bank), due, None, horizon, skip_failed=True)
+        except AggregatError:
+            inputs = {}  # each training reads its own and reports what failed
+    tasks = [(env, t, force, if_older, n_jobs, horizon, now, inputs.get(t.id))
+             for t in targets]
     validations: dict[str, pd.DataFrame] = {}
 
     def typed(summary: dict) -> TrainResult:

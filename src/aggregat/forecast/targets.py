@@ -231,6 +231,14 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
     time, and the longest lead (h) any issue needs from them to reach ``span`` past the issue
     (:func:`forecast_span`). Two runs, not one: a run published later than its nominal time is
     filtered out by ``available_at`` and the one before serves."""
+    picked, lead = _picked_runs(bank, model, issues, max_lead_h, runs_per_issue, span)
+    return [f for _, f in picked], lead
+
+
+def _picked_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: float,
+                 runs_per_issue: int, span: pd.Timedelta
+                 ) -> tuple[list[tuple[pd.Timestamp, str]], float]:
+    """(run time, file) of the runs :func:`select_runs` picks, sorted, and its lead."""
     if not len(issues):
         return [], 0.0
     first = issues.min() - pd.Timedelta(hours=float(max_lead_h))
@@ -238,7 +246,6 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
     if not found:
         return [], 0.0
     runs = pd.DatetimeIndex([r for r, _ in found]).as_unit("ns")
-    files = [f for _, f in found]
     avail = pd.DatetimeIndex([nominal_available_at(model, r) for r in runs]).as_unit("ns").asi8
     newest = np.searchsorted(avail, pd.DatetimeIndex(issues).as_unit("ns").asi8, side="right")
     picked: dict[int, pd.Timestamp] = {}
@@ -247,7 +254,7 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
             picked[i] = max(picked.get(i, issues[k]), issues[k])
     lead = max(((last + span - runs[i]) / pd.Timedelta(hours=1)
                 for i, last in picked.items()), default=0.0)
-    return [files[i] for i in sorted(picked)], min(float(max_lead_h), lead)
+    return [found[i] for i in sorted(picked)], min(float(max_lead_h), lead)
 
 
 def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
@@ -261,31 +268,64 @@ def issue_weather(bank: Bank, target: Target, issues: pd.DatetimeIndex,
     Training (its daily issue times) and prediction (the issue time and the days before it)
     select runs the same way, so a model sees the same kind of weather in both.
     """
-    issues = pd.DatetimeIndex(issues).tz_convert("UTC").sort_values()
-    empty = pd.DataFrame({"valid_time": pd.DatetimeIndex([], tz="UTC"),
-                          "available_at": pd.DatetimeIndex([], tz="UTC")})
-    parts = []
-    for model in target.weather_models:
-        files, lead = select_runs(bank, model, issues, max_lead_h, runs_per_issue, span)
-        conds, params = ["step_h <= ?"], [lead]
-        if target.sites:
-            conds.append(f'location IN ({", ".join("?" for _ in target.sites)})')
-            params.extend(target.sites)
+    return portfolio_issue_weather(bank, {target.id: (target, issues)}, max_lead_h,
+                                   runs_per_issue, chunk_files, span)[target.id]
+
+
+def portfolio_issue_weather(bank: Bank, wanted: dict[str, tuple[Target, pd.DatetimeIndex]],
+                            max_lead_h: float = 102.0, runs_per_issue: int = 2,
+                            chunk_files: int = 240, span: pd.Timedelta = DAY_AHEAD_SPAN
+                            ) -> dict[str, pd.DataFrame]:
+    """:func:`issue_weather` of several targets (id: (target, issues)) in one pass: each run
+    file is read once for all of them, not once per target (a weekly training of 50 targets
+    over years of history read the same thousands of files 50 times). Each target's frame is
+    the one :func:`issue_weather` gives it alone."""
+    parts: dict[str, list[pd.DataFrame]] = {tid: [] for tid in wanted}
+    models = list(dict.fromkeys(m for t, _ in wanted.values() for m in t.weather_models))
+    for model in models:
+        users = {tid: (t, *_picked_runs(bank, model, pd.DatetimeIndex(issues).tz_convert("UTC")
+                                        .sort_values(), max_lead_h, runs_per_issue, span))
+                 for tid, (t, issues) in wanted.items() if model in t.weather_models}
+        runs_of = {tid: {r for r, _ in picked} for tid, (_, picked, _) in users.items()}
+        files = sorted({f for _, picked, _ in users.values() for _, f in picked})
+        sites = [s for t, _, _ in users.values() for s in t.sites]
+        conds, params = ["step_h <= ?"], [max((lead for *_, lead in users.values()), default=0)]
+        if sites and all(t.sites for t, _, _ in users.values()):
+            conds.append(f'location IN ({", ".join("?" for _ in dict.fromkeys(sites))})')
+            params.extend(dict.fromkeys(sites))
         for k in range(0, len(files), chunk_files):
             df = bank.read_files(WEATHER_DATASET, files[k:k + chunk_files],
                                  filter_sql=" AND ".join(conds), params=params)
-            cols = [c for c in target.weather_cols if c in df.columns and df[c].notna().any()]
-            if df.empty or not cols:
-                continue
-            weights = {s: float(target.weights.get(s, 1.0)) for s in df["location"].unique()}
-            parts.append(site_mean(df, cols, weights))
+            for tid, (target, _, lead) in users.items():
+                mine = _rows_of(df, target, runs_of[tid], lead)
+                cols = [c for c in target.weather_cols
+                        if c in mine.columns and mine[c].notna().any()]
+                if mine.empty or not cols:
+                    continue
+                weights = {s: float(target.weights.get(s, 1.0)) for s in mine["location"].unique()}
+                parts[tid].append(site_mean(mine, cols, weights))
+    return {tid: _combined(parts[tid], target) for tid, (target, _) in wanted.items()}
+
+
+def _rows_of(df: pd.DataFrame, target: Target, runs: set[pd.Timestamp], lead: float
+             ) -> pd.DataFrame:
+    """The rows of ``df`` (several targets' read) that the target's own read would hold."""
+    if df.empty:
+        return df
+    keep = (df["step_h"] <= lead).to_numpy() & df["run_time"].isin(list(runs)).to_numpy()
+    if target.sites:
+        keep &= df["location"].isin(target.sites).to_numpy()
+    return df.loc[keep] if not keep.all() else df
+
+
+def _combined(parts: list[pd.DataFrame], target: Target) -> pd.DataFrame:
     if not parts:
-        return empty
+        return pd.DataFrame({"valid_time": pd.DatetimeIndex([], tz="UTC"),
+                             "available_at": pd.DatetimeIndex([], tz="UTC")})
     mean = pd.concat(parts, ignore_index=True)
     cols = [c for c in target.weather_cols if c in mean.columns]
     out = combine_models(mean, list(target.weather_models))
     return out[["valid_time", "available_at", *cols, "model", "run_time"]]
-
 
 
 EXTRA_MARGIN = pd.Timedelta(days=8)  # lagged extras look back a week before the first issue
