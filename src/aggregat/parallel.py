@@ -115,6 +115,7 @@ def run_tasks(
 
 def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any, stall_s: float):
     try:
+        import dask
         from distributed import Client, wait
     except ImportError:  # pragma: no cover - distributed is a declared dependency
         raise ConfigError("scheduler is set but dask.distributed is not installed") from None
@@ -130,7 +131,11 @@ def _run_dask(fn: Callable[[T], R], tasks: list[T], scheduler: Any, stall_s: flo
     try:
         # No retries=: it reruns tasks that raised (a corrupt file would be decoded 3 times); a
         # task whose worker died is rerun by the scheduler itself.
-        futures = client.map(fn, tasks, pure=False)
+        # Tasks carry their inputs (a training its target's load and weather): the scheduler
+        # holds them until a worker takes them. Scattered instead, they would die with the
+        # worker holding them, and a task lost with its worker could not simply be rerun.
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GiB"}):
+            futures = client.map(fn, tasks, pure=False)
         index = {f.key: t for f, t in zip(futures, tasks, strict=True)}
         pending = set(futures)
         while pending:

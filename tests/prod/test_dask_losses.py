@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -35,6 +36,15 @@ def test_a_task_whose_workers_die_is_a_cluster_error_of_that_task(fragile_cluste
     assert "died 1 times" in str(error) and fragile_cluster in str(error)
     # The nanny's new worker takes the next tasks.
     assert sorted(r for _, r, e in run_tasks(abs, [-2, -1], scheduler=fragile_cluster)) == [1, 2]
+
+
+def test_tasks_carrying_big_inputs_run_without_a_large_graph_warning(fragile_cluster):
+    # A weekly training's tasks carry each target's load and weather (megabytes each).
+    big = [bytes(12 * 2**20), bytes(12 * 2**20)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sorted(r for _, r, e in run_tasks(len, big, scheduler=fragile_cluster))
+    assert got == [12 * 2**20] * 2
 
 
 def test_a_task_that_never_ends_stops_the_wait_after_stall_s(fragile_cluster):
