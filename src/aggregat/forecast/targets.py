@@ -142,7 +142,8 @@ def site_mean(df: pd.DataFrame, cols: Sequence[str], weights: dict[str, float]) 
     keys = ["model", "run_time", "available_at", "valid_time"]
     if df.empty:
         return pd.DataFrame(columns=[*keys, *cols])
-    w = df["location"].map(lambda loc: weights.get(loc, 1.0)).to_numpy(dtype=float)
+    codes, names = pd.factorize(df["location"])  # arrow strings map slowly one by one
+    w = np.array([weights.get(n, 1.0) for n in names], dtype=float)[codes]
     parts = {}
     for c in cols:
         v = df[c].to_numpy(dtype=float)
@@ -231,18 +232,25 @@ def select_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: fl
     time, and the longest lead (h) any issue needs from them to reach ``span`` past the issue
     (:func:`forecast_span`). Two runs, not one: a run published later than its nominal time is
     filtered out by ``available_at`` and the one before serves."""
-    picked, lead = _picked_runs(bank, model, issues, max_lead_h, runs_per_issue, span)
+    if not len(issues):
+        return [], 0.0
+    found = weather_runs(bank, model, issues.min() - pd.Timedelta(hours=float(max_lead_h)),
+                         issues.max())
+    picked, lead = _picked_runs(found, model, issues, max_lead_h, runs_per_issue, span)
     return [f for _, f in picked], lead
 
 
-def _picked_runs(bank: Bank, model: str, issues: pd.DatetimeIndex, max_lead_h: float,
-                 runs_per_issue: int, span: pd.Timedelta
+def _picked_runs(found: list[tuple[pd.Timestamp, str]], model: str, issues: pd.DatetimeIndex,
+                 max_lead_h: float, runs_per_issue: int, span: pd.Timedelta
                  ) -> tuple[list[tuple[pd.Timestamp, str]], float]:
-    """(run time, file) of the runs :func:`select_runs` picks, sorted, and its lead."""
-    if not len(issues):
+    """(run time, file) of the runs :func:`select_runs` picks among ``found`` (the model's runs,
+    sorted by run time, at least those made in the issues' reach), and its lead."""
+    if not len(issues) or not found:
         return [], 0.0
-    first = issues.min() - pd.Timedelta(hours=float(max_lead_h))
-    found = weather_runs(bank, model, first, issues.max())  # sorted by run time
+    days = pd.DatetimeIndex([r for r, _ in found]).as_unit("ns").floor("D")
+    first = (issues.min() - pd.Timedelta(hours=float(max_lead_h))).floor("D")
+    inside = (days >= first) & (days <= issues.max().floor("D"))
+    found = [run for run, keep in zip(found, inside, strict=True) if keep]
     if not found:
         return [], 0.0
     runs = pd.DatetimeIndex([r for r, _ in found]).as_unit("ns")
@@ -282,10 +290,16 @@ def portfolio_issue_weather(bank: Bank, wanted: dict[str, tuple[Target, pd.Datet
     the one :func:`issue_weather` gives it alone."""
     parts: dict[str, list[pd.DataFrame]] = {tid: [] for tid in wanted}
     models = list(dict.fromkeys(m for t, _ in wanted.values() for m in t.weather_models))
+    issues_of = {tid: pd.DatetimeIndex(issues).tz_convert("UTC").sort_values()
+                 for tid, (_, issues) in wanted.items()}
+    reach = [i for i in issues_of.values() if len(i)]
     for model in models:
-        users = {tid: (t, *_picked_runs(bank, model, pd.DatetimeIndex(issues).tz_convert("UTC")
-                                        .sort_values(), max_lead_h, runs_per_issue, span))
-                 for tid, (t, issues) in wanted.items() if model in t.weather_models}
+        found = weather_runs(bank, model, min(i.min() for i in reach)
+                             - pd.Timedelta(hours=float(max_lead_h)),
+                             max(i.max() for i in reach)) if reach else []
+        users = {tid: (t, *_picked_runs(found, model, issues_of[tid], max_lead_h, runs_per_issue,
+                                        span))
+                 for tid, (t, _) in wanted.items() if model in t.weather_models}
         runs_of = {tid: {r for r, _ in picked} for tid, (_, picked, _) in users.items()}
         files = sorted({f for _, picked, _ in users.values() for _, f in picked})
         sites = [s for t, _, _ in users.values() for s in t.sites]
