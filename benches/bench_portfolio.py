@@ -143,10 +143,13 @@ def measure(config: Path, workers: int) -> dict:
         daily_s = time.perf_counter() - t
         daily.raise_for_problems()
     per_target = [t["seconds"] for t in _train_details(env)]
-    steps = {s.step: s.seconds for s in daily.steps}
+    steps: dict[str, float] = {}
+    for step in daily.steps:  # a step may run once per partition (a weather run, a target)
+        steps[step.step] = steps.get(step.step, 0.0) + (step.seconds or 0.0)
     return {"weekly_s": weekly_s, "daily_s": daily_s,
             "train_task_s": statistics.median(per_target) if per_target else float("nan"),
-            "extract_s": steps.get("extract", 0.0), "predict_s": steps.get("predict", 0.0)}
+            "extract_s": steps.get("extract", 0.0), "predict_s": steps.get("predict", 0.0),
+            "daily_steps": steps}
 
 
 def _train_details(env) -> list[dict]:
@@ -205,6 +208,8 @@ def _size(work: Path, n_sites: int, n_targets: int, years: float, workers: list[
             print(f"  {w} worker(s): weekly {r['weekly_s']:.1f} s (median task "
                   f"{r['train_task_s']:.1f} s), daily {r['daily_s']:.1f} s (extract "
                   f"{r['extract_s']:.1f} s, predict {r['predict_s']:.1f} s)", flush=True)
+            print("    daily steps: " + ", ".join(f"{k} {v:.1f} s"
+                                                  for k, v in r["daily_steps"].items()), flush=True)
     return rows
 
 
