@@ -10,9 +10,10 @@ in the datalake after the first daily, so fetch is a check). Prints a table and,
 figures of the largest size: ``daily_s=… weekly_s=… targets=… workers=…``.
 
 ``--stack prod`` (the default) is the production shape: root on an S3 API server (moto in server
-mode on loopback, reached through the standard ``AWS_*`` variables, which the worker processes
-inherit) and the energy DB on PostgreSQL (pgserver); ``--stack local`` uses a local root and
-SQLite. moto is a Python server sharing this machine's cores: read S3 times as an upper bound.
+mode on loopback, in a process of its own, reached through the standard ``AWS_*`` variables,
+which the worker processes inherit) and the energy DB on PostgreSQL (pgserver); ``--stack
+local`` uses a local root and SQLite. moto is a Python server sharing this machine's cores:
+read S3 times as an upper bound.
 
 Site ``s`` belongs to target ``s % T``; every target's load is the demo's portfolio load of its
 sites. History is capped at ``--site-years`` (sites x years) per size so the big sizes fit in
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -220,40 +223,47 @@ def _prod_stack(work: Path):
     import boto3
     import pgserver
     import sqlalchemy as sa
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3.start()
-    host, port = s3.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    # moto in a process of its own, as a store is: in this process it would serve under the GIL
+    # of the job process, which reads a portfolio's training inputs itself.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                           str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            break
+        time.sleep(0.1)
     # The product and the Dask worker processes reach it through the standard variables only.
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
     pg_dir = Path(tempfile.mkdtemp(prefix="bench-portfolio-pg-"))
     pg = pgserver.get_server(pg_dir / "data", cleanup_mode="delete")
     info = pg.get_postmaster_info()
-    socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
+    pg_socket = f"{info.socket_dir}/.s.PGSQL.{info.port}"
 
     def new_store(name: str) -> dict[str, str]:
         bucket = "bench-" + name.replace("/", "-")
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         db = "bench_" + name.replace("-", "_")
-        admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={socket}",
+        admin = sa.create_engine(f"postgresql+pg8000://postgres@/postgres?unix_sock={pg_socket}",
                                  isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}"'))
             conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
         admin.dispose()
         return {"data_root": f"s3://{bucket}/data",
-                "energy_db": f"postgresql+pg8000://postgres@/{db}?unix_sock={socket}"}
+                "energy_db": f"postgresql+pg8000://postgres@/{db}?unix_sock={pg_socket}"}
 
     try:
         yield new_store
     finally:
         pg.cleanup()
         shutil.rmtree(pg_dir, ignore_errors=True)
-        s3.stop()
+        s3.kill()
+        s3.wait()
 
 
 def _table(rows: list[dict], sizes: list[tuple[int, int]]) -> None:
