@@ -166,6 +166,17 @@ class Store:
         names = sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries})
         return [n for n in names if not n.startswith(TMP_PREFIX)]
 
+    def find(self, rel: str = "") -> list[str]:
+        """Relative paths of every file under ``rel`` (temporary files hidden), sorted; on
+        object storage one flat listing, a request per 1,000 keys whatever the folders."""
+        prefix = self.root.rstrip("/") + "/"
+        try:
+            found = self.fs.find(self.full(rel))
+        except FileNotFoundError:
+            return []
+        rels = (p[len(prefix):] if p.startswith(prefix) else p for p in found)
+        return sorted(r for r in rels if not r.rsplit("/", 1)[-1].startswith(TMP_PREFIX))
+
     def glob(self, pattern: str) -> list[str]:
         """Relative paths matching ``pattern`` (relative to the root)."""
         prefix = self.root.rstrip("/") + "/"

@@ -277,3 +277,24 @@ def test_remote_reads_fetch_every_file_and_name_a_missing_or_corrupt_one(bank):
     mem.store.write_bytes(rels[2], b"PAR1 not really")
     with pytest.raises(BankError, match=rf"unreadable bank file .*{rels[2]}"):
         mem.read_files(WF, rels)
+
+
+def test_a_long_window_on_object_storage_is_listed_at_once_with_the_same_files(bank, monkeypatch):
+    from aggregat.bank.window import weather_runs
+
+    mem = Bank(f"memory://bank-{uuid.uuid4().hex}")
+    runs = [RUN + pd.Timedelta(hours=12 * k) for k in range(90)]  # 45 days, two runs a day
+    for b in (bank, mem):
+        for r in runs:
+            write_weather_run(b, "arome-0025", r, weather_run(r, steps=2))
+        write_weather_run(b, "arpege-01", runs[3], weather_run(runs[3], steps=2))
+    listed = []
+    monkeypatch.setattr(mem.store, "listdir", lambda rel="": listed.append(rel) or [])
+    first, last = runs[5], runs[80]  # 39 days: more than a listing a day is worth
+    assert weather_runs(mem, "arome-0025", first, last) == weather_runs(bank, "arome-0025",
+                                                                        first, last)
+    assert len(weather_runs(mem, "arome-0025", first, last)) == 78 and listed == []  # whole days
+    days = sorted({f"{r:%Y-%m-%d}" for r in runs[10:80]}, reverse=True)  # the caller's order
+    where = {"model": ["arpege-01", "arome-0025"], "run_date": days}
+    assert mem.files(WF, where) == bank.files(WF, where)
+    assert mem.files(WF, where, parts=["run=00"]) == bank.files(WF, where, parts=["run=00"])

@@ -61,6 +61,12 @@ def parquet_options(table: pa.Table) -> dict[str, Any]:
     }
 
 
+# More wanted folders than this at one level of an object store: list the level's parent once
+# (a request per 1,000 files) instead of each folder (a request each): 3 years of daily
+# partitions cost 1,095 listings. A window of days stays a listing per day.
+_FOLDERS_LISTED_ONE_BY_ONE = 32
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -247,6 +253,10 @@ class Bank:
                        and (wanted_parts is None or n in wanted_parts))
             return
         key = key_names[depth] if key_names is not None else None
+        if (key is not None and key in where and len(where[key]) > _FOLDERS_LISTED_ONE_BY_ONE
+                and not self.store.is_local):
+            self._find(prefix, key_names, where, depth, wanted_parts, out)
+            return
         if key is not None and key in where:
             for value in where[key]:
                 self._walk(f"{prefix}/{key}={value}", key_names, where, depth + 1,
@@ -265,6 +275,27 @@ class Bank:
             if key is None and k in where and v not in where[k]:
                 continue
             self._walk(f"{prefix}/{name}", key_names, where, depth + 1, wanted_parts, out)
+
+    def _find(self, prefix: str, key_names: tuple[str, ...], where: dict[str, list[str]],
+              depth: int, wanted_parts: set[str] | None, out: list[str]) -> None:
+        """:meth:`_walk` below ``prefix`` from one flat listing of it, in the same order."""
+        levels = key_names[depth:]
+        order = {k: {v: i for i, v in enumerate(where[k])} for k in levels if k in where}
+        found = []
+        for rel in self.store.find(prefix):
+            segs = rel[len(prefix) + 1:].split("/")
+            if len(segs) != len(key_names) - depth + 1 or not segs[-1].endswith(SUFFIX):
+                continue
+            if wanted_parts is not None and segs[-1] not in wanted_parts:
+                continue
+            pairs = [seg.partition("=") for seg in segs[:-1]]
+            if all(k == name and (name not in where or v in where[name])
+                   for (k, _, v), name in zip(pairs, levels, strict=True)):
+                # the walk's order: given values in their order, listed ones sorted
+                rank = [(order[name][v], "") if name in order else (0, seg)
+                        for (_, _, v), name, seg in zip(pairs, levels, segs, strict=False)]
+                found.append((rank, segs[-1], rel))
+        out.extend(rel for *_, rel in sorted(found))
 
     def partitions(self, dataset: str,
                    where: dict[str, str | Collection[str]] | None = None) -> list[dict[str, str]]:
