@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -248,3 +250,32 @@ def test_row_wise_and_column_wise_histograms_grow_the_same_trees(load, weather, 
         return text[:text.index("parameters:")]
 
     assert trees(True) == trees(False)
+
+
+@pytest.mark.parametrize("share, quantile_fits", [(1.0, 4), (0.0, 6)])
+def test_quantile_trees_early_stopped_on_nearly_every_row_are_kept(
+        load, weather, small_cfg, monkeypatch, share, quantile_fits):
+    # With a calibration window of at most KEEP_QUANTILE_FIT_MAX_CAL_SHARE of the rows, P10/P90
+    # are the trees early-stopped before it (the ones the margins were measured on): fitted
+    # twice each (early stopping, the older calibration window) instead of three times.
+    import lightgbm as lgb
+
+    from aggregat.forecast.core import models
+
+    fits, real_train = [], lgb.train
+
+    def spy(params, *args, **kwargs):
+        fits.append(params["objective"])
+        return real_train(params, *args, **kwargs)
+
+    monkeypatch.setattr(lgb, "train", spy)
+    monkeypatch.setattr(models, "KEEP_QUANTILE_FIT_MAX_CAL_SHARE", share)
+    cfg = dataclasses.replace(small_cfg, min_rounds=1)  # the best round is within the fit
+    m = train(load, weather, cfg, until=ISSUE)
+    assert fits.count("quantile") == quantile_fits
+    # P50 as before: level and ridge-residual trees early-stopped then refitted, nowcast fitted
+    assert fits.count(cfg.p50_objective) == 5
+    lo, hi = m.booster(0.1), m.booster(0.9)
+    assert 1 <= lo.num_trees() <= cfg.max_rounds and 1 <= hi.num_trees() <= cfg.max_rounds
+    out = predict(m, load, weather, ISSUE)
+    assert (out["p10_mw"] <= out["p50_mw"]).all() and (out["p50_mw"] <= out["p90_mw"]).all()
