@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +204,78 @@ def test_the_ridge_learns_with_seasonal_row_weights(load, weather, small_cfg, mo
     train(load, weather, small_cfg, until=ISSUE)
     (w,) = seen
     assert w is not None and w.min() < 1 and w.max() == 1
+
+
+def _param(text: str, name: str) -> str:
+    line = next(x for x in text.splitlines() if x.startswith(f"[{name}: "))
+    return line.split(": ")[1].rstrip("]")
+
+
+def test_p50_trees_build_histograms_row_wise_the_quantiles_column_wise(model):
+    # P50's bag is indexed (rows stay where they are: a row's bins are contiguous row-wise),
+    # P10/P90's is copied each round (column-wise scans it faster); chosen, not auto-tested.
+    for text in (model.boosters[0.5], *model.extra_p50):
+        assert (_param(text, "force_row_wise"), _param(text, "force_col_wise")) == ("1", "0")
+    for q in (0.1, 0.9):
+        text = model.boosters[q]
+        assert (_param(text, "force_row_wise"), _param(text, "force_col_wise")) == ("0", "1")
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9])
+def test_row_wise_and_column_wise_histograms_grow_the_same_trees(load, weather, small_cfg, q):
+    # What lets each model take the faster layout: the trees (and so the forecasts) are the same.
+    import lightgbm as lgb
+
+    from aggregat.forecast.core.features import (
+        build_features,
+        feature_names,
+        prepare_load,
+        prepare_weather,
+    )
+    from aggregat.forecast.core.models import _params, training_issues
+
+    fc = small_cfg.features
+    s = prepare_load(load)
+    res = s.index[1] - s.index[0]
+    w = prepare_weather(weather, [*fc.weather_cols, *fc.known_cols], res)
+    feats = build_features(s, w, training_issues(s, fc, ISSUE, res), fc, res)
+    y = s.reindex(pd.DatetimeIndex(feats["valid_time"])).to_numpy(dtype=float)
+    X = feats[feature_names(feats)].to_numpy(dtype=np.float32)[np.isfinite(y)]
+    y = y[np.isfinite(y)]
+
+    def trees(row_wise: bool) -> str:
+        params = {**_params(small_cfg, q), "force_row_wise": row_wise,
+                  "force_col_wise": not row_wise}
+        text = lgb.train(params, lgb.Dataset(X, y), num_boost_round=30).model_to_string()
+        return text[:text.index("parameters:")]
+
+    assert trees(True) == trees(False)
+
+
+@pytest.mark.parametrize("share, quantile_fits", [(1.0, 4), (0.0, 6)])
+def test_quantile_trees_early_stopped_on_nearly_every_row_are_kept(
+        load, weather, small_cfg, monkeypatch, share, quantile_fits):
+    # With a calibration window of at most KEEP_QUANTILE_FIT_MAX_CAL_SHARE of the rows, P10/P90
+    # are the trees early-stopped before it (the ones the margins were measured on): fitted
+    # twice each (early stopping, the older calibration window) instead of three times.
+    import lightgbm as lgb
+
+    from aggregat.forecast.core import models
+
+    fits, real_train = [], lgb.train
+
+    def spy(params, *args, **kwargs):
+        fits.append(params["objective"])
+        return real_train(params, *args, **kwargs)
+
+    monkeypatch.setattr(lgb, "train", spy)
+    monkeypatch.setattr(models, "KEEP_QUANTILE_FIT_MAX_CAL_SHARE", share)
+    cfg = dataclasses.replace(small_cfg, min_rounds=1)  # the best round is within the fit
+    m = train(load, weather, cfg, until=ISSUE)
+    assert fits.count("quantile") == quantile_fits
+    # P50 as before: level and ridge-residual trees early-stopped then refitted, nowcast fitted
+    assert fits.count(cfg.p50_objective) == 5
+    lo, hi = m.booster(0.1), m.booster(0.9)
+    assert 1 <= lo.num_trees() <= cfg.max_rounds and 1 <= hi.num_trees() <= cfg.max_rounds
+    out = predict(m, load, weather, ISSUE)
+    assert (out["p10_mw"] <= out["p50_mw"]).all() and (out["p50_mw"] <= out["p90_mw"]).all()

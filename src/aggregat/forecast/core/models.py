@@ -50,6 +50,10 @@ INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, 
 RIDGE_FULL_LEAD_H = 6.0
 MARGIN_LEAD_BLOCK_H = 6.0  # intraday conformal margins per 6 h of lead ...
 MIN_SCORES_PER_BLOCK = 200  # ... when a block has enough calibration scores
+# When the calibration window holds at most this share of the rows, the P10/P90 trees
+# early-stopped on the other rows are kept instead of refitted on all of them (nearly the same
+# rows; and the margins were measured on these very trees).
+KEEP_QUANTILE_FIT_MAX_CAL_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,11 @@ def _params(cfg: ModelConfig, q: float) -> dict:
         "bagging_fraction": cfg.bagging_fraction if q == 0.5 else cfg.quantile_bagging_fraction,
         "bagging_freq": 1, "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin,
         "num_threads": cfg.n_jobs,
-        "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
+        "seed": cfg.seed, "deterministic": True, "verbose": -1,
+        # Histograms row-wise for P50 (its bag is indexed, not copied: a row's bins are
+        # contiguous), column-wise for P10/P90 (their bag is copied each round); the same trees
+        # either way, and chosen here rather than by LightGBM's timing test at each fit.
+        "force_row_wise": q == 0.5, "force_col_wise": q != 0.5,
     }
 
 
@@ -328,8 +336,9 @@ class _TrainSet:
         d.set_label(label[mask])
         return d
 
-    def fit_cal(self, q: float, target: np.ndarray) -> tuple[int, np.ndarray]:
-        """Rounds (early-stopped on the calibration window) and predictions on that window."""
+    def fit_cal(self, q: float, target: np.ndarray) -> tuple[int, np.ndarray, Any]:
+        """Rounds (early-stopped on the calibration window), predictions on that window and the
+        booster."""
         import lightgbm as lgb
 
         cfg, cal = self.cfg, self.cal
@@ -338,23 +347,24 @@ class _TrainSet:
                       valid_sets=[cal_data],
                       callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
         it = max(b.best_iteration, cfg.min_rounds)
-        return it, b.predict(self.X[cal], num_iteration=it)
+        return it, b.predict(self.X[cal], num_iteration=it), b
 
 
-def _choose_target(ts: _TrainSet) -> tuple[bool, dict[float, int], dict[float, np.ndarray]]:
+def _choose_target(ts: _TrainSet
+                   ) -> tuple[bool, dict[float, int], dict[float, np.ndarray], dict[float, Any]]:
     """Absolute load or load relative to its recent level: "auto" keeps the one whose median
     is better on the calibration window (trends favour relative, noisy net loads absolute).
-    Sets ``ts.y`` to the chosen target; returns (relative, rounds and calibration predictions
-    per quantile)."""
+    Sets ``ts.y`` to the chosen target; returns (relative, rounds, calibration predictions and
+    early-stopped boosters per quantile)."""
     cfg, y, level, cal = ts.cfg, ts.y, ts.level, ts.cal
     modes = {"auto": (False, True), True: (True,), False: (False,)}[cfg.relative_to_level]
     p50 = {m: ts.fit_cal(0.5, y - level * m) for m in modes}
     relative = min(modes, key=lambda m: np.mean(np.abs(p50[m][1] + level[cal] * m - y[cal])))
     ts.y = y - level * relative
-    rounds, pred_cal = {0.5: p50[relative][0]}, {0.5: p50[relative][1]}
+    rounds, pred_cal, fitted = {0.5: p50[relative][0]}, {0.5: p50[relative][1]}, {}
     for q in (0.1, 0.9):
-        rounds[q], pred_cal[q] = ts.fit_cal(q, ts.y)
-    return relative, rounds, pred_cal
+        rounds[q], pred_cal[q], fitted[q] = ts.fit_cal(q, ts.y)
+    return relative, rounds, pred_cal, fitted
 
 
 def _calibrate(ts: _TrainSet, rounds: dict[float, int], pred_cal: dict[float, np.ndarray]
@@ -392,16 +402,24 @@ def _calibrate(ts: _TrainSet, rounds: dict[float, int], pred_cal: dict[float, np
     return margins, floors, lead_margins
 
 
-def _refit(ts: _TrainSet, rounds: dict[float, int]) -> tuple[dict[float, str], float]:
+def _refit(ts: _TrainSet, rounds: dict[float, int], fitted: dict[float, Any]
+           ) -> tuple[dict[float, str], float]:
     """The quantile boosters refitted on everything, scaling rounds with the amount of data
-    (more data, more rounds); returns them and the scale."""
+    (more data, more rounds); P10/P90 early-stopped on nearly every row are kept as they are
+    (``KEEP_QUANTILE_FIT_MAX_CAL_SHARE``). Returns them and the scale."""
     import lightgbm as lgb
 
     scale = len(ts.y) / max(int((~ts.cal).sum()), 1)
     all_data = ts.rows(np.ones(len(ts.y), dtype=bool), ts.y)
-    boosters = {q: lgb.train(_params(ts.cfg, q), all_data,
-                             num_boost_round=int(round(rounds[q] * scale))).model_to_string()
-                for q in QUANTILES}
+    keep = ts.cal.mean() <= KEEP_QUANTILE_FIT_MAX_CAL_SHARE
+    boosters = {}
+    for q in QUANTILES:
+        b = fitted.get(q)
+        if keep and b is not None and b.current_iteration() >= rounds[q]:
+            boosters[q] = b.model_to_string(num_iteration=rounds[q])
+        else:
+            boosters[q] = lgb.train(_params(ts.cfg, q), all_data, num_boost_round=int(
+                round(rounds[q] * scale))).model_to_string()
     return boosters, scale
 
 
@@ -461,9 +479,9 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     if len(days) < cfg.min_train_days:
         return ForecastModel(boosters={}, margins=(0.0, 0.0), is_baseline=True, **common)
     ts = _TrainSet.build(feats, y, names, cfg)
-    relative, rounds, pred_cal = _choose_target(ts)
+    relative, rounds, pred_cal, fitted = _choose_target(ts)
     margins, floors, lead_margins = _calibrate(ts, rounds, pred_cal)
-    boosters, scale = _refit(ts, rounds)
+    boosters, scale = _refit(ts, rounds, fitted)
     extra, tree_kinds, linear = _extra_members(ts, bool(relative), rounds[0.5], scale)
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
                          extra_p50=extra, extra_p50_bases=tree_kinds, linear=linear,
