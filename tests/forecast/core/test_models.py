@@ -202,3 +202,50 @@ def test_the_ridge_learns_with_seasonal_row_weights(load, weather, small_cfg, mo
     train(load, weather, small_cfg, until=ISSUE)
     (w,) = seen
     assert w is not None and w.min() < 1 and w.max() == 1
+
+
+def test_the_median_member_is_an_l1_tree_relative_to_the_level(model, load, weather, small_cfg):
+    # "median" minimises absolute error (P50 is scored by MAE) and counts in P50's mean like
+    # the other tree members, each plus its base.
+    import dataclasses
+
+    import lightgbm as lgb
+
+    from aggregat.forecast.core.features import features
+    from aggregat.forecast.core.models import p50_bases
+
+    cfg = dataclasses.replace(small_cfg, p50_members=("level", "median"))
+    m = train(load, weather, cfg, until=ISSUE)
+    assert m.extra_p50_bases == ("median",)
+    objective = next(x for x in m.extra_p50[0].splitlines() if x.startswith("objective="))
+    assert objective.startswith("objective=regression_l1")
+    assert "objective=regression" in m.boosters[0.5].splitlines()
+    f = features(load, weather, ISSUE, cfg.features)
+    X = f[m.feature_names].to_numpy(dtype=np.float32)
+    level = p50_bases(f, True)["level"]
+    both = (m.booster(0.5).predict(X) + lgb.Booster(model_str=m.extra_p50[0]).predict(X)) / 2
+    assert np.allclose(predict(m, load, weather, ISSUE)["p50_mw"], both + level)
+
+
+def test_tuned_p50_settings_come_from_the_candidates_and_reach_the_p50_trees_only(
+        load, weather, small_cfg):
+    import dataclasses
+
+    from aggregat.forecast.core.tuning import TREE_CANDIDATES
+
+    cfg = dataclasses.replace(small_cfg, tune_p50=True)
+    m = train(load, weather, cfg, until=ISSUE)
+    chosen = dict(m.config.p50_params)
+    assert chosen in [dict(c) for c in TREE_CANDIDATES]
+    # The model's config records the choice; the P50 trees carry it, the quantile trees not.
+    leaves = chosen.get("num_leaves", small_cfg.num_leaves)
+
+    def param(text: str, name: str) -> str:
+        return next(x for x in text.splitlines() if x.startswith(f"[{name}: ")).split(": ")[1]
+
+    for text in (m.boosters[0.5], *m.extra_p50):
+        assert int(param(text, "num_leaves").rstrip("]")) == leaves
+    for q in (0.1, 0.9):
+        assert int(param(m.boosters[q], "num_leaves").rstrip("]")) == small_cfg.num_leaves
+    # Deterministic: the same data give the same choice and the same model.
+    assert train(load, weather, cfg, until=ISSUE).version == m.version
