@@ -43,7 +43,7 @@ from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
 # What ModelConfig.p50_members may hold.
-P50_MEMBERS = ("level", "nowcast", "linear", "linear_residual", "median")
+P50_MEMBERS = ("level", "nowcast", "linear", "linear_residual")
 INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, then one a day
 # The ridge uses the last observed value poorly (it pools all leads of an hour): its members
 # fade in over the first 6 h of lead (figures: docs/forecasting.md, "Measured figures").
@@ -103,12 +103,6 @@ class ModelConfig:
     relative_to_level: bool | str = True
     conformal: str = "additive"    # MW margins, or "scaled" by the band's half-widths
     seed: int = 0
-    # Choose the P50 trees' settings per training among tuning.TREE_CANDIDATES by time-series
-    # CV on the last ``tune_folds`` calibration-sized windows of the training data.
-    tune_p50: bool = False
-    tune_folds: int = 2
-    # Overrides of the P50 trees' LightGBM settings (set by the tuning; key-value pairs).
-    p50_params: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -206,7 +200,6 @@ def _params(cfg: ModelConfig, q: float) -> dict:
         "bagging_freq": 1, "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin,
         "num_threads": cfg.n_jobs,
         "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
-        **(dict(cfg.p50_params) if q == 0.5 else {}),
     }
 
 
@@ -258,11 +251,11 @@ def p50_bases(feats: pd.DataFrame, relative: bool) -> dict[str, np.ndarray]:
     absolute models."""
     if not relative:
         zero = np.zeros(len(feats))
-        return {"level": zero, "nowcast": zero, "median": zero}
+        return {"level": zero, "nowcast": zero}
     level = _level(feats)
     now = (feats["load_nowcast"].to_numpy(dtype=float) if "load_nowcast" in feats
            else np.full(len(feats), np.nan))
-    return {"level": level, "nowcast": np.where(np.isfinite(now), now, level), "median": level}
+    return {"level": level, "nowcast": np.where(np.isfinite(now), now, level)}
 
 
 def _ridge_base(level: np.ndarray, ridge: np.ndarray) -> np.ndarray:
@@ -435,46 +428,11 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
     for k, kind in enumerate(tree_kinds, start=1):
         target = raw - bases[kind]
         # The ridge's residuals hold less to learn than the load minus a level: own rounds.
-        params = {**_params(cfg, 0.5), "seed": cfg.seed + k, **_member_objective(kind)}
-        n = (ts.fit_cal(0.5, target)[0] if kind == "linear_residual"
-             else _own_rounds(ts, params, target) if kind == "median" else p50_rounds)
-        extra.append(lgb.train(params,
+        n = ts.fit_cal(0.5, target)[0] if kind == "linear_residual" else p50_rounds
+        extra.append(lgb.train({**_params(cfg, 0.5), "seed": cfg.seed + k},
                                ts.rows(everything, target),
                                num_boost_round=int(round(n * scale))).model_to_string())
     return tuple(extra), tree_kinds, linear
-
-
-def _member_objective(kind: str) -> dict:
-    """LightGBM objective of a P50 tree member: "median" minimises absolute error (P50 is
-    scored by MAE), the others squared error."""
-    return {"objective": "l1"} if kind == "median" else {}
-
-
-def _own_rounds(ts: _TrainSet, params: dict, target: np.ndarray) -> int:
-    """Rounds of a member early-stopped on the calibration window with its own parameters."""
-    import lightgbm as lgb
-
-    cfg, cal = ts.cfg, ts.cal
-    b = lgb.train(params, ts.rows(~cal, target), num_boost_round=cfg.max_rounds,
-                  valid_sets=[ts.rows(cal, target)],
-                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
-    return max(b.best_iteration, cfg.min_rounds)
-
-
-def _tuned_config(ts: _TrainSet) -> ModelConfig:
-    """``ts.cfg`` with the P50 trees' settings chosen by time-series CV on the training rows
-    (:mod:`aggregat.forecast.core.tuning`), on the first member's target (the level's)."""
-    from aggregat.forecast.core.tuning import TREE_CANDIDATES, choose_tree_params
-
-    cfg = ts.cfg
-    target = ts.y - ts.level * (cfg.relative_to_level is not False)
-    # The binned rows were pre-filtered for cfg.min_data_in_leaf: no candidate may go below.
-    cands = [c for c in TREE_CANDIDATES
-             if c.get("min_data_in_leaf", cfg.min_data_in_leaf) >= cfg.min_data_in_leaf]
-    choice = choose_tree_params(ts.rows, ts.X, target, ts.issue_day, ts.days, ts.n_cal,
-                                cfg.tune_folds, _params(cfg, 0.5), cfg.max_rounds,
-                                cfg.early_stopping_rounds, cfg.min_train_days // 2, cands)
-    return dataclasses.replace(cfg, p50_params=tuple(sorted(choice.params.items())))
 
 
 def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolution: pd.Timedelta,
@@ -503,9 +461,6 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     if len(days) < cfg.min_train_days:
         return ForecastModel(boosters={}, margins=(0.0, 0.0), is_baseline=True, **common)
     ts = _TrainSet.build(feats, y, names, cfg)
-    if cfg.tune_p50:
-        cfg = ts.cfg = _tuned_config(ts)
-        common["config"] = cfg
     relative, rounds, pred_cal = _choose_target(ts)
     margins, floors, lead_margins = _calibrate(ts, rounds, pred_cal)
     boosters, scale = _refit(ts, rounds)
