@@ -47,7 +47,7 @@ _SAMPLERS: dict[tuple, Sampler] = {}
 class Task:
     """Messages ``[first, first + count)`` of ``path`` (count None: to the end)."""
 
-    path: str  # local path, or an fsspec URL (streamed to a local spool by the worker)
+    path: str  # local path, or an fsspec URL (streamed into memory by the worker)
     locations: Locations
     method: str = "nearest"
     wanted: frozenset[str] | None = None  # aggregat parameter names; None: every message
@@ -88,7 +88,7 @@ def _read_message(fh, offset: int, name: str) -> bytes:
 
 
 def is_remote(path: str) -> bool:
-    """True for an fsspec URL other than ``file://`` (read through a local spool)."""
+    """True for an fsspec URL other than ``file://`` (read through a spool in memory)."""
     return "://" in path and not path.startswith("file://")
 
 
