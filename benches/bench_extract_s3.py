@@ -11,7 +11,12 @@ a real store (or MinIO) serves faster, and on another machine.
 ``--workers 1`` decodes in one process: the transfer then has the other core, and what is left
 of the difference is what transfer does not overlap with decoding.
 
+``--moto-process`` serves from moto in a process of its own instead: each s3 run then prints the
+CPU seconds of the client side (this process and the workers: what stays on the workers' cores
+with a real store on another machine) and of moto apart, and the last line adds their medians.
+
     python benches/bench_extract_s3.py [--workdir DIR] [--repeats 3] [--workers N]
+                                       [--moto-process]
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ import argparse
 import logging
 import os
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,24 +51,62 @@ def _cpu() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
-    args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-s3-"))
-    local = Datalake(str(workdir / "datalake"))
-    generate("arome-0025", workdir, local)
-
-    import boto3
+def _moto_in_process() -> tuple[str, Callable[[], None], Callable[[], float]]:
+    """moto's S3 server in this process: (endpoint, stop, its CPU seconds: not measurable)."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "b",
+    return f"http://{host}:{port}", server.stop, lambda: float("nan")
+
+
+def _moto_process() -> tuple[str, Callable[[], None], Callable[[], float]]:
+    """moto's S3 server in a process of its own: (endpoint, stop, its CPU seconds so far)."""
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    watched = psutil.Process(proc.pid)
+
+    def cpu() -> float:
+        times = watched.cpu_times()
+        return times.user + times.system
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return url, stop, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
+    parser.add_argument("--moto-process", action="store_true",
+                        help="moto in its own process: its CPU apart from the client's")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-s3-"))
+    local = Datalake(str(workdir / "datalake"))
+    generate("arome-0025", workdir, local)
+
+    import boto3
+
+    url, stop, moto_cpu = _moto_process() if args.moto_process else _moto_in_process()
+    os.environ.update({"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "b",
                        "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
     boto3.client("s3").create_bucket(Bucket="bench")
     remote = Datalake("s3://bench/datalake")
@@ -68,21 +115,32 @@ def main() -> None:
     print(f"uploaded the run in {time.perf_counter() - t0:.1f} s")
     locations = make_sites(get_product("arome-0025"))
     times: dict[str, list[float]] = {"local": [], "s3": []}
+    cpus: dict[str, list[float]] = {"local": [], "s3": [], "moto": []}
     for i in range(args.repeats):
         for name, lake, bank in (("local", local, Bank(str(workdir / f"bank-{i}"))),
                                  ("s3", remote, Bank(f"s3://bench/bank-{i}"))):
-            cpu0 = _cpu()
+            cpu0, moto0 = _cpu(), moto_cpu()
             t0 = time.perf_counter()
             report = extract_run("arome-0025", RUN, datalake=lake, bank=bank,
                                  locations=locations, packages=["SP1", "SP2"],
                                  workers=args.workers)
             times[name].append(time.perf_counter() - t0)
+            cpus[name].append(_cpu() - cpu0)
             assert not report.partial and not report.quarantined, report.summary()
-            print(f"{name}: {times[name][-1]:.2f} s, cpu {_cpu() - cpu0:.2f} s "
+            split = ""
+            if name == "s3" and args.moto_process:
+                cpus["moto"].append(moto_cpu() - moto0)
+                split = f" client + moto {cpus['moto'][-1]:.2f} s"
+            print(f"{name}: {times[name][-1]:.2f} s, cpu {cpus[name][-1]:.2f} s{split} "
                   f"({report.rows} rows)", flush=True)
-    server.stop()
+    stop()
     local_s, s3_s = statistics.median(times["local"]), statistics.median(times["s3"])
-    print(f"local_s={local_s:.2f} s3_s={s3_s:.2f} ratio={s3_s / local_s:.2f}")
+    line = f"local_s={local_s:.2f} s3_s={s3_s:.2f} ratio={s3_s / local_s:.2f}"
+    line += f" cpu_local_s={statistics.median(cpus['local']):.2f}"
+    line += f" cpu_s3_s={statistics.median(cpus['s3']):.2f}"  # + moto when in this process
+    if args.moto_process:
+        line += f" cpu_moto_s={statistics.median(cpus['moto']):.2f}"
+    print(line)
 
 
 if __name__ == "__main__":

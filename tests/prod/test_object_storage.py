@@ -370,6 +370,63 @@ def test_the_spool_is_closed_when_decoding_raises(tmp_path, s3_bucket, archive, 
     assert _leftovers(spool_dir) == []
 
 
+def test_botocore_does_not_check_again_what_our_hash_verifies(tmp_path, s3_bucket, archive,
+                                                              monkeypatch):
+    """A GRIB file's GET is hashed against the manifest by the spool: botocore's CRC32 of the
+    whole object is not computed on top; other reads (the manifest) keep it."""
+    from aiobotocore import httpchecksum
+
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/c", archive)
+    lake = Datalake(env.datalake)
+    sizes = {lake.store.size(rel) for rel in lake.run_files("arome-0025", RUN)}
+    checked: list[int] = []
+    real_init = httpchecksum._ChecksumMixin._init_checksum
+
+    def init_checksum(body, *args):
+        checked.append(int(body._content_length or -1))
+        return real_init(body, *args)
+
+    monkeypatch.setattr(httpchecksum._ChecksumMixin, "_init_checksum", init_checksum)
+    report = _extract(env)
+    assert not report.partial and report.rows > 0
+    assert checked, "botocore checked no response at all (the manifest's should be)"
+    assert not sizes & set(checked), "a GRIB file was CRC-checked by botocore on top of our hash"
+
+
+def test_a_remote_file_waits_in_memory_for_its_decoding_not_on_disk(tmp_path, s3_bucket, archive,
+                                                                    monkeypatch, spool_dir):
+    """The spool keeps a few blocks ahead of the message being decoded, in memory: no temp file,
+    and a transfer faster than decoding waits for it (bounded memory per worker)."""
+    import tempfile
+    import threading
+
+    from aggregat.weather import decode_task
+
+    env = _fetched_env(tmp_path, f"s3://{s3_bucket}/b", archive)
+    monkeypatch.setattr(tempfile, "TemporaryFile", None)  # any temp file fails the extraction
+    ahead = threading.Event()
+    holding: list[int] = []  # the length of the first message, while it waits
+    real_header = decode_task.fast_header
+
+    def header(message, path, index, offset):
+        if index == 0 and offset == 0 and not ahead.is_set() and not holding:
+            holding.append(len(message))  # the transfer runs ahead as far as it may
+            ahead.wait(1.0)
+            holding.append(-1)
+        return real_header(message, path, index, offset)
+
+    def watch(pos):  # the transfer asks for bytes far past the first message while it waits
+        if len(holding) == 1 and pos > holding[0] + 8 * 4096:
+            ahead.set()
+
+    monkeypatch.setattr(decode_task, "fast_header", header)
+    _serve_grib(monkeypatch, lambda path, data: _Source(data, watch))
+    report = _extract(env)
+    assert not report.partial and report.rows > 0, report.bad_files
+    assert not ahead.is_set(), "the whole file was read ahead of its decoding"
+    assert _leftovers(spool_dir) == []
+
+
 # -- the run lock on s3, two processes claiming two hosts ----------------------------------------
 HOLDER = """
 import socket, sys, time

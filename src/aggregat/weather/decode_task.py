@@ -10,6 +10,7 @@ grid header, values outside the catalogue's physical bounds) raises CorruptFileE
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -46,7 +47,7 @@ _SAMPLERS: dict[tuple, Sampler] = {}
 class Task:
     """Messages ``[first, first + count)`` of ``path`` (count None: to the end)."""
 
-    path: str  # local path, or an fsspec URL (streamed to a local spool by the worker)
+    path: str  # local path, or an fsspec URL (streamed into memory by the worker)
     locations: Locations
     method: str = "nearest"
     wanted: frozenset[str] | None = None  # aggregat parameter names; None: every message
@@ -87,60 +88,76 @@ def _read_message(fh, offset: int, name: str) -> bytes:
 
 
 def is_remote(path: str) -> bool:
-    """True for an fsspec URL other than ``file://`` (read through a local spool)."""
+    """True for an fsspec URL other than ``file://`` (read through a spool in memory)."""
     return "://" in path and not path.startswith("file://")
 
 
-_BLOCK = 8 << 20  # bytes per read of a remote file (the spool's buffer)
+_BLOCK = 8 << 20  # bytes per read of a remote file
+_AHEAD = 2  # blocks a transfer may hold beyond the message being read, before it waits
 
 
 class _Spool:
-    """A remote file copied into an anonymous local temp file by a thread, read while it arrives.
+    """A remote file read by a thread into memory, and read from there while it arrives.
 
-    ecCodes reads through a file descriptor (an in-memory or fsspec file has none), and a local
-    copy makes the chunks' seeks free. The copy goes ``_BLOCK`` bytes at a time (a bounded
-    buffer), and the first messages are decoded while the rest of the file arrives: a read of
-    bytes not yet there waits for them (transfer overlapped with decoding, issue 15). The file
-    is hashed on the way; :meth:`result` says whether it arrived whole and verified. The temp
-    file is unlinked at once, so it goes away when closed, even if the worker dies. Only the
-    hash can prove the file corrupt here: a short read (the store said the size was right) is a
-    transport failure, never the file's fault.
+    The transfer goes ``_BLOCK`` bytes at a time, and the first messages are decoded while the
+    rest of the file arrives: a read of bytes not yet there waits for them (transfer overlapped
+    with decoding, issue 15). Messages are read in order, so only the bytes from the message
+    being read on are kept, and the transfer waits while it is ``_AHEAD`` blocks past them
+    (memory per worker: a few blocks and one message; no temp file written and read back). The
+    file is hashed on the way; :meth:`result` says whether it arrived whole and verified. Only
+    the hash can prove the file corrupt here: a short read (the store said the size was right)
+    is a transport failure, never the file's fault.
     """
 
     def __init__(self, path: str, expect: tuple[int, str, str] | None,
                  options: dict | None = None) -> None:
-        import tempfile
-
+        from aggregat.storage import hashed_read_options
         from aggregat.weather.datalake import _hasher
 
         self.name = os.path.basename(path)
-        self._path, self._expect, self._options = path, expect, options or {}
+        options = options or {}
+        if expect is not None:  # verified here against the manifest: no second check
+            options = hashed_read_options(path, options)
+        self._path, self._expect, self._options = path, expect, options
         self._digest = _hasher(expect[1]) if expect is not None else None  # before any byte
         self.size = expect[0] if expect is not None else None  # else the store's, at open
-        self._file = tempfile.TemporaryFile(prefix="aggregat-spool-")  # noqa: SIM115 (close())
-        self._arrived = 0  # bytes in the temp file
+        self._blocks: collections.deque[tuple[int, bytes]] = collections.deque()  # (offset, data)
+        self._arrived = 0  # bytes received
         self._pos = 0  # the reader's position
+        self._floor = 0  # the message being read: the bytes before it are dropped
+        self._dropped = 0  # bytes dropped from the start of the file
+        self._want = 0  # the end of the bytes the reader waits for
         self._done = False
         self._stop = False
+        self._drain = False  # the reader is done: hash the rest, keep nothing
         self._error: BaseException | None = None
-        self._cond = threading.Condition()  # guards the temp file's position and the counters
+        self._cond = threading.Condition()  # guards the blocks and the counters
         self._thread = threading.Thread(target=self._fetch, name=f"aggregat-spool {self.name}",
                                         daemon=True)
         self._thread.start()
 
+    def _may_fetch(self) -> bool:
+        return (self._stop or self._drain or self._arrived < self._want
+                or self._arrived < self._floor + _AHEAD * _BLOCK)
+
     def _fetch(self) -> None:
         blocks = _stream(self._path, self._options, self._learn_size)
         try:
-            for block in blocks:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(self._may_fetch)
+                    if self._stop:
+                        return
+                block = next(blocks, None)
+                if block is None:
+                    break
                 if self._digest is not None:
                     self._digest.update(block)
                 with self._cond:
-                    self._file.seek(self._arrived)
-                    self._file.write(block)
+                    if not self._drain:
+                        self._blocks.append((self._arrived, block))
                     self._arrived += len(block)
                     self._cond.notify_all()
-                if self._stop:
-                    return
             self._verify()
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
             self._error = exc
@@ -178,34 +195,59 @@ class _Spool:
                 raise self._error
             return self.size if self.size is not None else self._arrived
 
+    def offsets(self) -> Iterator[int]:
+        """The offsets of the file's messages, as they arrive; a message is read once: the bytes
+        before the next one are dropped when it is reached."""
+        for offset in walk_offsets(self, self.whole_size(), self.name):
+            with self._cond:
+                while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= offset:
+                    at, data = self._blocks.popleft()
+                    self._dropped = at + len(data)
+                self._floor = offset
+                self._cond.notify_all()
+            yield offset
+
     def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = offset if whence == 0 else self._pos + offset
-        return self._pos
+        pos = offset if whence == 0 else self._pos + offset
+        if pos < self._dropped:  # a bug of ours, not the file's
+            raise ValueError(f"{self.name}: byte {pos} was already dropped")
+        self._pos = pos
+        return pos
 
     def read(self, n: int) -> bytes:
         """``n`` bytes at the position, once they arrived; fewer at the end of the file. A failed
         transfer raises its error here when the bytes asked for never came."""
-        end = self._pos + n
+        start, end = self._pos, self._pos + n
         with self._cond:
+            self._want = end
+            self._cond.notify_all()
             self._cond.wait_for(lambda: self._arrived >= end or self._done)
             if self._arrived < end and self._error is not None:
                 raise self._error
-            self._file.seek(self._pos)
-            data = self._file.read(max(0, min(end, self._arrived) - self._pos))
+            end = min(end, self._arrived)
+            parts = [data[max(0, start - at):end - at] for at, data in self._blocks
+                     if at < end and at + len(data) > start]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         self._pos += len(data)
         return data
 
     def result(self) -> None:
         """Wait for the whole file; raise what its transfer or its verification found."""
+        with self._cond:
+            self._drain = True
+            self._blocks.clear()
+            self._cond.notify_all()
         self._thread.join()
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
-        """Stop the transfer (after the read under way) and remove the temp file."""
-        self._stop = True
+        """Stop the transfer (after the read under way) and drop what it kept."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
         self._thread.join()
-        self._file.close()
+        self._blocks.clear()
 
     def __enter__(self) -> _Spool:
         return self
@@ -286,8 +328,7 @@ def run_task(task: Task) -> TaskResult:
         # A remote file comes whole (one task): its messages are decoded as they arrive.
         with _Spool(task.path, task.expect, task.storage_options) as spool:
             try:
-                _walk_messages(task, result, spool,
-                               walk_offsets(spool, spool.whole_size(), name), name)
+                _walk_messages(task, result, spool, spool.offsets(), name)
             except Exception:
                 # A failed transfer or hash explains a failed decoding: it is what is reported
                 # (the quarantine rules see the same error as when files were verified first).
