@@ -216,6 +216,22 @@ def test_mars_padded_file_extracts_like_the_unpadded_one(tmp_path):
     assert len(got) and got["t2m_c"].notna().all()
 
 
+def test_a_padded_file_on_object_storage_extracts_like_a_local_one(tmp_path):
+    import fsspec
+
+    messages = _messages(DATA / "arpege_2m_NW_20180501000000.grib")[:4]
+    local = tmp_path / "padded.grib"
+    local.write_bytes(_padded(messages))
+    url = f"memory://padded-{tmp_path.name}/padded.grib"
+    with fsspec.open(url, "wb") as fh:
+        fh.write(local.read_bytes())
+    sites = _sites(tmp_path, [48.5, 47.2], [1.5, -1.55])
+    got = api.extract_files([url], sites, workers=1)
+    expected = api.extract_files([local], sites, workers=1)
+    pd.testing.assert_frame_equal(got, expected)
+    assert len(got) and got["t2m_c"].notna().all()
+
+
 def test_padded_grib2_keeps_the_fast_path_and_any_filler(tmp_path, sim_arome):
     source = next(p for p in sim_arome["plain"] if "SP1" in str(p))
     messages = _messages(source)

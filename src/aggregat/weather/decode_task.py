@@ -55,6 +55,7 @@ class Task:
     grid_name: str = "the grid"
     expect: tuple[int, str, str] | None = None  # (size, hash algorithm, hex digest) to verify
     storage_options: dict | None = None  # fsspec options (credentials) of a remote path
+    padded: bool = False  # bytes between messages are skipped (a remote file's own walk)
 
 
 @dataclass
@@ -195,10 +196,10 @@ class _Spool:
                 raise self._error
             return self.size if self.size is not None else self._arrived
 
-    def offsets(self) -> Iterator[int]:
+    def offsets(self, padded: bool = False) -> Iterator[int]:
         """The offsets of the file's messages, as they arrive; a message is read once: the bytes
-        before the next one are dropped when it is reached."""
-        for offset in walk_offsets(self, self.whole_size(), self.name):
+        before the next one are dropped when it is reached. ``padded``: as in walk_offsets."""
+        for offset in walk_offsets(self, self.whole_size(), self.name, padded):
             with self._cond:
                 while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= offset:
                     at, data = self._blocks.popleft()
@@ -328,7 +329,7 @@ def run_task(task: Task) -> TaskResult:
         # A remote file comes whole (one task): its messages are decoded as they arrive.
         with _Spool(task.path, task.expect, task.storage_options) as spool:
             try:
-                _walk_messages(task, result, spool, spool.offsets(), name)
+                _walk_messages(task, result, spool, spool.offsets(task.padded), name)
             except Exception:
                 # A failed transfer or hash explains a failed decoding: it is what is reported
                 # (the quarantine rules see the same error as when files were verified first).

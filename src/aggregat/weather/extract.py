@@ -128,7 +128,7 @@ def plan_tasks(paths: Sequence[str], locations: Locations, *, method: str, wante
         if not offs:
             # A Dask worker has not loaded the environment: the task carries its credentials.
             tasks.append(Task(path, locations, method, wanted, None, grid, expect.get(path),
-                              storage_options(path) or None))
+                              storage_options(path) or None, padded))
             continue
         for i in range(0, len(offs), per_chunk):
             tasks.append(Task(path, locations, method, wanted, tuple(offs[i:i + per_chunk]),
