@@ -134,7 +134,7 @@ def measure(config: Path, workers: int) -> dict:
     from aggregat.ops import jobs
 
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+                                  host="127.0.0.1", dashboard_address=":0") as cluster:
         env = load_environment("bench", config).model_copy(
             update={"scheduler": cluster.scheduler_address})
         t = time.perf_counter()

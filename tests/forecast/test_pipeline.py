@@ -467,7 +467,7 @@ def test_predict_on_a_dask_cluster_matches_local(trained):
     Bank(env.bank).delete_partition("forecast", {"target": "portfolio",
                                                  "issue_date": f"{ISSUE:%Y-%m-%d}"})
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:  # no 8787 clash
         on_dask = env.model_copy(update={"scheduler": cluster.scheduler_address})
         results = pipeline.predict_targets(on_dask, ISSUE)
     assert [r.status for r in results] == ["predicted"]

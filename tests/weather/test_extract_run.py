@@ -190,7 +190,7 @@ def test_same_result_on_a_dask_cluster(archive, tmp_path):
     local = Bank(str(tmp_path / "local"))
     extract_run(PRODUCT, RUN, datalake=datalake, bank=local, locations=locations, workers=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:  # no 8787 clash
         on_dask = Bank(str(tmp_path / "dask"))
         report = extract_run(PRODUCT, RUN, datalake=datalake, bank=on_dask, locations=locations,
                              scheduler=cluster.scheduler_address)
