@@ -22,22 +22,18 @@ with a real store on another machine) and of moto apart, and the last line adds 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_extract import RUN, generate, make_sites  # noqa: E402
+from moto_server import moto_in_process, moto_process  # noqa: E402
 
 from aggregat.bank import Bank  # noqa: E402
 from aggregat.weather.datalake import Datalake  # noqa: E402
@@ -49,46 +45,6 @@ def _cpu() -> float:
     """CPU seconds of this process and of its finished children (the pool's workers)."""
     return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
-def _moto_in_process() -> tuple[str, Callable[[], None], Callable[[], float]]:
-    """moto's S3 server in this process: (endpoint, stop, its CPU seconds: not measurable)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return f"http://{host}:{port}", server.stop, lambda: float("nan")
-
-
-def _moto_process() -> tuple[str, Callable[[], None], Callable[[], float]]:
-    """moto's S3 server in a process of its own: (endpoint, stop, its CPU seconds so far)."""
-    import psutil
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    watched = psutil.Process(proc.pid)
-
-    def cpu() -> float:
-        times = watched.cpu_times()
-        return times.user + times.system
-
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-
-    return url, stop, cpu
 
 
 def main() -> None:
@@ -105,7 +61,7 @@ def main() -> None:
 
     import boto3
 
-    url, stop, moto_cpu = _moto_process() if args.moto_process else _moto_in_process()
+    url, stop, moto_cpu = moto_process() if args.moto_process else moto_in_process()
     os.environ.update({"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "b",
                        "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
     boto3.client("s3").create_bucket(Bucket="bench")

@@ -30,9 +30,7 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 DAY = datetime(2026, 11, 27, tzinfo=UTC)  # the daily job's day (AROME 00Z of that day)
 
@@ -223,19 +223,11 @@ def _prod_stack(work: Path):
     import boto3
     import pgserver
     import sqlalchemy as sa
+    from moto_server import moto_process
 
     # moto in a process of its own, as a store is: in this process it would serve under the GIL
     # of the job process, which reads a portfolio's training inputs itself.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                           str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            break
-        time.sleep(0.1)
+    endpoint, stop_s3, _ = moto_process()
     # The product and the Dask worker processes reach it through the standard variables only.
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -262,8 +254,7 @@ def _prod_stack(work: Path):
     finally:
         pg.cleanup()
         shutil.rmtree(pg_dir, ignore_errors=True)
-        s3.kill()
-        s3.wait()
+        stop_s3()
 
 
 def _table(rows: list[dict], sizes: list[tuple[int, int]]) -> None:
