@@ -230,8 +230,8 @@ def train_target(env: Environment, target: Target, *, force: bool = False,
     reg = Registry(env.registry)
     key = model_key(target.id, horizon)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    age = reg.age(key, now)
-    if not force and if_older is not None and age is not None and age < if_older:
+    age = _too_recent(reg, key, now, force, if_older)
+    if age is not None:
         return {"target": key, "status": "skipped", "version": reg.current(key),
                 "reason": f"newest model is {_fmt_age(age)} old (< {_fmt_age(if_older)})"}
     bank = Bank(env.bank)
@@ -317,7 +317,8 @@ def _training_inputs(env: Environment, bank: Bank, targets: Sequence[Target],
     """Each target's training inputs; the weather of all of them in one pass over the runs.
     ``skip_failed``: a target whose load cannot be used is left out (its own training then
     reports why) instead of stopping the others."""
-    loads, found = {}, {}
+    loads: dict[str, TrainInputs] = {}  # the weather is filled in below, for all at once
+    no_weather = pd.DataFrame()
     for target in targets:
         try:
             load = _load_series(target_load(bank, target, end=until), f"target {target.id!r}",
@@ -326,27 +327,25 @@ def _training_inputs(env: Environment, bank: Bank, targets: Sequence[Target],
             if skip_failed:
                 continue
             raise
+        prepared = prepare_load(load)
         # Stuck meters, spikes, incomplete days and level-shift transitions are never learnt from.
-        guarded = check_load(prepare_load(load), guard_config(env))
-        loads[target.id] = (load.index.min(), load.index.max(),
-                            prepare_load(load).mask(guarded.mask))
-        found[target.id] = guarded
-    ok = [t for t in targets if t.id in loads]
+        guarded = check_load(prepared, guard_config(env))
+        loads[target.id] = TrainInputs(prepared.mask(guarded.mask), guarded, no_weather,
+                                       load.index.min(), load.index.max())
     weather = portfolio_issue_weather(
-        bank, {t.id: (t, _daily_issues(env, loads[t.id][2], horizon=horizon)) for t in ok},
+        bank, {t.id: (t, _daily_issues(env, loads[t.id].load, horizon=horizon))
+               for t in targets if t.id in loads},
         max_lead_h=env.forecast.max_lead_h, span=_span(env, horizon))
-    return {t.id: TrainInputs(loads[t.id][2], found[t.id], weather[t.id], *loads[t.id][:2])
-            for t in ok}
+    return {tid: dataclasses.replace(got, weather=weather[tid]) for tid, got in loads.items()}
 
 
-def _due(env: Environment, targets: Sequence[Target], horizon: str, force: bool,
-         if_older: pd.Timedelta | None, now: pd.Timestamp) -> list[Target]:
-    """The targets :func:`train_target` will not skip as too recently trained."""
+def _too_recent(reg: Registry, key: str, now: pd.Timestamp, force: bool,
+                if_older: pd.Timedelta | None) -> pd.Timedelta | None:
+    """The age of ``key``'s newest model when it is too recent to retrain, else None."""
     if force or if_older is None:
-        return list(targets)
-    reg = Registry(env.registry)
-    ages = {t.id: reg.age(model_key(t.id, horizon), now) for t in targets}
-    return [t for t in targets if ages[t.id] is None or ages[t.id] >= if_older]
+        return None
+    age = reg.age(key, now)
+    return age if age is not None and age < if_older else None
 
 
 def _validation_frame(val_pred: pd.DataFrame, load: pd.Series) -> pd.DataFrame:
@@ -562,7 +561,9 @@ def train_targets(env: Environment, only: Sequence[str] | None = None, *, force:
     n_jobs = 1
     check_horizon(horizon)
     now = as_utc(now, param="now") if now is not None else pd.Timestamp.now(tz="UTC")
-    due = _due(env, targets, horizon, force, if_older, now)
+    reg = Registry(env.registry)
+    due = [t for t in targets
+           if _too_recent(reg, model_key(t.id, horizon), now, force, if_older) is None]
     inputs: dict[str, TrainInputs] = {}
     if len(due) > 1:  # read the portfolio's weather once, not once per target
         try:
