@@ -340,7 +340,7 @@ def test_unknown_model_param_is_a_config_error(env):
 
 def test_p50_members_can_be_set_and_bad_ones_are_named(env):
     assert pipeline.model_config(env, ()).p50_members == ("level", "nowcast", "linear",
-                                                         "linear_residual")
+                                                         "linear_residual", "kernel")
     cfg = pipeline.model_config(_with(env, model_params={"p50_members": ["level", "nowcast"]}),
                                 ())
     assert cfg.p50_members == ("level", "nowcast")

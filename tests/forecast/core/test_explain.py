@@ -44,13 +44,17 @@ def test_contributions_plus_base_equal_p50(model, load, weather):
 
 def test_each_member_alone_is_exact(model, load, weather, small_cfg):
     issue = pd.Timestamp(load.index[-1]).floor("D") - pd.Timedelta(days=2, hours=15)
-    for members in (("level",), ("level", "nowcast"), ("level", "linear")):
-        m = dataclasses.replace(model, extra_p50=(), extra_p50_bases=(), linear=None, _cache={})
+    assert model.kernel is not None
+    for members in (("level",), ("level", "nowcast"), ("level", "linear"), ("level", "kernel")):
+        m = dataclasses.replace(model, extra_p50=(), extra_p50_bases=(), linear=None,
+                                kernel=None, _cache={})
         if "nowcast" in members:
             m = dataclasses.replace(m, extra_p50=model.extra_p50[:1],
                                     extra_p50_bases=("nowcast",))
         if "linear" in members:
             m = dataclasses.replace(m, linear=model.linear)
+        if "kernel" in members:
+            m = dataclasses.replace(m, kernel=model.kernel)
         _check_sum(m, load, weather, issue)
 
 

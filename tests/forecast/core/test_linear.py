@@ -182,3 +182,16 @@ def test_row_weights_count_in_the_fit():
 
     assert slope(None) > -1.5
     assert slope(np.where(winter, 1.0, 0.01)) < -2.5
+
+
+def test_day_of_year_harmonics_need_a_year_of_history():
+    # Fitted on a few months, an annual cycle is a curve that bends away outside them.
+    X, y, day = rows(120)
+    short = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    assert not short.seasonal
+    X, y, day = rows(400)
+    long = fit_linear(X, y, NAMES, day, ("t2m_c",))
+    assert long.seasonal
+    # Their designs differ by the four harmonics, at fitting and at prediction alike.
+    assert long._design(X[:5]).shape[1] == short._design(X[:5]).shape[1] + 4
+    assert np.isfinite(short.predict(X[:5])).all()

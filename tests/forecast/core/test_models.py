@@ -119,9 +119,10 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
     from aggregat.forecast.core.features import features
     from aggregat.forecast.core.models import p50_bases
 
-    assert small_cfg.p50_members == ("level", "nowcast", "linear", "linear_residual")
+    assert small_cfg.p50_members == ("level", "nowcast", "linear", "linear_residual", "kernel")
     assert model.relative and model.extra_p50_bases == ("nowcast", "linear_residual")
     assert model.linear is not None and model.linear.coefs
+    assert model.kernel is not None
     f = features(load, weather, ISSUE, small_cfg.features)
     X = f[model.feature_names].to_numpy(dtype=np.float32)
     bases = p50_bases(f, True)
@@ -133,7 +134,8 @@ def test_p50_is_the_mean_of_its_members_each_plus_its_base(model, load, weather,
                lgb.Booster(model_str=model.extra_p50[0]).predict(X) + bases["nowcast"],
                ridge,
                # A tree on what the ridge misses: the ridge's prediction is its base.
-               lgb.Booster(model_str=model.extra_p50[1]).predict(X) + ridge]
+               lgb.Booster(model_str=model.extra_p50[1]).predict(X) + ridge,
+               model.kernel.predict(X) + bases["level"]]
     out = predict(model, load, weather, ISSUE)
     # P50 is the members' mean even outside the quantile trees' band: the band widens to it.
     assert np.allclose(out["p50_mw"], np.mean(members, axis=0))
@@ -162,28 +164,29 @@ def test_members_built_on_the_ridge_fade_out_towards_lead_zero(model, load, weat
         ridge = model.linear.predict(X) + bases["level"]
         extra = [lgb.Booster(model_str=t).predict(X) for t in model.extra_p50]
         return (model.booster(0.5).predict(X) + bases["level"], extra[0] + bases["nowcast"],
-                ridge, extra[1] + ridge)
+                ridge, extra[1] + ridge, model.kernel.predict(X) + bases["level"])
 
     X[:, lead] = 0.0  # the trees alone
-    level, nowcast, _, _ = members(X)
+    level, nowcast, _, _, _ = members(X)
     assert np.allclose(model.predict_p50(X, bases), (level + nowcast) / 2)
-    X[:, lead] = RIDGE_FULL_LEAD_H / 2  # the ridge's two members at half weight
-    level, nowcast, ridge, residual = members(X)
+    X[:, lead] = RIDGE_FULL_LEAD_H / 2  # the ridge's two members and the kernel at half weight
+    level, nowcast, ridge, residual, kernel = members(X)
     assert np.allclose(model.predict_p50(X, bases),
-                       (level + nowcast + (ridge + residual) / 2) / 3)
+                       (level + nowcast + (ridge + residual + kernel) / 2) / 3.5)
 
 
 def test_a_model_pickled_before_the_linear_member_still_predicts(model, load, weather):
     import pickle
 
     state = model.__getstate__()
-    state.pop("linear")  # what a registry entry written by older code holds: no ridge, ...
+    state.pop("kernel")  # what a registry entry written by older code holds: no kernel, ...
+    state.pop("linear")  # ... no ridge, ...
     state["extra_p50"], state["extra_p50_bases"] = state["extra_p50"][:1], ("nowcast",)  # ...
     # ... and no tree on its residuals
     old = object.__new__(type(model))
     old.__dict__.update(pickle.loads(pickle.dumps(state)))
     out = predict(old, load, weather, ISSUE)
-    assert out["p50_mw"].notna().all() and old.linear is None
+    assert out["p50_mw"].notna().all() and old.linear is None and old.kernel is None
     assert old.version != model.version
 
 

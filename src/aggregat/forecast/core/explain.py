@@ -9,6 +9,9 @@ keeps it exact:
 - the ridge member: coefficient x standardised value for every design column, a column going to
   the group of the feature it is built from (weekday indicators and day-of-year harmonics to
   "calendar", a hinge to its weather column), its intercept to "base";
+- the kernel member (:mod:`aggregat.forecast.core.kernel`): its linear part as the ridge's, each
+  cosine split over the features by integrated gradients from the training mean (exact: they
+  sum to the member's prediction minus its value at the mean, which goes to "base");
 - the members' bases (the 7-day level, the nowcast, the ridge under the tree of its residuals):
   "level", and the ridge part of a base like the ridge member itself.
 
@@ -80,7 +83,8 @@ def _linear_terms(member: LinearMember, X: np.ndarray) -> tuple[np.ndarray, np.n
     # harmonics, hinges; each belongs to one feature.
     owner = list(range(len(names)))
     owner += [names.index("weekday")] * 7 if "weekday" in names else []
-    owner += [names.index("day_of_year")] * 4 if "day_of_year" in names else []
+    owner += ([names.index("day_of_year")] * 4
+              if member.seasonal and "day_of_year" in names else [])
     owner += [i for i, _ in member.hinges]
     to_feature = np.zeros((len(owner), len(names)))
     to_feature[np.arange(len(owner)), owner] = 1.0
@@ -142,6 +146,12 @@ def p50_contributions(model: ForecastModel, feats: pd.DataFrame) -> tuple[np.nda
         base = base + w * lin_icpt
         level += w * bases["level"]
         count = count + w
+    if model.kernel is not None:
+        k_terms, k_icpt = model.kernel.terms(X)
+        contrib[:] += ramp[:, None] * k_terms
+        base = base + ramp * k_icpt
+        level += ramp * bases["level"]
+        count = count + ramp
     return np.hstack([contrib, level[:, None]]) / count[:, None], base / count
 
 

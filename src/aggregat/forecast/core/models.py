@@ -2,7 +2,9 @@
 
 P50 is the mean of several members: LightGBM models relative to different bases, a ridge
 regression by hour of the day (:mod:`aggregat.forecast.core.linear`), which errs unlike the trees,
-and a LightGBM model of what the ridge misses. The P10/P90 band widens to include P50.
+a LightGBM model of what the ridge misses, and a kernel ridge regression
+(:mod:`aggregat.forecast.core.kernel`), smooth where the trees step. The P10/P90 band widens to
+include P50.
 
 Training fits the three quantile models on all data but a recent calibration window, measures on
 that window how far actual values fall outside the P10/P90 band (asymmetric conformalised
@@ -37,13 +39,14 @@ from aggregat.forecast.core.features import (
     prepare_weather,
     target_day,
 )
-from aggregat.forecast.core.linear import LinearMember, fit_linear
+from aggregat.forecast.core.kernel import KernelMember, fit_kernel
+from aggregat.forecast.core.linear import LinearMember, fit_linear, recency_weights
 from aggregat.forecast.core.weights import seasonal_weights
 from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
 # What ModelConfig.p50_members may hold.
-P50_MEMBERS = ("level", "nowcast", "linear", "linear_residual")
+P50_MEMBERS = ("level", "nowcast", "linear", "linear_residual", "kernel")
 INTRADAY_DENSE_DAYS = 56  # intraday training: every issue of the last 8 weeks, then one a day
 # The ridge uses the last observed value poorly (it pools all leads of an hour): its members
 # fade in over the first 6 h of lead (figures: docs/forecasting.md, "Measured figures").
@@ -84,8 +87,9 @@ class ModelConfig:
     # last deviation faded with the lead). "linear": ridge regressions by hour relative to the
     # level (forecast/core/linear.py). "linear_residual": a tree learning what the ridge misses (its
     # base is the ridge's prediction), so it extrapolates like the ridge and bends like a tree
-    # (needs "linear"). The first member is "level".
-    p50_members: tuple[str, ...] = ("level", "nowcast", "linear", "linear_residual")
+    # (needs "linear"). "kernel": a Gaussian-kernel ridge regression on every feature, relative
+    # to the level (forecast/core/kernel.py). The first member is "level".
+    p50_members: tuple[str, ...] = ("level", "nowcast", "linear", "linear_residual", "kernel")
     feature_fraction: float = 0.8
     # Each round's histograms on half the rows; just over 1/2 because at 1/2 or less LightGBM
     # copies the bagged rows every round instead of indexing them (figures: docs/forecasting.md,
@@ -133,6 +137,7 @@ class ForecastModel:
     # Intraday: (first lead h, lower, upper) margins per block of MARGIN_LEAD_BLOCK_H hours.
     lead_margins: tuple[tuple[float, float, float], ...] = ()
     linear: LinearMember | None = None   # the ridge member of P50, relative to the level
+    kernel: KernelMember | None = None   # the kernel member of P50, relative to the level
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -149,6 +154,8 @@ class ForecastModel:
             h.update(repr(self.lead_margins).encode())
         if self.linear is not None:
             h.update(self.linear.digest())
+        if self.kernel is not None:
+            h.update(self.kernel.digest())
         h.update(repr((self.margins, self.baseline_errors, self.feature_names,
                        self.relative)).encode())
         return ("baseline-" if self.is_baseline else "lgbm-") + h.hexdigest()[:12]
@@ -163,9 +170,10 @@ class ForecastModel:
 
     def predict_p50(self, X: np.ndarray, bases: dict[str, np.ndarray]) -> np.ndarray:
         """P50: the mean of its member models, each plus its base (:func:`p50_bases`). The
-        members built on the ridge count fully from ``RIDGE_FULL_LEAD_H`` of lead, less before
-        (nothing at lead 0); the linear member counts only in the hours it was fitted for
-        (elsewhere the base of "linear_residual" is the level)."""
+        members built on the ridge, and the kernel member (pooled over leads as the ridge), count
+        fully from ``RIDGE_FULL_LEAD_H`` of lead, less before (nothing at lead 0); the linear
+        member counts only in the hours it was fitted for (elsewhere the base of
+        "linear_residual" is the level)."""
         import lightgbm as lgb
 
         total = self.booster(0.5).predict(X) + bases["level"]
@@ -185,6 +193,8 @@ class ForecastModel:
         if lin is not None:
             w = np.where(np.isfinite(lin), ramp, 0.0)
             total, count = total + w * np.nan_to_num(lin + bases["level"]), count + w
+        if self.kernel is not None:
+            total, count = total + ramp * (self.kernel.predict(X) + bases["level"]), count + ramp
         return total / count
 
     def __getstate__(self) -> dict:
@@ -424,9 +434,11 @@ def _refit(ts: _TrainSet, rounds: dict[float, int], fitted: dict[float, Any]
 
 
 def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
-                   ) -> tuple[tuple[str, ...], tuple[str, ...], LinearMember | None]:
+                   ) -> tuple[tuple[str, ...], tuple[str, ...], LinearMember | None,
+                              KernelMember | None]:
     """More P50 members: trees with another seed, each learning the load minus its base; the
-    linear member learns the same target as the first. Returns (boosters, their bases, ridge)."""
+    linear and kernel members learn the same target as the first. Returns (boosters, their
+    bases, ridge, kernel member)."""
     import lightgbm as lgb
 
     cfg, y, X = ts.cfg, ts.y, ts.X
@@ -435,12 +447,14 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
     # Issue days as datetime64: np.unique sorts Timestamp objects slowly. The ridge weighs older
     # rows by their season (the trees did worse so: docs/forecasting.md).
     days = ts.issue_day.to_numpy(dtype="datetime64[ns]")
-    linear = (fit_linear(X, y, ts.names, days, cfg.features.weather_cols,
-                         seasonal_weights(ts.feats["valid_time"]))
+    season = seasonal_weights(ts.feats["valid_time"])
+    linear = (fit_linear(X, y, ts.names, days, cfg.features.weather_cols, season)
               if "linear" in cfg.p50_members else None)
+    kernel = (fit_kernel(X, y, ts.names, ts.cal, recency_weights(days) * season, cfg.seed)
+              if "kernel" in cfg.p50_members else None)
     if linear is not None:
         bases["linear_residual"] = _ridge_base(bases["level"], linear.predict(X))
-    tree_kinds = tuple(k for k in cfg.p50_members[1:] if k != "linear")
+    tree_kinds = tuple(k for k in cfg.p50_members[1:] if k not in ("linear", "kernel"))
     everything = np.ones(len(y), dtype=bool)
     extra = []
     for k, kind in enumerate(tree_kinds, start=1):
@@ -450,7 +464,7 @@ def _extra_members(ts: _TrainSet, relative: bool, p50_rounds: int, scale: float
         extra.append(lgb.train({**_params(cfg, 0.5), "seed": cfg.seed + k},
                                ts.rows(everything, target),
                                num_boost_round=int(round(n * scale))).model_to_string())
-    return tuple(extra), tree_kinds, linear
+    return tuple(extra), tree_kinds, linear, kernel
 
 
 def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolution: pd.Timedelta,
@@ -482,9 +496,10 @@ def fit_frame(feats: pd.DataFrame, target: np.ndarray, cfg: ModelConfig, resolut
     relative, rounds, pred_cal, fitted = _choose_target(ts)
     margins, floors, lead_margins = _calibrate(ts, rounds, pred_cal)
     boosters, scale = _refit(ts, rounds, fitted)
-    extra, tree_kinds, linear = _extra_members(ts, bool(relative), rounds[0.5], scale)
+    extra, tree_kinds, linear, kernel = _extra_members(ts, bool(relative), rounds[0.5], scale)
     return ForecastModel(boosters=boosters, margins=margins, is_baseline=False,
                          extra_p50=extra, extra_p50_bases=tree_kinds, linear=linear,
+                         kernel=kernel,
                          lead_margins=lead_margins,
                          relative=bool(relative), width_floors=floors,
                          rounds=int(np.mean(list(rounds.values()))),
