@@ -79,7 +79,7 @@ def test_recent_days_weigh_more_when_the_response_drifts(monkeypatch):
     expected = -2.0 * Xt[:, 4]
 
     def error(halflife):
-        monkeypatch.setattr("aggregat.forecast.core.linear.RECENCY_HALFLIFE", halflife)
+        monkeypatch.setattr("aggregat.forecast.core.weights.RECENCY_HALFLIFE", halflife)
         m = fit_linear(X, y, NAMES, day, ("t2m_c",))
         return np.mean(np.abs(m.predict(Xt) - expected))
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from aggregat.forecast.core.features import EWM_HALFLIFE_H, is_temperature
 from aggregat.forecast.core.threads import one_blas_thread
+from aggregat.forecast.core.weights import recency_weights
 
 ALPHAS = np.logspace(-2, 5, 15)   # ridge penalties tried, on standardised features
 KNOT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -50,9 +51,6 @@ GROUP_HOURS = (1, 3, 24)
 CLIP_SD = 5.0
 # The day-of-year harmonics need a year of history to be estimated (see the module's docstring).
 SEASONAL_MIN_DAYS = 365
-# Half-life of the row weights, as a share of the training history's issue days (None: equal
-# weights). 1/3 and 1/4 scored alike on openstef_307 and vic_elec: not tuned further.
-RECENCY_HALFLIFE = 0.5
 # Temperature aggregates that also get hinges (the raw weather columns always do).
 _TEMP_SUFFIXES = ("_day_mean", "_day_min", "_day_max", "_prev_day_mean", "_prev_day_max",
                   *(f"_ewm_{h}h" for h in EWM_HALFLIFE_H))
@@ -183,16 +181,6 @@ def _fit_group(Z: np.ndarray, y: np.ndarray, block: np.ndarray, weight: np.ndarr
     return w, float(ym - zm @ w), alpha, float(err[best])
 
 
-def recency_weights(groups: np.ndarray) -> np.ndarray:
-    """Row weights halving over ``RECENCY_HALFLIFE`` of the issue days in ``groups`` (each
-    row's issue day, sortable; the newest weigh 1)."""
-    _, day_index = np.unique(groups, return_inverse=True)
-    n_days = max(int(day_index.max()) + 1, 1) if len(day_index) else 1
-    if RECENCY_HALFLIFE is None:
-        return np.ones(len(day_index))
-    return 0.5 ** ((n_days - 1 - day_index) / (RECENCY_HALFLIFE * n_days))
-
-
 @one_blas_thread  # the same coefficients on any machine or worker, and faster (threads.py)
 def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarray,
                weather_cols: tuple[str, ...] = (), row_weight: np.ndarray | None = None
@@ -201,8 +189,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, names: list[str], groups: np.ndarra
     or 24 hours, whichever cross-validates best).
 
     ``groups``: the issue day of each row (sortable); cross-validation blocks are contiguous
-    runs of them, and rows weigh less with their day's age (``RECENCY_HALFLIFE``), times
-    ``row_weight`` when given (the seasonal weights of :mod:`.weights`). Groups of
+    runs of them, and rows weigh less with their day's age (``weights.recency_weights``),
+    times ``row_weight`` when given (the seasonal weights of :mod:`.weights`). Groups of
     hours seen on fewer than ``2 * CV_BLOCKS`` issue days get no regression (NaN predictions).
     """
     X = np.asarray(X, dtype=float)

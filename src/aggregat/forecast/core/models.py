@@ -40,8 +40,8 @@ from aggregat.forecast.core.features import (
     target_day,
 )
 from aggregat.forecast.core.kernel import KernelMember, fit_kernel
-from aggregat.forecast.core.linear import LinearMember, fit_linear, recency_weights
-from aggregat.forecast.core.weights import seasonal_weights
+from aggregat.forecast.core.linear import LinearMember, fit_linear
+from aggregat.forecast.core.weights import recency_weights, seasonal_weights
 from aggregat.timeutil import Horizon
 
 QUANTILES = (0.1, 0.5, 0.9)
