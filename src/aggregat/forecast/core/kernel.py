@@ -58,9 +58,7 @@ class KernelMember:
     alpha: float = 0.0
 
     def _design(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, dtype=float) - self.mean) / self.scale
-        Z = np.nan_to_num(np.clip(Z, -CLIP_SD, CLIP_SD), nan=0.0)
-        return np.hstack([Z, _calendar(X, self.feature_names)])
+        return _design(X, self.feature_names, self.mean, self.scale)
 
     @one_blas_thread
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -98,6 +96,14 @@ class KernelMember:
         return b"".join([repr(self.feature_names).encode(), self.mean.tobytes(),
                          self.scale.tobytes(), self.projection.tobytes(), self.phase.tobytes(),
                          self.coef.tobytes(), repr((self.amplitude, self.intercept)).encode()])
+
+
+def _design(X: np.ndarray, names: list[str], mean: np.ndarray, scale: np.ndarray
+            ) -> np.ndarray:
+    """Standardised features (clipped, unknown values at the mean) and :func:`_calendar`."""
+    Z = (np.asarray(X, dtype=float) - mean) / scale
+    Z = np.nan_to_num(np.clip(Z, -CLIP_SD, CLIP_SD), nan=0.0)
+    return np.hstack([Z, _calendar(X, names)])
 
 
 def _calendar(X: np.ndarray, names: list[str]) -> np.ndarray:
@@ -168,9 +174,7 @@ def fit_kernel(X: np.ndarray, y: np.ndarray, names: list[str], cal: np.ndarray,
         mean = np.nan_to_num(np.nanmean(np.where(np.isfinite(X), X, np.nan), axis=0))
         sd = np.nanstd(np.where(np.isfinite(X), X, np.nan), axis=0)
     scale = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
-    member = KernelMember(list(names), mean, scale, np.zeros((0, 0)), np.zeros(0), 0.0,
-                          np.zeros(0), 0.0)
-    Z = member._design(X)
+    Z = _design(X, names, mean, scale)
     p = Z.shape[1]
     rng = np.random.default_rng(seed)
     direction = rng.standard_normal((p, N_FEATURES))
@@ -200,7 +204,5 @@ def fit_kernel(X: np.ndarray, y: np.ndarray, names: list[str], cal: np.ndarray,
     _, ls, alpha, projection, before, window = best
     everything = tuple(a + b for a, b in zip(before, window, strict=True))
     coef, icpt = _solve(everything, np.array([alpha]))
-    member.projection, member.phase, member.amplitude = projection, phase, amplitude
-    member.coef, member.intercept = coef[:, 0], float(icpt[0])
-    member.length_scale, member.alpha = ls, alpha
-    return member
+    return KernelMember(list(names), mean, scale, projection, phase, amplitude, coef[:, 0],
+                        float(icpt[0]), length_scale=ls, alpha=alpha)
