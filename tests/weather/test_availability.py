@@ -80,6 +80,28 @@ def test_a_run_with_no_file_is_missing_and_a_dead_source_is_an_error(tmp_path):
                             ["SP1"], RUN, RUN - timedelta(hours=6))
 
 
+def test_a_rate_limited_source_is_waited_for_not_given_up(tmp_path):
+    """The first probes all get 429 with Retry-After: every probe of the source waits it out
+    (not only the ones that got it), and the source is not taken for dead."""
+    root = tmp_path / "archive"
+    write_archive(root, PRODUCT, [RUN], packages=["SP1"])
+    with ArchiveServer(root) as server:
+        for k in range(4):  # the first four files, probed first by the four workers
+            server.fail(rel_of("SP1", k), Failure(status=429, retry_after="1", times=1))
+        report = availability(PRODUCT, [source(server)], ["SP1"], since=RUN,
+                              now=RUN + timedelta(minutes=30), workers=4)
+        gets = server.gets()
+    files = report.runs[0].files["open-data"]["SP1"]
+    assert set(files.values()) == {PRESENT} and report.newest_complete == RUN
+    limited = [r for r in gets if r.status == 429]
+    assert len(limited) == 4
+    last_429 = max(r.at for r in limited)
+    # No probe left between the first 429 and its Retry-After (1 s; the server's stamps jitter).
+    after = [r for r in gets if r.status != 429 and r.at > min(r.at for r in limited)]
+    assert after and all(r.at - min(x.at for x in limited) >= 0.95 for r in after), \
+        [(r.path, round(r.at - last_429, 3)) for r in after[:5]]
+
+
 def test_newest_complete_run_walks_back_and_prefers_the_datalake(tmp_path):
     prev, newest = RUN - timedelta(hours=3), RUN + timedelta(hours=3)
     root = tmp_path / "multi"

@@ -9,7 +9,9 @@ One file is:
 - ``missing``: 404, 410 or 403 (S3 answers 403 for an absent key);
 - ``incomplete``: the server has something, but not a whole GRIB file: empty, not GRIB, shorter
   than its first message, or not ending with ``7777`` (a file still being written or copied);
-- ``error``: the source did not answer usefully after the retries (network, 5xx).
+- ``error``: the source did not answer usefully after the retries (network, 5xx, a rate
+  limit that outlasted them). A 429's ``Retry-After`` holds every probe of that source, and a
+  source answering 429 counts as alive (never given up as one that does not answer).
 
 A run is ``complete`` when every file is present at one source at least (fetch fails over per
 file), ``incomplete`` when some are (its later time groups are not published yet, or a file is
@@ -32,7 +34,7 @@ from aggregat.errors import FetchError
 from aggregat.results import AvailabilityReport, RunAvailability
 from aggregat.weather.fetch import RetryPolicy, make_http
 from aggregat.weather.products import Product, as_utc, run_label
-from aggregat.weather.sources import ERROR, INCOMPLETE, MISSING, PRESENT, Source
+from aggregat.weather.sources import ERROR, INCOMPLETE, LIMITED, MISSING, PRESENT, Source
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +84,17 @@ def probe_runs(product: Product, runs: Sequence[datetime], packages: Sequence[st
                 log.debug("%s: probe of %s failed", source.name, run_label(run), exc_info=True)
                 state, detail = ERROR, f"{type(exc).__name__}: {exc}"
             with lock:
-                if state != ERROR:
+                if state not in (ERROR, LIMITED):
                     answered.add(source.name)
                     return state
-                failures[source.name] = failures.get(source.name, 0) + 1
+                if state == LIMITED:  # alive: asked again after its Retry-After (the limiter)
+                    answered.add(source.name)
+                else:
+                    failures[source.name] = failures.get(source.name, 0) + 1
                 errors[source.name] = detail
             if attempt <= policy.retries:
                 time.sleep(policy.delay(attempt))
-        return state
+        return ERROR
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="probe") as pool:
         answers = list(pool.map(probe, cells))

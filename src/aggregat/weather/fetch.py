@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,7 +48,7 @@ import urllib3
 from aggregat import __version__
 from aggregat.errors import FetchError, GribError, PartialRunError
 from aggregat.weather.datalake import HASH, Datalake, check_grib_framing, file_digest
-from aggregat.weather.mfapi import AuthRefused, TokenUnavailable
+from aggregat.weather.mfapi import AuthRefused, TokenUnavailable, retry_after_s
 from aggregat.weather.products import Product, get_product, run_label
 from aggregat.weather.sources import EcmwfSource, MirrorSource, Source, source_at
 
@@ -239,17 +238,6 @@ def _connect_reason(exc: BaseException) -> str:
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return _brief(exc)
     return "connection timed out"
-
-
-def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
-    """``Retry-After`` in seconds: a number of seconds, or an HTTP date."""
-    value = resp.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class _Fetcher:
@@ -456,7 +444,7 @@ class _Fetcher:
                 part.unlink(missing_ok=True)
                 raise _Retryable("stale partial download (range not satisfiable); restarting")
             if status in _RETRY_STATUS:
-                retry_after = _retry_after(resp)
+                retry_after = retry_after_s(resp)
                 if status == 429:  # the source's rate limit: every thread waits, not only this
                     source.limiter.pause(retry_after if retry_after is not None
                                          else self.policy.backoff_s)
@@ -535,8 +523,8 @@ class _Fetcher:
             raise _Missing(f"not on the server (HTTP {resp.status})")
         if resp.status in _RETRY_STATUS:
             if resp.status == 429:  # the source's rate limit: every thread waits
-                source.limiter.pause(_retry_after(resp) or self.policy.backoff_s)
-            raise _Retryable(f"HTTP {resp.status}", _retry_after(resp),
+                source.limiter.pause(retry_after_s(resp) or self.policy.backoff_s)
+            raise _Retryable(f"HTTP {resp.status}", retry_after_s(resp),
                              server=resp.status in _SERVER_ERRORS)
         if byte_range is not None and resp.status != 206:
             # A server ignoring Range would send the whole step file (hundreds of MB).

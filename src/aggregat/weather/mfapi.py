@@ -18,6 +18,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import urllib3
@@ -118,6 +120,18 @@ class ClientCredentials:
         self._token = token
         self._renew_at = self.clock() + life - min(self.renew_margin_s, life / 2)
         self.fetched += 1
+
+
+def retry_after_s(resp: urllib3.BaseHTTPResponse) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds, or an HTTP date (None when absent or
+    unreadable)."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 class RateLimiter:

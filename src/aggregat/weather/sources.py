@@ -29,6 +29,7 @@ from aggregat.weather.mfapi import (
     Credentials,
     RateLimiter,
     TokenUnavailable,
+    retry_after_s,
 )
 from aggregat.weather.products import DEFAULT_ECMWF_URL, Product
 
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 # What a probe says of one file at one source.
 PRESENT, MISSING, INCOMPLETE, ERROR = "present", "missing", "incomplete", "error"
+# What :meth:`Source.check` says when the source asked us to slow down (HTTP 429): it answered,
+# so it is alive; the probe is asked again once its Retry-After has passed (an error after that).
+LIMITED = "rate-limited"
+# A probe waits out a 429's Retry-After up to this long (the header is the server's to set).
+_PROBE_MAX_PAUSE_S = 60.0
 _HEAD = 16  # GRIB indicator section: "GRIB", edition (byte 7), message length (GRIB2: bytes 8-15)
 _END = b"7777"  # the end of every GRIB message
 _PROBE_TIMEOUT_S = 20.0
@@ -96,13 +102,15 @@ class Source:
         """Whether one file is here, whole, without downloading it: ``"present"``,
         ``"missing"``, ``"incomplete"`` (there, but not a whole GRIB file yet: see
         :func:`grib_state`) or ``"error"`` (no answer: network, server error, refused
-        credentials)."""
-        return self.check(product, run, package, group, http, timeout_s)[0]
+        credentials, a rate limit)."""
+        state = self.check(product, run, package, group, http, timeout_s)[0]
+        return ERROR if state == LIMITED else state
 
     def check(self, product: Product, run: datetime, package: str, group: tuple[int, int],
               http: urllib3.PoolManager, timeout_s: float = _PROBE_TIMEOUT_S) -> tuple[str, str]:
         """:meth:`probe` with why, for messages: ``(state, detail)``. Two tiny ranged GETs:
-        the first 16 bytes (the GRIB indicator and the file's size), then the last 4."""
+        the first 16 bytes (the GRIB indicator and the file's size), then the last 4. A 429
+        gives :data:`LIMITED` and holds the source's requests for its Retry-After."""
         url = self.location(product, run, package, group)
         timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         try:
@@ -138,6 +146,10 @@ class Source:
         resp = http.request("GET", url, headers={**auth, "Range": rng}, timeout=timeout,
                             retries=False, redirect=True, preload_content=False)
         try:
+            if resp.status == 429:  # every thread of this source waits, not only this one
+                wait = retry_after_s(resp)
+                if wait:
+                    self.limiter.pause(min(wait, _PROBE_MAX_PAUSE_S))
             if resp.status == 416:
                 return 416, b"", 0, True
             body = resp.read(_HEAD) if resp.status in (200, 206) else b""
@@ -152,6 +164,8 @@ class Source:
     def _judge(self, status: int) -> tuple[str, str]:
         if status in (404, 410):
             return MISSING, f"HTTP {status}"
+        if status == 429:
+            return LIMITED, "HTTP 429 (rate limited)"
         if status == 401:
             return ERROR, self.refusal(f"HTTP {status}")
         return ERROR, f"HTTP {status}"
