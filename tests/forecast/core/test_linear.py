@@ -195,3 +195,25 @@ def test_day_of_year_harmonics_need_a_year_of_history():
     # Their designs differ by the four harmonics, at fitting and at prediction alike.
     assert long._design(X[:5]).shape[1] == short._design(X[:5]).shape[1] + 4
     assert np.isfinite(short.predict(X[:5])).all()
+
+
+@pytest.mark.parametrize("n_days", [40, 400])  # without and with the day-of-year harmonics
+def test_terms_sum_to_the_prediction_and_land_on_their_features(monkeypatch, n_days):
+    monkeypatch.setattr("aggregat.forecast.core.linear.GROUP_HOURS", (1,))
+    X, y, day = rows(n_days)
+    keep = (X[:, 1] != 3) | (day < 5)  # hour 3 has no regression: zero terms there
+    m = fit_linear(X[keep], y[keep], NAMES, day[keep], ("t2m_c",))
+    Xd = X[12 * 24:14 * 24]  # two warm days (about 25 C)
+    terms, intercept = m.terms(Xd)
+    pred = m.predict(Xd)
+    served = np.isfinite(pred)
+    assert terms.shape == (48, len(NAMES)) and not served[3]
+    np.testing.assert_allclose(terms[served].sum(axis=1) + intercept[served], pred[served],
+                               rtol=1e-9, atol=1e-9)
+    assert not terms[~served].any()
+    # The response is cooling times an hourly slope, plus the weekend: the hinges' terms land
+    # on the temperature, the weekday indicators' on the weekday; the noise column gets little.
+    hot = served & (Xd[:, 0] > 22)
+    assert hot.sum() > 10
+    assert np.abs(terms[hot, 0]).mean() > 5 * np.abs(terms[hot, 4]).mean()
+    assert m.seasonal == (n_days >= 365)

@@ -33,14 +33,12 @@ from aggregat.forecast.core.features import (
     is_temperature,
     is_wind_speed,
 )
-from aggregat.forecast.core.linear import LinearMember, _hours
 from aggregat.forecast.core.models import (
     RIDGE_FULL_LEAD_H,
     ForecastModel,
     p50_bases,
     predict_rows,
 )
-from aggregat.forecast.core.threads import one_blas_thread
 
 BASE = "base"
 GROUPS = ("temperature", "radiation", "wind", "weather", "known", "calendar", "holidays",
@@ -72,31 +70,6 @@ def feature_group(name: str, weather_cols: tuple[str, ...], known_cols: tuple[st
     return "calendar"
 
 
-@one_blas_thread  # as the ridge's fit and prediction (threads.py)
-def _linear_terms(member: LinearMember, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows x features) coefficient x standardised value of each design column, summed onto
-    the feature it is built from, and the intercept of each row; zeros where no regression
-    serves the row's hour (NaN prediction)."""
-    names = member.feature_names
-    Z = member._design(X)
-    # Design columns (linear._raw_design): the features, weekday indicators, day-of-year
-    # harmonics, hinges; each belongs to one feature.
-    owner = list(range(len(names)))
-    owner += [names.index("weekday")] * 7 if "weekday" in names else []
-    owner += ([names.index("day_of_year")] * 4
-              if member.seasonal and "day_of_year" in names else [])
-    owner += [i for i, _ in member.hinges]
-    to_feature = np.zeros((len(owner), len(names)))
-    to_feature[np.arange(len(owner)), owner] = 1.0
-    group = _hours(X, names) // member.hours_per_group
-    terms, intercept = np.zeros((len(X), len(names))), np.zeros(len(X))
-    for g, (w, b) in member.coefs.items():
-        m = group == g
-        terms[m] = (Z[m] * w) @ to_feature
-        intercept[m] = b
-    return terms, intercept
-
-
 def p50_contributions(model: ForecastModel, feats: pd.DataFrame) -> tuple[np.ndarray,
                                                                            np.ndarray]:
     """(rows x features) contributions and the base value of each row, summing to the P50 of
@@ -122,7 +95,7 @@ def p50_contributions(model: ForecastModel, feats: pd.DataFrame) -> tuple[np.nda
     lin_terms, lin_icpt, lin = None, None, None
     if model.linear is not None:
         lin = model.linear.predict(X)
-        lin_terms, lin_icpt = _linear_terms(model.linear, X)
+        lin_terms, lin_icpt = model.linear.terms(X)
     ramp = (np.clip(X[:, names.index("lead_h")] / RIDGE_FULL_LEAD_H, 0, 1)
             if "lead_h" in names else np.ones(n))
     if model.extra_p50:

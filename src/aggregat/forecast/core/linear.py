@@ -81,6 +81,23 @@ class LinearMember:
             out[m] = Z[m] @ w + b
         return out
 
+    @one_blas_thread
+    def terms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows x features) coefficient x standardised value of each design column, summed
+        onto the feature it is built from, and each row's intercept: they sum to
+        :meth:`predict`; zeros where no regression serves the row's hour (NaN prediction)."""
+        names = self.feature_names
+        Z = self._design(X)
+        to_feature = np.zeros((Z.shape[1], len(names)))
+        to_feature[np.arange(Z.shape[1]), _owners(names, self.hinges, self.seasonal)] = 1.0
+        group = _hours(X, names) // self.hours_per_group
+        terms, intercept = np.zeros((len(X), len(names))), np.zeros(len(X))
+        for g, (w, b) in self.coefs.items():
+            m = group == g
+            terms[m] = (Z[m] * w) @ to_feature
+            intercept[m] = b
+        return terms, intercept
+
     def digest(self) -> bytes:
         """Bytes that identify the fitted coefficients (for the model's content hash)."""
         parts = [repr((self.feature_names, self.hinges, self.hours_per_group,
@@ -117,6 +134,14 @@ def _raw_design(X: np.ndarray, names: list[str], hinges: list[tuple[int, float]]
     if hinges:
         cols.append(np.stack([np.clip(X[:, i] - k, 0, None) for i, k in hinges], axis=1))
     return np.hstack(cols)
+
+
+def _owners(names: list[str], hinges: list[tuple[int, float]], seasonal: bool) -> list[int]:
+    """The feature each column of :func:`_raw_design` is built from, in its order."""
+    owner = list(range(len(names)))
+    owner += [names.index("weekday")] * 7 if "weekday" in names else []
+    owner += [names.index("day_of_year")] * 4 if seasonal and "day_of_year" in names else []
+    return owner + [i for i, _ in hinges]
 
 
 def hinge_columns(names: list[str], weather_cols: tuple[str, ...]) -> list[int]:
