@@ -251,6 +251,39 @@ def test_health_problems_open_once_and_clear_once(world, webhook):
     assert len(posts) == 4 and all("resolved" in p["title"] for p in posts[2:])
 
 
+def test_two_evaluations_at_once_alert_a_problem_once(world, webhook):
+    """A job's hook and the scheduler's check at the same instant: each problem goes out once
+    (the second evaluation waits for the first's state instead of seeing it new too)."""
+    import time
+    from datetime import UTC, datetime
+
+    from aggregat.ops.alerts import evaluate, health_problems, read_state
+
+    _, hook_port = webhook
+    env = world(alerts_section(None, hook_port))
+    now = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    r = HealthReport("test", now)
+    r.add("data", "weather arome-0025", FAILED, "run 2026-11-26T00Z", "50 h old")
+    problems, _ = health_problems(r)
+    sent: list[str] = []
+
+    def slow_send(url, title, body, kind, timeout_s):  # a channel taking its time
+        time.sleep(0.3)
+        sent.append(title)
+
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(
+        evaluate(env, problems, lambda k: True, now, send=slow_send))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sent) == 1, sent
+    assert sorted(len(x.sent) for x in reports) == [0, 1]
+    assert sorted(len(x.suppressed) for x in reports) == [0, 1]
+    assert list(read_state(env)["open"]) == ["late:weather arome-0025"]
+
+
 @pytest.mark.slow
 def test_a_failing_channel_never_fails_the_job_and_shows_in_health(world, webhook):
     posts, hook_port = webhook

@@ -137,3 +137,46 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="cannot take the run lock"):
         RunLock(str(blocker / "root"), "dev").acquire()
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_exclusive_sections_never_overlap_and_wait_then_give_up(tmp_path, remote):
+    import threading
+    import time
+
+    from aggregat.ops.lock import exclusive
+
+    root = f"memory://excl-{uuid.uuid4().hex}" if remote else str(tmp_path)
+    inside, overlaps, done = [0], [0], []
+
+    def section(k: int) -> None:
+        with exclusive(root, ".x/state.lock", wait_s=30):
+            inside[0] += 1
+            overlaps[0] += inside[0] > 1
+            time.sleep(0.05)
+            inside[0] -= 1
+            done.append(k)
+
+    threads = [threading.Thread(target=section, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps[0] == 0 and sorted(done) == [0, 1, 2, 3]
+    # Held elsewhere for longer than the wait: a LockedError naming what, not a hang.
+    with exclusive(root, ".x/state.lock"):
+        failed = []
+
+        def late() -> None:
+            try:
+                with exclusive(root, ".x/state.lock", wait_s=0.3, what="the alert state"):
+                    pass
+            except LockedError as exc:
+                failed.append(str(exc))
+
+        t = threading.Thread(target=late)
+        t.start()
+        t.join()
+    assert failed and "the alert state" in failed[0] and "try again" in failed[0]
+    with exclusive(root, ".x/state.lock", wait_s=0.3):  # released: taken at once
+        pass

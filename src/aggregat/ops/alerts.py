@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aggregat.config import Environment, mask, mask_json
+from aggregat.ops.lock import exclusive
 from aggregat.results import AlertReport
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE = ".alerts/state.json"  # under the bank's root; "." hides it from the bank's datasets
+# Held while the state is read, the alerts sent and the state written: two evaluations at once
+# (a job's hook and the scheduler's check) would otherwise both see a problem as new.
+STATE_LOCK = ".alerts/state.lock"
 WARNING, FAILED, RESOLVED, TEST = "warning", "failed", "resolved", "test"
 
 # Runbook section (an anchor of docs/runbook.md) of each kind of problem.
@@ -241,6 +245,12 @@ def evaluate(env: Environment, problems: Iterable[Problem], in_scope: Callable[[
     report = AlertReport(env.name, channels=len(env.alerts.channels))
     if not env.alerts.channels:
         return report
+    with exclusive(env.bank, STATE_LOCK, what="the alert state"):
+        return _evaluate(env, problems, in_scope, now, send, report)
+
+
+def _evaluate(env: Environment, problems: Iterable[Problem], in_scope: Callable[[str], bool],
+              now: datetime, send, report: AlertReport) -> AlertReport:
     state = read_state(env)
     open_: dict[str, dict[str, Any]] = state.setdefault("open", {})
     current = {p.key: p for p in problems}
@@ -320,14 +330,15 @@ def send_test(env: Environment, text: str | None = None, now: datetime | None = 
         raise ConfigError(f"env {env.name} has no alert channel: add channels = [\"…\"] to "
                           f"[env.{env.name}.alerts] (apprise URLs, docs/operations.md)")
     now = now or datetime.now(UTC)
-    state = read_state(env)
     report = AlertReport(env.name, channels=len(env.alerts.channels))
     body = text or (f"Environment: {env.name}\nWhat: a test message from `aggregat alerts test`"
                     f"\nWhen: {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC\nWhat to do: nothing; "
                     f"alerts reach you ({runbook_link(env, 'alerts')})")
-    delivered = _deliver(env, state, f"[aggregat {env.name}] test alert", body, TEST, report,
-                         now, send)
-    (report.sent if delivered else report.unsent).append(TEST)
-    state["env"] = env.name
-    _write_state(env, state)
+    with exclusive(env.bank, STATE_LOCK, what="the alert state"):
+        state = read_state(env)
+        delivered = _deliver(env, state, f"[aggregat {env.name}] test alert", body, TEST, report,
+                             now, send)
+        (report.sent if delivered else report.unsent).append(TEST)
+        state["env"] = env.name
+        _write_state(env, state)
     return report

@@ -235,3 +235,64 @@ def _parse(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+@contextlib.contextmanager
+def exclusive(root: str, name: str, *, wait_s: float = 120.0, ttl_s: float = 300.0,
+              what: str = "a section"):
+    """Hold lock ``name`` under ``root`` for a short critical section (a read-modify-write of a
+    small state object), waiting up to ``wait_s`` for another holder, then LockedError.
+
+    Local root: ``flock`` on the file ``name`` (released by the OS if the process dies). Remote
+    root: an object ``name`` with a token and an expiry ``ttl_s`` ahead, written then re-read
+    as the run lock's (object stores have no portable compare-and-swap); an expired one
+    belongs to a dead process and is taken over.
+    """
+    store = Store(root)
+    deadline = time.monotonic() + wait_s
+    if store.is_local:
+        path = store.local_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+", encoding="utf-8") as fh:
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LockedError(f"{what} of {store.url} is held by another process "
+                                          f"for more than {wait_s:.0f} s; try again") from None
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return
+    token = uuid.uuid4().hex
+
+    def holder() -> dict[str, Any] | None:
+        try:
+            return _parse(store.read_bytes(name).decode("utf-8", "replace"))
+        except FileNotFoundError:
+            return None
+
+    while True:
+        held = holder()
+        if held and held.get("token") != token and float(held.get("expires", 0)) > time.time():
+            if time.monotonic() > deadline:
+                raise LockedError(f"{what} of {store.url} is held by another process for more "
+                                  f"than {wait_s:.0f} s; try again")
+            time.sleep(0.2)
+            continue
+        store.write_bytes(name, json.dumps({"token": token, "pid": os.getpid(),
+                                            "expires": time.time() + ttl_s}).encode())
+        time.sleep(0.05)  # let a racing writer's PUT land before checking who won
+        held = holder()
+        if held and held.get("token") == token:
+            break
+    try:
+        yield
+    finally:
+        held = holder()
+        if held and held.get("token") == token:
+            store.remove(name)
