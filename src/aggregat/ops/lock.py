@@ -177,10 +177,7 @@ class RunLock:
 
     # -- remote: object with heartbeat -----------------------------------------------------
     def _read_remote(self) -> dict[str, Any] | None:
-        try:
-            return _parse(self.store.read_bytes(REMOTE_LOCK_NAME).decode("utf-8", "replace"))
-        except FileNotFoundError:
-            return None
+        return _read_object(self.store, REMOTE_LOCK_NAME)
 
     def _alive(self, holder: dict[str, Any]) -> bool:
         try:
@@ -229,6 +226,14 @@ class RunLock:
             return None
 
 
+def _read_object(store: Store, name: str) -> dict[str, Any] | None:
+    """The JSON object of a remote lock, None when absent or unreadable."""
+    try:
+        return _parse(store.read_bytes(name).decode("utf-8", "replace"))
+    except FileNotFoundError:
+        return None
+
+
 def _parse(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text) if text.strip() else None
@@ -269,15 +274,8 @@ def exclusive(root: str, name: str, *, wait_s: float = 120.0, ttl_s: float = 300
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         return
     token = uuid.uuid4().hex
-
-    def holder() -> dict[str, Any] | None:
-        try:
-            return _parse(store.read_bytes(name).decode("utf-8", "replace"))
-        except FileNotFoundError:
-            return None
-
     while True:
-        held = holder()
+        held = _read_object(store, name)
         if held and held.get("token") != token and float(held.get("expires", 0)) > time.time():
             if time.monotonic() > deadline:
                 raise LockedError(f"{what} of {store.url} is held by another process for more "
@@ -287,12 +285,12 @@ def exclusive(root: str, name: str, *, wait_s: float = 120.0, ttl_s: float = 300
         store.write_bytes(name, json.dumps({"token": token, "pid": os.getpid(),
                                             "expires": time.time() + ttl_s}).encode())
         time.sleep(0.05)  # let a racing writer's PUT land before checking who won
-        held = holder()
+        held = _read_object(store, name)
         if held and held.get("token") == token:
             break
     try:
         yield
     finally:
-        held = holder()
+        held = _read_object(store, name)
         if held and held.get("token") == token:
             store.remove(name)

@@ -84,11 +84,10 @@ def probe_runs(product: Product, runs: Sequence[datetime], packages: Sequence[st
                 log.debug("%s: probe of %s failed", source.name, run_label(run), exc_info=True)
                 state, detail = ERROR, f"{type(exc).__name__}: {exc}"
             with lock:
-                if state not in (ERROR, LIMITED):
+                if state != ERROR:  # an answer; a rate limit too: asked again after its wait
                     answered.add(source.name)
-                    return state
-                if state == LIMITED:  # alive: asked again after its Retry-After (the limiter)
-                    answered.add(source.name)
+                    if state != LIMITED:
+                        return state
                 else:
                     failures[source.name] = failures.get(source.name, 0) + 1
                 errors[source.name] = detail

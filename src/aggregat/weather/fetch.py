@@ -522,9 +522,10 @@ class _Fetcher:
         if resp.status in _MISSING_STATUS or resp.status == 403:
             raise _Missing(f"not on the server (HTTP {resp.status})")
         if resp.status in _RETRY_STATUS:
+            retry_after = retry_after_s(resp)
             if resp.status == 429:  # the source's rate limit: every thread waits
-                source.limiter.pause(retry_after_s(resp) or self.policy.backoff_s)
-            raise _Retryable(f"HTTP {resp.status}", retry_after_s(resp),
+                source.limiter.pause(retry_after or self.policy.backoff_s)
+            raise _Retryable(f"HTTP {resp.status}", retry_after,
                              server=resp.status in _SERVER_ERRORS)
         if byte_range is not None and resp.status != 206:
             # A server ignoring Range would send the whole step file (hundreds of MB).
